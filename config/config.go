@@ -1,0 +1,346 @@
+// Package config loads the broker's configuration from a YAML file, ESIA_BROKER_* environment
+// variables and documented defaults, and validates it, reporting every bad key at once.
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix is the prefix of every environment variable the broker reads.
+const EnvPrefix = "ESIA_BROKER"
+
+// Config is the whole configuration of one broker process.
+type Config struct {
+	Issuer   string   `mapstructure:"issuer"`
+	Listen   string   `mapstructure:"listen"`
+	Dev      bool     `mapstructure:"dev"`
+	Database Database `mapstructure:"database"`
+	Secrets  Secrets  `mapstructure:"secrets"`
+	Tokens   Tokens   `mapstructure:"tokens"`
+	Keys     Keys     `mapstructure:"keys"`
+	Session  Session  `mapstructure:"session"`
+	HTTP     HTTP     `mapstructure:"http"`
+	Log      Log      `mapstructure:"log"`
+}
+
+// Database selects and tunes the store.
+type Database struct {
+	// DSN is postgres://… for PostgreSQL, sqlite:PATH for the embedded store; empty means
+	// sqlite:./esia-broker.db.
+	DSN            string `mapstructure:"dsn"`
+	MigrateOnStart bool   `mapstructure:"migrate_on_start"`
+	MaxOpenConns   int    `mapstructure:"max_open_conns"`
+}
+
+// Secrets holds key material. Each may be given inline (base64) or as a *_file path.
+type Secrets struct {
+	MasterKey       string `mapstructure:"master_key"`
+	MasterKeyFile   string `mapstructure:"master_key_file"`
+	CookieKey       string `mapstructure:"cookie_key"`
+	CookieKeyFile   string `mapstructure:"cookie_key_file"`
+	SNILSPepper     string `mapstructure:"snils_pepper"`
+	SNILSPepperFile string `mapstructure:"snils_pepper_file"`
+	TokenKey        string `mapstructure:"token_key"`
+	TokenKeyFile    string `mapstructure:"token_key_file"`
+}
+
+// Tokens sets lifespans and formats of what the provider issues.
+type Tokens struct {
+	AccessTokenLifespan  time.Duration `mapstructure:"access_token_lifespan"`
+	RefreshTokenLifespan time.Duration `mapstructure:"refresh_token_lifespan"`
+	IDTokenLifespan      time.Duration `mapstructure:"id_token_lifespan"`
+	AuthCodeLifespan     time.Duration `mapstructure:"auth_code_lifespan"`
+	RefreshGracePeriod   time.Duration `mapstructure:"refresh_grace_period"`
+	AccessTokenFormat    string        `mapstructure:"access_token_format"`
+	AccessTokenAlg       string        `mapstructure:"access_token_alg"`
+	IDTokenAlg           string        `mapstructure:"id_token_alg"`
+}
+
+// Keys tunes signing-key rotation.
+type Keys struct {
+	// PublishBeforeUse is how long a new key is in JWKS before it signs.
+	PublishBeforeUse time.Duration `mapstructure:"publish_before_use"`
+	// ReloadInterval is how often a replica re-reads the key set.
+	ReloadInterval time.Duration `mapstructure:"reload_interval"`
+}
+
+// Session tunes the browser session.
+type Session struct {
+	Lifespan     time.Duration `mapstructure:"lifespan"`
+	CookieName   string        `mapstructure:"cookie_name"`
+	SecureCookie *bool         `mapstructure:"secure_cookie"`
+	LoginTimeout time.Duration `mapstructure:"login_timeout"`
+}
+
+// HTTP tunes the server.
+type HTTP struct {
+	ReadTimeout     time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout    time.Duration `mapstructure:"write_timeout"`
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	MaxBodyBytes    int64         `mapstructure:"max_body_bytes"`
+}
+
+// Log selects log level and format.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// Defaults lists every key with its default value; the README's configuration table mirrors it.
+func Defaults() map[string]any {
+	return map[string]any{
+		"issuer":                        "http://127.0.0.1:8080",
+		"listen":                        "127.0.0.1:8080",
+		"dev":                           false,
+		"database.dsn":                  "",
+		"database.migrate_on_start":     false,
+		"database.max_open_conns":       20,
+		"secrets.master_key":            "",
+		"secrets.master_key_file":       "",
+		"secrets.cookie_key":            "",
+		"secrets.cookie_key_file":       "",
+		"secrets.snils_pepper":          "",
+		"secrets.snils_pepper_file":     "",
+		"secrets.token_key":             "",
+		"secrets.token_key_file":        "",
+		"tokens.access_token_lifespan":  "15m",
+		"tokens.refresh_token_lifespan": "720h",
+		"tokens.id_token_lifespan":      "1h",
+		"tokens.auth_code_lifespan":     "5m",
+		"tokens.refresh_grace_period":   "5s",
+		"tokens.access_token_format":    "jwt",
+		"tokens.access_token_alg":       "ES256",
+		"tokens.id_token_alg":           "RS256",
+		"keys.publish_before_use":       "0s",
+		"keys.reload_interval":          "30s",
+		"session.lifespan":              "12h",
+		"session.cookie_name":           "esia_broker_session",
+		"session.secure_cookie":         nil,
+		"session.login_timeout":         "10m",
+		"http.read_timeout":             "15s",
+		"http.write_timeout":            "30s",
+		"http.shutdown_timeout":         "20s",
+		"http.max_body_bytes":           1 << 20,
+		"log.level":                     "info",
+		"log.format":                    "json",
+	}
+}
+
+// Error lists every invalid key of a configuration.
+type Error struct {
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	return "invalid configuration:\n  - " + strings.Join(e.Problems, "\n  - ")
+}
+
+// Load reads the file at path (if not empty), the environment, and defaults; then validates.
+// The returned error is an *Error when the configuration is invalid.
+func Load(path string, environ []string) (*Config, error) {
+	v := viper.New()
+	keys := make([]string, 0, len(Defaults()))
+	for k, d := range Defaults() {
+		v.SetDefault(k, d)
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if path != "" {
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, &Error{Problems: []string{fmt.Sprintf("config file %s: %v", path, err)}}
+		}
+	}
+	env := envMap(environ)
+	for _, k := range keys {
+		name := EnvName(k)
+		if val, ok := env[name]; ok {
+			v.Set(k, val)
+		}
+	}
+	var problems []string
+	if path != "" {
+		known := map[string]bool{}
+		for _, k := range keys {
+			known[k] = true
+		}
+		for _, k := range v.AllKeys() {
+			if !known[k] {
+				problems = append(problems, fmt.Sprintf("%s: unknown key", k))
+			}
+		}
+	}
+	var c Config
+	if err := v.Unmarshal(&c); err != nil {
+		problems = append(problems, fmt.Sprintf("cannot decode: %v", err))
+		return nil, &Error{Problems: problems}
+	}
+	problems = append(problems, c.validate()...)
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return nil, &Error{Problems: problems}
+	}
+	return &c, nil
+}
+
+// EnvName is the environment variable that overrides a key, e.g. tokens.id_token_alg →
+// ESIA_BROKER_TOKENS_ID_TOKEN_ALG.
+func EnvName(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+func envMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix+"_") {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func (c *Config) validate() []string {
+	var p []string
+	bad := func(key, format string, a ...any) { p = append(p, key+": "+fmt.Sprintf(format, a...)) }
+
+	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		bad("issuer", "must be an absolute http(s) URL without query or fragment, got %q", c.Issuer)
+	} else if u.Scheme == "http" && !c.Dev && !isLoopback(u.Hostname()) {
+		bad("issuer", "must use https outside dev mode (http is allowed only on loopback)")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "must be host:port, got %q", c.Listen)
+	}
+	if d := c.Database.DSN; d != "" && !strings.HasPrefix(d, "postgres://") && !strings.HasPrefix(d, "postgresql://") && !strings.HasPrefix(d, "sqlite:") {
+		bad("database.dsn", "must start with postgres://, postgresql:// or sqlite:")
+	}
+	if c.Database.MaxOpenConns < 1 {
+		bad("database.max_open_conns", "must be at least 1")
+	}
+	for _, s := range []struct {
+		key         string
+		inline, fil *string
+		min         int
+	}{
+		{"secrets.master_key", &c.Secrets.MasterKey, &c.Secrets.MasterKeyFile, 32},
+		{"secrets.cookie_key", &c.Secrets.CookieKey, &c.Secrets.CookieKeyFile, 32},
+		{"secrets.snils_pepper", &c.Secrets.SNILSPepper, &c.Secrets.SNILSPepperFile, 32},
+		{"secrets.token_key", &c.Secrets.TokenKey, &c.Secrets.TokenKeyFile, 32},
+	} {
+		if *s.fil != "" {
+			if *s.inline != "" {
+				bad(s.key, "give either %s or %s_file, not both", s.key, s.key)
+				continue
+			}
+			b, err := os.ReadFile(*s.fil)
+			if err != nil {
+				bad(s.key+"_file", "cannot read: %v", err)
+				continue
+			}
+			*s.inline = strings.TrimSpace(string(b))
+		}
+		if *s.inline == "" {
+			if !c.Dev {
+				bad(s.key, "is required (base64 of at least %d random bytes; e.g. `openssl rand -base64 32`)", s.min)
+			}
+			continue
+		}
+		if b, err := DecodeSecret(*s.inline); err != nil {
+			bad(s.key, "must be base64: %v", err)
+		} else if len(b) < s.min {
+			bad(s.key, "must decode to at least %d bytes, got %d", s.min, len(b))
+		}
+	}
+	t := c.Tokens
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+		min time.Duration
+	}{
+		{"tokens.access_token_lifespan", t.AccessTokenLifespan, time.Minute},
+		{"tokens.refresh_token_lifespan", t.RefreshTokenLifespan, time.Minute},
+		{"tokens.id_token_lifespan", t.IDTokenLifespan, time.Minute},
+		{"tokens.auth_code_lifespan", t.AuthCodeLifespan, 10 * time.Second},
+		{"session.lifespan", c.Session.Lifespan, time.Minute},
+		{"session.login_timeout", c.Session.LoginTimeout, 30 * time.Second},
+		{"keys.reload_interval", c.Keys.ReloadInterval, time.Second},
+		{"http.read_timeout", c.HTTP.ReadTimeout, time.Second},
+		{"http.write_timeout", c.HTTP.WriteTimeout, time.Second},
+		{"http.shutdown_timeout", c.HTTP.ShutdownTimeout, time.Second},
+	} {
+		if d.v < d.min {
+			bad(d.key, "must be at least %s, got %s", d.min, d.v)
+		}
+	}
+	if t.AuthCodeLifespan > 10*time.Minute {
+		bad("tokens.auth_code_lifespan", "must be at most 10m (RFC 6749 §4.1.2), got %s", t.AuthCodeLifespan)
+	}
+	if t.RefreshGracePeriod < 0 || t.RefreshGracePeriod > time.Minute {
+		bad("tokens.refresh_grace_period", "must be between 0s and 1m, got %s", t.RefreshGracePeriod)
+	}
+	if c.Keys.PublishBeforeUse < 0 {
+		bad("keys.publish_before_use", "must not be negative")
+	}
+	if t.AccessTokenFormat != "jwt" && t.AccessTokenFormat != "opaque" {
+		bad("tokens.access_token_format", "must be jwt or opaque, got %q", t.AccessTokenFormat)
+	}
+	for key, alg := range map[string]string{"tokens.access_token_alg": t.AccessTokenAlg, "tokens.id_token_alg": t.IDTokenAlg} {
+		if alg != "RS256" && alg != "ES256" {
+			bad(key, "must be RS256 or ES256, got %q", alg)
+		}
+	}
+	if c.Session.CookieName == "" || strings.ContainsAny(c.Session.CookieName, " ;,=\t") {
+		bad("session.cookie_name", "must be a non-empty cookie name")
+	}
+	if c.HTTP.MaxBodyBytes < 1024 {
+		bad("http.max_body_bytes", "must be at least 1024")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		bad("log.format", "must be json or text, got %q", c.Log.Format)
+	}
+	return p
+}
+
+// SecureCookies tells whether cookies get the Secure attribute: the explicit setting, or true
+// outside dev mode.
+func (c *Config) SecureCookies() bool {
+	if c.Session.SecureCookie != nil {
+		return *c.Session.SecureCookie
+	}
+	return !c.Dev
+}
+
+// DecodeSecret decodes a base64 (standard or URL, padded or not) secret.
+func DecodeSecret(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, errors.New("not valid base64")
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,210 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// BrowserSession is a logged-in browser. The cookie carries a random id; the database keeps only
+// its hash.
+type BrowserSession struct {
+	IDHash    string    `db:"id_hash"`
+	AccountID string    `db:"account_id"`
+	AuthTime  time.Time `db:"auth_time"`
+	AMRJSON   string    `db:"amr"`
+	ACR       string    `db:"acr"`
+	CreatedAt time.Time `db:"created_at"`
+	ExpiresAt time.Time `db:"expires_at"`
+}
+
+// AMR decodes the authentication methods.
+func (b *BrowserSession) AMR() []string {
+	var out []string
+	_ = json.Unmarshal([]byte(b.AMRJSON), &out)
+	return out
+}
+
+// CreateBrowserSession stores a new session.
+func (s *Store) CreateBrowserSession(ctx context.Context, b *BrowserSession, amr []string) error {
+	b.AMRJSON = jsonList(amr)
+	b.CreatedAt = s.clock()
+	_, err := s.exec(ctx, `INSERT INTO browser_sessions (id_hash, account_id, auth_time, amr, acr, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		b.IDHash, b.AccountID, b.AuthTime.UTC(), b.AMRJSON, b.ACR, b.CreatedAt, b.ExpiresAt.UTC())
+	if err != nil {
+		return fmt.Errorf("create browser session: %w", err)
+	}
+	return nil
+}
+
+// BrowserSession returns the unexpired session with idHash, or ErrNotFound.
+func (s *Store) BrowserSession(ctx context.Context, idHash string) (*BrowserSession, error) {
+	var b BrowserSession
+	err := s.get(ctx, &b, `SELECT id_hash, account_id, auth_time, amr, acr, created_at, expires_at FROM browser_sessions WHERE id_hash = ? AND expires_at > ?`, idHash, s.clock())
+	if err != nil {
+		return nil, fmt.Errorf("get browser session: %w", err)
+	}
+	return &b, nil
+}
+
+// DeleteBrowserSession ends a session.
+func (s *Store) DeleteBrowserSession(ctx context.Context, idHash string) error {
+	if _, err := s.exec(ctx, `DELETE FROM browser_sessions WHERE id_hash = ?`, idHash); err != nil {
+		return fmt.Errorf("delete browser session: %w", err)
+	}
+	return nil
+}
+
+// LoginRequest is an authorization request waiting for the user to log in.
+type LoginRequest struct {
+	ID             string    `db:"id"`
+	AuthorizeQuery string    `db:"authorize_query"`
+	BrowserHash    string    `db:"browser_hash"`
+	SessionHash    string    `db:"session_hash"`
+	CreatedAt      time.Time `db:"created_at"`
+	ExpiresAt      time.Time `db:"expires_at"`
+}
+
+// CreateLoginRequest stores r.
+func (s *Store) CreateLoginRequest(ctx context.Context, r *LoginRequest) error {
+	r.CreatedAt = s.clock()
+	_, err := s.exec(ctx, `INSERT INTO login_requests (id, authorize_query, browser_hash, session_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		r.ID, r.AuthorizeQuery, r.BrowserHash, r.SessionHash, r.CreatedAt, r.ExpiresAt.UTC())
+	if err != nil {
+		return fmt.Errorf("create login request: %w", err)
+	}
+	return nil
+}
+
+// LoginRequest returns the unexpired login request id, or ErrNotFound.
+func (s *Store) LoginRequest(ctx context.Context, id string) (*LoginRequest, error) {
+	var r LoginRequest
+	err := s.get(ctx, &r, `SELECT id, authorize_query, browser_hash, session_hash, created_at, expires_at FROM login_requests WHERE id = ? AND expires_at > ?`, id, s.clock())
+	if err != nil {
+		return nil, fmt.Errorf("get login request: %w", err)
+	}
+	return &r, nil
+}
+
+// CompleteLoginRequest records that the session sessionHash logged in for request id.
+func (s *Store) CompleteLoginRequest(ctx context.Context, id, sessionHash string) error {
+	res, err := s.exec(ctx, `UPDATE login_requests SET session_hash = ? WHERE id = ? AND expires_at > ?`, sessionHash, id, s.clock())
+	if err != nil {
+		return fmt.Errorf("complete login request: %w", err)
+	}
+	if affected(res) == 0 {
+		return fmt.Errorf("complete login request: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// ConsumeLoginRequest deletes and returns the login request id: it can be resumed once.
+func (s *Store) ConsumeLoginRequest(ctx context.Context, id string) (*LoginRequest, error) {
+	var out *LoginRequest
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		r, err := s.LoginRequest(ctx, id)
+		if err != nil {
+			return err
+		}
+		res, err := s.exec(ctx, `DELETE FROM login_requests WHERE id = ?`, id)
+		if err != nil {
+			return fmt.Errorf("consume login request: %w", err)
+		}
+		if affected(res) == 0 {
+			return fmt.Errorf("consume login request: %w", ErrNotFound)
+		}
+		out = r
+		return nil
+	})
+	return out, err
+}
+
+// UpstreamFlow is one trip to the upstream identity provider: single use, short-lived, bound to
+// the browser that started it.
+type UpstreamFlow struct {
+	State          string    `db:"state"`
+	Connector      string    `db:"connector"`
+	LoginRequestID string    `db:"login_request_id"`
+	BrowserHash    string    `db:"browser_hash"`
+	Data           string    `db:"data"`
+	CreatedAt      time.Time `db:"created_at"`
+	ExpiresAt      time.Time `db:"expires_at"`
+}
+
+// CreateUpstreamFlow stores f.
+func (s *Store) CreateUpstreamFlow(ctx context.Context, f *UpstreamFlow) error {
+	f.CreatedAt = s.clock()
+	_, err := s.exec(ctx, `INSERT INTO upstream_flows (state, connector, login_request_id, browser_hash, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		f.State, f.Connector, f.LoginRequestID, f.BrowserHash, f.Data, f.CreatedAt, f.ExpiresAt.UTC())
+	if err != nil {
+		return fmt.Errorf("create upstream flow: %w", err)
+	}
+	return nil
+}
+
+// ConsumeUpstreamFlow deletes and returns the unexpired flow with state; a second call for the
+// same state, even a concurrent one, gets ErrNotFound.
+func (s *Store) ConsumeUpstreamFlow(ctx context.Context, state string) (*UpstreamFlow, error) {
+	var out *UpstreamFlow
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		var f UpstreamFlow
+		err := s.get(ctx, &f, `SELECT state, connector, login_request_id, browser_hash, data, created_at, expires_at FROM upstream_flows WHERE state = ?`, state)
+		if err != nil {
+			return fmt.Errorf("get upstream flow: %w", err)
+		}
+		res, err := s.exec(ctx, `DELETE FROM upstream_flows WHERE state = ?`, state)
+		if err != nil {
+			return fmt.Errorf("consume upstream flow: %w", err)
+		}
+		if affected(res) == 0 {
+			return fmt.Errorf("consume upstream flow: %w", ErrNotFound)
+		}
+		if !f.ExpiresAt.After(s.clock()) {
+			return fmt.Errorf("upstream flow expired: %w", ErrNotFound)
+		}
+		out = &f
+		return nil
+	})
+	if err != nil && errors.Is(err, ErrNotFound) {
+		// The delete of an expired flow is rolled back with the error; the cleaner removes it.
+		return nil, err
+	}
+	return out, err
+}
+
+// AuditEvent is one line of the append-only audit log.
+type AuditEvent struct {
+	ID      int64     `db:"id"`
+	At      time.Time `db:"at"`
+	Actor   string    `db:"actor"`
+	Action  string    `db:"action"`
+	Target  string    `db:"target"`
+	Details string    `db:"details"`
+}
+
+// Audit appends an event. details must hold no personal data.
+func (s *Store) Audit(ctx context.Context, actor, action, target string, details map[string]any) error {
+	d := "{}"
+	if len(details) > 0 {
+		b, err := json.Marshal(details)
+		if err != nil {
+			return fmt.Errorf("audit %s: %w", action, err)
+		}
+		d = string(b)
+	}
+	if _, err := s.exec(ctx, `INSERT INTO audit_log (at, actor, action, target, details) VALUES (?, ?, ?, ?, ?)`, s.clock(), actor, action, target, d); err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	return nil
+}
+
+// AuditEvents returns the newest events first, at most limit.
+func (s *Store) AuditEvents(ctx context.Context, limit int) ([]AuditEvent, error) {
+	var ev []AuditEvent
+	if err := s.selectAll(ctx, &ev, `SELECT id, at, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT ?`, limit); err != nil {
+		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	return ev, nil
+}

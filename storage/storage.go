@@ -1,0 +1,228 @@
+// Package storage keeps every piece of the broker's state in SQL: PostgreSQL through lib/pq for
+// production and several replicas, or the embedded SQLite (modernc.org/sqlite) for one node. All
+// SQL lives here; the package imports no domain package.
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq"   // PostgreSQL driver "postgres"
+	_ "modernc.org/sqlite" // SQLite driver "sqlite"
+)
+
+// Dialect names the SQL dialect of a store.
+type Dialect string
+
+// The dialects a Store speaks.
+const (
+	Postgres Dialect = "postgres"
+	SQLite   Dialect = "sqlite"
+)
+
+// DefaultSQLitePath is where the embedded store lives when the DSN is empty.
+const DefaultSQLitePath = "./esia-broker.db"
+
+// ErrNotFound is returned when a row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a row would violate a uniqueness rule.
+var ErrConflict = errors.New("already exists")
+
+// Store is the broker's database.
+type Store struct {
+	db      *sqlx.DB
+	dialect Dialect
+	// RefreshGrace is how long a rotated refresh token stays usable, so that concurrent refreshes
+	// of one token do not log the user out.
+	RefreshGrace time.Duration
+	now          func() time.Time
+}
+
+// Options tunes Open.
+type Options struct {
+	MaxOpenConns int
+}
+
+// Open connects to the store named by dsn: postgres://… or postgresql://… for PostgreSQL,
+// sqlite:PATH for the embedded store, "" for sqlite:./esia-broker.db.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	if opts.MaxOpenConns <= 0 {
+		opts.MaxOpenConns = 20
+	}
+	var (
+		db      *sqlx.DB
+		dialect Dialect
+		err     error
+	)
+	switch {
+	case dsn == "" || strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if path == "" {
+			path = DefaultSQLitePath
+		}
+		dialect = SQLite
+		db, err = sqlx.Open("sqlite", sqliteDSN(path))
+		if err == nil {
+			// One writer at a time is SQLite's model; a small pool of readers is fine under WAL.
+			db.SetMaxOpenConns(min(opts.MaxOpenConns, 8))
+		}
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		dialect = Postgres
+		db, err = sqlx.Open("postgres", dsn)
+		if err == nil {
+			db.SetMaxOpenConns(opts.MaxOpenConns)
+			db.SetMaxIdleConns(opts.MaxOpenConns)
+			db.SetConnMaxIdleTime(5 * time.Minute)
+		}
+	default:
+		return nil, fmt.Errorf("open store: unsupported DSN scheme (want postgres:// or sqlite:)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s store: %w", dialect, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("connect to %s store: %w", dialect, err)
+	}
+	return &Store{db: db, dialect: dialect, RefreshGrace: 5 * time.Second, now: time.Now}, nil
+}
+
+func sqliteDSN(path string) string {
+	// _txlock=immediate takes the write lock at BEGIN, so concurrent writers queue on the busy
+	// timeout instead of failing with SQLITE_BUSY when upgrading a read transaction.
+	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate&_time_format=sqlite"
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Dialect tells which SQL dialect the store speaks.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// SetClock replaces the store's clock; tests use it to step past expiries.
+func (s *Store) SetClock(now func() time.Time) { s.now = now }
+
+func (s *Store) clock() time.Time { return s.now().UTC() }
+
+type txKey struct{}
+
+type queryer interface {
+	sqlx.ExtContext
+	GetContext(ctx context.Context, dest any, query string, args ...any) error
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+}
+
+// q returns the transaction carried by ctx, or the pool.
+func (s *Store) q(ctx context.Context) queryer {
+	if tx, ok := ctx.Value(txKey{}).(*sqlx.Tx); ok {
+		return tx
+	}
+	return s.db
+}
+
+// BeginTX starts a transaction carried by the returned context (fosite's Transactional).
+func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
+	if _, ok := ctx.Value(txKey{}).(*sqlx.Tx); ok {
+		return ctx, errors.New("begin transaction: a transaction is already open in this context")
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return ctx, fmt.Errorf("begin transaction: %w", err)
+	}
+	return context.WithValue(ctx, txKey{}, tx), nil
+}
+
+// Commit commits the transaction carried by ctx.
+func (s *Store) Commit(ctx context.Context) error {
+	tx, ok := ctx.Value(txKey{}).(*sqlx.Tx)
+	if !ok {
+		return errors.New("commit: no transaction in context")
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Rollback rolls back the transaction carried by ctx.
+func (s *Store) Rollback(ctx context.Context) error {
+	tx, ok := ctx.Value(txKey{}).(*sqlx.Tx)
+	if !ok {
+		return errors.New("rollback: no transaction in context")
+	}
+	if err := tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	return nil
+}
+
+// InTx runs fn in one transaction: committed when fn returns nil, rolled back otherwise. When
+// ctx already carries a transaction, fn joins it.
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) (err error) {
+	if _, ok := ctx.Value(txKey{}).(*sqlx.Tx); ok {
+		return fn(ctx)
+	}
+	tctx, err := s.BeginTX(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = s.Rollback(tctx)
+			panic(p)
+		}
+		if err != nil {
+			_ = s.Rollback(tctx)
+		}
+	}()
+	if err = fn(tctx); err != nil {
+		return err
+	}
+	return s.Commit(tctx)
+}
+
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return s.q(ctx).ExecContext(ctx, s.db.Rebind(query), args...)
+}
+
+func (s *Store) get(ctx context.Context, dest any, query string, args ...any) error {
+	err := s.q(ctx).GetContext(ctx, dest, s.db.Rebind(query), args...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+func (s *Store) selectAll(ctx context.Context, dest any, query string, args ...any) error {
+	return s.q(ctx).SelectContext(ctx, dest, s.db.Rebind(query), args...)
+}
+
+// isUniqueViolation tells whether err is a unique-constraint violation in either dialect.
+func isUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "duplicate key value") || // PostgreSQL 23505
+		strings.Contains(msg, "UNIQUE constraint failed") || // SQLite
+		strings.Contains(msg, "constraint failed: PRIMARY KEY")
+}
+
+func affected(res sql.Result) int64 {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0
+	}
+	return n
+}
