@@ -1,0 +1,268 @@
+// Package broker is the OpenID Connect provider: fosite composed over the storage package, the
+// HTTP routes, the browser session, the pages people see, and the signing keys.
+package broker
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/token/hmac"
+	"github.com/ory/fosite/token/jwt"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Options are what a Broker is built from.
+type Options struct {
+	Config     *config.Config
+	Store      *storage.Store
+	Connectors []Connector
+	Logger     *slog.Logger
+	// Registry receives the broker's metrics; nil makes a private one.
+	Registry *prometheus.Registry
+	// Region is the name shown on pages.
+	Region string
+	// Extra routes mounted on the broker's router (the dev server's demo RP and emulator).
+	Mount func(r *mux.Router)
+}
+
+// Broker is one provider process.
+type Broker struct {
+	cfg        *config.Config
+	store      *storage.Store
+	keys       *KeySet
+	provider   fosite.OAuth2Provider
+	idSigner   *tokenSigner
+	connectors map[string]Connector
+	connOrder  []Connector
+	log        *slog.Logger
+	pages      map[string]*template.Template
+	metrics    *metrics
+	cookieKey  []byte
+	region     string
+	mount      func(r *mux.Router)
+}
+
+// New composes the provider. It loads the signing keys (creating the first ones when there are
+// none) and fails when the store's migrations are not current.
+func New(ctx context.Context, o Options) (*Broker, error) {
+	cfg := o.Config
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Region == "" {
+		o.Region = "Электронный дневник"
+	}
+	if ok, err := o.Store.MigrationsCurrent(ctx); err != nil {
+		return nil, fmt.Errorf("check migrations: %w", err)
+	} else if !ok {
+		return nil, errors.New("database schema is not current: run `esia-broker migrate up` (or set database.migrate_on_start)")
+	}
+	master, err := config.DecodeSecret(cfg.Secrets.MasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("secrets.master_key: %w", err)
+	}
+	tokenKey, err := config.DecodeSecret(cfg.Secrets.TokenKey)
+	if err != nil {
+		return nil, fmt.Errorf("secrets.token_key: %w", err)
+	}
+	cookieKey, err := config.DecodeSecret(cfg.Secrets.CookieKey)
+	if err != nil {
+		return nil, fmt.Errorf("secrets.cookie_key: %w", err)
+	}
+	o.Store.RefreshGrace = cfg.Tokens.RefreshGracePeriod
+	overlap := max(cfg.Tokens.AccessTokenLifespan, cfg.Tokens.IDTokenLifespan) + 5*time.Minute
+	keys, err := NewKeySet(o.Store, KeySetOptions{MasterKey: master, Reload: cfg.Keys.ReloadInterval, Overlap: overlap, PublishBeforeUse: cfg.Keys.PublishBeforeUse})
+	if err != nil {
+		return nil, err
+	}
+	if err := keys.Ensure(ctx, "RS256", "ES256"); err != nil {
+		return nil, err
+	}
+
+	issuer := strings.TrimSuffix(cfg.Issuer, "/")
+	fc := &fosite.Config{
+		AccessTokenLifespan:            cfg.Tokens.AccessTokenLifespan,
+		RefreshTokenLifespan:           cfg.Tokens.RefreshTokenLifespan,
+		AuthorizeCodeLifespan:          cfg.Tokens.AuthCodeLifespan,
+		IDTokenLifespan:                cfg.Tokens.IDTokenLifespan,
+		IDTokenIssuer:                  issuer,
+		AccessTokenIssuer:              issuer,
+		TokenURL:                       issuer + "/oauth2/token",
+		GlobalSecret:                   tokenKey,
+		EnforcePKCEForPublicClients:    true,
+		EnablePKCEPlainChallengeMethod: false,
+		ScopeStrategy:                  fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
+		JWTScopeClaimKey:               jwt.JWTScopeFieldString,
+		ClientSecretsHasher:            sha256Hasher{},
+		SendDebugMessagesToClients:     false,
+		MinParameterEntropy:            8,
+		RefreshTokenScopes:             []string{"offline_access"},
+		TokenEntropy:                   32,
+	}
+	hmacStrategy := oauth2.NewHMACSHAStrategy(&hmac.HMACStrategy{Config: fc}, fc)
+	var core oauth2.CoreStrategy = hmacStrategy
+	if cfg.Tokens.AccessTokenFormat == "jwt" {
+		core = &oauth2.DefaultJWTStrategy{Signer: &tokenSigner{keys: keys, defaultAlg: cfg.Tokens.AccessTokenAlg}, HMACSHAStrategy: hmacStrategy, Config: fc}
+	}
+	idSigner := &tokenSigner{keys: keys, defaultAlg: cfg.Tokens.IDTokenAlg}
+	strategy := &compose.CommonStrategy{
+		CoreStrategy:               core,
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: idSigner, Config: fc},
+		Signer:                     idSigner,
+	}
+	provider := compose.Compose(fc, o.Store, strategy,
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+		compose.OAuth2PKCEFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OpenIDConnectRefreshFactory,
+	)
+
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	b := &Broker{
+		cfg: cfg, store: o.Store, keys: keys, provider: provider, idSigner: idSigner,
+		connectors: map[string]Connector{}, log: o.Logger, pages: pages,
+		metrics: newMetrics(o.Registry), cookieKey: cookieKey, region: o.Region, mount: o.Mount,
+	}
+	for _, c := range o.Connectors {
+		if _, dup := b.connectors[c.ID()]; dup {
+			return nil, fmt.Errorf("two connectors with id %q", c.ID())
+		}
+		b.connectors[c.ID()] = c
+		b.connOrder = append(b.connOrder, c)
+	}
+	return b, nil
+}
+
+// Keys gives the broker's signing key set (for the CLI and tests).
+func (b *Broker) Keys() *KeySet { return b.keys }
+
+// Run does the background work until ctx ends: reloading keys and removing expired rows.
+func (b *Broker) Run(ctx context.Context) {
+	go b.keys.Run(ctx)
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := b.store.DeleteExpired(ctx); err != nil {
+				b.log.Error("delete expired rows", "err", err)
+			} else if n > 0 {
+				b.log.Info("deleted expired rows", "rows", n)
+			}
+		}
+	}
+}
+
+// Handler returns the broker's HTTP handler with every route and middleware.
+func (b *Broker) Handler() http.Handler {
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.renderError(w, r, &UserError{Status: http.StatusNotFound, Title: "Страница не найдена", Message: "Такой страницы нет. Проверьте адрес или вернитесь в электронный дневник."})
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.renderError(w, r, &UserError{Status: http.StatusMethodNotAllowed, Title: "Действие недоступно", Message: "Этот адрес не принимает такой запрос. Вернитесь в электронный дневник и попробуйте снова."})
+	})
+	route := func(path, name string, h http.HandlerFunc, methods ...string) {
+		r.Handle(path, b.instrument(name, h)).Methods(methods...)
+	}
+	route("/.well-known/openid-configuration", "discovery", b.discovery, http.MethodGet)
+	route("/oauth2/jwks", "jwks", b.jwks, http.MethodGet)
+	route("/oauth2/authorize", "authorize", b.authorize, http.MethodGet, http.MethodPost)
+	route("/oauth2/authorize/resume", "authorize_resume", b.resume, http.MethodGet)
+	route("/oauth2/token", "token", b.token, http.MethodPost)
+	route("/oauth2/revoke", "revoke", b.revoke, http.MethodPost)
+	route("/oauth2/introspect", "introspect", b.introspect, http.MethodPost)
+	route("/oauth2/userinfo", "userinfo", b.userinfo, http.MethodGet, http.MethodPost)
+	route("/oauth2/logout", "logout", b.logout, http.MethodGet, http.MethodPost)
+	route("/login/{connector}", "login", b.loginStart, http.MethodGet)
+	route("/{connector}/callback", "callback", b.callback, http.MethodGet)
+	route("/healthz", "healthz", b.healthz, http.MethodGet)
+	route("/readyz", "readyz", b.readyz, http.MethodGet)
+	r.Handle("/metrics", b.metrics.handler()).Methods(http.MethodGet)
+	static, _ := fs.Sub(staticFS, "static")
+	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", http.FileServer(http.FS(static)))).Methods(http.MethodGet)
+	if b.mount != nil {
+		b.mount(r)
+	}
+	return b.middleware(r)
+}
+
+func (b *Broker) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (b *Broker) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := b.store.Ping(ctx); err != nil {
+		b.logger(ctx).Warn("readiness: database unreachable", "err", err)
+		http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+		return
+	}
+	if ok, err := b.store.MigrationsCurrent(ctx); err != nil || !ok {
+		http.Error(w, "migrations not current", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// sha256Hasher hashes client secrets. Secrets are 256-bit random values the broker generates, so
+// a fast hash is as safe as bcrypt here and keeps the token endpoint cheap.
+type sha256Hasher struct{}
+
+func (sha256Hasher) Hash(_ context.Context, data []byte) ([]byte, error) {
+	return []byte(HashClientSecret(string(data))), nil
+}
+
+func (sha256Hasher) Compare(_ context.Context, hash, data []byte) error {
+	if subtle.ConstantTimeCompare(hash, []byte(HashClientSecret(string(data)))) != 1 {
+		return errors.New("client secret does not match")
+	}
+	return nil
+}
+
+// HashClientSecret is the stored form of a client secret.
+func HashClientSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return "sha256$" + hex.EncodeToString(sum[:])
+}

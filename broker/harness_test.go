@@ -1,0 +1,162 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/esia-broker/esia-broker/broker"
+	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+// fakeConnector is the test upstream: it "logs in" whoever its Subject names by sending the
+// browser straight back to the broker's callback.
+type fakeConnector struct {
+	issuer  string
+	Subject string
+}
+
+func (f *fakeConnector) ID() string          { return "fake" }
+func (f *fakeConnector) DisplayName() string { return "Войти через тестовый сервис" }
+func (f *fakeConnector) LoginURL(_ context.Context, state string) (string, string, error) {
+	return f.issuer + "/fake/callback?state=" + url.QueryEscape(state), "data-for-" + state, nil
+}
+func (f *fakeConnector) HandleCallback(_ context.Context, r *http.Request, data string) (*broker.Identity, error) {
+	if data != "data-for-"+r.URL.Query().Get("state") {
+		return nil, fmt.Errorf("flow data lost: %q", data)
+	}
+	return &broker.Identity{Subject: f.Subject, FamilyName: "Иванова", GivenName: "Мария", MiddleName: "Петровна", Birthdate: "1985-03-04", AMR: []string{"esia"}}, nil
+}
+
+type harness struct {
+	t      *testing.T
+	URL    string
+	Broker *broker.Broker
+	Store  *storage.Store
+	Conn   *fakeConnector
+	Srv    *httptest.Server
+}
+
+func secret() string { return base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32))) }
+
+func testConfig(t testing.TB, issuer string, extra ...string) *config.Config {
+	t.Helper()
+	env := []string{
+		"ESIA_BROKER_ISSUER=" + issuer,
+		"ESIA_BROKER_SECRETS_MASTER_KEY=" + secret(),
+		"ESIA_BROKER_SECRETS_COOKIE_KEY=" + secret(),
+		"ESIA_BROKER_SECRETS_SNILS_PEPPER=" + secret(),
+		"ESIA_BROKER_SECRETS_TOKEN_KEY=" + secret(),
+		"ESIA_BROKER_SESSION_SECURE_COOKIE=false",
+	}
+	cfg, err := config.Load("", append(env, extra...))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	return cfg
+}
+
+func newHarness(t *testing.T, store *storage.Store, extraEnv ...string) *harness {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := "http://" + l.Addr().String()
+	conn := &fakeConnector{issuer: issuer, Subject: "1000299654"}
+	b, err := broker.New(context.Background(), broker.Options{Config: testConfig(t, issuer, extraEnv...), Store: store, Connectors: []broker.Connector{conn}})
+	if err != nil {
+		t.Fatalf("broker.New: %v", err)
+	}
+	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: b.Handler()}}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &harness{t: t, URL: issuer, Broker: b, Store: store, Conn: conn, Srv: srv}
+}
+
+const (
+	rpRedirect   = "http://127.0.0.1:9/callback"
+	rpPostLogout = "http://127.0.0.1:9/bye"
+)
+
+// client registers a relying party; secret "" makes it public.
+func (h *harness) client(id, secret string, scopes ...string) *storage.Client {
+	h.t.Helper()
+	if len(scopes) == 0 {
+		scopes = []string{"openid", "profile", "offline_access"}
+	}
+	c := &storage.Client{
+		ID: id, Public: secret == "", RedirectURIs: []string{rpRedirect}, PostLogoutRedirectURIs: []string{rpPostLogout},
+		GrantTypes: []string{"authorization_code", "refresh_token", "client_credentials"}, ResponseTypes: []string{"code"}, Scopes: scopes,
+	}
+	if secret != "" {
+		c.SecretHash = broker.HashClientSecret(secret)
+	}
+	if err := h.Store.CreateClient(context.Background(), c); err != nil {
+		h.t.Fatalf("create client: %v", err)
+	}
+	return c
+}
+
+// browser is a cookie-keeping HTTP client that stops at the RP's redirect URI.
+type browser struct {
+	*http.Client
+}
+
+func newBrowser(t testing.TB) *browser {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if strings.HasPrefix(req.URL.String(), "http://127.0.0.1:9/") {
+			return http.ErrUseLastResponse
+		}
+		if len(via) > 10 {
+			return fmt.Errorf("too many redirects")
+		}
+		return nil
+	}}
+	return &browser{Client: c}
+}
+
+var loginLink = regexp.MustCompile(`href="(/login/fake\?login=[^"]+)"`)
+
+// login runs authURL through the start page and the fake upstream, and returns where the broker
+// finally sent the browser (the RP's redirect URI with code or error).
+func (h *harness) login(br *browser, authURL string) *url.URL {
+	h.t.Helper()
+	resp, err := br.Get(authURL)
+	if err != nil {
+		h.t.Fatalf("authorize: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode == http.StatusFound || resp.StatusCode == http.StatusSeeOther {
+		u, _ := url.Parse(loc)
+		return u
+	}
+	m := loginLink.FindSubmatch(body)
+	if m == nil {
+		h.t.Fatalf("no login link on the start page (status %d): %s", resp.StatusCode, body)
+	}
+	link := strings.ReplaceAll(string(m[1]), "&amp;", "&")
+	resp, err = br.Get(h.URL + link)
+	if err != nil {
+		h.t.Fatalf("login: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
+		h.t.Fatalf("login ended with %d, not a redirect to the RP: %s", resp.StatusCode, body)
+	}
+	u, _ := url.Parse(resp.Header.Get("Location"))
+	return u
+}

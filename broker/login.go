@@ -1,0 +1,230 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/mux"
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+func isExpiredOnly(err error) bool {
+	var ve *jwt.ValidationError
+	return errors.As(err, &ve) && ve.Errors == jwt.ValidationErrorExpired
+}
+
+// loginStart begins the trip to an upstream: a single-use flow bound to this browser.
+func (b *Broker) loginStart(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	conn, ok := b.connectors[mux.Vars(r)["connector"]]
+	if !ok {
+		b.renderError(w, r, &UserError{Status: http.StatusNotFound, Title: "Способ входа не найден", Message: "Такого способа входа нет. Вернитесь в электронный дневник и нажмите «Войти» ещё раз."})
+		return
+	}
+	lr, err := b.store.LoginRequest(ctx, r.URL.Query().Get("login"))
+	if err != nil {
+		b.renderError(w, r, expiredLogin(err))
+		return
+	}
+	browser := b.browserID(w, r)
+	if hashToken(browser) != lr.BrowserHash {
+		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Вход был начат в другом окне или браузере. Вернитесь в электронный дневник и войдите снова."})
+		return
+	}
+	state := uuid.NewString()
+	target, data, err := conn.LoginURL(ctx, state)
+	if err != nil {
+		b.metrics.logins.WithLabelValues(conn.ID(), "upstream_error").Inc()
+		b.renderError(w, r, asUserError(err))
+		return
+	}
+	f := &storage.UpstreamFlow{State: state, Connector: conn.ID(), LoginRequestID: lr.ID, BrowserHash: lr.BrowserHash, Data: data, ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
+	if err := b.store.CreateUpstreamFlow(ctx, f); err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+func asUserError(err error) error {
+	var ue *UserError
+	if errors.As(err, &ue) {
+		return err
+	}
+	return &UserError{Status: http.StatusBadGateway, Title: "Сервис входа недоступен", Message: "Не удалось связаться с сервисом входа. Попробуйте ещё раз через несколько минут.", Err: err}
+}
+
+// callback completes the upstream login: the flow is consumed once, checked against this
+// browser, the account is created or updated, and a new session id is issued.
+func (b *Broker) callback(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	connID := mux.Vars(r)["connector"]
+	conn, ok := b.connectors[connID]
+	if !ok {
+		b.renderError(w, r, &UserError{Status: http.StatusNotFound, Title: "Страница не найдена", Message: "Такой страницы нет. Вернитесь в электронный дневник и войдите снова."})
+		return
+	}
+	flow, err := b.store.ConsumeUpstreamFlow(ctx, r.URL.Query().Get("state"))
+	if err != nil {
+		b.metrics.logins.WithLabelValues(connID, "bad_state").Inc()
+		b.renderError(w, r, expiredLogin(err))
+		return
+	}
+	c, cerr := r.Cookie(browserCookie)
+	if flow.Connector != connID || cerr != nil || hashToken(c.Value) != flow.BrowserHash {
+		b.metrics.logins.WithLabelValues(connID, "foreign_browser").Inc()
+		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Ответ сервиса входа пришёл не в тот браузер, где начинался вход. Вернитесь в электронный дневник и войдите снова."})
+		return
+	}
+	id, err := conn.HandleCallback(ctx, r, flow.Data)
+	if err != nil {
+		b.metrics.logins.WithLabelValues(connID, "upstream_error").Inc()
+		b.renderError(w, r, asUserError(err))
+		return
+	}
+	sub := id.Subject
+	account, err := b.store.UpsertUpstreamAccount(ctx, &storage.Account{
+		Kind: "esia", Upstream: connID, UpstreamSub: &sub,
+		FamilyName: id.FamilyName, GivenName: id.GivenName, MiddleName: id.MiddleName, Birthdate: id.Birthdate,
+	})
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	// A new session id at every login: whatever id the browser held before is dropped.
+	if old := b.sessionCookie(r); old != "" {
+		_ = b.store.DeleteBrowserSession(ctx, hashToken(old))
+	}
+	raw := randomToken()
+	amr := id.AMR
+	if len(amr) == 0 {
+		amr = []string{connID}
+	}
+	bs := &storage.BrowserSession{IDHash: hashToken(raw), AccountID: account.ID, AuthTime: time.Now().UTC(), ACR: id.ACR, ExpiresAt: time.Now().Add(b.cfg.Session.Lifespan)}
+	err = b.store.InTx(ctx, func(ctx2 context.Context) error {
+		if err := b.store.CreateBrowserSession(ctx2, bs, amr); err != nil {
+			return err
+		}
+		if err := b.store.CompleteLoginRequest(ctx2, flow.LoginRequestID, bs.IDHash); err != nil {
+			return err
+		}
+		return b.store.Audit(ctx2, "account:"+account.ID, "login", connID, map[string]any{"amr": amr})
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		b.renderError(w, r, expiredLogin(err))
+		return
+	}
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	b.metrics.logins.WithLabelValues(connID, "ok").Inc()
+	b.setCookie(w, b.cfg.Session.CookieName, raw, b.cfg.Session.Lifespan)
+	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(flow.LoginRequestID), http.StatusFound)
+}
+
+// logout is RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). With a valid
+// id_token_hint the session ends at once; without one the person confirms with a form.
+func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		b.renderError(w, r, &UserError{Status: http.StatusBadRequest, Title: "Неверный запрос", Message: "Запрос на выход повреждён. Закройте браузер, чтобы выйти."})
+		return
+	}
+	hint := r.Form.Get("id_token_hint")
+	postLogout := r.Form.Get("post_logout_redirect_uri")
+	clientID := r.Form.Get("client_id")
+	var hintSub string
+	if hint != "" {
+		t, err := b.idSigner.Decode(ctx, hint)
+		if t == nil || (err != nil && !isExpiredOnly(err)) {
+			b.renderError(w, r, &UserError{Status: http.StatusBadRequest, Title: "Неверный запрос на выход", Message: "Электронный дневник прислал неверный запрос на выход. Закройте браузер, чтобы выйти.", Err: err})
+			return
+		}
+		hintSub, _ = t.Claims["sub"].(string)
+		aud := audiences(t.Claims["aud"])
+		if clientID == "" && len(aud) == 1 {
+			clientID = aud[0]
+		} else if clientID != "" && !slices.Contains(aud, clientID) {
+			b.renderError(w, r, &UserError{Status: http.StatusBadRequest, Title: "Неверный запрос на выход", Message: "Электронный дневник прислал неверный запрос на выход. Закройте браузер, чтобы выйти."})
+			return
+		}
+	}
+	var redirect string
+	if postLogout != "" {
+		client, err := b.store.Client(ctx, clientID)
+		if err != nil || !slices.Contains(client.PostLogoutRedirectURIs, postLogout) {
+			b.renderError(w, r, &UserError{Status: http.StatusBadRequest, Title: "Неверный адрес возврата", Message: "Адрес, на который дневник просит вернуться после выхода, не зарегистрирован. Закройте браузер, чтобы выйти."})
+			return
+		}
+		u, _ := url.Parse(postLogout)
+		if st := r.Form.Get("state"); st != "" {
+			q := u.Query()
+			q.Set("state", st)
+			u.RawQuery = q.Encode()
+		}
+		redirect = u.String()
+	}
+	bs, _, err := b.currentSession(ctx, r)
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	confirmed := hint != "" && (bs == nil || bs.AccountID == hintSub)
+	if r.Method == http.MethodPost {
+		if !b.checkCSRF(r) {
+			b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Страница устарела", Message: "Форма устарела. Обновите страницу и нажмите «Выйти» ещё раз."})
+			return
+		}
+		confirmed = true
+	}
+	if !confirmed && bs != nil {
+		browser := b.browserID(w, r)
+		hidden := map[string]string{}
+		for _, k := range []string{"post_logout_redirect_uri", "state", "client_id"} {
+			if v := r.Form.Get(k); v != "" {
+				hidden[k] = v
+			}
+		}
+		b.render(w, r, http.StatusOK, "logout", pageData{Title: "Выход", CSRF: b.csrfToken(browser), Hidden: hidden})
+		return
+	}
+	if bs != nil {
+		if err := b.store.DeleteBrowserSession(ctx, bs.IDHash); err != nil {
+			b.renderError(w, r, err)
+			return
+		}
+		_ = b.store.Audit(ctx, "account:"+bs.AccountID, "logout", clientID, nil)
+	}
+	b.clearCookie(w, b.cfg.Session.CookieName)
+	if redirect != "" {
+		http.Redirect(w, r, redirect, http.StatusFound)
+		return
+	}
+	b.render(w, r, http.StatusOK, "logged_out", pageData{Title: "Вы вышли"})
+}
+
+func audiences(v any) []string {
+	switch a := v.(type) {
+	case string:
+		return []string{a}
+	case []any:
+		out := make([]string, 0, len(a))
+		for _, x := range a {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	case []string:
+		return a
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+)
+
+var errInternal = &UserError{Status: http.StatusInternalServerError, Title: "Что-то пошло не так", Message: "На сервере произошла ошибка. Попробуйте ещё раз через несколько минут; если ошибка повторится, сообщите в службу поддержки код обращения."}
+
+func parsePages() (map[string]*template.Template, error) {
+	pages := map[string]*template.Template{}
+	for _, name := range []string{"start", "error", "logout", "logged_out"} {
+		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("parse page %s: %w", name, err)
+		}
+		pages[name] = t
+	}
+	return pages, nil
+}
+
+type connectorLink struct{ ID, Name string }
+
+type pageData struct {
+	Title      string
+	Region     string
+	Message    string
+	Retry      string
+	RequestID  string
+	LoginID    string
+	CSRF       string
+	Hidden     map[string]string
+	Connectors []connectorLink
+}
+
+func (b *Broker) render(w http.ResponseWriter, r *http.Request, status int, page string, d pageData) {
+	d.Region = b.region
+	var buf bytes.Buffer
+	if err := b.pages[page].ExecuteTemplate(&buf, "layout", d); err != nil {
+		b.logger(r.Context()).Error("render page", "page", page, "err", err)
+		http.Error(w, "Внутренняя ошибка", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// renderError shows err on the error page: a *UserError as it says, anything else as a generic
+// server error (logged, never shown).
+func (b *Broker) renderError(w http.ResponseWriter, r *http.Request, err error) {
+	var ue *UserError
+	if !errors.As(err, &ue) {
+		b.logger(r.Context()).Error("request failed", "err", err)
+		ue = errInternal
+	} else if ue.Err != nil {
+		b.logger(r.Context()).Warn("request refused", "title", ue.Title, "err", ue.Err)
+	}
+	status := ue.Status
+	if status == 0 {
+		status = http.StatusBadRequest
+	}
+	b.render(w, r, status, "error", pageData{Title: ue.Title, Message: ue.Message, RequestID: requestID(r.Context())})
+}

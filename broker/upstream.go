@@ -1,0 +1,52 @@
+package broker
+
+import (
+	"context"
+	"net/http"
+)
+
+// Connector is an upstream identity provider (Dex-style): it sends the browser away to log in
+// and turns the callback into an Identity. The ESIA and generic OIDC connectors implement it.
+type Connector interface {
+	// ID names the connector in URLs: /login/{id}, /{id}/callback.
+	ID() string
+	// DisplayName is the button text on the start page, in Russian.
+	DisplayName() string
+	// LoginURL returns where to send the browser, for the single-use state, and data the broker
+	// keeps with the flow and hands back to HandleCallback.
+	LoginURL(ctx context.Context, state string) (url string, data string, err error)
+	// HandleCallback completes the login from the upstream's redirect. An error the person
+	// should read is a *UserError.
+	HandleCallback(ctx context.Context, r *http.Request, data string) (*Identity, error)
+}
+
+// Identity is who the upstream says logged in.
+type Identity struct {
+	// Subject is the upstream's stable id (the ESIA oid).
+	Subject    string
+	FamilyName string
+	GivenName  string
+	MiddleName string
+	// Birthdate is ISO 8601 (YYYY-MM-DD).
+	Birthdate string
+	// AMR and ACR go to the tokens.
+	AMR []string
+	ACR string
+}
+
+// UserError is an error with a Russian title and message for the page, and an HTTP status.
+type UserError struct {
+	Status  int
+	Title   string
+	Message string
+	Err     error
+}
+
+func (e *UserError) Error() string {
+	if e.Err != nil {
+		return e.Title + ": " + e.Err.Error()
+	}
+	return e.Title
+}
+
+func (e *UserError) Unwrap() error { return e.Err }
