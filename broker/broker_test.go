@@ -137,7 +137,7 @@ func TestRelyingPartyFullFlow(t *testing.T) {
 		}
 
 		// The access token is an RFC 9068 JWT signed with ES256 and published in JWKS.
-		jws, err := jose.ParseSigned(tok.AccessToken, []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
+		jws, err := jose.ParseSignedCompact(tok.AccessToken, []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
 		if err != nil {
 			t.Fatalf("access token is not a JWS: %v", err)
 		}
@@ -425,7 +425,7 @@ func TestKeyRotationKeepsOldTokensVerifiable(t *testing.T) {
 		tok, before := r.loginAndExchange(t, newBrowser(t))
 		rawBefore, _ := tok.Extra("id_token").(string)
 		kidOf := func(raw string) string {
-			j, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+			j, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -26,8 +26,10 @@ type fakeConnector struct {
 	Subject string
 }
 
-func (f *fakeConnector) ID() string          { return "fake" }
-func (f *fakeConnector) DisplayName() string { return "Войти через тестовый сервис" }
+func (f *fakeConnector) ID() string { return "fake" }
+func (f *fakeConnector) DisplayName() string {
+	return "Войти через тестовый сервис"
+}
 func (f *fakeConnector) LoginURL(_ context.Context, state string) (string, string, error) {
 	return f.issuer + "/fake/callback?state=" + url.QueryEscape(state), "data-for-" + state, nil
 }

@@ -1,0 +1,27 @@
+# esia-broker — see README.md.
+GO ?= go
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: dev test lint build clean
+
+## dev: run the broker with the embedded store and the demo relying party on http://127.0.0.1:8080
+dev:
+	$(GO) run ./cmd/esia-broker dev
+
+## test: prepare the machine (PostgreSQL, packages) and run every test suite with the race detector
+test:
+	./scripts/test-env.sh
+	$(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...
+
+## lint: gofmt, go vet and staticcheck
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+## build: the binary in ./bin
+build:
+	$(GO) build -o bin/esia-broker ./cmd/esia-broker
+
+clean:
+	rm -rf bin

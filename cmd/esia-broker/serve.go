@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/spf13/cobra"
+
+	"github.com/esia-broker/esia-broker/broker"
+	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+func (a *app) serveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the broker (production)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			return a.serve(cmd.Context(), cfg, nil, nil)
+		},
+	}
+}
+
+// serve runs the broker on cfg.Listen until ctx ends, then drains in-flight requests.
+func (a *app) serve(ctx context.Context, cfg *config.Config, mount func(*mux.Router), ready func(addr string)) error {
+	log := newLogger(a.stderr, cfg)
+	store, err := a.openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if cfg.Database.MigrateOnStart {
+		applied, err := store.Migrate(ctx)
+		if err != nil {
+			return err
+		}
+		if len(applied) > 0 {
+			log.Info("applied migrations", "versions", applied)
+		}
+	}
+	b, err := broker.New(ctx, broker.Options{Config: cfg, Store: store, Logger: log, Mount: mount})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           b.Handler(),
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		ReadHeaderTimeout: 5 * time.Second,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	go b.Run(bg)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	log.Info("listening", "addr", l.Addr().String(), "issuer", cfg.Issuer, "store", string(store.Dialect()))
+	if ready != nil {
+		ready(l.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining in-flight requests", "timeout", cfg.HTTP.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func (a *app) migrateCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "migrate", Short: "Apply or show database migrations"}
+	cmd.AddCommand(&cobra.Command{
+		Use: "up", Short: "Apply every pending migration", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withStore(cmd.Context(), func(_ *config.Config, s *storage.Store) error {
+				applied, err := s.Migrate(cmd.Context())
+				for _, v := range applied {
+					fmt.Fprintf(a.stdout, "applied %s\n", v)
+				}
+				if err != nil {
+					return err
+				}
+				if len(applied) == 0 {
+					fmt.Fprintln(a.stdout, "nothing to apply: the schema is current")
+				}
+				return nil
+			})
+		},
+	}, &cobra.Command{
+		Use: "status", Short: "List migrations as applied or pending", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withStore(cmd.Context(), func(_ *config.Config, s *storage.Store) error {
+				st, err := s.MigrationStatus(cmd.Context())
+				if err != nil {
+					return err
+				}
+				for _, m := range st {
+					state := "pending"
+					if m.Applied {
+						state = "applied"
+					}
+					fmt.Fprintf(a.stdout, "%-8s %s\n", state, m.Version)
+				}
+				return nil
+			})
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,167 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var key32 = base64.StdEncoding.EncodeToString([]byte(strings.Repeat("x", 32)))
+
+func prodEnv() []string {
+	return []string{
+		"ESIA_BROKER_ISSUER=https://id.school.example",
+		"ESIA_BROKER_SECRETS_MASTER_KEY=" + key32,
+		"ESIA_BROKER_SECRETS_COOKIE_KEY=" + key32,
+		"ESIA_BROKER_SECRETS_SNILS_PEPPER=" + key32,
+		"ESIA_BROKER_SECRETS_TOKEN_KEY=" + key32,
+	}
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name     string
+		file     string
+		env      []string
+		wantErrs []string
+		check    func(t *testing.T, c *Config)
+	}{
+		{
+			name: "production env is valid with defaults",
+			env:  prodEnv(),
+			check: func(t *testing.T, c *Config) {
+				if c.Tokens.AccessTokenLifespan != 15*time.Minute || c.Tokens.IDTokenAlg != "RS256" || c.Tokens.AccessTokenAlg != "ES256" || !c.SecureCookies() {
+					t.Errorf("defaults: %+v", c.Tokens)
+				}
+			},
+		},
+		{
+			name: "dev mode needs no secrets",
+			env:  []string{"ESIA_BROKER_DEV=true"},
+			check: func(t *testing.T, c *Config) {
+				if c.SecureCookies() {
+					t.Error("dev mode sets Secure cookies")
+				}
+			},
+		},
+		{
+			name:     "every missing secret is listed at once",
+			env:      []string{"ESIA_BROKER_ISSUER=https://id.example"},
+			wantErrs: []string{"secrets.master_key: is required", "secrets.cookie_key: is required", "secrets.snils_pepper: is required", "secrets.token_key: is required"},
+		},
+		{
+			name: "file values, env overrides file",
+			file: "issuer: https://file.example\ntokens:\n  access_token_lifespan: 5m\n  id_token_alg: ES256\n",
+			env:  append(prodEnv()[1:], "ESIA_BROKER_TOKENS_ID_TOKEN_ALG=RS256"),
+			check: func(t *testing.T, c *Config) {
+				if c.Issuer != "https://file.example" || c.Tokens.AccessTokenLifespan != 5*time.Minute || c.Tokens.IDTokenAlg != "RS256" {
+					t.Errorf("got issuer %s, lifespan %s, alg %s", c.Issuer, c.Tokens.AccessTokenLifespan, c.Tokens.IDTokenAlg)
+				}
+			},
+		},
+		{
+			name:     "bad values each reported",
+			file:     "issuer: ftp://x\nlisten: nope\ntokens:\n  access_token_alg: HS256\n  auth_code_lifespan: 1h\n  refresh_grace_period: 5m\n  access_token_format: weird\nlog:\n  level: loud\n",
+			env:      prodEnv()[1:],
+			wantErrs: []string{"issuer:", "listen:", "tokens.access_token_alg:", "tokens.auth_code_lifespan:", "tokens.refresh_grace_period:", "tokens.access_token_format:", "log.level:"},
+		},
+		{
+			name:     "unknown key in file",
+			file:     "isuer: https://typo.example\n",
+			env:      prodEnv(),
+			wantErrs: []string{"isuer: unknown key"},
+		},
+		{
+			name:     "unparsable duration",
+			env:      append(prodEnv(), "ESIA_BROKER_TOKENS_ACCESS_TOKEN_LIFESPAN=forever"),
+			wantErrs: []string{"cannot decode"},
+		},
+		{
+			name:     "short secret",
+			env:      append(prodEnv(), "ESIA_BROKER_SECRETS_MASTER_KEY="+base64.StdEncoding.EncodeToString([]byte("short"))),
+			wantErrs: []string{"secrets.master_key: must decode to at least 32 bytes"},
+		},
+		{
+			name:     "http issuer outside dev and loopback",
+			env:      append(prodEnv(), "ESIA_BROKER_ISSUER=http://id.example"),
+			wantErrs: []string{"issuer: must use https"},
+		},
+		{
+			name:     "malformed yaml",
+			file:     "issuer: [unclosed\n",
+			env:      prodEnv(),
+			wantErrs: []string{"config file"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.file != "" {
+				path = writeFile(t, tc.file)
+			}
+			c, err := Load(path, tc.env)
+			if len(tc.wantErrs) > 0 {
+				var ce *Error
+				if !errors.As(err, &ce) {
+					t.Fatalf("err = %v, want *Error", err)
+				}
+				for _, w := range tc.wantErrs {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error lacks %q:\n%v", w, err)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if tc.check != nil {
+				tc.check(t, c)
+			}
+		})
+	}
+}
+
+func TestSecretsFromFiles(t *testing.T) {
+	env := []string{
+		"ESIA_BROKER_ISSUER=https://id.example",
+		"ESIA_BROKER_SECRETS_MASTER_KEY_FILE=" + writeFile(t, key32+"\n"),
+		"ESIA_BROKER_SECRETS_COOKIE_KEY=" + key32,
+		"ESIA_BROKER_SECRETS_SNILS_PEPPER=" + key32,
+		"ESIA_BROKER_SECRETS_TOKEN_KEY=" + key32,
+	}
+	c, err := Load("", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Secrets.MasterKey != key32 {
+		t.Errorf("master key from file = %q", c.Secrets.MasterKey)
+	}
+	_, err = Load("", append(env, "ESIA_BROKER_SECRETS_MASTER_KEY="+key32))
+	if err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("inline and file together: %v", err)
+	}
+	_, err = Load("", append(env[1:], "ESIA_BROKER_SECRETS_MASTER_KEY_FILE=/nonexistent/x"))
+	if err == nil || !strings.Contains(err.Error(), "secrets.master_key_file: cannot read") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	if got := EnvName("tokens.id_token_alg"); got != "ESIA_BROKER_TOKENS_ID_TOKEN_ALG" {
+		t.Errorf("EnvName = %s", got)
+	}
+}
