@@ -28,6 +28,12 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# OpenSSL's gost engine: the GOST cross-checks run our code against it.
+if ! openssl engine gost >/dev/null 2>&1; then
+  apt_install openssl libengine-gost-openssl || fail "could not install libengine-gost-openssl"
+  openssl engine gost >/dev/null 2>&1 || fail "OpenSSL's gost engine does not load"
+fi
+
 pg_dsn="${ESIA_BROKER_TEST_POSTGRES:-}"
 if [ -z "$pg_dsn" ]; then
   if ! command -v pg_isready >/dev/null 2>&1; then
