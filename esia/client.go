@@ -1,0 +1,277 @@
+package esia
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Hosts and token issuer of ESIA (DESIGN §4).
+const (
+	ProductionURL = "https://esia.gosuslugi.ru"
+	TestURL       = "https://esia-portal1.test.gosuslugi.ru"
+	// DefaultIssuer is the iss of ESIA's tokens: http and a trailing slash.
+	DefaultIssuer = "http://esia.gosuslugi.ru/"
+	// TimestampLayout is ESIA's timestamp format, yyyy.MM.dd HH:mm:ss Z.
+	TimestampLayout = "2006.01.02 15:04:05 -0700"
+)
+
+// Config describes one ESIA client (информационная система).
+type Config struct {
+	// BaseURL is ProductionURL, TestURL or another (the emulator).
+	BaseURL string
+	// ClientID is the system's мнемоника.
+	ClientID    string
+	RedirectURI string
+	Scopes      []string
+	// ScopeOrg is the optional organisation scope.
+	ScopeOrg string
+	// AccessType is online (default) or offline (refresh tokens).
+	AccessType string
+	// Issuer is the expected iss of tokens; DefaultIssuer when empty.
+	Issuer string
+	// Timeout bounds every call; 10s when zero.
+	Timeout time.Duration
+	// Leeway is the clock skew allowed in token time checks; 60s when zero.
+	Leeway time.Duration
+	// Verifier checks token signatures; nil skips the signature check (the tokens come
+	// straight from ESIA over TLS), the claim checks always run.
+	Verifier *TokenVerifier
+	// HTTPClient is used for every call; a client with Timeout when nil.
+	HTTPClient *http.Client
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// MaxBodyBytes bounds what is read of a response; 1 MiB when zero.
+	MaxBodyBytes int64
+}
+
+// Client talks to ESIA.
+type Client struct {
+	cfg    Config
+	signer Signer
+	http   *http.Client
+}
+
+// New makes a client; signer makes client_secret.
+func New(cfg Config, signer Signer) (*Client, error) {
+	var p []string
+	if _, err := url.ParseRequestURI(cfg.BaseURL); err != nil || cfg.BaseURL == "" {
+		p = append(p, "base URL must be an absolute URL")
+	}
+	if cfg.ClientID == "" {
+		p = append(p, "client id (мнемоника) is required")
+	}
+	if u, err := url.Parse(cfg.RedirectURI); err != nil || !u.IsAbs() {
+		p = append(p, "redirect URI must be an absolute URL")
+	}
+	if len(cfg.Scopes) == 0 {
+		p = append(p, "at least one scope is required")
+	}
+	if cfg.AccessType == "" {
+		cfg.AccessType = "online"
+	}
+	if cfg.AccessType != "online" && cfg.AccessType != "offline" {
+		p = append(p, "access type must be online or offline")
+	}
+	if signer == nil {
+		p = append(p, "a signer is required")
+	}
+	if len(p) > 0 {
+		return nil, fmt.Errorf("esia client: %s", strings.Join(p, "; "))
+	}
+	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	if cfg.Issuer == "" {
+		cfg.Issuer = DefaultIssuer
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Leeway <= 0 {
+		cfg.Leeway = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: cfg.Timeout}
+	}
+	return &Client{cfg: cfg, signer: signer, http: hc}, nil
+}
+
+func (c *Client) scope() string { return strings.Join(c.cfg.Scopes, " ") }
+
+func (c *Client) timestamp() string { return c.cfg.Now().Format(TimestampLayout) }
+
+// secret signs client_id + scope + scope_org + timestamp + state + redirect_uri (+ code).
+func (c *Client) secret(ctx context.Context, timestamp, state, code string) (string, error) {
+	msg := c.cfg.ClientID + c.scope() + c.cfg.ScopeOrg + timestamp + state + c.cfg.RedirectURI + code
+	sig, err := c.signer.Sign(ctx, []byte(msg))
+	if err != nil {
+		return "", fmt.Errorf("sign ESIA client secret: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(sig), nil
+}
+
+// SecretMessage is the exact string ESIA expects signed; tests and the emulator use it.
+func SecretMessage(clientID, scope, scopeOrg, timestamp, state, redirectURI, code string) string {
+	return clientID + scope + scopeOrg + timestamp + state + redirectURI + code
+}
+
+// AuthURL returns the /aas/oauth2/v2/ac address for state (a UUID v4).
+func (c *Client) AuthURL(ctx context.Context, state string) (string, error) {
+	if _, err := uuid.Parse(state); err != nil {
+		return "", fmt.Errorf("esia: state must be a UUID: %w", err)
+	}
+	ts := c.timestamp()
+	secret, err := c.secret(ctx, ts, state, "")
+	if err != nil {
+		return "", err
+	}
+	q := url.Values{
+		"client_id":               {c.cfg.ClientID},
+		"client_secret":           {secret},
+		"client_certificate_hash": {c.signer.CertificateHash()},
+		"redirect_uri":            {c.cfg.RedirectURI},
+		"scope":                   {c.scope()},
+		"response_type":           {"code"},
+		"state":                   {state},
+		"access_type":             {c.cfg.AccessType},
+		"timestamp":               {ts},
+	}
+	if c.cfg.ScopeOrg != "" {
+		q.Set("scope_org", c.cfg.ScopeOrg)
+	}
+	return c.cfg.BaseURL + "/aas/oauth2/v2/ac?" + q.Encode(), nil
+}
+
+// CallbackError returns the error ESIA put on the redirect back, or nil.
+func CallbackError(q url.Values) error {
+	if e := q.Get("error"); e != "" {
+		return NewError(e, q.Get("error_description"), 0)
+	}
+	return nil
+}
+
+// Tokens is what the token endpoint returns, with the access token's checked claims.
+type Tokens struct {
+	AccessToken  string
+	RefreshToken string
+	IDToken      string
+	ExpiresIn    int
+	Claims       *AccessClaims
+}
+
+type tokenResponse struct {
+	AccessToken      string `json:"access_token"`
+	RefreshToken     string `json:"refresh_token"`
+	IDToken          string `json:"id_token"`
+	State            string `json:"state"`
+	TokenType        string `json:"token_type"`
+	ExpiresIn        int    `json:"expires_in"`
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+}
+
+// Exchange trades an authorization code for tokens. It is never retried: a code is single use.
+func (c *Client) Exchange(ctx context.Context, code string) (*Tokens, error) {
+	if code == "" {
+		return nil, NewError("invalid_request", "no authorization code on the callback", 0)
+	}
+	return c.token(ctx, url.Values{"grant_type": {"authorization_code"}, "code": {code}}, code)
+}
+
+// Refresh trades a refresh token for new tokens (access_type=offline). Never retried.
+func (c *Client) Refresh(ctx context.Context, refreshToken string) (*Tokens, error) {
+	return c.token(ctx, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}, "")
+}
+
+func (c *Client) token(ctx context.Context, form url.Values, code string) (*Tokens, error) {
+	state := uuid.NewString()
+	ts := c.timestamp()
+	secret, err := c.secret(ctx, ts, state, code)
+	if err != nil {
+		return nil, err
+	}
+	form.Set("client_id", c.cfg.ClientID)
+	form.Set("client_secret", secret)
+	form.Set("client_certificate_hash", c.signer.CertificateHash())
+	form.Set("state", state)
+	form.Set("redirect_uri", c.cfg.RedirectURI)
+	form.Set("scope", c.scope())
+	form.Set("timestamp", ts)
+	form.Set("token_type", "Bearer")
+	if c.cfg.ScopeOrg != "" {
+		form.Set("scope_org", c.cfg.ScopeOrg)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.BaseURL+"/aas/oauth2/v3/te", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("esia token request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	body, status, err := c.do(req)
+	if err != nil {
+		return nil, err
+	}
+	var tr tokenResponse
+	if err := json.Unmarshal(body, &tr); err != nil {
+		if status >= 500 {
+			return nil, fmt.Errorf("%w: token endpoint answered HTTP %d", ErrUnavailable, status)
+		}
+		return nil, fmt.Errorf("%w: token endpoint (HTTP %d): %v", ErrBadResponse, status, err)
+	}
+	if tr.Error != "" || status != http.StatusOK {
+		if status >= 500 && tr.Error == "" {
+			return nil, fmt.Errorf("%w: token endpoint answered HTTP %d", ErrUnavailable, status)
+		}
+		return nil, NewError(tr.Error, tr.ErrorDescription, status)
+	}
+	if tr.State != state {
+		return nil, ErrStateMismatch
+	}
+	if tr.AccessToken == "" {
+		return nil, fmt.Errorf("%w: no access_token", ErrBadResponse)
+	}
+	claims, err := c.VerifyAccessToken(tr.AccessToken)
+	if err != nil {
+		return nil, err
+	}
+	return &Tokens{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, IDToken: tr.IDToken, ExpiresIn: tr.ExpiresIn, Claims: claims}, nil
+}
+
+// do sends req and reads a bounded body. Network failures and timeouts are ErrUnavailable.
+func (c *Client) do(req *http.Request) ([]byte, int, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) {
+			return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return nil, resp.StatusCode, fmt.Errorf("%w: reading response: %v", ErrUnavailable, err)
+	}
+	if int64(len(body)) > c.cfg.MaxBodyBytes {
+		return nil, resp.StatusCode, fmt.Errorf("%w: response larger than %d bytes", ErrBadResponse, c.cfg.MaxBodyBytes)
+	}
+	return body, resp.StatusCode, nil
+}
