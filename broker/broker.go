@@ -213,7 +213,10 @@ func (b *Broker) Handler() http.Handler {
 	route("/oauth2/userinfo", "userinfo", b.userinfo, http.MethodGet, http.MethodPost)
 	route("/oauth2/logout", "logout", b.logout, http.MethodGet, http.MethodPost)
 	route("/login/{connector}", "login", b.loginStart, http.MethodGet)
-	route("/{connector}/callback", "callback", b.callback, http.MethodGet)
+	for _, c := range b.connOrder {
+		id := c.ID()
+		route("/"+id+"/callback", "callback", func(w http.ResponseWriter, r *http.Request) { b.callback(w, r, id) }, http.MethodGet)
+	}
 	route("/healthz", "healthz", b.healthz, http.MethodGet)
 	route("/readyz", "readyz", b.readyz, http.MethodGet)
 	r.Handle("/metrics", b.metrics.handler()).Methods(http.MethodGet)

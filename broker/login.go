@@ -42,7 +42,9 @@ func (b *Broker) loginStart(w http.ResponseWriter, r *http.Request) {
 	target, data, err := conn.LoginURL(ctx, state)
 	if err != nil {
 		b.metrics.logins.WithLabelValues(conn.ID(), "upstream_error").Inc()
-		b.renderError(w, r, asUserError(err))
+		ue := *asUserError(err).(*UserError)
+		ue.Retry = r.URL.RequestURI()
+		b.renderError(w, r, &ue)
 		return
 	}
 	f := &storage.UpstreamFlow{State: state, Connector: conn.ID(), LoginRequestID: lr.ID, BrowserHash: lr.BrowserHash, Data: data, ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
@@ -56,21 +58,16 @@ func (b *Broker) loginStart(w http.ResponseWriter, r *http.Request) {
 func asUserError(err error) error {
 	var ue *UserError
 	if errors.As(err, &ue) {
-		return err
+		return ue
 	}
 	return &UserError{Status: http.StatusBadGateway, Title: "Сервис входа недоступен", Message: "Не удалось связаться с сервисом входа. Попробуйте ещё раз через несколько минут.", Err: err}
 }
 
 // callback completes the upstream login: the flow is consumed once, checked against this
 // browser, the account is created or updated, and a new session id is issued.
-func (b *Broker) callback(w http.ResponseWriter, r *http.Request) {
+func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string) {
 	ctx := r.Context()
-	connID := mux.Vars(r)["connector"]
-	conn, ok := b.connectors[connID]
-	if !ok {
-		b.renderError(w, r, &UserError{Status: http.StatusNotFound, Title: "Страница не найдена", Message: "Такой страницы нет. Вернитесь в электронный дневник и войдите снова."})
-		return
-	}
+	conn := b.connectors[connID]
 	flow, err := b.store.ConsumeUpstreamFlow(ctx, r.URL.Query().Get("state"))
 	if err != nil {
 		b.metrics.logins.WithLabelValues(connID, "bad_state").Inc()
@@ -86,7 +83,10 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request) {
 	id, err := conn.HandleCallback(ctx, r, flow.Data)
 	if err != nil {
 		b.metrics.logins.WithLabelValues(connID, "upstream_error").Inc()
-		b.renderError(w, r, asUserError(err))
+		ue := asUserError(err).(*UserError)
+		retry := *ue
+		retry.Retry = "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(flow.LoginRequestID)
+		b.renderError(w, r, &retry)
 		return
 	}
 	sub := id.Subject

@@ -65,5 +65,5 @@ func (b *Broker) renderError(w http.ResponseWriter, r *http.Request, err error) 
 	if status == 0 {
 		status = http.StatusBadRequest
 	}
-	b.render(w, r, status, "error", pageData{Title: ue.Title, Message: ue.Message, RequestID: requestID(r.Context())})
+	b.render(w, r, status, "error", pageData{Title: ue.Title, Message: ue.Message, Retry: ue.Retry, RequestID: requestID(r.Context())})
 }

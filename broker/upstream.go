@@ -29,6 +29,9 @@ type Identity struct {
 	MiddleName string
 	// Birthdate is ISO 8601 (YYYY-MM-DD).
 	Birthdate string
+	// SNILS as the upstream gave it. It is never stored, logged or put in a token: the broker
+	// keeps only its keyed digest.
+	SNILS string
 	// AMR and ACR go to the tokens.
 	AMR []string
 	ACR string
@@ -40,6 +43,8 @@ type UserError struct {
 	Title   string
 	Message string
 	Err     error
+	// Retry is set by the broker: where «Попробовать снова» leads.
+	Retry string
 }
 
 func (e *UserError) Error() string {

@@ -31,6 +31,65 @@ type Config struct {
 	Session  Session  `mapstructure:"session"`
 	HTTP     HTTP     `mapstructure:"http"`
 	Log      Log      `mapstructure:"log"`
+	Upstream Upstream `mapstructure:"upstream"`
+}
+
+// Upstream configures where people log in: ESIA directly, or a generic OpenID provider.
+type Upstream struct {
+	ESIA ESIA `mapstructure:"esia"`
+	OIDC OIDC `mapstructure:"oidc"`
+}
+
+// ESIA configures the direct, GOST-signed ESIA connector.
+type ESIA struct {
+	Enabled bool `mapstructure:"enabled"`
+	// BaseURL is production, test, or an https URL.
+	BaseURL     string        `mapstructure:"base_url"`
+	ClientID    string        `mapstructure:"client_id"`
+	RedirectURI string        `mapstructure:"redirect_uri"`
+	Scopes      string        `mapstructure:"scopes"`
+	AccessType  string        `mapstructure:"access_type"`
+	Timeout     time.Duration `mapstructure:"timeout"`
+	// Signer is gost (in process, KeyFile + CertFile) or command (SignerCommand, CertFile).
+	Signer        string `mapstructure:"signer"`
+	KeyFile       string `mapstructure:"key_file"`
+	CertFile      string `mapstructure:"cert_file"`
+	SignerCommand string `mapstructure:"signer_command"`
+	SignerReverse bool   `mapstructure:"signer_reverse"`
+	TokenIssuer   string `mapstructure:"token_issuer"`
+	// VerifyCertFiles are ESIA's certificates (PEM files, comma-separated) for token signature
+	// checks; empty checks claims only.
+	VerifyCertFiles string `mapstructure:"verify_cert_files"`
+}
+
+// OIDC configures the generic OpenID Connect upstream.
+type OIDC struct {
+	Enabled          bool   `mapstructure:"enabled"`
+	Issuer           string `mapstructure:"issuer"`
+	ClientID         string `mapstructure:"client_id"`
+	ClientSecret     string `mapstructure:"client_secret"`
+	ClientSecretFile string `mapstructure:"client_secret_file"`
+	RedirectURI      string `mapstructure:"redirect_uri"`
+	Scopes           string `mapstructure:"scopes"`
+	DisplayName      string `mapstructure:"display_name"`
+	ClaimSubject     string `mapstructure:"claim_subject"`
+	ClaimFamilyName  string `mapstructure:"claim_family_name"`
+	ClaimGivenName   string `mapstructure:"claim_given_name"`
+	ClaimMiddleName  string `mapstructure:"claim_middle_name"`
+	ClaimBirthdate   string `mapstructure:"claim_birthdate"`
+	ClaimSNILS       string `mapstructure:"claim_snils"`
+	ClaimTrusted     string `mapstructure:"claim_trusted"`
+}
+
+// ESIABaseURL resolves production / test to ESIA's hosts.
+func (e ESIA) ESIABaseURL() string {
+	switch e.BaseURL {
+	case "production", "":
+		return "https://esia.gosuslugi.ru"
+	case "test":
+		return "https://esia-portal1.test.gosuslugi.ru"
+	}
+	return e.BaseURL
 }
 
 // Database selects and tunes the store.
@@ -99,40 +158,69 @@ type Log struct {
 // Defaults lists every key with its default value; the README's configuration table mirrors it.
 func Defaults() map[string]any {
 	return map[string]any{
-		"issuer":                        "http://127.0.0.1:8080",
-		"listen":                        "127.0.0.1:8080",
-		"dev":                           false,
-		"database.dsn":                  "",
-		"database.migrate_on_start":     false,
-		"database.max_open_conns":       20,
-		"secrets.master_key":            "",
-		"secrets.master_key_file":       "",
-		"secrets.cookie_key":            "",
-		"secrets.cookie_key_file":       "",
-		"secrets.snils_pepper":          "",
-		"secrets.snils_pepper_file":     "",
-		"secrets.token_key":             "",
-		"secrets.token_key_file":        "",
-		"tokens.access_token_lifespan":  "15m",
-		"tokens.refresh_token_lifespan": "720h",
-		"tokens.id_token_lifespan":      "1h",
-		"tokens.auth_code_lifespan":     "5m",
-		"tokens.refresh_grace_period":   "5s",
-		"tokens.access_token_format":    "jwt",
-		"tokens.access_token_alg":       "ES256",
-		"tokens.id_token_alg":           "RS256",
-		"keys.publish_before_use":       "0s",
-		"keys.reload_interval":          "30s",
-		"session.lifespan":              "12h",
-		"session.cookie_name":           "esia_broker_session",
-		"session.secure_cookie":         nil,
-		"session.login_timeout":         "10m",
-		"http.read_timeout":             "15s",
-		"http.write_timeout":            "30s",
-		"http.shutdown_timeout":         "20s",
-		"http.max_body_bytes":           1 << 20,
-		"log.level":                     "info",
-		"log.format":                    "json",
+		"issuer":                           "http://127.0.0.1:8080",
+		"listen":                           "127.0.0.1:8080",
+		"dev":                              false,
+		"database.dsn":                     "",
+		"database.migrate_on_start":        false,
+		"database.max_open_conns":          20,
+		"secrets.master_key":               "",
+		"secrets.master_key_file":          "",
+		"secrets.cookie_key":               "",
+		"secrets.cookie_key_file":          "",
+		"secrets.snils_pepper":             "",
+		"secrets.snils_pepper_file":        "",
+		"secrets.token_key":                "",
+		"secrets.token_key_file":           "",
+		"tokens.access_token_lifespan":     "15m",
+		"tokens.refresh_token_lifespan":    "720h",
+		"tokens.id_token_lifespan":         "1h",
+		"tokens.auth_code_lifespan":        "5m",
+		"tokens.refresh_grace_period":      "5s",
+		"tokens.access_token_format":       "jwt",
+		"tokens.access_token_alg":          "ES256",
+		"tokens.id_token_alg":              "RS256",
+		"keys.publish_before_use":          "0s",
+		"keys.reload_interval":             "30s",
+		"session.lifespan":                 "12h",
+		"session.cookie_name":              "esia_broker_session",
+		"session.secure_cookie":            nil,
+		"session.login_timeout":            "10m",
+		"http.read_timeout":                "15s",
+		"http.write_timeout":               "30s",
+		"http.shutdown_timeout":            "20s",
+		"http.max_body_bytes":              1 << 20,
+		"log.level":                        "info",
+		"log.format":                       "json",
+		"upstream.esia.enabled":            false,
+		"upstream.esia.base_url":           "production",
+		"upstream.esia.client_id":          "",
+		"upstream.esia.redirect_uri":       "",
+		"upstream.esia.scopes":             "openid fullname birthdate gender snils",
+		"upstream.esia.access_type":        "online",
+		"upstream.esia.timeout":            "10s",
+		"upstream.esia.signer":             "gost",
+		"upstream.esia.key_file":           "",
+		"upstream.esia.cert_file":          "",
+		"upstream.esia.signer_command":     "",
+		"upstream.esia.signer_reverse":     false,
+		"upstream.esia.token_issuer":       "http://esia.gosuslugi.ru/",
+		"upstream.esia.verify_cert_files":  "",
+		"upstream.oidc.enabled":            false,
+		"upstream.oidc.issuer":             "",
+		"upstream.oidc.client_id":          "",
+		"upstream.oidc.client_secret":      "",
+		"upstream.oidc.client_secret_file": "",
+		"upstream.oidc.redirect_uri":       "",
+		"upstream.oidc.scopes":             "openid profile",
+		"upstream.oidc.display_name":       "Войти через Госуслуги",
+		"upstream.oidc.claim_subject":      "sub",
+		"upstream.oidc.claim_family_name":  "family_name",
+		"upstream.oidc.claim_given_name":   "given_name",
+		"upstream.oidc.claim_middle_name":  "middle_name",
+		"upstream.oidc.claim_birthdate":    "birthdate",
+		"upstream.oidc.claim_snils":        "",
+		"upstream.oidc.claim_trusted":      "",
 	}
 }
 
@@ -314,6 +402,7 @@ func (c *Config) validate() []string {
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format", "must be json or text, got %q", c.Log.Format)
 	}
+	p = append(p, c.Upstream.validate()...)
 	return p
 }
 
@@ -343,4 +432,60 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+func (u *Upstream) validate() []string {
+	var p []string
+	bad := func(key, format string, a ...any) { p = append(p, key+": "+fmt.Sprintf(format, a...)) }
+	e := &u.ESIA
+	if e.Enabled {
+		if b := e.ESIABaseURL(); !strings.HasPrefix(b, "https://") && !strings.HasPrefix(b, "http://") {
+			bad("upstream.esia.base_url", "must be production, test or an http(s) URL, got %q", e.BaseURL)
+		}
+		if e.ClientID == "" {
+			bad("upstream.esia.client_id", "is required (the system's мнемоника)")
+		}
+		if e.AccessType != "online" && e.AccessType != "offline" {
+			bad("upstream.esia.access_type", "must be online or offline")
+		}
+		if e.Timeout < time.Second {
+			bad("upstream.esia.timeout", "must be at least 1s")
+		}
+		if e.CertFile == "" {
+			bad("upstream.esia.cert_file", "is required (the certificate registered at ESIA, PEM)")
+		}
+		switch e.Signer {
+		case "gost":
+			if e.KeyFile == "" {
+				bad("upstream.esia.key_file", "is required with signer gost (PKCS#8 PEM, as openssl genpkey -engine gost writes)")
+			}
+		case "command":
+			if strings.TrimSpace(e.SignerCommand) == "" {
+				bad("upstream.esia.signer_command", "is required with signer command")
+			}
+		default:
+			bad("upstream.esia.signer", "must be gost or command, got %q", e.Signer)
+		}
+		if strings.TrimSpace(e.Scopes) == "" {
+			bad("upstream.esia.scopes", "must not be empty")
+		}
+	}
+	o := &u.OIDC
+	if o.Enabled {
+		if !strings.HasPrefix(o.Issuer, "https://") && !strings.HasPrefix(o.Issuer, "http://") {
+			bad("upstream.oidc.issuer", "must be an http(s) URL")
+		}
+		if o.ClientID == "" {
+			bad("upstream.oidc.client_id", "is required")
+		}
+		if o.ClientSecretFile != "" {
+			b, err := os.ReadFile(o.ClientSecretFile)
+			if err != nil {
+				bad("upstream.oidc.client_secret_file", "cannot read: %v", err)
+			} else {
+				o.ClientSecret = strings.TrimSpace(string(b))
+			}
+		}
+	}
+	return p
 }

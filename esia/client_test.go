@@ -150,6 +150,28 @@ func TestFullFlowAgainstEmulator(t *testing.T) {
 	}
 }
 
+func TestGOSTSignedTokens(t *testing.T) {
+	e := newEnv(t, esiatest.Options{TokenAlg: esia.AlgGOST})
+	c := e.client(t, nil)
+	au, _ := c.AuthURL(context.Background(), uuid.NewString())
+	q := authorize(t, au, "student-15")
+	tok, err := c.Exchange(context.Background(), q.Get("code"))
+	if err != nil {
+		t.Fatalf("GOST-signed token rejected: %v", err)
+	}
+	hdr, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok.AccessToken, ".")[0])
+	if !strings.Contains(string(hdr), `"alg":"GOST3410_2012_256"`) || tok.Claims.OID != "1000300004" {
+		t.Errorf("header %s, claims %+v", hdr, tok.Claims)
+	}
+	rsaOnly := e.client(t, func(cfg *esia.Config) {
+		other, _ := esiatest.New(esiatest.Options{})
+		cfg.Verifier = other.TokenVerifier()
+	})
+	if _, err := rsaOnly.VerifyAccessToken(tok.AccessToken); err == nil {
+		t.Error("a GOST token verified against an RSA-only verifier")
+	}
+}
+
 func TestProtocolErrors(t *testing.T) {
 	e := newEnv(t, esiatest.Options{})
 	ctx := context.Background()

@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +19,9 @@ import (
 	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/broker/devrp"
 	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/esia"
+	"github.com/esia-broker/esia-broker/esia/esiatest"
+	"github.com/esia-broker/esia-broker/esia/gost"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -66,15 +71,83 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 			if err != nil {
 				return err
 			}
-			return a.serve(ctx, cfg, func(r *mux.Router) { rp.Mount(r) }, func(addr string) {
+			emu, err := devESIA(cfg)
+			if err != nil {
+				return err
+			}
+			conns, err := buildConnectors(cfg, emu.TokenVerifier())
+			if err != nil {
+				return err
+			}
+			mount := func(r *mux.Router) {
+				r.PathPrefix("/_esia/").Handler(http.StripPrefix("/_esia", emu.Handler()))
+				rp.Mount(r)
+			}
+			return a.serve(ctx, cfg, serveOptions{connectors: conns, mount: mount, ready: func(addr string) {
 				fmt.Fprintf(a.stdout, "\nesia-broker dev server is up (store: %s)\n", describeDSN(cfg.Database.DSN))
 				fmt.Fprintf(a.stdout, "  demo relying party:  %s/demo/\n", issuer)
+				fmt.Fprintf(a.stdout, "  ESIA emulator:       %s/_esia/ (personas: %s)\n", issuer, personaNames())
 				fmt.Fprintf(a.stdout, "  discovery:           %s/.well-known/openid-configuration\n", issuer)
 				fmt.Fprintf(a.stdout, "  metrics:             %s/metrics\n", issuer)
-				fmt.Fprintf(a.stdout, "Open the demo page and press «Войти». Stop with Ctrl+C.\n\n")
-			})
+				fmt.Fprintf(a.stdout, "Open the demo page, press «Войти», then «Войти через Госуслуги» and pick a persona. Stop with Ctrl+C.\n\n")
+			}})
 		},
 	}
+}
+
+func personaNames() string {
+	var ids []string
+	for _, p := range esiatest.DefaultPersonas() {
+		ids = append(ids, p.ID)
+	}
+	return strings.Join(ids, ", ")
+}
+
+// devESIA points the ESIA connector at the emulator mounted on the dev server: GOST client
+// key and certificate are generated into ./.esia-broker-dev at first start, the emulator
+// registers that certificate, and its tokens are GOST-signed, so the whole flow runs signed and
+// verified as in production. A configuration that enables ESIA itself is left alone.
+func devESIA(cfg *config.Config) (*esiatest.Server, error) {
+	issuer := strings.TrimSuffix(cfg.Issuer, "/")
+	keyPath, certPath := filepath.Join(devStateDir, "esia-client-key.pem"), filepath.Join(devStateDir, "esia-client-cert.pem")
+	if _, err := os.Stat(certPath); errors.Is(err, os.ErrNotExist) {
+		key, cert, err := esiatest.NewClientCredentials("ESIA_BROKER_DEV")
+		if err != nil {
+			return nil, err
+		}
+		der, err := gost.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(devStateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", devStateDir, err)
+		}
+		if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", keyPath, err)
+		}
+		if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert}), 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", certPath, err)
+		}
+	}
+	e := &cfg.Upstream.ESIA
+	if !e.Enabled {
+		*e = config.ESIA{Enabled: true, BaseURL: issuer + "/_esia", ClientID: "ESIA_BROKER_DEV", Scopes: e.Scopes, AccessType: "online",
+			Timeout: e.Timeout, Signer: "gost", KeyFile: keyPath, CertFile: certPath, TokenIssuer: e.TokenIssuer}
+	}
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", certPath, err)
+	}
+	cert, err := gost.ParseCertificatePEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (delete %s to start afresh)", certPath, err, devStateDir)
+	}
+	return esiatest.New(esiatest.Options{
+		Issuer:   e.TokenIssuer,
+		TokenAlg: esia.AlgGOST,
+		Clients: []esiatest.Client{{ID: "ESIA_BROKER_DEV", CertDER: cert.Raw, RedirectURIs: []string{issuer + "/esia/callback"},
+			Scopes: []string{"openid", "fullname", "birthdate", "gender", "snils", "email", "mobile", "contacts", "kid_fullname", "kid_birthdate", "kid_snils"}}},
+	})
 }
 
 func describeDSN(dsn string) string {

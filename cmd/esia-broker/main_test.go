@@ -150,13 +150,13 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- a.serve(ctx, cfg, func(r *mux.Router) {
+		done <- a.serve(ctx, cfg, serveOptions{mount: func(r *mux.Router) {
 			r.HandleFunc("/slow", func(w http.ResponseWriter, _ *http.Request) {
 				close(started)
 				time.Sleep(300 * time.Millisecond)
 				_, _ = w.Write([]byte("finished"))
 			})
-		}, func(a string) { addr <- a })
+		}, ready: func(a string) { addr <- a }})
 	}()
 	base := "http://" + <-addr
 	resp, err := http.Get(base + "/readyz")

@@ -27,13 +27,23 @@ func (a *app) serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.serve(cmd.Context(), cfg, nil, nil)
+			conns, err := buildConnectors(cfg, nil)
+			if err != nil {
+				return err
+			}
+			return a.serve(cmd.Context(), cfg, serveOptions{connectors: conns})
 		},
 	}
 }
 
+type serveOptions struct {
+	connectors []broker.Connector
+	mount      func(*mux.Router)
+	ready      func(addr string)
+}
+
 // serve runs the broker on cfg.Listen until ctx ends, then drains in-flight requests.
-func (a *app) serve(ctx context.Context, cfg *config.Config, mount func(*mux.Router), ready func(addr string)) error {
+func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) error {
 	log := newLogger(a.stderr, cfg)
 	store, err := a.openStore(ctx, cfg)
 	if err != nil {
@@ -49,7 +59,7 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, mount func(*mux.Rou
 			log.Info("applied migrations", "versions", applied)
 		}
 	}
-	b, err := broker.New(ctx, broker.Options{Config: cfg, Store: store, Logger: log, Mount: mount})
+	b, err := broker.New(ctx, broker.Options{Config: cfg, Store: store, Logger: log, Mount: o.mount, Connectors: o.connectors})
 	if err != nil {
 		return err
 	}
@@ -72,8 +82,8 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, mount func(*mux.Rou
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("listening", "addr", l.Addr().String(), "issuer", cfg.Issuer, "store", string(store.Dialect()))
-	if ready != nil {
-		ready(l.Addr().String())
+	if o.ready != nil {
+		o.ready(l.Addr().String())
 	}
 	select {
 	case err := <-errc:

@@ -101,6 +101,8 @@ type Options struct {
 	TimestampWindow time.Duration
 	TokenLifetime   time.Duration
 	Now             func() time.Time
+	// TokenAlg is RS256 (default) or GOST3410_2012_256: how issued JWTs are signed.
+	TokenAlg string
 }
 
 type clientReg struct {
@@ -128,6 +130,7 @@ type pending struct {
 type Server struct {
 	opts    Options
 	key     *rsa.PrivateKey
+	gostKey *gost.PrivateKey
 	kid     string
 	clients map[string]*clientReg
 	byID    map[string]*Persona
@@ -158,11 +161,21 @@ func New(opts Options) (*Server, error) {
 	if opts.Personas == nil {
 		opts.Personas = DefaultPersonas()
 	}
+	if opts.TokenAlg == "" {
+		opts.TokenAlg = "RS256"
+	}
+	if opts.TokenAlg != "RS256" && opts.TokenAlg != esia.AlgGOST {
+		return nil, fmt.Errorf("esiatest: token alg must be RS256 or %s", esia.AlgGOST)
+	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, fmt.Errorf("esiatest: %w", err)
 	}
-	s := &Server{opts: opts, key: key, kid: "esia-emulator", clients: map[string]*clientReg{}, byID: map[string]*Persona{}, byOID: map[string]*Persona{},
+	gk, err := gost.GenerateKey(gost.CurveCryptoProA(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("esiatest: %w", err)
+	}
+	s := &Server{opts: opts, key: key, gostKey: gk, kid: "esia-emulator", clients: map[string]*clientReg{}, byID: map[string]*Persona{}, byOID: map[string]*Persona{},
 		pendings: map[string]*pending{}, codes: map[string]*grant{}, tokens: map[string]*grant{}, refresh: map[string]*grant{}}
 	for i := range opts.Personas {
 		p := &opts.Personas[i]
@@ -192,7 +205,11 @@ func (s *Server) Register(c Client) error {
 // TokenVerifier checks tokens the emulator signs (its RSA key).
 func (s *Server) TokenVerifier() *esia.TokenVerifier {
 	v := &esia.TokenVerifier{}
-	v.AddRSA(&s.key.PublicKey)
+	if s.opts.TokenAlg == esia.AlgGOST {
+		v.AddGOST(&s.gostKey.PublicKey)
+	} else {
+		v.AddRSA(&s.key.PublicKey)
+	}
 	return v
 }
 
@@ -445,12 +462,19 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) sign(claims map[string]any) (string, error) {
-	h, _ := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": s.kid})
+	h, _ := json.Marshal(map[string]string{"alg": s.opts.TokenAlg, "typ": "JWT", "kid": s.kid})
 	c, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
 	}
 	input := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
+	if s.opts.TokenAlg == esia.AlgGOST {
+		sig, err := s.gostKey.SignMessage(rand.Reader, []byte(input))
+		if err != nil {
+			return "", err
+		}
+		return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+	}
 	sum := sha256.Sum256([]byte(input))
 	sig, err := rsa.SignPKCS1v15(rand.Reader, s.key, crypto.SHA256, sum[:])
 	if err != nil {

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDevServerLogsInThroughEmulator runs `esia-broker dev` in an empty folder and logs in from
+// the demo relying party through the start page and the mounted ESIA emulator, as a browser
+// would (cookies, redirects, the persona form).
+func TestDevServerLogsInThroughEmulator(t *testing.T) {
+	t.Chdir(t.TempDir())
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	base := "http://" + addr
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var out strings.Builder
+	go func() {
+		root := newRoot(&app{stdout: &out, stderr: io.Discard, environ: []string{"ESIA_BROKER_LISTEN=" + addr, "ESIA_BROKER_ISSUER=" + base}})
+		root.SetArgs([]string{"dev"})
+		done <- root.ExecuteContext(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev: %v", err)
+		}
+	})
+	for i := 0; ; i++ {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 100 {
+			t.Fatalf("dev server did not start: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	login := func(t *testing.T, persona string) (string, int) {
+		jar, _ := cookiejar.New(nil)
+		br := &http.Client{Jar: jar}
+		get := func(u string) (string, string) {
+			resp, err := br.Get(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b), resp.Request.URL.String()
+		}
+		start, _ := get(base + "/demo/login")
+		m := regexp.MustCompile(`href="(/login/esia\?login=[^"]+)"`).FindStringSubmatch(start)
+		if m == nil {
+			t.Fatalf("start page has no «Войти через Госуслуги»: %s", start)
+		}
+		page, esiaURL := get(base + strings.ReplaceAll(m[1], "&amp;", "&"))
+		if !strings.Contains(esiaURL, "/_esia/aas/oauth2/v2/ac?") {
+			t.Fatalf("not sent to the emulator: %s", esiaURL)
+		}
+		req := regexp.MustCompile(`name="request" value="([^"]+)"`).FindStringSubmatch(page)
+		if req == nil {
+			t.Fatalf("no persona page: %s", page)
+		}
+		resp, err := br.PostForm(esiaURL, url.Values{"request": {req[1]}, "persona": {persona}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(b), resp.StatusCode
+	}
+	t.Run("confirmed parent reaches the demo RP with verified claims", func(t *testing.T) {
+		body, code := login(t, "parent-two-kids")
+		if code != 200 || !strings.Contains(body, "Иванова Мария Петровна") || !strings.Contains(body, `&#34;amr&#34;`) {
+			t.Errorf("%d %s", code, body)
+		}
+	})
+	t.Run("unconfirmed account is refused", func(t *testing.T) {
+		body, code := login(t, "unconfirmed")
+		if code != 403 || !strings.Contains(body, "не подтверждена") {
+			t.Errorf("%d %s", code, body)
+		}
+	})
+	if !strings.Contains(out.String(), "/demo/") || !strings.Contains(out.String(), "ESIA emulator") {
+		t.Errorf("dev printed: %s", out.String())
+	}
+}
