@@ -17,6 +17,7 @@ import (
 	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/config"
 	"github.com/esia-broker/esia-broker/storage"
+	"github.com/esia-broker/esia-broker/storage/storagetest"
 )
 
 // fakeConnector is the test upstream: it "logs in" whoever its Subject names by sending the
@@ -69,6 +70,12 @@ func testConfig(t testing.TB, issuer string, extra ...string) *config.Config {
 }
 
 func newHarness(t *testing.T, store *storage.Store, extraEnv ...string) *harness {
+	return newHarnessWith(t, store, nil, extraEnv...)
+}
+
+// newHarnessWith starts a broker whose connectors come from conns (given the issuer); nil
+// means the fake connector.
+func newHarnessWith(t *testing.T, store *storage.Store, conns func(issuer string) []broker.Connector, extraEnv ...string) *harness {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -76,7 +83,11 @@ func newHarness(t *testing.T, store *storage.Store, extraEnv ...string) *harness
 	}
 	issuer := "http://" + l.Addr().String()
 	conn := &fakeConnector{issuer: issuer, Subject: "1000299654"}
-	b, err := broker.New(context.Background(), broker.Options{Config: testConfig(t, issuer, extraEnv...), Store: store, Connectors: []broker.Connector{conn}})
+	connectors := []broker.Connector{conn}
+	if conns != nil {
+		connectors = conns(issuer)
+	}
+	b, err := broker.New(context.Background(), broker.Options{Config: testConfig(t, issuer, extraEnv...), Store: store, Connectors: connectors})
 	if err != nil {
 		t.Fatalf("broker.New: %v", err)
 	}
@@ -161,4 +172,8 @@ func (h *harness) login(br *browser, authURL string) *url.URL {
 	}
 	u, _ := url.Parse(resp.Header.Get("Location"))
 	return u
+}
+
+func storagetestOpenSQLite(t *testing.T) *storage.Store {
+	return storagetest.Open(t, storagetest.NewSQLiteDSN(t))
 }

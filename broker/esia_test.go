@@ -1,0 +1,355 @@
+package broker_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/esia-broker/esia-broker/broker"
+	"github.com/esia-broker/esia-broker/esia"
+	"github.com/esia-broker/esia-broker/esia/esiatest"
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+var esiaScopes = []string{"openid", "fullname", "birthdate", "gender", "snils"}
+
+// esiaUpstream starts the ESIA emulator and returns a connector factory for the harness. base,
+// when not empty, replaces the emulator's address for the ESIA client (a dead or fake ESIA).
+func esiaUpstream(t *testing.T, base string, timeout time.Duration) (func(string) []broker.Connector, *httptest.Server) {
+	t.Helper()
+	key, cert, err := esiatest.NewClientCredentials("ESIA_BROKER_TEST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var emu *esiatest.Server
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return func(issuer string) []broker.Connector {
+		emu, err = esiatest.New(esiatest.Options{Clients: []esiatest.Client{{ID: "ESIA_BROKER_TEST", CertDER: cert, RedirectURIs: []string{issuer + "/esia/callback"}, Scopes: esiaScopes}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Config.Handler = emu.Handler()
+		signer, err := esia.NewKeySigner(key, cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if base == "" {
+			base = srv.URL
+		}
+		c, err := esia.New(esia.Config{BaseURL: base, ClientID: "ESIA_BROKER_TEST", RedirectURI: issuer + "/esia/callback", Scopes: esiaScopes, Verifier: emu.TokenVerifier(), Timeout: timeout}, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []broker.Connector{broker.NewESIAConnector(c)}
+	}, srv
+}
+
+var esiaLink = regexp.MustCompile(`href="(/login/esia\?login=[^"]+)"`)
+
+// startESIA runs the RP's authorization through the start page and returns the emulator URL the
+// broker sent the browser to.
+func startESIA(t *testing.T, h *harness, br *browser, authURL string) *url.URL {
+	t.Helper()
+	resp, err := br.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := esiaLink.FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no «Войти через Госуслуги» on the start page: %s", body)
+	}
+	stop := *br.Client
+	stop.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err = stop.Get(h.URL + strings.ReplaceAll(string(m[1]), "&amp;", "&"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	u, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || !strings.Contains(u.Path, "/aas/oauth2/v2/ac") {
+		t.Fatalf("not sent to ESIA: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	return u
+}
+
+// choosePersona answers the emulator's persona page and follows the redirects; it returns the
+// last response (the RP's redirect, or a broker page).
+func choosePersona(t *testing.T, br *browser, esiaURL *url.URL, persona string) (*http.Response, string) {
+	t.Helper()
+	resp, err := br.Get(esiaURL.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="request" value="([^"]+)"`).FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("no persona page: %s", page)
+	}
+	form := url.Values{"request": {string(m[1])}}
+	if persona == "" {
+		form.Set("cancel", "1")
+	} else {
+		form.Set("persona", persona)
+	}
+	resp, err = br.PostForm(esiaURL.String(), form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(body)
+}
+
+// nothingWritten checks that a failed login left no account, session, code or token.
+func nothingWritten(t *testing.T, s *storage.Store) {
+	t.Helper()
+	ctx := context.Background()
+	if n, _ := s.CountAccounts(ctx); n != 0 {
+		t.Errorf("%d accounts written", n)
+	}
+	counts, _ := s.TokenCounts(ctx)
+	for table, n := range counts {
+		if n != 0 {
+			t.Errorf("%d rows in %s", n, table)
+		}
+	}
+}
+
+func TestESIAPersonas(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		conns, _ := esiaUpstream(t, "", 5*time.Second)
+		h := newHarnessWith(t, s, conns)
+		h.client("kiasuo", "secret-secret-secret")
+		r := newRP(t, h, "kiasuo", "secret-secret-secret")
+		tests := []struct {
+			persona, wantName, oid string
+		}{
+			{"parent-two-kids", "Иванова Мария Петровна", "1000300001"},
+			{"parent-no-match", "Петров Сергей Николаевич", "1000300002"},
+			{"student-15", "Кузнецов Иван Андреевич", "1000300004"},
+			{"parent-three-kids", "Смирнова Ольга Сергеевна", "1000300005"},
+		}
+		for _, tc := range tests {
+			t.Run(tc.persona, func(t *testing.T) {
+				br := newBrowser(t)
+				verifier, nonce := oauth2.GenerateVerifier(), "nonce-"+tc.persona
+				u := startESIA(t, h, br, r.conf.AuthCodeURL("state-"+tc.persona, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce)))
+				resp, body := choosePersona(t, br, u, tc.persona)
+				loc, _ := url.Parse(resp.Header.Get("Location"))
+				if loc == nil || loc.Query().Get("code") == "" {
+					t.Fatalf("no code for %s: %d %s", tc.persona, resp.StatusCode, body)
+				}
+				tok, err := r.conf.Exchange(r.ctx, loc.Query().Get("code"), oauth2.VerifierOption(verifier))
+				if err != nil {
+					t.Fatal(err)
+				}
+				idt, err := r.verifier.Verify(r.ctx, tok.Extra("id_token").(string))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var c struct {
+					Name string   `json:"name"`
+					AMR  []string `json:"amr"`
+				}
+				_ = idt.Claims(&c)
+				if c.Name != tc.wantName || len(c.AMR) != 1 || c.AMR[0] != "esia" {
+					t.Errorf("claims %+v", c)
+				}
+				a, err := s.AccountByUpstream(context.Background(), "esia", tc.oid)
+				if err != nil || a.ID != idt.Subject {
+					t.Errorf("account for oid %s: %+v %v", tc.oid, a, err)
+				}
+			})
+		}
+	})
+}
+
+func TestESIAFailuresWriteNothing(t *testing.T) {
+	type check func(t *testing.T, status int, body string)
+	page := func(status int, words ...string) check {
+		return func(t *testing.T, got int, body string) {
+			t.Helper()
+			if got != status {
+				t.Errorf("status %d, want %d", got, status)
+			}
+			for _, w := range append(words, `lang="ru"`, "Попробовать снова") {
+				if !strings.Contains(body, w) {
+					t.Errorf("page lacks %q: %s", w, body)
+				}
+			}
+		}
+	}
+	t.Run("unconfirmed account", func(t *testing.T) {
+		forEachStore(t, func(t *testing.T, s *storage.Store) {
+			conns, _ := esiaUpstream(t, "", 5*time.Second)
+			h := newHarnessWith(t, s, conns)
+			h.client("kiasuo", "secret-secret-secret")
+			r := newRP(t, h, "kiasuo", "secret-secret-secret")
+			br := newBrowser(t)
+			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+			resp, body := choosePersona(t, br, u, "unconfirmed")
+			page(403, "не подтверждена", "МФЦ")(t, resp.StatusCode, body)
+			nothingWritten(t, s)
+		})
+	})
+	t.Run("user cancels at ESIA", func(t *testing.T) {
+		s := openSQLite(t)
+		conns, _ := esiaUpstream(t, "", 5*time.Second)
+		h := newHarnessWith(t, s, conns)
+		h.client("kiasuo", "secret-secret-secret")
+		r := newRP(t, h, "kiasuo", "secret-secret-secret")
+		br := newBrowser(t)
+		u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+		resp, body := choosePersona(t, br, u, "")
+		page(400, "Вход отменён")(t, resp.StatusCode, body)
+		nothingWritten(t, s)
+	})
+	// Every ESIA error code of DESIGN §4, as ESIA puts it on the redirect back.
+	for _, code := range []string{esia.CodeCertificateMismatch, esia.CodeUnknownClient, esia.CodeBadScope, esia.CodeCodeInvalid,
+		esia.CodeMissingParameter, esia.CodeRequestTime, esia.CodeRedirectURI, esia.CodeClientSecret, esia.CodeUnconfirmedAccount} {
+		t.Run("ESIA error "+code, func(t *testing.T) {
+			s := openSQLite(t)
+			conns, _ := esiaUpstream(t, "", 5*time.Second)
+			h := newHarnessWith(t, s, conns)
+			h.client("kiasuo", "secret-secret-secret")
+			r := newRP(t, h, "kiasuo", "secret-secret-secret")
+			br := newBrowser(t)
+			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+			q := url.Values{"state": {u.Query().Get("state")}, "error": {"invalid_request"}, "error_description": {code + ": something went wrong"}}
+			resp, err := br.Get(h.URL + "/esia/callback?" + q.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := code
+			switch code {
+			case esia.CodeUnconfirmedAccount:
+				want = "не подтверждена"
+			case esia.CodeCodeInvalid:
+				want = "Время входа истекло"
+			}
+			if resp.StatusCode < 400 || !strings.Contains(string(body), want) || !strings.Contains(string(body), "Попробовать снова") {
+				t.Errorf("%d, page lacks %q: %s", resp.StatusCode, want, body)
+			}
+			nothingWritten(t, s)
+		})
+	}
+	fake := func(te http.HandlerFunc) func(t *testing.T) (*harness, *storage.Store, *rp) {
+		return func(t *testing.T) (*harness, *storage.Store, *rp) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasSuffix(r.URL.Path, "/v2/ac") {
+					back, _ := url.Parse(r.URL.Query().Get("redirect_uri"))
+					back.RawQuery = url.Values{"code": {"c0de"}, "state": {r.URL.Query().Get("state")}}.Encode()
+					http.Redirect(w, r, back.String(), http.StatusFound)
+					return
+				}
+				te(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			s := openSQLite(t)
+			conns, _ := esiaUpstream(t, srv.URL, 300*time.Millisecond)
+			h := newHarnessWith(t, s, conns)
+			h.client("kiasuo", "secret-secret-secret")
+			return h, s, newRP(t, h, "kiasuo", "secret-secret-secret")
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T) (*harness, *storage.Store, *rp)
+		want  check
+	}{
+		{"ESIA down", func(t *testing.T) (*harness, *storage.Store, *rp) {
+			dead := httptest.NewServer(http.NotFoundHandler())
+			deadURL := dead.URL
+			dead.Close()
+			s := openSQLite(t)
+			conns, _ := esiaUpstream(t, deadURL, 300*time.Millisecond)
+			h := newHarnessWith(t, s, conns)
+			h.client("kiasuo", "secret-secret-secret")
+			return h, s, newRP(t, h, "kiasuo", "secret-secret-secret")
+		}, page(503, "Госуслуги не отвечают")},
+		{"ESIA slow", fake(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-time.After(3 * time.Second):
+			case <-r.Context().Done():
+			}
+		}), page(503, "Госуслуги не отвечают")},
+		{"ESIA answers 500", fake(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "boom", 500) }), page(503, "Госуслуги не отвечают")},
+		{"ESIA answers garbage", fake(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("<<garbage>>")) }), page(502, "неверный ответ")},
+		{"ESIA resets the connection", fake(func(w http.ResponseWriter, _ *http.Request) {
+			c, _, _ := w.(http.Hijacker).Hijack()
+			c.Close()
+		}), page(503, "Госуслуги не отвечают")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, s, r := tc.setup(t)
+			br := newBrowser(t)
+			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+			if strings.Contains(tc.name, "down") {
+				// The browser cannot reach a dead ESIA either: play its redirect back with a code.
+				u, _ = url.Parse(h.URL + "/esia/callback?" + url.Values{"code": {"c0de"}, "state": {u.Query().Get("state")}}.Encode())
+			}
+			start := time.Now()
+			resp, err := br.Get(u.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if time.Since(start) > 2*time.Second {
+				t.Errorf("the page took %s: ESIA's wait is not bounded", time.Since(start))
+			}
+			tc.want(t, resp.StatusCode, string(body))
+			nothingWritten(t, s)
+		})
+	}
+}
+
+func TestESIACallbackReplayAndForgery(t *testing.T) {
+	s := openSQLite(t)
+	conns, _ := esiaUpstream(t, "", 5*time.Second)
+	h := newHarnessWith(t, s, conns)
+	h.client("kiasuo", "secret-secret-secret")
+	r := newRP(t, h, "kiasuo", "secret-secret-secret")
+	br := newBrowser(t)
+	u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+
+	// The callback in another browser (no cookie of the one that started) is refused and burns the flow.
+	stranger := newBrowser(t)
+	forged := h.URL + "/esia/callback?" + url.Values{"code": {"x"}, "state": {u.Query().Get("state")}}.Encode()
+	resp, _ := stranger.Get(forged)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "не в тот браузер") {
+		t.Errorf("foreign browser: %d %s", resp.StatusCode, body)
+	}
+	for name, state := range map[string]string{"replayed": u.Query().Get("state"), "forged": "3f1c1c5e-0000-4000-8000-000000000000", "empty": ""} {
+		resp, _ := br.Get(h.URL + "/esia/callback?" + url.Values{"code": {"x"}, "state": {state}}.Encode())
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "Время входа истекло") {
+			t.Errorf("%s state: %d %s", name, resp.StatusCode, body)
+		}
+	}
+	nothingWritten(t, s)
+}
+
+func openSQLite(t *testing.T) *storage.Store {
+	t.Helper()
+	return storagetestOpenSQLite(t)
+}
