@@ -336,7 +336,10 @@ func TestUnreliableESIA(t *testing.T) {
 	})
 	t.Run("exchange is never retried", func(t *testing.T) {
 		calls := 0
-		c := fakeESIA(t, func(w http.ResponseWriter, _ *http.Request) { calls++; http.Error(w, "busy", http.StatusServiceUnavailable) })
+		c := fakeESIA(t, func(w http.ResponseWriter, _ *http.Request) {
+			calls++
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		})
 		_, _ = c.Exchange(ctx, "code")
 		if calls != 1 {
 			t.Errorf("exchange called ESIA %d times", calls)
