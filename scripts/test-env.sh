@@ -34,6 +34,11 @@ if ! openssl engine gost >/dev/null 2>&1; then
   openssl engine gost >/dev/null 2>&1 || fail "OpenSSL's gost engine does not load"
 fi
 
+# Headless Chromium for the browser tests (chromedp drives Debian's package, never a download).
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium || fail "could not install chromium"
+fi
+
 pg_dsn="${ESIA_BROKER_TEST_POSTGRES:-}"
 if [ -z "$pg_dsn" ]; then
   if ! command -v pg_isready >/dev/null 2>&1; then

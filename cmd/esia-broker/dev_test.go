@@ -17,40 +17,7 @@ import (
 // the demo relying party through the start page and the mounted ESIA emulator, as a browser
 // would (cookies, redirects, the persona form).
 func TestDevServerLogsInThroughEmulator(t *testing.T) {
-	t.Chdir(t.TempDir())
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	base := "http://" + addr
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var out strings.Builder
-	go func() {
-		root := newRoot(&app{stdout: &out, stderr: io.Discard, environ: []string{"ESIA_BROKER_LISTEN=" + addr, "ESIA_BROKER_ISSUER=" + base}})
-		root.SetArgs([]string{"dev"})
-		done <- root.ExecuteContext(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("dev: %v", err)
-		}
-	})
-	for i := 0; ; i++ {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 100 {
-			t.Fatalf("dev server did not start: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-
+	base, out := startDev(t)
 	login := func(t *testing.T, persona string) (string, int) {
 		jar, _ := cookiejar.New(nil)
 		br := &http.Client{Jar: jar}
@@ -99,4 +66,44 @@ func TestDevServerLogsInThroughEmulator(t *testing.T) {
 	if !strings.Contains(out.String(), "/demo/") || !strings.Contains(out.String(), "ESIA emulator") {
 		t.Errorf("dev printed: %s", out.String())
 	}
+}
+
+// startDev runs `esia-broker dev` in an empty folder on a free port until the test ends.
+func startDev(t *testing.T) (string, *strings.Builder) {
+	t.Helper()
+	t.Chdir(t.TempDir())
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	base := "http://" + addr
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var out strings.Builder
+	go func() {
+		root := newRoot(&app{stdout: &out, stderr: io.Discard, environ: []string{"ESIA_BROKER_LISTEN=" + addr, "ESIA_BROKER_ISSUER=" + base}})
+		root.SetArgs([]string{"dev"})
+		done <- root.ExecuteContext(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev: %v", err)
+		}
+	})
+	for i := 0; ; i++ {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 100 {
+			t.Fatalf("dev server did not start: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	return base, &out
 }
