@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -65,13 +64,21 @@ type LoginRequest struct {
 	SessionHash    string    `db:"session_hash"`
 	CreatedAt      time.Time `db:"created_at"`
 	ExpiresAt      time.Time `db:"expires_at"`
+	// LinkIntent is the hash of a diary link intent this login completes, if any.
+	LinkIntent string `db:"link_intent"`
+	// StudentID is the student picked on the picker page.
+	StudentID string `db:"student_id"`
+	// Consented records that consent was given during this login.
+	Consented bool `db:"consented"`
 }
+
+const loginCols = `id, authorize_query, browser_hash, session_hash, created_at, expires_at, link_intent, student_id, consented`
 
 // CreateLoginRequest stores r.
 func (s *Store) CreateLoginRequest(ctx context.Context, r *LoginRequest) error {
 	r.CreatedAt = s.clock()
-	_, err := s.exec(ctx, `INSERT INTO login_requests (id, authorize_query, browser_hash, session_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		r.ID, r.AuthorizeQuery, r.BrowserHash, r.SessionHash, r.CreatedAt, r.ExpiresAt.UTC())
+	_, err := s.exec(ctx, `INSERT INTO login_requests (`+loginCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.ID, r.AuthorizeQuery, r.BrowserHash, r.SessionHash, r.CreatedAt, r.ExpiresAt.UTC(), r.LinkIntent, r.StudentID, r.Consented)
 	if err != nil {
 		return fmt.Errorf("create login request: %w", err)
 	}
@@ -81,7 +88,7 @@ func (s *Store) CreateLoginRequest(ctx context.Context, r *LoginRequest) error {
 // LoginRequest returns the unexpired login request id, or ErrNotFound.
 func (s *Store) LoginRequest(ctx context.Context, id string) (*LoginRequest, error) {
 	var r LoginRequest
-	err := s.get(ctx, &r, `SELECT id, authorize_query, browser_hash, session_hash, created_at, expires_at FROM login_requests WHERE id = ? AND expires_at > ?`, id, s.clock())
+	err := s.get(ctx, &r, `SELECT `+loginCols+` FROM login_requests WHERE id = ? AND expires_at > ?`, id, s.clock())
 	if err != nil {
 		return nil, fmt.Errorf("get login request: %w", err)
 	}
@@ -96,6 +103,18 @@ func (s *Store) CompleteLoginRequest(ctx context.Context, id, sessionHash string
 	}
 	if affected(res) == 0 {
 		return fmt.Errorf("complete login request: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// UpdateLoginRequest records the picked student and the consent of a login in progress.
+func (s *Store) UpdateLoginRequest(ctx context.Context, id, studentID string, consented bool) error {
+	res, err := s.exec(ctx, `UPDATE login_requests SET student_id = ?, consented = ? WHERE id = ? AND expires_at > ?`, studentID, consented, id, s.clock())
+	if err != nil {
+		return fmt.Errorf("update login request: %w", err)
+	}
+	if affected(res) == 0 {
+		return fmt.Errorf("update login request: %w", ErrNotFound)
 	}
 	return nil
 }
@@ -167,10 +186,6 @@ func (s *Store) ConsumeUpstreamFlow(ctx context.Context, state string) (*Upstrea
 		out = &f
 		return nil
 	})
-	if err != nil && errors.Is(err, ErrNotFound) {
-		// The delete of an expired flow is rolled back with the error; the cleaner removes it.
-		return nil, err
-	}
 	return out, err
 }
 

@@ -1,0 +1,400 @@
+package linking
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+// Card is a student card as the diary sends it, with plain SNILS; it is validated and turned
+// into digests before anything is stored.
+type Card struct {
+	StudentID  string          `json:"student_id"`
+	SchoolID   string          `json:"school_id"`
+	Class      string          `json:"class"`
+	FamilyName string          `json:"family_name"`
+	GivenName  string          `json:"given_name"`
+	MiddleName string          `json:"middle_name"`
+	Birthdate  string          `json:"birthdate"`
+	SNILS      string          `json:"snils"`
+	Guardians  []GuardianEntry `json:"guardians"`
+	Active     *bool           `json:"active"`
+}
+
+// GuardianEntry is a parent on a card.
+type GuardianEntry struct {
+	SNILS string `json:"snils"`
+	Name  string `json:"name"`
+}
+
+// RowError is one problem of one row of a roster file.
+type RowError struct {
+	Line   int
+	Field  string
+	Reason string
+}
+
+func (e RowError) String() string {
+	if e.Field == "" {
+		return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
+	}
+	return fmt.Sprintf("line %d: %s: %s", e.Line, e.Field, e.Reason)
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+func cleanName(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if len([]rune(s)) > 100 {
+		return "", false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || r == '<' || r == '>' {
+			return "", false
+		}
+	}
+	return s, true
+}
+
+// ParseBirthdate accepts YYYY-MM-DD or DD.MM.YYYY and returns YYYY-MM-DD.
+func ParseBirthdate(s string, today time.Time) (string, error) {
+	s = strings.TrimSpace(s)
+	var t time.Time
+	var err error
+	if strings.Contains(s, ".") {
+		t, err = time.Parse("02.01.2006", s)
+	} else {
+		t, err = time.Parse("2006-01-02", s)
+	}
+	if err != nil {
+		return "", errors.New("must be YYYY-MM-DD or DD.MM.YYYY")
+	}
+	if t.After(today) || t.Year() < 1950 {
+		return "", errors.New("is not a plausible birth date")
+	}
+	return t.Format("2006-01-02"), nil
+}
+
+// Validate checks a card and turns it into what is stored; every problem is reported.
+func (s *Service) Validate(c Card, line int, schools map[string]bool) (*storage.Student, []storage.Guardian, []RowError) {
+	var errs []RowError
+	bad := func(field, reason string) { errs = append(errs, RowError{Line: line, Field: field, Reason: reason}) }
+	if !idPattern.MatchString(c.StudentID) {
+		bad("student_id", "must be 1-64 letters, digits or . _ : -")
+	}
+	if !schools[c.SchoolID] {
+		bad("school_id", "unknown school (add it with `esia-broker roster schools add`)")
+	}
+	st := &storage.Student{ID: c.StudentID, SchoolID: c.SchoolID, Active: c.Active == nil || *c.Active}
+	var ok bool
+	for _, f := range []struct {
+		name string
+		in   string
+		out  *string
+	}{{"class", c.Class, &st.Class}, {"family_name", c.FamilyName, &st.FamilyName}, {"given_name", c.GivenName, &st.GivenName}, {"middle_name", c.MiddleName, &st.MiddleName}} {
+		if *f.out, ok = cleanName(f.in); !ok {
+			bad(f.name, "too long or has control characters or < >")
+		}
+	}
+	if st.FamilyName == "" || st.GivenName == "" {
+		bad("name", "family_name and given_name are required")
+	}
+	bd, err := ParseBirthdate(c.Birthdate, s.now())
+	if err != nil {
+		bad("birthdate", err.Error())
+	}
+	st.Birthdate = bd
+	if strings.TrimSpace(c.SNILS) != "" {
+		if st.SNILSDigest, err = s.digester.SNILS(c.SNILS); err != nil {
+			bad("snils", err.Error())
+		}
+	}
+	var gs []storage.Guardian
+	for i, g := range c.Guardians {
+		if strings.TrimSpace(g.SNILS) == "" && strings.TrimSpace(g.Name) == "" {
+			continue
+		}
+		field := fmt.Sprintf("guardian%d_snils", i+1)
+		d, err := s.digester.SNILS(g.SNILS)
+		if err != nil {
+			bad(field, err.Error())
+			continue
+		}
+		name, ok := cleanName(g.Name)
+		if !ok {
+			bad(fmt.Sprintf("guardian%d_name", i+1), "too long or has control characters or < >")
+		}
+		gs = append(gs, storage.Guardian{SNILSDigest: d, Name: name})
+	}
+	return st, gs, errs
+}
+
+// ImportOptions control a roster import.
+type ImportOptions struct {
+	// Format is csv or jsonl; empty guesses from the first character.
+	Format      string
+	DryRun      bool
+	SkipInvalid bool
+	Operator    string
+	Progress    func(done, total int)
+}
+
+// ImportReport says what an import did.
+type ImportReport struct {
+	Rows      int
+	Created   int
+	Updated   int
+	Unchanged int
+	Skipped   int
+	Errors    []RowError
+	Applied   bool
+}
+
+// ErrInvalidRows is returned when rows are bad and SkipInvalid is off: nothing was imported.
+var ErrInvalidRows = errors.New("the roster has invalid rows; nothing was imported")
+
+type parsedRow struct {
+	line int
+	card Card
+}
+
+// CSVHeader documents the CSV columns: the first nine are required; any number of guardian
+// pairs may follow (guardian1_snils, guardian1_name, guardian2_snils, …).
+const CSVHeader = "student_id,school_id,class,family_name,given_name,middle_name,birthdate,snils,active,guardian1_snils,guardian1_name,guardian2_snils,guardian2_name"
+
+func parseCSV(r io.Reader) ([]parsedRow, []RowError) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = false
+	header, err := cr.Read()
+	if err != nil {
+		return nil, []RowError{{Line: 1, Reason: "cannot read the header: " + err.Error()}}
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		col[strings.TrimSpace(strings.TrimPrefix(strings.ToLower(h), "\ufeff"))] = i
+	}
+	var errs []RowError
+	for _, req := range []string{"student_id", "school_id", "class", "family_name", "given_name", "birthdate"} {
+		if _, ok := col[req]; !ok {
+			errs = append(errs, RowError{Line: 1, Field: req, Reason: "column missing from the header (" + CSVHeader + ")"})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	var rows []parsedRow
+	for {
+		rec, err := cr.Read()
+		line, _ := cr.FieldPos(0)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			errs = append(errs, RowError{Line: line, Reason: "not valid CSV: " + err.Error()})
+			continue
+		}
+		get := func(name string) string {
+			if i, ok := col[name]; ok && i < len(rec) {
+				return rec[i]
+			}
+			return ""
+		}
+		c := Card{StudentID: strings.TrimSpace(get("student_id")), SchoolID: strings.TrimSpace(get("school_id")), Class: get("class"),
+			FamilyName: get("family_name"), GivenName: get("given_name"), MiddleName: get("middle_name"), Birthdate: get("birthdate"), SNILS: get("snils")}
+		if a := strings.TrimSpace(strings.ToLower(get("active"))); a != "" {
+			v, ok := map[string]bool{"1": true, "true": true, "да": true, "yes": true, "0": false, "false": false, "нет": false, "no": false}[a]
+			if !ok {
+				errs = append(errs, RowError{Line: line, Field: "active", Reason: "must be 1/0, true/false or да/нет"})
+			}
+			c.Active = &v
+		}
+		for n := 1; ; n++ {
+			si, ok1 := col["guardian"+strconv.Itoa(n)+"_snils"]
+			_, ok2 := col["guardian"+strconv.Itoa(n)+"_name"]
+			if !ok1 && !ok2 {
+				break
+			}
+			_ = si
+			c.Guardians = append(c.Guardians, GuardianEntry{SNILS: get("guardian" + strconv.Itoa(n) + "_snils"), Name: get("guardian" + strconv.Itoa(n) + "_name")})
+		}
+		rows = append(rows, parsedRow{line: line, card: c})
+	}
+	return rows, errs
+}
+
+func parseJSONL(r io.Reader) ([]parsedRow, []RowError) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var rows []parsedRow
+	var errs []RowError
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		var c Card
+		dec := json.NewDecoder(strings.NewReader(text))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			errs = append(errs, RowError{Line: line, Reason: "not a valid JSON card: " + err.Error()})
+			continue
+		}
+		rows = append(rows, parsedRow{line: line, card: c})
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, RowError{Line: line + 1, Reason: "cannot read: " + err.Error()})
+	}
+	return rows, errs
+}
+
+var errDryRun = errors.New("dry run")
+
+// Import reads a roster file and upserts its cards: the whole file or nothing, unless
+// SkipInvalid imports the good rows. Importing the same file twice changes nothing.
+func (s *Service) Import(ctx context.Context, r io.Reader, o ImportOptions) (*ImportReport, error) {
+	br := bufio.NewReader(r)
+	format := o.Format
+	if format == "" {
+		first, _ := br.Peek(1)
+		format = "csv"
+		if len(first) == 1 && first[0] == '{' {
+			format = "jsonl"
+		}
+	}
+	var rows []parsedRow
+	var errs []RowError
+	switch format {
+	case "csv":
+		rows, errs = parseCSV(br)
+	case "jsonl", "json":
+		rows, errs = parseJSONL(br)
+	default:
+		return nil, fmt.Errorf("unknown roster format %q (csv or jsonl)", format)
+	}
+	schools, err := s.schoolSet(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type good struct {
+		st *storage.Student
+		gs []storage.Guardian
+	}
+	var goods []good
+	seen := map[string]int{}
+	rep := &ImportReport{Rows: len(rows)}
+	for _, row := range rows {
+		st, gs, rowErrs := s.Validate(row.card, row.line, schools)
+		if prev, dup := seen[row.card.StudentID]; dup && row.card.StudentID != "" {
+			rowErrs = append(rowErrs, RowError{Line: row.line, Field: "student_id", Reason: fmt.Sprintf("repeats line %d", prev)})
+		}
+		seen[row.card.StudentID] = row.line
+		if len(rowErrs) > 0 {
+			errs = append(errs, rowErrs...)
+			rep.Skipped++
+			continue
+		}
+		goods = append(goods, good{st, gs})
+	}
+	rep.Errors = errs
+	if len(errs) > 0 && !o.SkipInvalid {
+		rep.Skipped = rep.Rows
+		return rep, ErrInvalidRows
+	}
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		for i, g := range goods {
+			_, existed := s.existing(ctx, g.st.ID)
+			changed, err := s.store.UpsertStudent(ctx, g.st, g.gs)
+			if err != nil {
+				return err
+			}
+			switch {
+			case !changed:
+				rep.Unchanged++
+			case existed:
+				rep.Updated++
+			default:
+				rep.Created++
+			}
+			if o.Progress != nil && (i%500 == 499 || i == len(goods)-1) {
+				o.Progress(i+1, len(goods))
+			}
+		}
+		if o.DryRun {
+			return errDryRun
+		}
+		return s.store.Audit(ctx, o.Operator, "roster.import", "", map[string]any{"rows": rep.Rows, "created": rep.Created, "updated": rep.Updated, "unchanged": rep.Unchanged, "skipped": rep.Skipped})
+	})
+	if errors.Is(err, errDryRun) {
+		return rep, nil
+	}
+	if err != nil {
+		return rep, err
+	}
+	rep.Applied = true
+	return rep, nil
+}
+
+func (s *Service) existing(ctx context.Context, id string) (*storage.Student, bool) {
+	st, err := s.store.Student(ctx, id)
+	return st, err == nil
+}
+
+func (s *Service) schoolSet(ctx context.Context) (map[string]bool, error) {
+	sc, err := s.store.Schools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(sc))
+	for _, x := range sc {
+		out[x.ID] = true
+	}
+	return out, nil
+}
+
+// PutCard validates and writes one card (the roster API); it returns the problems, if any.
+func (s *Service) PutCard(ctx context.Context, c Card, actor string) (changed bool, problems []RowError, err error) {
+	schools, err := s.schoolSet(ctx)
+	if err != nil {
+		return false, nil, err
+	}
+	st, gs, problems := s.Validate(c, 1, schools)
+	if len(problems) > 0 {
+		return false, problems, nil
+	}
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		changed, err = s.store.UpsertStudent(ctx, st, gs)
+		if err != nil || !changed {
+			return err
+		}
+		return s.store.Audit(ctx, actor, "roster.put", st.ID, nil)
+	})
+	return changed, nil, err
+}
+
+// Deactivate marks a student who left as inactive; links stay but stop appearing in tokens.
+func (s *Service) Deactivate(ctx context.Context, id, actor string) (bool, error) {
+	var changed bool
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		changed, err = s.store.SetStudentActive(ctx, id, false)
+		if err != nil || !changed {
+			return err
+		}
+		return s.store.Audit(ctx, actor, "roster.deactivate", id, nil)
+	})
+	return changed, err
+}

@@ -1,0 +1,90 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Link ties an account to a student card.
+type Link struct {
+	ID        string     `db:"id"`
+	AccountID string     `db:"account_id"`
+	StudentID string     `db:"student_id"`
+	Relation  string     `db:"relation"`
+	Method    string     `db:"method"`
+	CreatedAt time.Time  `db:"created_at"`
+	RevokedAt *time.Time `db:"revoked_at"`
+}
+
+// LinkedStudent is an active link with its card.
+type LinkedStudent struct {
+	LinkID    string    `db:"link_id"`
+	Relation  string    `db:"relation"`
+	Method    string    `db:"method"`
+	LinkedAt  time.Time `db:"linked_at"`
+	StudentID string    `db:"student_id"`
+	SchoolID  string    `db:"school_id"`
+	Class     string    `db:"class"`
+	Family    string    `db:"family_name"`
+	Given     string    `db:"given_name"`
+	Middle    string    `db:"middle_name"`
+	Birthdate string    `db:"birthdate"`
+}
+
+// AddLink links account to student unless an active link exists; it tells whether it made one.
+func (s *Store) AddLink(ctx context.Context, accountID, studentID, relation, method string) (bool, error) {
+	var n int
+	if err := s.get(ctx, &n, `SELECT COUNT(*) FROM links WHERE account_id = ? AND student_id = ? AND revoked_at IS NULL`, accountID, studentID); err != nil {
+		return false, fmt.Errorf("add link: %w", err)
+	}
+	if n > 0 {
+		return false, nil
+	}
+	_, err := s.exec(ctx, `INSERT INTO links (id, account_id, student_id, relation, method, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		uuid.NewString(), accountID, studentID, relation, method, s.clock())
+	if isUniqueViolation(err) {
+		return false, nil // a concurrent login made the same link
+	}
+	if err != nil {
+		return false, fmt.Errorf("add link: %w", err)
+	}
+	return true, nil
+}
+
+// RevokeLink ends an active link by id; it tells whether one was revoked.
+func (s *Store) RevokeLink(ctx context.Context, id string) (bool, error) {
+	res, err := s.exec(ctx, `UPDATE links SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, s.clock(), id)
+	if err != nil {
+		return false, fmt.Errorf("revoke link: %w", err)
+	}
+	return affected(res) > 0, nil
+}
+
+// Links lists the account's links, active ones first; with all=false only active ones.
+func (s *Store) Links(ctx context.Context, accountID string, all bool) ([]Link, error) {
+	q := `SELECT id, account_id, student_id, relation, method, created_at, revoked_at FROM links WHERE account_id = ?`
+	if !all {
+		q += ` AND revoked_at IS NULL`
+	}
+	var out []Link
+	if err := s.selectAll(ctx, &out, q+` ORDER BY created_at, id`, accountID); err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	return out, nil
+}
+
+// LinkedStudents lists the account's active links to active cards, with the cards.
+func (s *Store) LinkedStudents(ctx context.Context, accountID string) ([]LinkedStudent, error) {
+	var out []LinkedStudent
+	err := s.selectAll(ctx, &out, `SELECT l.id AS link_id, l.relation, l.method, l.created_at AS linked_at, s.id AS student_id,
+		s.school_id, s.class, s.family_name, s.given_name, s.middle_name, s.birthdate
+		FROM links l JOIN students s ON s.id = l.student_id
+		WHERE l.account_id = ? AND l.revoked_at IS NULL AND s.active = ? ORDER BY s.family_name, s.given_name, s.id`, accountID, true)
+	if err != nil {
+		return nil, fmt.Errorf("linked students: %w", err)
+	}
+	return out, nil
+}

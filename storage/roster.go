@@ -1,0 +1,192 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// School is a school of the region.
+type School struct {
+	ID        string    `db:"id"`
+	Name      string    `db:"name"`
+	CreatedAt time.Time `db:"created_at"`
+}
+
+// Student is one card of the roster the diary holds. Its SNILS and its guardians' are kept only
+// as keyed digests.
+type Student struct {
+	ID          string    `db:"id"`
+	SchoolID    string    `db:"school_id"`
+	Class       string    `db:"class"`
+	FamilyName  string    `db:"family_name"`
+	GivenName   string    `db:"given_name"`
+	MiddleName  string    `db:"middle_name"`
+	Birthdate   string    `db:"birthdate"`
+	SNILSDigest string    `db:"snils_digest"`
+	Active      bool      `db:"active"`
+	UpdatedAt   time.Time `db:"updated_at"`
+}
+
+// Guardian is a parent written on a student's card.
+type Guardian struct {
+	SNILSDigest string `db:"snils_digest"`
+	Name        string `db:"name"`
+}
+
+const studentCols = `id, school_id, class, family_name, given_name, middle_name, birthdate, snils_digest, active, updated_at`
+
+// UpsertSchool adds or renames a school.
+func (s *Store) UpsertSchool(ctx context.Context, id, name string) error {
+	_, err := s.exec(ctx, `INSERT INTO schools (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name`, id, name, s.clock())
+	if err != nil {
+		return fmt.Errorf("upsert school %s: %w", id, err)
+	}
+	return nil
+}
+
+// Schools lists every school.
+func (s *Store) Schools(ctx context.Context) ([]School, error) {
+	var out []School
+	if err := s.selectAll(ctx, &out, `SELECT id, name, created_at FROM schools ORDER BY id`); err != nil {
+		return nil, fmt.Errorf("list schools: %w", err)
+	}
+	return out, nil
+}
+
+// Student returns the card id.
+func (s *Store) Student(ctx context.Context, id string) (*Student, error) {
+	var st Student
+	if err := s.get(ctx, &st, `SELECT `+studentCols+` FROM students WHERE id = ?`, id); err != nil {
+		return nil, fmt.Errorf("get student: %w", err)
+	}
+	return &st, nil
+}
+
+// Guardians returns the guardians of a card, ordered by digest.
+func (s *Store) Guardians(ctx context.Context, studentID string) ([]Guardian, error) {
+	var g []Guardian
+	if err := s.selectAll(ctx, &g, `SELECT snils_digest, name FROM student_guardians WHERE student_id = ? ORDER BY snils_digest`, studentID); err != nil {
+		return nil, fmt.Errorf("get guardians: %w", err)
+	}
+	return g, nil
+}
+
+// UpsertStudent writes a card and its guardians, and tells whether anything changed: writing the
+// same card twice changes nothing.
+func (s *Store) UpsertStudent(ctx context.Context, st *Student, guardians []Guardian) (bool, error) {
+	changed := false
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		old, err := s.Student(ctx, st.ID)
+		now := s.clock()
+		switch {
+		case errors.Is(err, ErrNotFound):
+			changed = true
+			_, err = s.exec(ctx, `INSERT INTO students (`+studentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				st.ID, st.SchoolID, st.Class, st.FamilyName, st.GivenName, st.MiddleName, st.Birthdate, st.SNILSDigest, st.Active, now)
+			if err != nil {
+				return fmt.Errorf("insert student %s: %w", st.ID, err)
+			}
+		case err != nil:
+			return err
+		default:
+			if old.SchoolID != st.SchoolID || old.Class != st.Class || old.FamilyName != st.FamilyName || old.GivenName != st.GivenName ||
+				old.MiddleName != st.MiddleName || old.Birthdate != st.Birthdate || old.SNILSDigest != st.SNILSDigest || old.Active != st.Active {
+				changed = true
+				_, err = s.exec(ctx, `UPDATE students SET school_id = ?, class = ?, family_name = ?, given_name = ?, middle_name = ?, birthdate = ?, snils_digest = ?, active = ?, updated_at = ? WHERE id = ?`,
+					st.SchoolID, st.Class, st.FamilyName, st.GivenName, st.MiddleName, st.Birthdate, st.SNILSDigest, st.Active, now, st.ID)
+				if err != nil {
+					return fmt.Errorf("update student %s: %w", st.ID, err)
+				}
+			}
+		}
+		have, err := s.Guardians(ctx, st.ID)
+		if err != nil {
+			return err
+		}
+		want := slices.Clone(guardians)
+		slices.SortFunc(want, func(a, b Guardian) int { return strings.Compare(a.SNILSDigest, b.SNILSDigest) })
+		want = slices.CompactFunc(want, func(a, b Guardian) bool { return a.SNILSDigest == b.SNILSDigest })
+		if !slices.Equal(have, want) {
+			changed = true
+			if _, err := s.exec(ctx, `DELETE FROM student_guardians WHERE student_id = ?`, st.ID); err != nil {
+				return fmt.Errorf("replace guardians of %s: %w", st.ID, err)
+			}
+			for _, g := range want {
+				if _, err := s.exec(ctx, `INSERT INTO student_guardians (student_id, snils_digest, name) VALUES (?, ?, ?)`, st.ID, g.SNILSDigest, g.Name); err != nil {
+					return fmt.Errorf("insert guardian of %s: %w", st.ID, err)
+				}
+			}
+		}
+		return nil
+	})
+	return changed, err
+}
+
+// SetStudentActive marks a card active or inactive (a student who left). It tells whether the
+// card changed.
+func (s *Store) SetStudentActive(ctx context.Context, id string, active bool) (bool, error) {
+	res, err := s.exec(ctx, `UPDATE students SET active = ?, updated_at = ? WHERE id = ? AND active <> ?`, active, s.clock(), id, active)
+	if err != nil {
+		return false, fmt.Errorf("set student %s active=%v: %w", id, active, err)
+	}
+	if affected(res) == 0 {
+		if _, err := s.Student(ctx, id); err != nil {
+			return false, err
+		}
+		return false, nil
+	}
+	return true, nil
+}
+
+// StudentsByGuardianSNILS lists the active cards whose guardian SNILS digest is d.
+func (s *Store) StudentsByGuardianSNILS(ctx context.Context, d string) ([]Student, error) {
+	var out []Student
+	err := s.selectAll(ctx, &out, `SELECT s.id, s.school_id, s.class, s.family_name, s.given_name, s.middle_name, s.birthdate, s.snils_digest, s.active, s.updated_at
+		FROM student_guardians g JOIN students s ON s.id = g.student_id WHERE g.snils_digest = ? AND s.active = ? ORDER BY s.id`, d, true)
+	if err != nil {
+		return nil, fmt.Errorf("students by guardian: %w", err)
+	}
+	return out, nil
+}
+
+// StudentsBySNILS lists the active cards whose own SNILS digest is d.
+func (s *Store) StudentsBySNILS(ctx context.Context, d string) ([]Student, error) {
+	var out []Student
+	if err := s.selectAll(ctx, &out, `SELECT `+studentCols+` FROM students WHERE snils_digest = ? AND active = ? ORDER BY id`, d, true); err != nil {
+		return nil, fmt.Errorf("students by SNILS: %w", err)
+	}
+	return out, nil
+}
+
+// StudentSelection selects cards for invites: a school, optionally a class, optionally ids.
+type StudentSelection struct {
+	SchoolID string
+	Class    string
+	IDs      []string
+}
+
+// SelectStudents returns the active cards of a selection, ordered by class and name.
+func (s *Store) SelectStudents(ctx context.Context, sel StudentSelection) ([]Student, error) {
+	q := `SELECT ` + studentCols + ` FROM students WHERE school_id = ? AND active = ?`
+	args := []any{sel.SchoolID, true}
+	if sel.Class != "" {
+		q += ` AND class = ?`
+		args = append(args, sel.Class)
+	}
+	if len(sel.IDs) > 0 {
+		q += ` AND id IN (?` + strings.Repeat(", ?", len(sel.IDs)-1) + `)`
+		for _, id := range sel.IDs {
+			args = append(args, id)
+		}
+	}
+	q += ` ORDER BY class, family_name, given_name, id`
+	var out []Student
+	if err := s.selectAll(ctx, &out, q, args...); err != nil {
+		return nil, fmt.Errorf("select students: %w", err)
+	}
+	return out, nil
+}
