@@ -307,14 +307,16 @@ func (s *Service) Stats(ctx context.Context, f storage.InviteFilter) ([]storage.
 
 // Errors of redemption, to show to the person.
 var (
-	ErrLocked   = errors.New("too many wrong codes")
+	ErrLocked      = errors.New("too many wrong codes")
 	ErrInvalidCode = errors.New("this code is not valid")
 )
 
 // LockedError tells until when redemption is locked.
 type LockedError struct{ Until time.Time }
 
-func (e *LockedError) Error() string { return "too many wrong codes; try again after " + e.Until.Format(time.RFC3339) }
+func (e *LockedError) Error() string {
+	return "too many wrong codes; try again after " + e.Until.Format(time.RFC3339)
+}
 func (e *LockedError) Unwrap() error { return ErrLocked }
 
 // Redeem spends a code for accountID. Wrong codes count against the account and the IP; while

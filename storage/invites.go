@@ -46,18 +46,26 @@ func (i *Invite) Status(now time.Time) string {
 
 const inviteCols = `id, code_digest, student_id, role, created_by, created_at, expires_at, redeemed_by, redeemed_at, revoked_at`
 
-// CreateInvites stores invites (in the caller's transaction, when it has one).
+// CreateInvites stores invites, many rows per statement (in the caller's transaction, when it
+// has one).
 func (s *Store) CreateInvites(ctx context.Context, invs []Invite) error {
 	return s.InTx(ctx, func(ctx context.Context) error {
-		for _, in := range invs {
-			_, err := s.exec(ctx, `INSERT INTO invites (id, code_digest, student_id, role, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-				in.ID, in.CodeDigest, in.StudentID, in.Role, in.CreatedBy, in.CreatedAt.UTC(), in.ExpiresAt.UTC())
+		for len(invs) > 0 {
+			n := min(len(invs), 200)
+			q := `INSERT INTO invites (id, code_digest, student_id, role, created_by, created_at, expires_at) VALUES ` +
+				strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?), ", n), ", ")
+			args := make([]any, 0, 7*n)
+			for _, in := range invs[:n] {
+				args = append(args, in.ID, in.CodeDigest, in.StudentID, in.Role, in.CreatedBy, in.CreatedAt.UTC(), in.ExpiresAt.UTC())
+			}
+			_, err := s.exec(ctx, q, args...)
 			if isUniqueViolation(err) {
-				return fmt.Errorf("store invite: %w", ErrConflict)
+				return fmt.Errorf("store invites: %w", ErrConflict)
 			}
 			if err != nil {
-				return fmt.Errorf("store invite: %w", err)
+				return fmt.Errorf("store invites: %w", err)
 			}
+			invs = invs[n:]
 		}
 		return nil
 	})
@@ -97,10 +105,14 @@ func chunks(ids []string, n int) func(func([]string) bool) {
 func (s *Store) RevokeInvites(ctx context.Context, ids []string) (int, error) {
 	n := 0
 	err := s.InTx(ctx, func(ctx context.Context) error {
-		for _, id := range ids {
-			res, err := s.exec(ctx, `UPDATE invites SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND redeemed_at IS NULL`, s.clock(), id)
+		for chunk := range chunks(ids, 500) {
+			args := []any{s.clock()}
+			for _, id := range chunk {
+				args = append(args, id)
+			}
+			res, err := s.exec(ctx, `UPDATE invites SET revoked_at = ? WHERE revoked_at IS NULL AND redeemed_at IS NULL AND id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
 			if err != nil {
-				return fmt.Errorf("revoke invite: %w", err)
+				return fmt.Errorf("revoke invites: %w", err)
 			}
 			n += int(affected(res))
 		}

@@ -226,3 +226,47 @@ func affected(res sql.Result) int64 {
 	}
 	return n
 }
+
+// SearchText returns "table.column" for every text column of every table that holds s; tests
+// use it to prove that no plain SNILS or invite code reaches the database.
+func (s *Store) SearchText(ctx context.Context, needle string) ([]string, error) {
+	type col struct {
+		Table  string `db:"table_name"`
+		Column string `db:"column_name"`
+	}
+	var cols []col
+	var err error
+	if s.dialect == Postgres {
+		err = s.selectAll(ctx, &cols, `SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'bytea')`)
+	} else {
+		var tables []string
+		err = s.selectAll(ctx, &tables, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`)
+		for _, t := range tables {
+			var names []string
+			if e := s.selectAll(ctx, &names, `SELECT name FROM pragma_table_info(?)`, t); e != nil {
+				return nil, e
+			}
+			for _, n := range names {
+				cols = append(cols, col{t, n})
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list columns: %w", err)
+	}
+	var found []string
+	for _, c := range cols {
+		var n int
+		q := `SELECT COUNT(*) FROM ` + c.Table + ` WHERE CAST(` + c.Column + ` AS TEXT) LIKE ?`
+		if s.dialect == Postgres {
+			q = `SELECT COUNT(*) FROM "` + c.Table + `" WHERE encode(convert_to("` + c.Column + `"::text, 'UTF8'), 'escape') LIKE ?`
+		}
+		if err := s.get(ctx, &n, q, "%"+needle+"%"); err != nil {
+			return nil, fmt.Errorf("search %s.%s: %w", c.Table, c.Column, err)
+		}
+		if n > 0 {
+			found = append(found, c.Table+"."+c.Column)
+		}
+	}
+	return found, nil
+}

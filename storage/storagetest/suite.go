@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t testing.TB) *storage.Store) {
 		{"UpstreamFlowsSingleUse", testUpstreamFlows},
 		{"Audit", testAudit},
 		{"DeleteExpired", testDeleteExpired},
+		{"SearchText", testSearchText},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -676,5 +677,29 @@ func testDeleteExpired(t *testing.T, s *storage.Store) {
 	}
 	if _, err := s.GetAccessTokenSession(ctx, "long", openid.NewDefaultSession()); err != nil {
 		t.Errorf("unexpired token removed: %v", err)
+	}
+}
+
+// testSearchText proves that the search other tests use to show a value is absent can find it.
+func testSearchText(t *testing.T, s *storage.Store) {
+	ctx := context.Background()
+	sub := "search-me"
+	if _, err := s.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: &sub, FamilyName: "Найдименя-11223344595"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Audit(ctx, "cli:x", "probe", "", map[string]any{"note": "ZXCV-7788"}); err != nil {
+		t.Fatal(err)
+	}
+	for needle, want := range map[string]string{"11223344595": "accounts.family_name", "ZXCV-7788": "audit_log.details"} {
+		found, err := s.SearchText(ctx, needle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(found) != 1 || found[0] != want {
+			t.Errorf("SearchText(%q) = %v, want [%s]", needle, found, want)
+		}
+	}
+	if found, _ := s.SearchText(ctx, "absent-value-0000"); len(found) != 0 {
+		t.Errorf("found an absent value in %v", found)
 	}
 }
