@@ -32,6 +32,25 @@ type Config struct {
 	HTTP     HTTP     `mapstructure:"http"`
 	Log      Log      `mapstructure:"log"`
 	Upstream Upstream `mapstructure:"upstream"`
+	Limits   Limits   `mapstructure:"limits"`
+	Linking  Linking  `mapstructure:"linking"`
+}
+
+// Limits are the attempt limits stored in the database (they hold across replicas).
+type Limits struct {
+	InviteFailuresPerAccount int           `mapstructure:"invite_failures_per_account"`
+	InviteFailuresPerIP      int           `mapstructure:"invite_failures_per_ip"`
+	Window                   time.Duration `mapstructure:"window"`
+	Lockout                  time.Duration `mapstructure:"lockout"`
+}
+
+// Linking tunes the linking pages.
+type Linking struct {
+	// ConsentVersion names the consent text; changing it asks everyone again.
+	ConsentVersion string `mapstructure:"consent_version"`
+	// AlwaysPickStudent lists clients (comma-separated) that always show the student picker.
+	AlwaysPickStudent string        `mapstructure:"always_pick_student"`
+	LinkIntentTTL     time.Duration `mapstructure:"link_intent_ttl"`
 }
 
 // Upstream configures where people log in: ESIA directly, or a generic OpenID provider.
@@ -158,69 +177,76 @@ type Log struct {
 // Defaults lists every key with its default value; the README's configuration table mirrors it.
 func Defaults() map[string]any {
 	return map[string]any{
-		"issuer":                           "http://127.0.0.1:8080",
-		"listen":                           "127.0.0.1:8080",
-		"dev":                              false,
-		"database.dsn":                     "",
-		"database.migrate_on_start":        false,
-		"database.max_open_conns":          20,
-		"secrets.master_key":               "",
-		"secrets.master_key_file":          "",
-		"secrets.cookie_key":               "",
-		"secrets.cookie_key_file":          "",
-		"secrets.snils_pepper":             "",
-		"secrets.snils_pepper_file":        "",
-		"secrets.token_key":                "",
-		"secrets.token_key_file":           "",
-		"tokens.access_token_lifespan":     "15m",
-		"tokens.refresh_token_lifespan":    "720h",
-		"tokens.id_token_lifespan":         "1h",
-		"tokens.auth_code_lifespan":        "5m",
-		"tokens.refresh_grace_period":      "5s",
-		"tokens.access_token_format":       "jwt",
-		"tokens.access_token_alg":          "ES256",
-		"tokens.id_token_alg":              "RS256",
-		"keys.publish_before_use":          "0s",
-		"keys.reload_interval":             "30s",
-		"session.lifespan":                 "12h",
-		"session.cookie_name":              "esia_broker_session",
-		"session.secure_cookie":            nil,
-		"session.login_timeout":            "10m",
-		"http.read_timeout":                "15s",
-		"http.write_timeout":               "30s",
-		"http.shutdown_timeout":            "20s",
-		"http.max_body_bytes":              1 << 20,
-		"log.level":                        "info",
-		"log.format":                       "json",
-		"upstream.esia.enabled":            false,
-		"upstream.esia.base_url":           "production",
-		"upstream.esia.client_id":          "",
-		"upstream.esia.redirect_uri":       "",
-		"upstream.esia.scopes":             "openid fullname birthdate gender snils",
-		"upstream.esia.access_type":        "online",
-		"upstream.esia.timeout":            "10s",
-		"upstream.esia.signer":             "gost",
-		"upstream.esia.key_file":           "",
-		"upstream.esia.cert_file":          "",
-		"upstream.esia.signer_command":     "",
-		"upstream.esia.signer_reverse":     false,
-		"upstream.esia.token_issuer":       "http://esia.gosuslugi.ru/",
-		"upstream.esia.verify_cert_files":  "",
-		"upstream.oidc.enabled":            false,
-		"upstream.oidc.issuer":             "",
-		"upstream.oidc.client_id":          "",
-		"upstream.oidc.client_secret":      "",
-		"upstream.oidc.client_secret_file": "",
-		"upstream.oidc.redirect_uri":       "",
-		"upstream.oidc.scopes":             "openid profile",
-		"upstream.oidc.display_name":       "Войти через Госуслуги",
-		"upstream.oidc.claim_subject":      "sub",
-		"upstream.oidc.claim_family_name":  "family_name",
-		"upstream.oidc.claim_given_name":   "given_name",
-		"upstream.oidc.claim_middle_name":  "middle_name",
-		"upstream.oidc.claim_birthdate":    "birthdate",
-		"upstream.oidc.claim_snils":        "",
-		"upstream.oidc.claim_trusted":      "",
+		"issuer":                             "http://127.0.0.1:8080",
+		"listen":                             "127.0.0.1:8080",
+		"dev":                                false,
+		"database.dsn":                       "",
+		"database.migrate_on_start":          false,
+		"database.max_open_conns":            20,
+		"secrets.master_key":                 "",
+		"secrets.master_key_file":            "",
+		"secrets.cookie_key":                 "",
+		"secrets.cookie_key_file":            "",
+		"secrets.snils_pepper":               "",
+		"secrets.snils_pepper_file":          "",
+		"secrets.token_key":                  "",
+		"secrets.token_key_file":             "",
+		"tokens.access_token_lifespan":       "15m",
+		"tokens.refresh_token_lifespan":      "720h",
+		"tokens.id_token_lifespan":           "1h",
+		"tokens.auth_code_lifespan":          "5m",
+		"tokens.refresh_grace_period":        "5s",
+		"tokens.access_token_format":         "jwt",
+		"tokens.access_token_alg":            "ES256",
+		"tokens.id_token_alg":                "RS256",
+		"keys.publish_before_use":            "0s",
+		"keys.reload_interval":               "30s",
+		"session.lifespan":                   "12h",
+		"session.cookie_name":                "esia_broker_session",
+		"session.secure_cookie":              nil,
+		"session.login_timeout":              "10m",
+		"http.read_timeout":                  "15s",
+		"http.write_timeout":                 "30s",
+		"http.shutdown_timeout":              "20s",
+		"http.max_body_bytes":                1 << 20,
+		"log.level":                          "info",
+		"log.format":                         "json",
+		"limits.invite_failures_per_account": 5,
+		"limits.invite_failures_per_ip":      20,
+		"limits.window":                      "15m",
+		"limits.lockout":                     "15m",
+		"linking.consent_version":            "2026-11",
+		"linking.always_pick_student":        "",
+		"linking.link_intent_ttl":            "10m",
+		"upstream.esia.enabled":              false,
+		"upstream.esia.base_url":             "production",
+		"upstream.esia.client_id":            "",
+		"upstream.esia.redirect_uri":         "",
+		"upstream.esia.scopes":               "openid fullname birthdate gender snils",
+		"upstream.esia.access_type":          "online",
+		"upstream.esia.timeout":              "10s",
+		"upstream.esia.signer":               "gost",
+		"upstream.esia.key_file":             "",
+		"upstream.esia.cert_file":            "",
+		"upstream.esia.signer_command":       "",
+		"upstream.esia.signer_reverse":       false,
+		"upstream.esia.token_issuer":         "http://esia.gosuslugi.ru/",
+		"upstream.esia.verify_cert_files":    "",
+		"upstream.oidc.enabled":              false,
+		"upstream.oidc.issuer":               "",
+		"upstream.oidc.client_id":            "",
+		"upstream.oidc.client_secret":        "",
+		"upstream.oidc.client_secret_file":   "",
+		"upstream.oidc.redirect_uri":         "",
+		"upstream.oidc.scopes":               "openid profile",
+		"upstream.oidc.display_name":         "Войти через Госуслуги",
+		"upstream.oidc.claim_subject":        "sub",
+		"upstream.oidc.claim_family_name":    "family_name",
+		"upstream.oidc.claim_given_name":     "given_name",
+		"upstream.oidc.claim_middle_name":    "middle_name",
+		"upstream.oidc.claim_birthdate":      "birthdate",
+		"upstream.oidc.claim_snils":          "",
+		"upstream.oidc.claim_trusted":        "",
 	}
 }
 
@@ -403,6 +429,18 @@ func (c *Config) validate() []string {
 		bad("log.format", "must be json or text, got %q", c.Log.Format)
 	}
 	p = append(p, c.Upstream.validate()...)
+	if c.Limits.InviteFailuresPerAccount < 1 || c.Limits.InviteFailuresPerIP < 1 {
+		bad("limits", "invite_failures_per_account and invite_failures_per_ip must be at least 1")
+	}
+	if c.Limits.Window < time.Second || c.Limits.Lockout < time.Second {
+		bad("limits", "window and lockout must be at least 1s")
+	}
+	if c.Linking.ConsentVersion == "" {
+		bad("linking.consent_version", "must not be empty")
+	}
+	if c.Linking.LinkIntentTTL < 30*time.Second || c.Linking.LinkIntentTTL > time.Hour {
+		bad("linking.link_intent_ttl", "must be between 30s and 1h")
+	}
 	return p
 }
 

@@ -96,3 +96,61 @@ func (s *Store) CountAccounts(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// SetAccountStatus sets active or disabled.
+func (s *Store) SetAccountStatus(ctx context.Context, id, status string) error {
+	res, err := s.exec(ctx, `UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?`, status, s.clock(), id)
+	if err != nil {
+		return fmt.Errorf("set account status: %w", err)
+	}
+	if affected(res) == 0 {
+		return fmt.Errorf("set account status: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// ForgetAccount removes an account's personal data: names, birth date, SNILS digest and upstream
+// id are blanked, its sessions, consents and tokens deleted, its links revoked. The account row
+// and the audit log stay, so what happened remains known without who it was.
+func (s *Store) ForgetAccount(ctx context.Context, id string) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		now := s.clock()
+		res, err := s.exec(ctx, `UPDATE accounts SET family_name = '', given_name = '', middle_name = '', birthdate = '', snils_digest = '', upstream_sub = NULL, status = 'forgotten', updated_at = ? WHERE id = ?`, now, id)
+		if err != nil {
+			return fmt.Errorf("forget account: %w", err)
+		}
+		if affected(res) == 0 {
+			return fmt.Errorf("forget account: %w", ErrNotFound)
+		}
+		for _, q := range []string{
+			`DELETE FROM browser_sessions WHERE account_id = ?`,
+			`DELETE FROM consents WHERE account_id = ?`,
+			`DELETE FROM oauth2_access WHERE subject = ?`,
+			`DELETE FROM oauth2_refresh WHERE subject = ?`,
+			`DELETE FROM oauth2_code WHERE subject = ?`,
+			`DELETE FROM oauth2_oidc WHERE subject = ?`,
+			`DELETE FROM oauth2_pkce WHERE subject = ?`,
+		} {
+			if _, err := s.exec(ctx, q, id); err != nil {
+				return fmt.Errorf("forget account: %w", err)
+			}
+		}
+		if _, err := s.exec(ctx, `UPDATE links SET revoked_at = ? WHERE account_id = ? AND revoked_at IS NULL`, now, id); err != nil {
+			return fmt.Errorf("forget account: %w", err)
+		}
+		return nil
+	})
+}
+
+// RevokeTokensOf deletes every access and refresh token of a subject (account disabled).
+func (s *Store) RevokeTokensOf(ctx context.Context, subject string) error {
+	for _, t := range []string{tableAccess, tableRefresh} {
+		if _, err := s.exec(ctx, `DELETE FROM `+t+` WHERE subject = ?`, subject); err != nil {
+			return fmt.Errorf("revoke tokens: %w", err)
+		}
+	}
+	if _, err := s.exec(ctx, `DELETE FROM browser_sessions WHERE account_id = ?`, subject); err != nil {
+		return fmt.Errorf("revoke sessions: %w", err)
+	}
+	return nil
+}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/esia-broker/esia-broker/storage/storagetest"
 )
 
 // browser starts headless Chromium (Debian's package) for one test. Without it the test is
@@ -81,6 +83,55 @@ func TestBrowserDevLogin(t *testing.T) {
 		t.Errorf("claims shown: %s", claims)
 	}
 	p := filepath.Join(dir, "dev-login-claims-360.png")
+	if err := os.WriteFile(p, shot, 0o644); err == nil {
+		t.Logf("screenshot: %s", p)
+	}
+}
+
+// TestBrowserInviteSheet prints a sheet with the CLI and opens it in headless Chromium at A4
+// width: the slips are there, with Cyrillic text, and a screenshot is saved.
+func TestBrowserInviteSheet(t *testing.T) {
+	dir := artifactDir(t)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	env := testEnv(storagetest.NewSQLiteDSN(t))
+	mustRun(t, env, "migrate", "up")
+	mustRun(t, env, "roster", "schools", "add", "sch-1", "МБОУ «Средняя школа № 1»")
+	roster := filepath.Join(t.TempDir(), "roster.csv")
+	os.WriteFile(roster, []byte("student_id,school_id,class,family_name,given_name,middle_name,birthdate\n"+
+		"s-1,sch-1,7А,Иванов,Алексей,Игоревич,2013-09-12\ns-2,sch-1,7А,Щукина,Ёлка,Юрьевна,2013-02-03\ns-3,sch-1,7А,Эйхман,Яна,,2013-04-05\n"), 0o600)
+	mustRun(t, env, "roster", "import", roster)
+	sheet := filepath.Join(dir, "invite-sheet.html")
+	mustRun(t, env, "invites", "issue", "--school", "sch-1", "--class", "7А", "--role", "parent", "--out", sheet, "--start-url", "https://dnevnik.example.ru")
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(794, 1123), chromedp.Navigate("file://"+sheet), chromedp.WaitVisible(chromedp.CSS(".slip"))); err != nil {
+		t.Fatal(err)
+	}
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Щукина Ёлка Юрьевна", "МБОУ «Средняя школа № 1»", "Родитель (законный представитель)", "https://dnevnik.example.ru"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the rendered sheet lacks %q", want)
+		}
+	}
+	slips, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('.slip').length`))
+	if err != nil || slips != 3 {
+		t.Errorf("%d slips rendered (%v)", slips, err)
+	}
+	// Cyrillic is drawn with a real font: the width of a Cyrillic line is not the width of the
+	// same number of missing-glyph boxes.
+	w, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(() => { const c = document.createElement('canvas').getContext('2d'); c.font = '16px "DejaVu Sans", sans-serif'; return c.measureText('Щукина').width / c.measureText('ЩЩЩЩЩЩ').width; })()`))
+	if err != nil || w <= 0.3 || w >= 0.99 {
+		t.Errorf("Cyrillic glyph widths look like boxes: ratio %v (%v)", w, err)
+	}
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "invite-sheet-a4.png")
 	if err := os.WriteFile(p, shot, 0o644); err == nil {
 		t.Logf("screenshot: %s", p)
 	}
