@@ -27,6 +27,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/invites"
+	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -65,6 +67,7 @@ type Broker struct {
 	cookieKey  []byte
 	region     string
 	mount      func(r *mux.Router)
+	linker     *linking.Service
 }
 
 // New composes the provider. It loads the signing keys (creating the first ones when there are
@@ -97,6 +100,16 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secrets.cookie_key: %w", err)
 	}
+	pepper, err := config.DecodeSecret(cfg.Secrets.SNILSPepper)
+	if err != nil {
+		return nil, fmt.Errorf("secrets.snils_pepper: %w", err)
+	}
+	digester := linking.NewDigester(pepper)
+	lim := cfg.Limits
+	inv := invites.NewService(o.Store, digester.InviteKey(), invites.Limits{
+		PerAccount: storage.AttemptLimit{Max: lim.InviteFailuresPerAccount, Window: lim.Window, Lockout: lim.Lockout},
+		PerIP:      storage.AttemptLimit{Max: lim.InviteFailuresPerIP, Window: lim.Window, Lockout: lim.Lockout},
+	})
 	o.Store.RefreshGrace = cfg.Tokens.RefreshGracePeriod
 	overlap := max(cfg.Tokens.AccessTokenLifespan, cfg.Tokens.IDTokenLifespan) + 5*time.Minute
 	keys, err := NewKeySet(o.Store, KeySetOptions{MasterKey: master, Reload: cfg.Keys.ReloadInterval, Overlap: overlap, PublishBeforeUse: cfg.Keys.PublishBeforeUse})
@@ -158,6 +171,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		cfg: cfg, store: o.Store, keys: keys, provider: provider, idSigner: idSigner,
 		connectors: map[string]Connector{}, log: o.Logger, pages: pages,
 		metrics: newMetrics(o.Registry), cookieKey: cookieKey, region: o.Region, mount: o.Mount,
+		linker: linking.NewService(o.Store, digester, inv),
 	}
 	for _, c := range o.Connectors {
 		if _, dup := b.connectors[c.ID()]; dup {
@@ -217,6 +231,17 @@ func (b *Broker) Handler() http.Handler {
 		id := c.ID()
 		route("/"+id+"/callback", "callback", func(w http.ResponseWriter, r *http.Request) { b.callback(w, r, id) }, http.MethodGet)
 	}
+	route("/link/role", "link_role", b.rolePage, http.MethodGet)
+	route("/link/code", "link_code", b.codePage, http.MethodGet)
+	route("/link/code", "link_code_post", b.redeemCode, http.MethodPost)
+	route("/link/{intent}", "link_intent", b.linkIntentPage, http.MethodGet)
+	route("/consent", "consent", b.consent, http.MethodPost)
+	route("/select", "select", b.selectStudent, http.MethodPost)
+	route("/account", "account", b.accountPage, http.MethodGet)
+	route("/api/v1/students/batch", "api_students_batch", b.apiPutStudents, http.MethodPost)
+	route("/api/v1/students/{id}", "api_student_put", b.apiPutStudent, http.MethodPut)
+	route("/api/v1/students/{id}", "api_student_delete", b.apiDeactivateStudent, http.MethodDelete)
+	route("/api/v1/link-intents", "api_link_intents", b.apiCreateLinkIntent, http.MethodPost)
 	route("/healthz", "healthz", b.healthz, http.MethodGet)
 	route("/readyz", "readyz", b.readyz, http.MethodGet)
 	r.Handle("/metrics", b.metrics.handler()).Methods(http.MethodGet)

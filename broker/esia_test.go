@@ -109,9 +109,7 @@ func choosePersona(t *testing.T, br *browser, esiaURL *url.URL, persona string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(body)
+	return acceptConsents(t, br, resp)
 }
 
 // nothingWritten checks that a failed login left no account, session, code or token.

@@ -156,6 +156,10 @@ func (h *harness) login(br *browser, authURL string) *url.URL {
 		u, _ := url.Parse(loc)
 		return u
 	}
+	if consentForm.Match(body) {
+		resp.Body = io.NopCloser(strings.NewReader(string(body)))
+		return h.finish(br, resp)
+	}
 	m := loginLink.FindSubmatch(body)
 	if m == nil {
 		h.t.Fatalf("no login link on the start page (status %d): %s", resp.StatusCode, body)
@@ -165,13 +169,45 @@ func (h *harness) login(br *browser, authURL string) *url.URL {
 	if err != nil {
 		h.t.Fatalf("login: %v", err)
 	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
+	return h.finish(br, resp)
+}
+
+var (
+	consentForm = regexp.MustCompile(`action="/consent"[\s\S]*?name="csrf" value="([^"]+)"[\s\S]*?name="login" value="([^"]+)"`)
+)
+
+// finish answers the consent page (accepting) until the broker redirects to the RP, and returns
+// that redirect.
+func (h *harness) finish(br *browser, resp *http.Response) *url.URL {
+	h.t.Helper()
+	resp, body := acceptConsents(h.t, br, resp)
 	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
 		h.t.Fatalf("login ended with %d, not a redirect to the RP: %s", resp.StatusCode, body)
 	}
 	u, _ := url.Parse(resp.Header.Get("Location"))
 	return u
+}
+
+// acceptConsents answers every consent page (on whichever broker shows it) and returns the first
+// response that is not one, with its body read.
+func acceptConsents(t testing.TB, br *browser, resp *http.Response) (*http.Response, string) {
+	t.Helper()
+	for range 6 {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := consentForm.FindSubmatch(body)
+		if resp.StatusCode != http.StatusOK || m == nil {
+			return resp, string(body)
+		}
+		base := resp.Request.URL.Scheme + "://" + resp.Request.URL.Host
+		var err error
+		resp, err = br.PostForm(base+"/consent", url.Values{"csrf": {string(m[1])}, "login": {string(m[2])}, "decision": {"accept"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("too many consent pages")
+	return nil, ""
 }
 
 func storagetestOpenSQLite(t *testing.T) *storage.Store {

@@ -89,14 +89,48 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		b.renderError(w, r, &retry)
 		return
 	}
+	// Only a keyed digest of the SNILS is kept; a SNILS that does not parse is dropped.
+	snilsDigest := ""
+	if id.SNILS != "" {
+		if d, err := b.linker.Digester().SNILS(id.SNILS); err == nil {
+			snilsDigest = d
+		}
+	}
 	sub := id.Subject
 	account, err := b.store.UpsertUpstreamAccount(ctx, &storage.Account{
-		Kind: "esia", Upstream: connID, UpstreamSub: &sub,
+		Kind: "esia", Upstream: connID, UpstreamSub: &sub, SNILSDigest: snilsDigest,
 		FamilyName: id.FamilyName, GivenName: id.GivenName, MiddleName: id.MiddleName, Birthdate: id.Birthdate,
 	})
 	if err != nil {
 		b.renderError(w, r, err)
 		return
+	}
+	if account.Status != "active" {
+		b.metrics.logins.WithLabelValues(connID, "disabled").Inc()
+		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена", Message: "Вход с этой учётной записью отключён администратором. Обратитесь в школу или в службу поддержки."})
+		return
+	}
+	lr, err := b.store.LoginRequest(ctx, flow.LoginRequestID)
+	if err != nil {
+		b.renderError(w, r, expiredLogin(err))
+		return
+	}
+	// Links by SNILS are re-checked at every login.
+	if _, err := b.linker.Resolve(ctx, account.ID, id.SNILS); err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	var intent *storage.LinkIntent
+	if lr.LinkIntent != "" {
+		intent, err = b.store.ConsumeLinkIntent(ctx, lr.LinkIntent)
+		if err != nil {
+			b.renderError(w, r, errIntentGone(err))
+			return
+		}
+		if _, err := b.linker.ApplyIntent(ctx, account.ID, intent.ClientID, intent.Relation, intent.Students()); err != nil {
+			b.renderError(w, r, err)
+			return
+		}
 	}
 	// A new session id at every login: whatever id the browser held before is dropped.
 	if old := b.sessionCookie(r); old != "" {
@@ -127,7 +161,44 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 	}
 	b.metrics.logins.WithLabelValues(connID, "ok").Inc()
 	b.setCookie(w, b.cfg.Session.CookieName, raw, b.cfg.Session.Lifespan)
+	if intent != nil {
+		_, _ = b.store.ConsumeLoginRequest(ctx, lr.ID)
+		linked, _ := b.store.LinkedStudents(ctx, account.ID)
+		b.render(w, r, http.StatusOK, "code_done", pageData{Title: "Привязка к Госуслугам выполнена",
+			Message: "Учётная запись Госуслуг привязана к дневнику. Теперь входите в дневник через Госуслуги.", Students: studentViews(linked), ReturnURI: intent.ReturnURI})
+		return
+	}
 	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(flow.LoginRequestID), http.StatusFound)
+}
+
+func errIntentGone(err error) error {
+	return &UserError{Status: http.StatusGone, Title: "Ссылка для привязки устарела", Err: err,
+		Message: "Ссылка для привязки к Госуслугам уже использована или устарела. Вернитесь в дневник и нажмите «выполнить привязку к ЕСИА» ещё раз."}
+}
+
+// linkIntentPage opens a diary's link intent: the person logs in with ESIA, and the account is
+// linked to the students the diary named.
+func (b *Broker) linkIntentPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	raw := mux.Vars(r)["intent"]
+	if _, err := b.store.LinkIntent(ctx, hashToken(raw)); err != nil {
+		b.renderError(w, r, errIntentGone(err))
+		return
+	}
+	if len(b.connOrder) == 0 {
+		b.renderError(w, r, &UserError{Status: http.StatusServiceUnavailable, Title: "Вход недоступен", Message: "Не настроен ни один способ входа. Сообщите в службу поддержки."})
+		return
+	}
+	lr := &storage.LoginRequest{ID: uuid.NewString(), BrowserHash: hashToken(b.browserID(w, r)), LinkIntent: hashToken(raw), ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
+	if err := b.store.CreateLoginRequest(ctx, lr); err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	conn := b.connOrder[0]
+	if c, ok := b.connectors["esia"]; ok {
+		conn = c
+	}
+	http.Redirect(w, r, "/login/"+url.PathEscape(conn.ID())+"?login="+url.QueryEscape(lr.ID), http.StatusFound)
 }
 
 // logout is RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). With a valid

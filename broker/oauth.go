@@ -19,7 +19,7 @@ import (
 
 // SupportedScopes are the scopes the broker knows; a client may request those it is registered
 // for.
-var SupportedScopes = []string{"openid", "profile", "offline_access"}
+var SupportedScopes = []string{"openid", "profile", "offline_access", "students", "esia", "roster:write", "links:write"}
 
 func (b *Broker) issuer() string { return strings.TrimSuffix(b.cfg.Issuer, "/") }
 
@@ -50,7 +50,7 @@ func (b *Broker) discovery(w http.ResponseWriter, _ *http.Request) {
 		"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
 		"code_challenge_methods_supported":      []string{"S256"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
-		"claims_supported":                      []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "name", "family_name", "given_name", "middle_name", "birthdate"},
+		"claims_supported":                      []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "name", "family_name", "given_name", "middle_name", "birthdate", "roles", "students", "student_id", "esia_oid"},
 		"prompt_values_supported":               []string{"none", "login", "consent", "select_account"},
 		"claims_parameter_supported":            false,
 		"request_parameter_supported":           false,
@@ -102,25 +102,60 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 		b.startLogin(w, r, ar)
 		return
 	}
-	b.finishAuthorize(w, r, ar, bs, account, time.Now())
+	// A live session: the rest of the way (role, consent, picker) goes through a login request
+	// bound to this browser and this session, as after a fresh login.
+	lr := &storage.LoginRequest{ID: uuid.NewString(), AuthorizeQuery: ar.GetRequestForm().Encode(), BrowserHash: hashToken(b.browserID(w, r)),
+		SessionHash: bs.IDHash, ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
+	if err := b.store.CreateLoginRequest(ctx, lr); err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	b.proceed(w, r, lr, bs, account)
 }
 
-// resume continues an authorization request after the login it waited for.
+// resume continues an authorization request after the login, code entry, consent or picker it
+// waited for.
 func (b *Broker) resume(w http.ResponseWriter, r *http.Request) {
+	lr, bs, account, ok := b.loginInProgress(w, r, r.URL.Query().Get("login"))
+	if !ok {
+		return
+	}
+	b.proceed(w, r, lr, bs, account)
+}
+
+// loginInProgress loads a login request and checks that it belongs to this browser and its
+// current session; on failure it has written the page.
+func (b *Broker) loginInProgress(w http.ResponseWriter, r *http.Request, id string) (*storage.LoginRequest, *storage.BrowserSession, *storage.Account, bool) {
 	ctx := r.Context()
-	lr, err := b.store.ConsumeLoginRequest(ctx, r.URL.Query().Get("login"))
+	lr, err := b.store.LoginRequest(ctx, id)
 	if err != nil {
 		b.renderError(w, r, expiredLogin(err))
-		return
+		return nil, nil, nil, false
 	}
 	bs, account, err := b.currentSession(ctx, r)
 	if err != nil {
 		b.renderError(w, r, err)
-		return
+		return nil, nil, nil, false
 	}
 	c, err := r.Cookie(browserCookie)
 	if bs == nil || err != nil || hashToken(c.Value) != lr.BrowserHash || lr.SessionHash == "" || lr.SessionHash != bs.IDHash {
 		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Вход был начат в другом окне или браузере. Вернитесь в электронный дневник и войдите снова."})
+		return nil, nil, nil, false
+	}
+	return lr, bs, account, true
+}
+
+// proceed takes a logged-in authorization request through the steps it still needs — role and
+// invite code when nothing is linked, first-login consent, the student picker — and then issues
+// the authorization code. With prompt=none a needed step is an OAuth error instead of a page.
+func (b *Broker) proceed(w http.ResponseWriter, r *http.Request, lr *storage.LoginRequest, bs *storage.BrowserSession, account *storage.Account) {
+	ctx := r.Context()
+	if lr.AuthorizeQuery == "" {
+		b.renderError(w, r, expiredLogin(errors.New("login request without an authorization request")))
+		return
+	}
+	if account.Status != "active" {
+		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена", Message: "Вход с этой учётной записью отключён администратором. Обратитесь в школу или в службу поддержки."})
 		return
 	}
 	replay, err := http.NewRequestWithContext(ctx, http.MethodGet, "/oauth2/authorize?"+lr.AuthorizeQuery, nil)
@@ -133,8 +168,67 @@ func (b *Broker) resume(w http.ResponseWriter, r *http.Request) {
 		b.authorizeError(w, r, ar, err)
 		return
 	}
-	b.finishAuthorize(w, r, ar, bs, account, lr.CreatedAt)
+	client, ok := ar.GetClient().(*storage.Client)
+	if !ok {
+		b.renderError(w, r, errors.New("authorize: unexpected client type"))
+		return
+	}
+	prompt := fosite.RemoveEmpty(strings.Split(ar.GetRequestForm().Get("prompt"), " "))
+	none := slices.Contains(prompt, "none")
+	scopes := ar.GetRequestedScopes()
+	linked, err := b.store.LinkedStudents(ctx, account.ID)
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	if scopes.Has("students") && len(linked) == 0 {
+		if none {
+			b.authorizeError(w, r, ar, fosite.ErrInteractionRequired.WithHint("No student is linked to the account yet."))
+			return
+		}
+		http.Redirect(w, r, "/link/role?login="+url.QueryEscape(lr.ID), http.StatusFound)
+		return
+	}
+	if !lr.Consented {
+		current, err := b.consentCurrent(ctx, account.ID, client.ID, scopes, linked)
+		if err != nil {
+			b.renderError(w, r, err)
+			return
+		}
+		if !current {
+			if none {
+				b.authorizeError(w, r, ar, fosite.ErrConsentRequired.WithHint("The user has not consented to this client yet."))
+				return
+			}
+			b.renderConsent(w, r, lr, client, scopes, linked)
+			return
+		}
+	}
+	if lr.StudentID == "" && len(linked) > 1 && scopes.Has("students") && (slices.Contains(prompt, "select_account") || b.alwaysPick(client.ID)) {
+		if none {
+			b.authorizeError(w, r, ar, errAccountSelectionRequired.WithHint("The user must pick a student."))
+			return
+		}
+		b.renderPicker(w, r, lr, linked)
+		return
+	}
+	if _, err := b.store.ConsumeLoginRequest(ctx, lr.ID); err != nil {
+		b.renderError(w, r, expiredLogin(err))
+		return
+	}
+	b.finishAuthorize(w, r, ar, bs, account, client, lr.CreatedAt, lr.StudentID)
 }
+
+func (b *Broker) alwaysPick(clientID string) bool {
+	for _, c := range strings.Split(b.cfg.Linking.AlwaysPickStudent, ",") {
+		if strings.TrimSpace(c) == clientID {
+			return true
+		}
+	}
+	return false
+}
+
+var errAccountSelectionRequired = &fosite.RFC6749Error{ErrorField: "account_selection_required", DescriptionField: "The End-User is required to select a session at the Authorization Server.", CodeField: http.StatusBadRequest}
 
 // checkPKCE refuses, before anyone logs in, what fosite's PKCE handler would refuse after: a
 // method other than S256, and a public client without a challenge.
@@ -157,18 +251,19 @@ func expiredLogin(err error) error {
 	return &UserError{Status: http.StatusBadRequest, Title: "Время входа истекло", Message: "Страница входа устарела или уже была использована. Вернитесь в электронный дневник и нажмите «Войти» ещё раз.", Err: err}
 }
 
-func (b *Broker) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, bs *storage.BrowserSession, account *storage.Account, requestedAt time.Time) {
+func (b *Broker) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, bs *storage.BrowserSession, account *storage.Account, client *storage.Client, requestedAt time.Time, picked string) {
 	ctx := r.Context()
-	client, ok := ar.GetClient().(*storage.Client)
-	if !ok {
-		b.renderError(w, r, errors.New("authorize: unexpected client type"))
-		return
-	}
 	for _, s := range ar.GetRequestedScopes() {
 		ar.GrantScope(s)
 	}
 	ar.GrantAudience(client.ID)
-	sess := userSession(account, bs, client, ar.GetGrantedScopes(), requestedAt, b.cfg.Tokens.IDTokenAlg)
+	sess := userSession(account, bs, client, ar.GetGrantedScopes(), requestedAt, b.cfg.Tokens.IDTokenAlg, picked)
+	links, err := b.linkClaims(ctx, account, ar.GetGrantedScopes(), picked)
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	applyClaims(sess, profileClaims(account, ar.GetGrantedScopes()), links)
 	resp, err := b.provider.NewAuthorizeResponse(ctx, ar, sess)
 	if err != nil {
 		b.authorizeError(w, r, ar, err)
@@ -238,15 +333,9 @@ func (b *Broker) hintSubject(ctx context.Context, token string) string {
 func (b *Broker) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester) {
 	ctx := r.Context()
 	browser := b.browserID(w, r)
-	form := url.Values{}
-	for k, v := range ar.GetRequestForm() {
-		form[k] = v
-	}
-	form.Del("prompt") // satisfied by the login about to happen; prompt=none never gets here
-	if p := strings.Fields(ar.GetRequestForm().Get("prompt")); slices.Contains(p, "login") {
-		form.Set("prompt", "login") // kept so that fosite checks auth_time against the request time
-	}
-	lr := &storage.LoginRequest{ID: uuid.NewString(), AuthorizeQuery: form.Encode(), BrowserHash: hashToken(browser), ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
+	// The whole request is kept, prompt included: fosite checks auth_time against the request
+	// time for prompt=login, and select_account still asks for the picker.
+	lr := &storage.LoginRequest{ID: uuid.NewString(), AuthorizeQuery: ar.GetRequestForm().Encode(), BrowserHash: hashToken(browser), ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
 	if err := b.store.CreateLoginRequest(ctx, lr); err != nil {
 		b.renderError(w, r, err)
 		return
@@ -275,6 +364,23 @@ func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 	grant := "other"
 	if gt := ar.GetGrantTypes(); len(gt) == 1 {
 		grant = gt[0]
+	}
+	if ar.GetGrantTypes().ExactOne("refresh_token") {
+		// The session is the one of the original grant: bring names and links up to date, so a
+		// student who left or a revoked link disappears from refreshed tokens.
+		if sess, ok := ar.GetSession().(*Session); ok && sess.Subject != "" && sess.Subject != sess.ClientID {
+			a, err := b.store.Account(ctx, sess.Subject)
+			if err != nil || a.Status != "active" {
+				b.provider.WriteAccessError(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The account no longer exists or is disabled."))
+				return
+			}
+			links, err := b.linkClaims(ctx, a, ar.GetGrantedScopes(), sess.PickedStudent)
+			if err != nil {
+				b.provider.WriteAccessError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+				return
+			}
+			applyClaims(sess, profileClaims(a, ar.GetGrantedScopes()), links)
+		}
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
 		for _, s := range ar.GetRequestedScopes() {
@@ -342,6 +448,15 @@ func (b *Broker) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims := profileClaims(a, ar.GetGrantedScopes())
+	links, err := b.linkClaims(ctx, a, ar.GetGrantedScopes(), s.PickedStudent)
+	if err != nil {
+		b.logger(ctx).Error("userinfo: read links", "err", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
+		return
+	}
+	for k, v := range links {
+		claims[k] = v
+	}
 	claims["sub"] = a.ID
 	writeJSON(w, http.StatusOK, claims)
 }

@@ -65,14 +65,13 @@ func TestGenericOIDCUpstream(t *testing.T) {
 			}
 			bLink := follow(r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(verifier), oidc.Nonce("nonce-12345678")), regexp.MustCompile(`href="(/login/oidc\?login=[^"]+)"`))
 			aLink := follow(b.URL+bLink, loginLink)
-			resp, err := br.Get(upstream.URL + aLink)
+			resp0, err := br.Get(upstream.URL + aLink)
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := acceptConsents(t, br, resp0)
 			if tc.wantRefusal {
-				if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "не подтверждена") {
+				if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "не подтверждена") {
 					t.Errorf("%d %s", resp.StatusCode, body)
 				}
 				if n, _ := sB.CountAccounts(t.Context()); n != 0 {

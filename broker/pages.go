@@ -12,7 +12,7 @@ var errInternal = &UserError{Status: http.StatusInternalServerError, Title: "Ð§Ñ
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"start", "error", "logout", "logged_out"} {
+	for _, name := range []string{"start", "error", "logout", "logged_out", "role", "code", "code_done", "consent", "picker", "account"} {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("parse page %s: %w", name, err)
@@ -34,6 +34,21 @@ type pageData struct {
 	CSRF       string
 	Hidden     map[string]string
 	Connectors []connectorLink
+	// Linking pages.
+	Role       string
+	RoleValue  string
+	ForStudent bool
+	Code       string
+	FieldError string
+	Students   []studentView
+	ClientName string
+	Items      []string
+	Version    string
+	ReturnURI  string
+}
+
+type studentView struct {
+	ID, Name, Class, Relation string
 }
 
 func (b *Broker) render(w http.ResponseWriter, r *http.Request, status int, page string, d pageData) {

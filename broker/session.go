@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"strings"
 	"time"
 
 	"github.com/mohae/deepcopy"
@@ -19,6 +18,8 @@ type Session struct {
 	AccessClaims *jwt.JWTClaims `json:"access_claims"`
 	AccessHeader *jwt.Headers   `json:"access_header"`
 	ClientID     string         `json:"client_id"`
+	// PickedStudent is the student chosen on the picker, kept for refreshes.
+	PickedStudent string `json:"picked_student,omitempty"`
 }
 
 var (
@@ -77,7 +78,7 @@ func (s *Session) IDTokenHeaders() *jwt.Headers {
 }
 
 // userSession builds the session of an authorization by account a in browser session bs.
-func userSession(a *storage.Account, bs *storage.BrowserSession, client *storage.Client, scopes fosite.Arguments, requestedAt time.Time, idAlg string) *Session {
+func userSession(a *storage.Account, bs *storage.BrowserSession, client *storage.Client, scopes fosite.Arguments, requestedAt time.Time, idAlg, picked string) *Session {
 	s := newEmptySession()
 	s.Subject = a.ID
 	s.Username = ""
@@ -104,6 +105,7 @@ func userSession(a *storage.Account, bs *storage.BrowserSession, client *storage
 		},
 	}
 	s.AccessHeader = &jwt.Headers{Extra: map[string]any{"typ": "at+jwt"}}
+	s.PickedStudent = picked
 	return s
 }
 
@@ -124,13 +126,7 @@ func profileClaims(a *storage.Account, scopes fosite.Arguments) map[string]any {
 	if !scopes.Has("profile") {
 		return c
 	}
-	var parts []string
-	for _, p := range []string{a.FamilyName, a.GivenName, a.MiddleName} {
-		if p != "" {
-			parts = append(parts, p)
-		}
-	}
-	name := strings.Join(parts, " ")
+	name := joinName(a.FamilyName, a.GivenName, a.MiddleName)
 	set := func(k, v string) {
 		if v != "" {
 			c[k] = v

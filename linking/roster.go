@@ -398,3 +398,53 @@ func (s *Service) Deactivate(ctx context.Context, id, actor string) (bool, error
 	})
 	return changed, err
 }
+
+// PutCards validates and writes many cards (the batch API): all or nothing. Line numbers in the
+// report are 1-based positions in the list.
+func (s *Service) PutCards(ctx context.Context, cards []Card, actor string) (*ImportReport, error) {
+	schools, err := s.schoolSet(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep := &ImportReport{Rows: len(cards)}
+	type good struct {
+		st *storage.Student
+		gs []storage.Guardian
+	}
+	var goods []good
+	seen := map[string]bool{}
+	for i, c := range cards {
+		st, gs, errs := s.Validate(c, i+1, schools)
+		if seen[c.StudentID] {
+			errs = append(errs, RowError{Line: i + 1, Field: "student_id", Reason: "repeated in the batch"})
+		}
+		seen[c.StudentID] = true
+		rep.Errors = append(rep.Errors, errs...)
+		goods = append(goods, good{st, gs})
+	}
+	if len(rep.Errors) > 0 {
+		return rep, ErrInvalidRows
+	}
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		for _, g := range goods {
+			_, existed := s.existing(ctx, g.st.ID)
+			changed, err := s.store.UpsertStudent(ctx, g.st, g.gs)
+			if err != nil {
+				return err
+			}
+			switch {
+			case !changed:
+				rep.Unchanged++
+			case existed:
+				rep.Updated++
+			default:
+				rep.Created++
+			}
+		}
+		return s.store.Audit(ctx, actor, "roster.batch", "", map[string]any{"rows": rep.Rows, "created": rep.Created, "updated": rep.Updated})
+	})
+	if err == nil {
+		rep.Applied = true
+	}
+	return rep, err
+}

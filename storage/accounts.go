@@ -58,7 +58,10 @@ func (s *Store) UpsertUpstreamAccount(ctx context.Context, a *Account) (*Account
 			return err
 		}
 		existing.FamilyName, existing.GivenName, existing.MiddleName = a.FamilyName, a.GivenName, a.MiddleName
-		existing.Birthdate, existing.SNILSDigest, existing.UpdatedAt = a.Birthdate, a.SNILSDigest, now
+		existing.Birthdate, existing.UpdatedAt = a.Birthdate, now
+		if a.SNILSDigest != "" {
+			existing.SNILSDigest = a.SNILSDigest
+		}
 		_, err = s.exec(ctx, `UPDATE accounts SET family_name = ?, given_name = ?, middle_name = ?, birthdate = ?, snils_digest = ?, updated_at = ? WHERE id = ?`,
 			existing.FamilyName, existing.GivenName, existing.MiddleName, existing.Birthdate, existing.SNILSDigest, now, existing.ID)
 		if err != nil {

@@ -59,7 +59,7 @@ func (d *RP) config(ctx context.Context) (*oidc.Provider, *oauth2.Config, error)
 		d.provider = p
 	}
 	return d.provider, &oauth2.Config{ClientID: ClientID, ClientSecret: d.secret, Endpoint: d.provider.Endpoint(), RedirectURL: d.RedirectURI(),
-		Scopes: []string{oidc.ScopeOpenID, "profile", oidc.ScopeOfflineAccess}}, nil
+		Scopes: []string{oidc.ScopeOpenID, "profile", oidc.ScopeOfflineAccess, "students", "esia"}}, nil
 }
 
 var page = template.Must(template.New("demo").Parse(`<!doctype html>
@@ -71,6 +71,7 @@ var page = template.Must(template.New("demo").Parse(`<!doctype html>
 {{if .Claims}}<p>Вход выполнен. Утверждения ID-токена (проверен подписью):</p><pre>{{.Claims}}</pre>
 <p><a class="button" href="{{.Logout}}">Выйти</a></p>{{end}}
 <p><a class="button primary" href="/demo/login">Войти</a></p>
+<p><a class="button" href="/demo/login?pick=1">Войти с выбором ребёнка</a></p>
 </main></body></html>`))
 
 type view struct{ Error, Claims, Logout string }
@@ -100,7 +101,11 @@ func (d *RP) login(w http.ResponseWriter, r *http.Request) {
 	setTemp(w, "demo_state", state)
 	setTemp(w, "demo_nonce", nonce)
 	setTemp(w, "demo_verifier", verifier)
-	http.Redirect(w, r, conf.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), http.StatusFound)
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)}
+	if r.URL.Query().Get("pick") == "1" {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "select_account"))
+	}
+	http.Redirect(w, r, conf.AuthCodeURL(state, opts...), http.StatusFound)
 }
 
 func cookie(r *http.Request, name string) string {

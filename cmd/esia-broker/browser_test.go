@@ -66,6 +66,8 @@ func TestBrowserDevLogin(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`a[href^="/login/esia"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`button[value="parent-two-kids"]`)),
 		chromedp.Click(chromedp.CSS(`button[value="parent-two-kids"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[value="accept"]`)),
+		chromedp.Click(chromedp.CSS(`button[value="accept"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`pre`)),
 	)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/spf13/cobra"
@@ -22,6 +24,8 @@ import (
 	"github.com/esia-broker/esia-broker/esia"
 	"github.com/esia-broker/esia-broker/esia/esiatest"
 	"github.com/esia-broker/esia-broker/esia/gost"
+	"github.com/esia-broker/esia-broker/invites"
+	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -65,8 +69,12 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 				ID: devrp.ClientID, Name: "Демо-дневник", SecretHash: hash,
 				RedirectURIs: []string{rp.RedirectURI()}, PostLogoutRedirectURIs: []string{rp.PostLogoutURI()},
 				GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
-				Scopes: []string{"openid", "profile", "offline_access"},
+				Scopes: []string{"openid", "profile", "offline_access", "students", "esia"},
 			})
+			var codes []string
+			if err == nil {
+				codes, err = seedDevRoster(ctx, cfg, store)
+			}
 			store.Close()
 			if err != nil {
 				return err
@@ -89,6 +97,9 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 				fmt.Fprintf(a.stdout, "  ESIA emulator:       %s/_esia/ (personas: %s)\n", issuer, personaNames())
 				fmt.Fprintf(a.stdout, "  discovery:           %s/.well-known/openid-configuration\n", issuer)
 				fmt.Fprintf(a.stdout, "  metrics:             %s/metrics\n", issuer)
+				for _, c := range codes {
+					fmt.Fprintf(a.stdout, "  %s\n", c)
+				}
 				fmt.Fprintf(a.stdout, "Open the demo page, press «Войти», then «Войти через Госуслуги» and pick a persona. Stop with Ctrl+C.\n\n")
 			}})
 		},
@@ -148,6 +159,39 @@ func devESIA(cfg *config.Config) (*esiatest.Server, error) {
 		Clients: []esiatest.Client{{ID: "ESIA_BROKER_DEV", CertDER: cert.Raw, RedirectURIs: []string{issuer + "/esia/callback"},
 			Scopes: []string{"openid", "fullname", "birthdate", "gender", "snils", "email", "mobile", "contacts", "kid_fullname", "kid_birthdate", "kid_snils"}}},
 	})
+}
+
+//go:embed devroster.csv
+var devRoster string
+
+// seedDevRoster loads the demo schools and cards that match the emulator's personas, and issues
+// parent codes for the cards without guardian SNILS (for the persona with no match) when none
+// are open. It returns the lines to print: the codes exist only in that output.
+func seedDevRoster(ctx context.Context, cfg *config.Config, s *storage.Store) ([]string, error) {
+	for id, name := range map[string]string{"demo-sch-1": "МБОУ СШ № 1 (демо)", "demo-sch-2": "Гимназия № 2 (демо)"} {
+		if err := s.UpsertSchool(ctx, id, name); err != nil {
+			return nil, err
+		}
+	}
+	link, inv, err := services(cfg, s)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := link.Import(ctx, strings.NewReader(devRoster), linking.ImportOptions{Operator: "dev"}); err != nil {
+		return nil, fmt.Errorf("dev roster: %w", err)
+	}
+	slips, err := inv.Issue(ctx, invites.IssueRequest{Selection: invites.Selection{SchoolID: "demo-sch-1", Class: "5А"}, Role: invites.RoleParent, TTL: 30 * 24 * time.Hour, Operator: "dev"})
+	if errors.Is(err, invites.ErrOpenCodesExist) {
+		return []string{"invite codes for class 5А were printed at an earlier start (or run: esia-broker invites rotate --school demo-sch-1 --class 5А --role parent)"}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := []string{"parent invite codes for the persona with no SNILS match:"}
+	for _, sl := range slips {
+		out = append(out, fmt.Sprintf("  %s — %s, %s", sl.Code, sl.StudentName, sl.Class))
+	}
+	return out, nil
 }
 
 func describeDSN(dsn string) string {

@@ -49,11 +49,21 @@ func TestDevServerLogsInThroughEmulator(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		// First login: the consent page (152-ФЗ) comes before the diary.
+		if m := regexp.MustCompile(`name="csrf" value="([^"]+)"[\s\S]*?name="login" value="([^"]+)"`).FindStringSubmatch(string(b)); m != nil && strings.Contains(string(b), `action="/consent"`) {
+			resp, err = br.PostForm(base+"/consent", url.Values{"csrf": {m[1]}, "login": {m[2]}, "decision": {"accept"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
 		return string(b), resp.StatusCode
 	}
 	t.Run("confirmed parent reaches the demo RP with verified claims", func(t *testing.T) {
 		body, code := login(t, "parent-two-kids")
-		if code != 200 || !strings.Contains(body, "Иванова Мария Петровна") || !strings.Contains(body, `&#34;amr&#34;`) {
+		if code != 200 || !strings.Contains(body, "Иванова Мария Петровна") || !strings.Contains(body, `&#34;amr&#34;`) ||
+			!strings.Contains(body, "Иванов Алексей Игоревич") || !strings.Contains(body, "demo-sch-2") {
 			t.Errorf("%d %s", code, body)
 		}
 	})

@@ -1,0 +1,212 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/ory/fosite"
+
+	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+func apiError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+// requireScope authenticates an API call by its bearer access token, which must carry scope;
+// it returns the client the token was issued to.
+func (b *Broker) requireScope(w http.ResponseWriter, r *http.Request, scope string) (string, bool) {
+	token := fosite.AccessTokenFromRequest(r)
+	if token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		apiError(w, http.StatusUnauthorized, "invalid_token", "A bearer access token is required.")
+		return "", false
+	}
+	_, ar, err := b.provider.IntrospectToken(r.Context(), token, fosite.AccessToken, newEmptySession())
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		apiError(w, http.StatusUnauthorized, "invalid_token", "The access token is not active.")
+		return "", false
+	}
+	if !ar.GetGrantedScopes().Has(scope) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+scope+`"`)
+		apiError(w, http.StatusForbidden, "insufficient_scope", "The access token lacks scope "+scope+".")
+		return "", false
+	}
+	return ar.GetClient().GetID(), true
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return errors.New("the body must be application/json")
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errors.New("the body is not valid JSON of the expected shape")
+	}
+	return nil
+}
+
+type problem struct {
+	Field  string `json:"field,omitempty"`
+	Reason string `json:"reason"`
+	Index  *int   `json:"index,omitempty"`
+}
+
+func problems(errs []linking.RowError, index *int) []problem {
+	out := make([]problem, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, problem{Field: e.Field, Reason: e.Reason, Index: index})
+	}
+	return out
+}
+
+// apiPutStudent is PUT /api/v1/students/{id}: create or update one card (scope roster:write).
+func (b *Broker) apiPutStudent(w http.ResponseWriter, r *http.Request) {
+	client, ok := b.requireScope(w, r, "roster:write")
+	if !ok {
+		return
+	}
+	var c linking.Card
+	if err := decodeJSON(r, &c); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	id := mux.Vars(r)["id"]
+	if c.StudentID != "" && c.StudentID != id {
+		apiError(w, http.StatusBadRequest, "invalid_request", "student_id in the body differs from the path")
+		return
+	}
+	c.StudentID = id
+	changed, probs, err := b.linker.PutCard(r.Context(), c, "api:"+client)
+	if err != nil {
+		b.logger(r.Context()).Error("roster put", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "The card could not be stored.")
+		return
+	}
+	if len(probs) > 0 {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_request", "problems": problems(probs, nil)})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "changed": changed})
+}
+
+// apiPutStudents is POST /api/v1/students/batch: up to 1000 cards, all or nothing.
+func (b *Broker) apiPutStudents(w http.ResponseWriter, r *http.Request) {
+	client, ok := b.requireScope(w, r, "roster:write")
+	if !ok {
+		return
+	}
+	var cards []linking.Card
+	if err := decodeJSON(r, &cards); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	if len(cards) == 0 || len(cards) > 1000 {
+		apiError(w, http.StatusBadRequest, "invalid_request", "send between 1 and 1000 cards")
+		return
+	}
+	rep, err := b.linker.PutCards(r.Context(), cards, "api:"+client)
+	if errors.Is(err, linking.ErrInvalidRows) {
+		var ps []problem
+		for _, e := range rep.Errors {
+			i := e.Line - 1
+			ps = append(ps, problem{Field: e.Field, Reason: e.Reason, Index: &i})
+		}
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_request", "problems": ps})
+		return
+	}
+	if err != nil {
+		b.logger(r.Context()).Error("roster batch", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "The cards could not be stored.")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"created": rep.Created, "updated": rep.Updated, "unchanged": rep.Unchanged})
+}
+
+// apiDeactivateStudent is DELETE /api/v1/students/{id}: the student left; the card stays inactive.
+func (b *Broker) apiDeactivateStudent(w http.ResponseWriter, r *http.Request) {
+	client, ok := b.requireScope(w, r, "roster:write")
+	if !ok {
+		return
+	}
+	id := mux.Vars(r)["id"]
+	changed, err := b.linker.Deactivate(r.Context(), id, "api:"+client)
+	if errors.Is(err, storage.ErrNotFound) {
+		apiError(w, http.StatusNotFound, "not_found", "No such student.")
+		return
+	}
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, "server_error", "The card could not be changed.")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "changed": changed, "active": false})
+}
+
+// apiCreateLinkIntent is POST /api/v1/link-intents (scope links:write): the diary names the
+// students of a user it has logged in with an old login, and gets a single-use URL that links
+// the ESIA account that logs in there to them.
+func (b *Broker) apiCreateLinkIntent(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	clientID, ok := b.requireScope(w, r, "links:write")
+	if !ok {
+		return
+	}
+	var req struct {
+		Students  []string `json:"students"`
+		Relation  string   `json:"relation"`
+		ReturnURI string   `json:"return_uri"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	if req.Relation == "" {
+		req.Relation = "parent"
+	}
+	if req.Relation != "parent" && req.Relation != "self" {
+		apiError(w, http.StatusBadRequest, "invalid_request", "relation must be parent or self")
+		return
+	}
+	if len(req.Students) == 0 || len(req.Students) > 20 {
+		apiError(w, http.StatusBadRequest, "invalid_request", "name between 1 and 20 students")
+		return
+	}
+	for _, id := range req.Students {
+		st, err := b.store.Student(ctx, id)
+		if err != nil || !st.Active {
+			apiError(w, http.StatusBadRequest, "invalid_request", "unknown or inactive student "+id)
+			return
+		}
+	}
+	client, err := b.store.Client(ctx, clientID)
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, "server_error", "client lookup failed")
+		return
+	}
+	if req.ReturnURI != "" && !slices.Contains(client.RedirectURIs, req.ReturnURI) && !slices.Contains(client.PostLogoutRedirectURIs, req.ReturnURI) {
+		apiError(w, http.StatusBadRequest, "invalid_request", "return_uri must be one of the client's registered redirect or post-logout URIs")
+		return
+	}
+	raw := randomToken()
+	exp := time.Now().Add(b.cfg.Linking.LinkIntentTTL)
+	err = b.store.InTx(ctx, func(ctx context.Context) error {
+		if err := b.store.CreateLinkIntent(ctx, &storage.LinkIntent{IDHash: hashToken(raw), ClientID: clientID, ReturnURI: req.ReturnURI, Relation: req.Relation, ExpiresAt: exp}, req.Students); err != nil {
+			return err
+		}
+		return b.store.Audit(ctx, "api:"+clientID, "link_intent.create", "", map[string]any{"students": len(req.Students), "relation": req.Relation})
+	})
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, "server_error", "The intent could not be stored.")
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"url": b.issuer() + "/link/" + raw, "expires_at": exp.UTC().Format(time.RFC3339)})
+}

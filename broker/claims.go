@@ -1,0 +1,92 @@
+package broker
+
+import (
+	"context"
+	"slices"
+
+	"github.com/ory/fosite"
+
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+// StudentClaim is one element of the students claim (DESIGN §6).
+type StudentClaim struct {
+	ID       string `json:"id"`
+	SchoolID string `json:"school_id"`
+	Class    string `json:"class"`
+	Relation string `json:"relation"`
+	Name     string `json:"name"`
+}
+
+// linkClaims are the claims of scopes students and esia, read fresh from the database. picked
+// is the student chosen on the picker ("" when none); it is kept only while still linked.
+func (b *Broker) linkClaims(ctx context.Context, a *storage.Account, scopes fosite.Arguments, picked string) (map[string]any, error) {
+	out := map[string]any{}
+	if scopes.Has("esia") && a.Upstream == "esia" && a.UpstreamSub != nil {
+		out["esia_oid"] = *a.UpstreamSub
+	}
+	if !scopes.Has("students") {
+		return out, nil
+	}
+	linked, err := b.store.LinkedStudents(ctx, a.ID)
+	if err != nil {
+		return nil, err
+	}
+	students := make([]StudentClaim, 0, len(linked))
+	roles := []string{}
+	for _, l := range linked {
+		students = append(students, StudentClaim{ID: l.StudentID, SchoolID: l.SchoolID, Class: l.Class, Relation: l.Relation, Name: joinName(l.Family, l.Given, l.Middle)})
+		role := "parent"
+		if l.Relation == "self" {
+			role = "student"
+		}
+		if !slices.Contains(roles, role) {
+			roles = append(roles, role)
+		}
+	}
+	slices.Sort(roles)
+	out["students"] = students
+	out["roles"] = roles
+	switch {
+	case picked != "" && slices.ContainsFunc(students, func(s StudentClaim) bool { return s.ID == picked }):
+		out["student_id"] = picked
+	case len(students) == 1:
+		out["student_id"] = students[0].ID
+	}
+	return out, nil
+}
+
+func joinName(parts ...string) string {
+	out := ""
+	for _, p := range parts {
+		if p == "" {
+			continue
+		}
+		if out != "" {
+			out += " "
+		}
+		out += p
+	}
+	return out
+}
+
+// applyClaims puts the profile and link claims into the ID token and the access token.
+func applyClaims(s *Session, profile, links map[string]any) {
+	if s.Claims.Extra == nil {
+		s.Claims.Extra = map[string]any{}
+	}
+	if s.AccessClaims.Extra == nil {
+		s.AccessClaims.Extra = map[string]any{}
+	}
+	for _, k := range []string{"name", "family_name", "given_name", "middle_name", "birthdate", "students", "roles", "student_id", "esia_oid"} {
+		delete(s.Claims.Extra, k)
+		delete(s.AccessClaims.Extra, k)
+	}
+	for k, v := range profile {
+		s.Claims.Extra[k] = v
+	}
+	for k, v := range links {
+		s.Claims.Extra[k] = v
+		s.AccessClaims.Extra[k] = v
+	}
+}

@@ -1,0 +1,316 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/esia-broker/esia-broker/invites"
+	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+func studentViews(linked []storage.LinkedStudent) []studentView {
+	out := make([]studentView, 0, len(linked))
+	for _, l := range linked {
+		rel := "родитель"
+		if l.Relation == "self" {
+			rel = "обучающийся"
+		}
+		out = append(out, studentView{ID: l.StudentID, Name: joinName(l.Family, l.Given, l.Middle), Class: l.Class, Relation: rel})
+	}
+	return out
+}
+
+func consentKey(scopes fosite.Arguments, linked []storage.LinkedStudent) (string, string) {
+	sc := slices.Clone([]string(scopes))
+	slices.Sort(sc)
+	ids := make([]string, 0, len(linked))
+	for _, l := range linked {
+		ids = append(ids, l.StudentID)
+	}
+	slices.Sort(ids)
+	return strings.Join(sc, " "), strings.Join(ids, ",")
+}
+
+// consentCurrent tells whether the recorded consent covers this text version, these scopes and
+// these children.
+func (b *Broker) consentCurrent(ctx context.Context, accountID, clientID string, scopes fosite.Arguments, linked []storage.LinkedStudent) (bool, error) {
+	c, err := b.store.Consent(ctx, accountID, clientID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	sc, st := consentKey(scopes, linked)
+	return c.TextVersion == b.cfg.Linking.ConsentVersion && c.Scopes == sc && c.Students == st, nil
+}
+
+var scopeText = map[string]string{
+	"openid":         "идентификатор вашей учётной записи",
+	"profile":        "фамилию, имя, отчество и дату рождения",
+	"students":       "список привязанных детей: школа, класс, фамилия и имя",
+	"esia":           "идентификатор учётной записи на Госуслугах",
+	"offline_access": "доступ без повторного входа, пока вы не выйдете",
+}
+
+func (b *Broker) renderConsent(w http.ResponseWriter, r *http.Request, lr *storage.LoginRequest, client *storage.Client, scopes fosite.Arguments, linked []storage.LinkedStudent) {
+	var items []string
+	for _, s := range scopes {
+		if t, ok := scopeText[s]; ok {
+			items = append(items, t)
+		}
+	}
+	name := client.Name
+	if name == "" {
+		name = client.ID
+	}
+	b.render(w, r, http.StatusOK, "consent", pageData{Title: "Согласие на обработку персональных данных", LoginID: lr.ID, CSRF: b.csrfToken(b.browserID(w, r)),
+		ClientName: name, Items: items, Students: studentViews(linked), Version: b.cfg.Linking.ConsentVersion})
+}
+
+func (b *Broker) renderPicker(w http.ResponseWriter, r *http.Request, lr *storage.LoginRequest, linked []storage.LinkedStudent) {
+	b.render(w, r, http.StatusOK, "picker", pageData{Title: "Выберите ребёнка", LoginID: lr.ID, CSRF: b.csrfToken(b.browserID(w, r)), Students: studentViews(linked)})
+}
+
+func (b *Broker) csrfRefused(w http.ResponseWriter, r *http.Request) bool {
+	if b.checkCSRF(r) {
+		return false
+	}
+	b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Страница устарела", Message: "Форма устарела или открыта в другом браузере. Вернитесь назад, обновите страницу и попробуйте снова."})
+	return true
+}
+
+// consent records the answer of the consent page.
+func (b *Broker) consent(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if b.csrfRefused(w, r) {
+		return
+	}
+	lr, bs, account, ok := b.loginInProgress(w, r, r.PostFormValue("login"))
+	if !ok {
+		return
+	}
+	replay, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/oauth2/authorize?"+lr.AuthorizeQuery, nil)
+	ar, err := b.provider.NewAuthorizeRequest(ctx, replay)
+	if err != nil {
+		b.authorizeError(w, r, ar, err)
+		return
+	}
+	if r.PostFormValue("decision") != "accept" {
+		_, _ = b.store.ConsumeLoginRequest(ctx, lr.ID)
+		_ = b.store.Audit(ctx, "account:"+account.ID, "consent.deny", ar.GetClient().GetID(), nil)
+		b.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user refused consent."))
+		return
+	}
+	linked, err := b.store.LinkedStudents(ctx, account.ID)
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	sc, st := consentKey(ar.GetRequestedScopes(), linked)
+	err = b.store.InTx(ctx, func(ctx context.Context) error {
+		if err := b.store.SaveConsent(ctx, &storage.Consent{AccountID: account.ID, ClientID: ar.GetClient().GetID(), TextVersion: b.cfg.Linking.ConsentVersion, Scopes: sc, Students: st}); err != nil {
+			return err
+		}
+		if err := b.store.UpdateLoginRequest(ctx, lr.ID, lr.StudentID, true); err != nil {
+			return err
+		}
+		return b.store.Audit(ctx, "account:"+account.ID, "consent.grant", ar.GetClient().GetID(), map[string]any{"version": b.cfg.Linking.ConsentVersion, "scopes": sc, "students": len(linked)})
+	})
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	_ = bs
+	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)
+}
+
+// selectStudent records the student picked on the picker page.
+func (b *Broker) selectStudent(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if b.csrfRefused(w, r) {
+		return
+	}
+	lr, _, account, ok := b.loginInProgress(w, r, r.PostFormValue("login"))
+	if !ok {
+		return
+	}
+	linked, err := b.store.LinkedStudents(ctx, account.ID)
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	pick := r.PostFormValue("student")
+	if !slices.ContainsFunc(linked, func(l storage.LinkedStudent) bool { return l.StudentID == pick }) {
+		b.renderError(w, r, &UserError{Status: http.StatusBadRequest, Title: "Ребёнок не найден", Message: "Этот ребёнок не привязан к вашей учётной записи. Вернитесь назад и выберите ребёнка из списка."})
+		return
+	}
+	if err := b.store.UpdateLoginRequest(ctx, lr.ID, pick, lr.Consented); err != nil {
+		b.renderError(w, r, expiredLogin(err))
+		return
+	}
+	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)
+}
+
+// sessionOr401 returns the logged-in account, or writes a page that says to log in.
+func (b *Broker) sessionOrPage(w http.ResponseWriter, r *http.Request) (*storage.Account, bool) {
+	bs, account, err := b.currentSession(r.Context(), r)
+	if err != nil {
+		b.renderError(w, r, err)
+		return nil, false
+	}
+	if bs == nil {
+		b.renderError(w, r, &UserError{Status: http.StatusUnauthorized, Title: "Нужно войти", Message: "Сеанс истёк или вы ещё не вошли. Откройте электронный дневник и войдите через Госуслуги."})
+		return nil, false
+	}
+	return account, true
+}
+
+// loginParam checks that an optional login request id belongs to this browser's session.
+func (b *Broker) loginParam(w http.ResponseWriter, r *http.Request, id string) (string, bool) {
+	if id == "" {
+		return "", true
+	}
+	lr, _, _, ok := b.loginInProgress(w, r, id)
+	if !ok {
+		return "", false
+	}
+	return lr.ID, true
+}
+
+func (b *Broker) rolePage(w http.ResponseWriter, r *http.Request) {
+	if _, ok := b.sessionOrPage(w, r); !ok {
+		return
+	}
+	login, ok := b.loginParam(w, r, r.URL.Query().Get("login"))
+	if !ok {
+		return
+	}
+	b.render(w, r, http.StatusOK, "role", pageData{Title: "Выберите роль", LoginID: login})
+}
+
+func roleFromParam(v string) (string, bool) {
+	switch v {
+	case invites.RoleParent, invites.RoleStudent:
+		return v, true
+	}
+	return "", false
+}
+
+func (b *Broker) codePage(w http.ResponseWriter, r *http.Request) {
+	if _, ok := b.sessionOrPage(w, r); !ok {
+		return
+	}
+	login, ok := b.loginParam(w, r, r.URL.Query().Get("login"))
+	if !ok {
+		return
+	}
+	role, ok := roleFromParam(r.URL.Query().Get("role"))
+	if !ok {
+		role = invites.RoleParent
+	}
+	b.renderCode(w, r, http.StatusOK, login, role, "", "")
+}
+
+func (b *Broker) renderCode(w http.ResponseWriter, r *http.Request, status int, login, role, code, fieldErr string) {
+	b.render(w, r, status, "code", pageData{Title: "Введите пригласительный код", LoginID: login, CSRF: b.csrfToken(b.browserID(w, r)),
+		Role: invites.RoleName(role), RoleValue: role, ForStudent: role == invites.RoleStudent, Code: code, FieldError: fieldErr})
+}
+
+// clientIP is the address the request came from (the attempt limits count per IP).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// redeemCode spends an invite code typed on the code page.
+func (b *Broker) redeemCode(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if b.csrfRefused(w, r) {
+		return
+	}
+	account, ok := b.sessionOrPage(w, r)
+	if !ok {
+		return
+	}
+	login, ok := b.loginParam(w, r, r.PostFormValue("login"))
+	if !ok {
+		return
+	}
+	role, ok := roleFromParam(r.PostFormValue("role"))
+	if !ok {
+		b.renderError(w, r, &UserError{Status: http.StatusBadRequest, Title: "Неверный запрос", Message: "Роль не выбрана. Вернитесь назад и выберите роль."})
+		return
+	}
+	code := r.PostFormValue("code")
+	if len(code) > 32 {
+		code = code[:32]
+	}
+	st, err := b.linker.RedeemCode(ctx, account.ID, code, role, clientIP(r))
+	if err != nil {
+		var le *invites.LockedError
+		msg := "Код не подошёл. Проверьте, правильно ли он введён: 12 букв и цифр, например 7KQ4-M2XD-9PRT."
+		status := http.StatusBadRequest
+		switch {
+		case errors.As(err, &le):
+			status = http.StatusTooManyRequests
+			msg = "Слишком много неверных кодов. Попробуйте снова после " + le.Until.In(moscow).Format("15:04") + " (по московскому времени)."
+		case errors.Is(err, storage.ErrInviteUsed):
+			msg = "Этот код уже использован. Если ребёнок не появился в списке, попросите новый код у классного руководителя."
+		case errors.Is(err, storage.ErrInviteExpired):
+			msg = "Срок действия кода истёк. Попросите новый код у классного руководителя."
+		case errors.Is(err, storage.ErrInviteRevoked):
+			msg = "Этот код заменён новым. Попросите действующий код у классного руководителя."
+		case errors.Is(err, storage.ErrInviteWrongUse):
+			msg = "Это код для другой роли. Вернитесь назад и выберите роль, указанную на бланке с кодом."
+		case errors.Is(err, linking.ErrTooYoung):
+			msg = "Код обучающегося можно использовать с 14 лет. Ребёнку младше 14 лет учётную запись для входа создаёт родитель."
+		case errors.Is(err, linking.ErrAlreadyLinked):
+			msg = "Этот ребёнок уже привязан к вашей учётной записи."
+		case errors.Is(err, linking.ErrStudentLeft):
+			msg = "Обучающийся выбыл из школы, поэтому код больше не действует."
+		case errors.Is(err, invites.ErrInvalidCode):
+		default:
+			b.renderError(w, r, err)
+			return
+		}
+		b.renderCode(w, r, status, login, role, code, msg)
+		return
+	}
+	linked, _ := b.store.LinkedStudents(ctx, account.ID)
+	msg := "Готово: ребёнок привязан к вашей учётной записи."
+	if role == invites.RoleStudent {
+		msg = "Готово: ваш дневник привязан к учётной записи."
+	}
+	_ = st
+	b.render(w, r, http.StatusOK, "code_done", pageData{Title: "Код принят", Message: msg, LoginID: login, Students: studentViews(linked)})
+}
+
+// accountPage lists the linked children, with «Добавить ребёнка».
+func (b *Broker) accountPage(w http.ResponseWriter, r *http.Request) {
+	account, ok := b.sessionOrPage(w, r)
+	if !ok {
+		return
+	}
+	linked, err := b.store.LinkedStudents(r.Context(), account.ID)
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	b.render(w, r, http.StatusOK, "account", pageData{Title: "Личный кабинет", Message: joinName(account.FamilyName, account.GivenName, account.MiddleName),
+		Students: studentViews(linked), CSRF: b.csrfToken(b.browserID(w, r))})
+}
+
+var moscow = time.FixedZone("MSK", 3*3600)
