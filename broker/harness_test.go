@@ -1,10 +1,12 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -12,6 +14,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/esia-broker/esia-broker/broker"
@@ -43,6 +46,7 @@ func (f *fakeConnector) HandleCallback(_ context.Context, r *http.Request, data 
 
 type harness struct {
 	t      *testing.T
+	Logs   *syncBuffer
 	URL    string
 	Broker *broker.Broker
 	Store  *storage.Store
@@ -87,14 +91,16 @@ func newHarnessWith(t *testing.T, store *storage.Store, conns func(issuer string
 	if conns != nil {
 		connectors = conns(issuer)
 	}
-	b, err := broker.New(context.Background(), broker.Options{Config: testConfig(t, issuer, extraEnv...), Store: store, Connectors: connectors})
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	b, err := broker.New(context.Background(), broker.Options{Config: testConfig(t, issuer, extraEnv...), Store: store, Connectors: connectors, Logger: logger})
 	if err != nil {
 		t.Fatalf("broker.New: %v", err)
 	}
 	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: b.Handler()}}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &harness{t: t, URL: issuer, Broker: b, Store: store, Conn: conn, Srv: srv}
+	return &harness{t: t, URL: issuer, Broker: b, Store: store, Conn: conn, Srv: srv, Logs: logs}
 }
 
 const (
@@ -213,3 +219,23 @@ func acceptConsents(t testing.TB, br *browser, resp *http.Response) (*http.Respo
 func storagetestOpenSQLite(t *testing.T) *storage.Store {
 	return storagetest.Open(t, storagetest.NewSQLiteDSN(t))
 }
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func base64URLDecode(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
