@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
 )
 
@@ -76,5 +77,61 @@ func TestRosterInvitesAccountsAuditCLI(t *testing.T) {
 				t.Error("the audit log holds a SNILS or a code")
 			}
 		})
+	}
+}
+
+func TestAccountsCLI(t *testing.T) {
+	dsn := storagetest.NewSQLiteDSN(t)
+	env := testEnv(dsn)
+	mustRun(t, env, "migrate", "up")
+	mustRun(t, env, "roster", "schools", "add", "sch-1", "Школа")
+	file := filepath.Join(t.TempDir(), "r.csv")
+	os.WriteFile(file, []byte("student_id,school_id,class,family_name,given_name,middle_name,birthdate\ns-1,sch-1,1А,Орлов,Пётр,,2018-01-01\n"), 0o600)
+	mustRun(t, env, "roster", "import", file)
+	s := storagetest.Open(t, dsn)
+	ctx := t.Context()
+	sub := "1000300001"
+	acct, err := s.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: &sub, FamilyName: "Иванова", GivenName: "Мария", SNILSDigest: "abc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddLink(ctx, acct.ID, "s-1", "parent", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRun(t, env, "accounts", "show", acct.ID); !strings.Contains(out, "Иванова") || !strings.Contains(out, `"has_snils": true`) || strings.Contains(out, "abc") {
+		t.Errorf("show: %s", out)
+	}
+	links := mustRun(t, env, "accounts", "links", acct.ID)
+	linkID := regexp.MustCompile(`(?m)^([0-9a-f-]{36})\s+s-1`).FindStringSubmatch(links)
+	if linkID == nil {
+		t.Fatalf("links: %s", links)
+	}
+	if _, err := run(t, env, "accounts", "unlink", acct.ID, "no-such-link"); err == nil {
+		t.Error("unlinking an unknown link succeeded")
+	}
+	mustRun(t, env, "accounts", "unlink", acct.ID, linkID[1])
+	if ls, _ := s.Links(ctx, acct.ID, false); len(ls) != 0 {
+		t.Error("the link is still active")
+	}
+	mustRun(t, env, "accounts", "disable", acct.ID)
+	if a, _ := s.Account(ctx, acct.ID); a.Status != "disabled" {
+		t.Errorf("status %s", a.Status)
+	}
+	if _, err := run(t, env, "accounts", "forget", acct.ID); err == nil {
+		t.Error("forget without --yes")
+	}
+	mustRun(t, env, "accounts", "forget", acct.ID, "--yes")
+	a, _ := s.Account(ctx, acct.ID)
+	if a.FamilyName != "" || a.GivenName != "" || a.SNILSDigest != "" || a.UpstreamSub != nil || a.Status != "forgotten" {
+		t.Errorf("after forget: %+v", a)
+	}
+	if found, _ := s.SearchText(ctx, "Иванова"); len(found) != 0 {
+		t.Errorf("the name survives in %v", found)
+	}
+	tail := mustRun(t, env, "audit", "tail")
+	for _, w := range []string{"link.revoke", "account.disable", "account.forget"} {
+		if !strings.Contains(tail, w) {
+			t.Errorf("audit lacks %s", w)
+		}
 	}
 }
