@@ -68,6 +68,8 @@ type Broker struct {
 	region     string
 	mount      func(r *mux.Router)
 	linker     *linking.Service
+	// keyDigestKey keys the digests of activation keys.
+	keyDigestKey []byte
 }
 
 // New composes the provider. It loads the signing keys (creating the first ones when there are
@@ -152,7 +154,12 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: idSigner, Config: fc},
 		Signer:                     idSigner,
 	}
+	b := &Broker{}
+	keyGrant := func(config fosite.Configurator, _ any, _ any) any {
+		return &keyGrantHandler{b: b, strategy: core, storage: o.Store, config: config}
+	}
 	provider := compose.Compose(fc, o.Store, strategy,
+		keyGrant,
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
@@ -167,12 +174,19 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{
+	*b = Broker{
 		cfg: cfg, store: o.Store, keys: keys, provider: provider, idSigner: idSigner,
 		connectors: map[string]Connector{}, log: o.Logger, pages: pages,
 		metrics: newMetrics(o.Registry), cookieKey: cookieKey, region: o.Region, mount: o.Mount,
-		linker: linking.NewService(o.Store, digester, inv),
+		linker: linking.NewService(o.Store, digester, inv), keyDigestKey: digester.InviteKey(),
 	}
+	ch := cfg.Children
+	b.linker.SetChildOptions(linking.ChildOptions{
+		Argon2:    linking.Argon2Params{Time: ch.Argon2Time, MemoryKiB: ch.Argon2MemoryKiB, Threads: ch.Argon2Threads},
+		GraceDays: ch.GraceDays,
+		PerLogin:  storage.AttemptLimit{Max: ch.FailuresPerLogin, Window: ch.Window, Lockout: ch.Lockout},
+		PerIP:     storage.AttemptLimit{Max: ch.FailuresPerIP, Window: ch.Window, Lockout: ch.Lockout},
+	})
 	for _, c := range o.Connectors {
 		if _, dup := b.connectors[c.ID()]; dup {
 			return nil, fmt.Errorf("two connectors with id %q", c.ID())
@@ -238,6 +252,11 @@ func (b *Broker) Handler() http.Handler {
 	route("/consent", "consent", b.consent, http.MethodPost)
 	route("/select", "select", b.selectStudent, http.MethodPost)
 	route("/account", "account", b.accountPage, http.MethodGet)
+	route("/account/child", "account_child", b.accountChild, http.MethodPost)
+	route("/account/key", "account_key", b.generateKey, http.MethodPost)
+	route("/account/devices/revoke", "account_device_revoke", b.revokeDevice, http.MethodPost)
+	route("/child/login", "child_login", b.childLoginPage, http.MethodGet)
+	route("/child/login", "child_login_post", b.childLogin, http.MethodPost)
 	route("/api/v1/students/batch", "api_students_batch", b.apiPutStudents, http.MethodPost)
 	route("/api/v1/students/{id}", "api_student_put", b.apiPutStudent, http.MethodPut)
 	route("/api/v1/students/{id}", "api_student_delete", b.apiDeactivateStudent, http.MethodDelete)

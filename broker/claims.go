@@ -32,6 +32,15 @@ func (b *Broker) linkClaims(ctx context.Context, a *storage.Account, scopes fosi
 	if err != nil {
 		return nil, err
 	}
+	if a.Kind == "child" {
+		// A child's sub-account sees its own card only.
+		linked = nil
+		if c, err := b.store.ChildByAccount(ctx, a.ID); err == nil {
+			if st, err := b.store.Student(ctx, c.StudentID); err == nil && st.Active {
+				linked = []storage.LinkedStudent{{Relation: "self", StudentID: st.ID, SchoolID: st.SchoolID, Class: st.Class, Family: st.FamilyName, Given: st.GivenName, Middle: st.MiddleName}}
+			}
+		}
+	}
 	students := make([]StudentClaim, 0, len(linked))
 	roles := []string{}
 	for _, l := range linked {

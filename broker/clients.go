@@ -14,7 +14,7 @@ import (
 )
 
 // SupportedGrantTypes are the grant types a client may be registered for.
-var SupportedGrantTypes = []string{"authorization_code", "refresh_token", "client_credentials"}
+var SupportedGrantTypes = []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeActivationKey}
 
 var clientIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,63}$`)
 

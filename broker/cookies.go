@@ -72,3 +72,8 @@ func (b *Broker) sessionCookie(r *http.Request) string {
 	}
 	return c.Value
 }
+
+// randReader reads crypto/rand.
+type randReader struct{}
+
+func (randReader) Read(p []byte) (int, error) { return rand.Read(p) }

@@ -298,19 +298,13 @@ func (b *Broker) redeemCode(w http.ResponseWriter, r *http.Request) {
 	b.render(w, r, http.StatusOK, "code_done", pageData{Title: "Код принят", Message: msg, LoginID: login, Students: studentViews(linked)})
 }
 
-// accountPage lists the linked children, with «Добавить ребёнка».
+// accountPage is the personal page: children, their sub-accounts, the mobile app.
 func (b *Broker) accountPage(w http.ResponseWriter, r *http.Request) {
 	account, ok := b.sessionOrPage(w, r)
 	if !ok {
 		return
 	}
-	linked, err := b.store.LinkedStudents(r.Context(), account.ID)
-	if err != nil {
-		b.renderError(w, r, err)
-		return
-	}
-	b.render(w, r, http.StatusOK, "account", pageData{Title: "Личный кабинет", Message: joinName(account.FamilyName, account.GivenName, account.MiddleName),
-		Students: studentViews(linked), CSRF: b.csrfToken(b.browserID(w, r))})
+	b.renderAccount(w, r, account, http.StatusOK, "", "")
 }
 
 var moscow = time.FixedZone("MSK", 3*3600)

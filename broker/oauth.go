@@ -45,7 +45,7 @@ func (b *Broker) discovery(w http.ResponseWriter, _ *http.Request) {
 		"scopes_supported":                      SupportedScopes,
 		"response_types_supported":              []string{"code"},
 		"response_modes_supported":              []string{"query"},
-		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials"},
+		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeActivationKey},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
 		"code_challenge_methods_supported":      []string{"S256"},
@@ -181,7 +181,8 @@ func (b *Broker) proceed(w http.ResponseWriter, r *http.Request, lr *storage.Log
 		b.renderError(w, r, err)
 		return
 	}
-	if scopes.Has("students") && len(linked) == 0 {
+	child := account.Kind == "child"
+	if scopes.Has("students") && len(linked) == 0 && !child {
 		if none {
 			b.authorizeError(w, r, ar, fosite.ErrInteractionRequired.WithHint("No student is linked to the account yet."))
 			return
@@ -189,7 +190,8 @@ func (b *Broker) proceed(w http.ResponseWriter, r *http.Request, lr *storage.Log
 		http.Redirect(w, r, "/link/role?login="+url.QueryEscape(lr.ID), http.StatusFound)
 		return
 	}
-	if !lr.Consented {
+	// A child under 14 does not consent: the parent who made the sub-account did.
+	if !lr.Consented && !child {
 		current, err := b.consentCurrent(ctx, account.ID, client.ID, scopes, linked)
 		if err != nil {
 			b.renderError(w, r, err)
@@ -350,11 +352,11 @@ func (b *Broker) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	for _, c := range b.connOrder {
 		links = append(links, connectorLink{ID: c.ID(), Name: c.DisplayName()})
 	}
-	b.render(w, r, http.StatusOK, "start", pageData{Title: "Вход в электронный дневник", LoginID: lr.ID, Connectors: links})
+	b.render(w, r, http.StatusOK, "start", pageData{Title: "Вход в электронный дневник", LoginID: lr.ID, Connectors: links, ChildLogin: true})
 }
 
 func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	ctx := withClientIP(r)
 	ar, err := b.provider.NewAccessRequest(ctx, r, newEmptySession())
 	if err != nil {
 		b.logger(ctx).Info("token request refused", "error", fosite.ErrorToRFC6749Error(err).ErrorField)

@@ -12,7 +12,7 @@ var errInternal = &UserError{Status: http.StatusInternalServerError, Title: "Ð§Ñ
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"start", "error", "logout", "logged_out", "role", "code", "code_done", "consent", "picker", "account"} {
+	for _, name := range []string{"start", "error", "logout", "logged_out", "role", "code", "code_done", "consent", "picker", "account", "child_login", "key"} {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("parse page %s: %w", name, err)
@@ -45,7 +45,15 @@ type pageData struct {
 	Items      []string
 	Version    string
 	ReturnURI  string
+	Notice     string
+	Children   []childView
+	Devices    []deviceView
+	ChildLogin bool
 }
+
+type childView struct{ ID, Name, Login string }
+
+type deviceView struct{ ID, Client, Connected, LastUsed string }
 
 type studentView struct {
 	ID, Name, Class, Relation string

@@ -21,19 +21,43 @@ const EnvPrefix = "ESIA_BROKER"
 
 // Config is the whole configuration of one broker process.
 type Config struct {
-	Issuer   string   `mapstructure:"issuer"`
-	Listen   string   `mapstructure:"listen"`
-	Dev      bool     `mapstructure:"dev"`
-	Database Database `mapstructure:"database"`
-	Secrets  Secrets  `mapstructure:"secrets"`
-	Tokens   Tokens   `mapstructure:"tokens"`
-	Keys     Keys     `mapstructure:"keys"`
-	Session  Session  `mapstructure:"session"`
-	HTTP     HTTP     `mapstructure:"http"`
-	Log      Log      `mapstructure:"log"`
-	Upstream Upstream `mapstructure:"upstream"`
-	Limits   Limits   `mapstructure:"limits"`
-	Linking  Linking  `mapstructure:"linking"`
+	Issuer     string     `mapstructure:"issuer"`
+	Listen     string     `mapstructure:"listen"`
+	Dev        bool       `mapstructure:"dev"`
+	Database   Database   `mapstructure:"database"`
+	Secrets    Secrets    `mapstructure:"secrets"`
+	Tokens     Tokens     `mapstructure:"tokens"`
+	Keys       Keys       `mapstructure:"keys"`
+	Session    Session    `mapstructure:"session"`
+	HTTP       HTTP       `mapstructure:"http"`
+	Log        Log        `mapstructure:"log"`
+	Upstream   Upstream   `mapstructure:"upstream"`
+	Limits     Limits     `mapstructure:"limits"`
+	Linking    Linking    `mapstructure:"linking"`
+	Children   Children   `mapstructure:"children"`
+	Activation Activation `mapstructure:"activation"`
+}
+
+// Children tunes sub-accounts of children under 14.
+type Children struct {
+	Argon2Time       uint32        `mapstructure:"argon2_time"`
+	Argon2MemoryKiB  uint32        `mapstructure:"argon2_memory_kib"`
+	Argon2Threads    uint8         `mapstructure:"argon2_threads"`
+	GraceDays        int           `mapstructure:"grace_days"`
+	FailuresPerLogin int           `mapstructure:"failures_per_login"`
+	FailuresPerIP    int           `mapstructure:"failures_per_ip"`
+	Window           time.Duration `mapstructure:"window"`
+	Lockout          time.Duration `mapstructure:"lockout"`
+}
+
+// Activation tunes the activation keys of the mobile app.
+type Activation struct {
+	// ClientID is the mobile app's client; keys work only for it. Empty disables keys.
+	ClientID      string        `mapstructure:"client_id"`
+	KeyTTL        time.Duration `mapstructure:"key_ttl"`
+	FailuresPerIP int           `mapstructure:"failures_per_ip"`
+	Window        time.Duration `mapstructure:"window"`
+	Lockout       time.Duration `mapstructure:"lockout"`
 }
 
 // Limits are the attempt limits stored in the database (they hold across replicas).
@@ -218,6 +242,19 @@ func Defaults() map[string]any {
 		"linking.consent_version":            "2026-11",
 		"linking.always_pick_student":        "",
 		"linking.link_intent_ttl":            "10m",
+		"children.argon2_time":               1,
+		"children.argon2_memory_kib":         65536,
+		"children.argon2_threads":            2,
+		"children.grace_days":                0,
+		"children.failures_per_login":        5,
+		"children.failures_per_ip":           30,
+		"children.window":                    "15m",
+		"children.lockout":                   "15m",
+		"activation.client_id":               "",
+		"activation.key_ttl":                 "5m",
+		"activation.failures_per_ip":         10,
+		"activation.window":                  "15m",
+		"activation.lockout":                 "15m",
 		"upstream.esia.enabled":              false,
 		"upstream.esia.base_url":             "production",
 		"upstream.esia.client_id":            "",
@@ -434,6 +471,19 @@ func (c *Config) validate() []string {
 	}
 	if c.Limits.Window < time.Second || c.Limits.Lockout < time.Second {
 		bad("limits", "window and lockout must be at least 1s")
+	}
+	ch := c.Children
+	if ch.Argon2Time < 1 || ch.Argon2Time > 20 || ch.Argon2MemoryKiB < 8*1024 || ch.Argon2MemoryKiB > 1<<21 || ch.Argon2Threads < 1 || ch.Argon2Threads > 16 {
+		bad("children.argon2_*", "time 1-20, memory 8192-2097152 KiB, threads 1-16")
+	}
+	if ch.GraceDays < 0 || ch.GraceDays > 365 {
+		bad("children.grace_days", "must be between 0 and 365")
+	}
+	if ch.FailuresPerLogin < 1 || ch.FailuresPerIP < 1 || ch.Window < time.Second || ch.Lockout < time.Second {
+		bad("children", "failure limits must be at least 1 and window / lockout at least 1s")
+	}
+	if a := c.Activation; a.KeyTTL < 30*time.Second || a.KeyTTL > time.Hour || a.FailuresPerIP < 1 || a.Window < time.Second || a.Lockout < time.Second {
+		bad("activation", "key_ttl must be between 30s and 1h, failures_per_ip at least 1, window / lockout at least 1s")
 	}
 	if c.Linking.ConsentVersion == "" {
 		bad("linking.consent_version", "must not be empty")

@@ -24,23 +24,30 @@ const CodeLength = 12
 var ErrCodeFormat = errors.New("invite code must be 12 letters and digits, e.g. 7KQ4-M2XD-9PRT")
 
 // Generate returns a new code in groups of four (7KQ4-M2XD-9PRT).
-func Generate(random io.Reader) (string, error) {
-	// 60 bits: read 8 bytes, use the low 60.
-	var b [8]byte
-	if _, err := io.ReadFull(random, b[:]); err != nil {
-		return "", fmt.Errorf("generate invite code: %w", err)
+func Generate(random io.Reader) (string, error) { return GenerateLen(random, CodeLength) }
+
+// GenerateLen returns a code of n symbols (5 bits each, n ≤ 24) in groups of four, the same
+// alphabet as invite codes: activation keys use it too.
+func GenerateLen(random io.Reader, n int) (string, error) {
+	if n < 1 || n > 24 {
+		return "", fmt.Errorf("code length %d out of range", n)
 	}
-	var v uint64
-	for _, x := range b {
-		v = v<<8 | uint64(x)
+	b := make([]byte, (5*n+7)/8)
+	if _, err := io.ReadFull(random, b); err != nil {
+		return "", fmt.Errorf("generate code: %w", err)
 	}
-	out := make([]byte, 0, CodeLength+2)
-	for i := range CodeLength {
+	out := make([]byte, 0, n+n/4)
+	bit := 0
+	for i := range n {
 		if i > 0 && i%4 == 0 {
 			out = append(out, '-')
 		}
-		shift := uint(5 * (CodeLength - 1 - i))
-		out = append(out, alphabet[(v>>shift)&31])
+		v := 0
+		for range 5 {
+			v = v<<1 | int(b[bit/8]>>(7-bit%8))&1
+			bit++
+		}
+		out = append(out, alphabet[v])
 	}
 	return string(out), nil
 }
@@ -50,7 +57,10 @@ func GenerateRandom() (string, error) { return Generate(rand.Reader) }
 
 // Normalize turns what a person typed into the canonical code: case ignored, spaces and dashes
 // dropped, O read as 0 and I / L as 1.
-func Normalize(s string) (string, error) {
+func Normalize(s string) (string, error) { return NormalizeLen(s, CodeLength) }
+
+// NormalizeLen is Normalize for codes of n symbols.
+func NormalizeLen(s string, n int) (string, error) {
 	var b strings.Builder
 	for _, r := range strings.ToUpper(s) {
 		switch {
@@ -67,7 +77,7 @@ func Normalize(s string) (string, error) {
 		}
 		b.WriteRune(r)
 	}
-	if b.Len() != CodeLength {
+	if b.Len() != n {
 		return "", ErrCodeFormat
 	}
 	return b.String(), nil

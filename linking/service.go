@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/esia-broker/esia-broker/invites"
@@ -23,6 +24,14 @@ type Store interface {
 	RevokeLink(ctx context.Context, id string) (bool, error)
 	Links(ctx context.Context, accountID string, all bool) ([]storage.Link, error)
 	Audit(ctx context.Context, actor, action, target string, details map[string]any) error
+	GuardianLinks(ctx context.Context, studentID string) ([]storage.Link, error)
+	ChildByLogin(ctx context.Context, login string) (*storage.ChildCredential, error)
+	ChildByStudent(ctx context.Context, studentID string) (*storage.ChildCredential, error)
+	CreateChild(ctx context.Context, a *storage.Account, c *storage.ChildCredential) error
+	SetChildPassword(ctx context.Context, accountID, hash, by string) error
+	LockedUntil(ctx context.Context, key string) (time.Time, error)
+	RecordFailure(ctx context.Context, key string, l storage.AttemptLimit) (time.Time, error)
+	ClearFailures(ctx context.Context, key string) error
 }
 
 // Service applies the linking rules.
@@ -31,11 +40,43 @@ type Service struct {
 	digester *Digester
 	invites  *invites.Service
 	now      func() time.Time
+	common   map[string]bool
+	children ChildOptions
+
+	dummyMu sync.Mutex
+	dummy   string
 }
 
-// NewService makes the linking service.
+// ChildOptions tune children's sub-accounts.
+type ChildOptions struct {
+	Argon2 Argon2Params
+	// GraceDays lets a sub-account log in this many days past the 14th birthday.
+	GraceDays int
+	// PerLogin and PerIP limit wrong passwords.
+	PerLogin storage.AttemptLimit
+	PerIP    storage.AttemptLimit
+}
+
+// DefaultChildOptions: RFC 9106 parameters, no grace, 5 wrong passwords per login and 30 per IP
+// in 15 minutes lock for 15 minutes.
+func DefaultChildOptions() ChildOptions {
+	return ChildOptions{
+		Argon2:   DefaultArgon2(),
+		PerLogin: storage.AttemptLimit{Max: 5, Window: 15 * time.Minute, Lockout: 15 * time.Minute},
+		PerIP:    storage.AttemptLimit{Max: 30, Window: 15 * time.Minute, Lockout: 15 * time.Minute},
+	}
+}
+
+// NewService makes the linking service with default child options.
 func NewService(store Store, d *Digester, inv *invites.Service) *Service {
-	return &Service{store: store, digester: d, invites: inv, now: time.Now}
+	return &Service{store: store, digester: d, invites: inv, now: time.Now, common: commonPasswords(), children: DefaultChildOptions()}
+}
+
+// SetChildOptions replaces the child sub-account options.
+func (s *Service) SetChildOptions(o ChildOptions) {
+	s.dummyMu.Lock()
+	s.children, s.dummy = o, ""
+	s.dummyMu.Unlock()
 }
 
 // SetClock replaces the clock (tests).

@@ -88,3 +88,14 @@ func (s *Store) LinkedStudents(ctx context.Context, accountID string) ([]LinkedS
 	}
 	return out, nil
 }
+
+// GuardianLinks lists the active parent links to a student card.
+func (s *Store) GuardianLinks(ctx context.Context, studentID string) ([]Link, error) {
+	var out []Link
+	err := s.selectAll(ctx, &out, `SELECT id, account_id, student_id, relation, method, created_at, revoked_at FROM links
+		WHERE student_id = ? AND relation = 'parent' AND revoked_at IS NULL ORDER BY created_at`, studentID)
+	if err != nil {
+		return nil, fmt.Errorf("guardian links: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,240 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/esia-broker/esia-broker/invites"
+	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+func (b *Broker) childLoginPage(w http.ResponseWriter, r *http.Request) {
+	if _, err := b.store.LoginRequest(r.Context(), r.URL.Query().Get("login")); err != nil {
+		b.renderError(w, r, expiredLogin(err))
+		return
+	}
+	b.render(w, r, http.StatusOK, "child_login", pageData{Title: "Вход для детей до 14 лет", LoginID: r.URL.Query().Get("login"), CSRF: b.csrfToken(b.browserID(w, r))})
+}
+
+// childLogin checks a child's login and password and starts the child's session.
+func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if b.csrfRefused(w, r) {
+		return
+	}
+	lr, err := b.store.LoginRequest(ctx, r.PostFormValue("login_request"))
+	if err != nil {
+		b.renderError(w, r, expiredLogin(err))
+		return
+	}
+	c, cerr := r.Cookie(browserCookie)
+	if cerr != nil || hashToken(c.Value) != lr.BrowserHash {
+		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Вход был начат в другом окне или браузере. Вернитесь в электронный дневник и войдите снова."})
+		return
+	}
+	login := r.PostFormValue("login")
+	if len(login) > 64 {
+		login = login[:64]
+	}
+	again := func(status int, msg string) {
+		b.render(w, r, status, "child_login", pageData{Title: "Вход для детей до 14 лет", LoginID: lr.ID, CSRF: b.csrfToken(c.Value), Code: login, FieldError: msg})
+	}
+	accountID, err := b.linker.ChildLogin(ctx, login, r.PostFormValue("password"), clientIP(r))
+	var le *linking.ChildLockedError
+	switch {
+	case errors.As(err, &le):
+		b.metrics.logins.WithLabelValues("child", "locked").Inc()
+		again(http.StatusTooManyRequests, "Слишком много неудачных попыток. Попробуйте снова после "+le.Until.In(moscow).Format("15:04")+" (по московскому времени) или попросите родителя сменить пароль.")
+		return
+	case errors.Is(err, linking.ErrBadCredentials):
+		b.metrics.logins.WithLabelValues("child", "bad_password").Inc()
+		again(http.StatusUnauthorized, "Неверный логин или пароль.")
+		return
+	case errors.Is(err, linking.ErrChildTooOld):
+		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Входите через Госуслуги",
+			Message: "С 14 лет вход в электронный дневник — только через Госуслуги, с собственной подтверждённой учётной записью. Привязка родителя к дневнику сохраняется."})
+		return
+	case errors.Is(err, linking.ErrNoGuardianLeft), errors.Is(err, linking.ErrStudentLeft):
+		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена",
+			Message: "Вход с этим логином отключён: обучающийся выбыл из школы или к нему больше не привязан ни один родитель. Обратитесь к родителю или в школу."})
+		return
+	case err != nil:
+		b.renderError(w, r, err)
+		return
+	}
+	if old := b.sessionCookie(r); old != "" {
+		_ = b.store.DeleteBrowserSession(ctx, hashToken(old))
+	}
+	raw := randomToken()
+	bs := &storage.BrowserSession{IDHash: hashToken(raw), AccountID: accountID, AuthTime: time.Now().UTC(), ACR: "child", ExpiresAt: time.Now().Add(b.cfg.Session.Lifespan)}
+	err = b.store.InTx(ctx, func(ctx context.Context) error {
+		if err := b.store.CreateBrowserSession(ctx, bs, []string{"pwd"}); err != nil {
+			return err
+		}
+		return b.store.CompleteLoginRequest(ctx, lr.ID, bs.IDHash)
+	})
+	if err != nil {
+		b.renderError(w, r, expiredLogin(err))
+		return
+	}
+	b.metrics.logins.WithLabelValues("child", "ok").Inc()
+	b.setCookie(w, b.cfg.Session.CookieName, raw, b.cfg.Session.Lifespan)
+	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)
+}
+
+// renderAccount shows the account page with an optional notice or error.
+func (b *Broker) renderAccount(w http.ResponseWriter, r *http.Request, account *storage.Account, status int, notice, fieldErr string) {
+	ctx := r.Context()
+	linked, err := b.store.LinkedStudents(ctx, account.ID)
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	var children []childView
+	for _, l := range linked {
+		if l.Relation != "parent" || linking.IsAdult(l.Birthdate, time.Now()) {
+			continue
+		}
+		cv := childView{ID: l.StudentID, Name: joinName(l.Family, l.Given, l.Middle)}
+		if c, err := b.store.ChildByStudent(ctx, l.StudentID); err == nil {
+			cv.Login = c.Login
+		}
+		children = append(children, cv)
+	}
+	devs, err := b.store.Devices(ctx, account.ID)
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	var devices []deviceView
+	for _, d := range devs {
+		dv := deviceView{ID: d.ID, Client: d.ClientID, Connected: d.UsedAt.In(moscow).Format("02.01.2006 15:04")}
+		if d.LastUsed != nil {
+			dv.LastUsed = d.LastUsed.In(moscow).Format("02.01.2006 15:04")
+		}
+		devices = append(devices, dv)
+	}
+	b.render(w, r, status, "account", pageData{Title: "Личный кабинет", Message: joinName(account.FamilyName, account.GivenName, account.MiddleName),
+		Students: studentViews(linked), Children: children, Devices: devices, CSRF: b.csrfToken(b.browserID(w, r)), Notice: notice, FieldError: fieldErr})
+}
+
+var childErrors = map[error]string{
+	linking.ErrNotGuardian:     "Управлять входом ребёнка может только привязанный к нему родитель.",
+	linking.ErrChildTooOld:     "С 14 лет ребёнок входит через Госуслуги сам; учётная запись по логину не нужна.",
+	linking.ErrChildExists:     "У ребёнка уже есть логин: можно только сменить пароль.",
+	linking.ErrNoChildLogin:    "У ребёнка ещё нет логина: сначала создайте учётную запись.",
+	linking.ErrLoginTaken:      "Этот логин уже занят. Придумайте другой.",
+	linking.ErrLoginFormat:     "Логин: от 3 до 32 латинских букв, цифр, точек, дефисов или подчёркиваний.",
+	linking.ErrPasswordShort:   "Пароль должен быть не короче 8 символов.",
+	linking.ErrPasswordLong:    "Пароль должен быть не длиннее 128 символов.",
+	linking.ErrPasswordIsLogin: "Пароль не должен совпадать с логином.",
+	linking.ErrPasswordCommon:  "Этот пароль слишком простой и часто встречается. Придумайте другой.",
+	linking.ErrStudentLeft:     "Обучающийся выбыл из школы.",
+}
+
+// accountChild creates a child's sub-account or sets its new password.
+func (b *Broker) accountChild(w http.ResponseWriter, r *http.Request) {
+	if b.csrfRefused(w, r) {
+		return
+	}
+	account, ok := b.sessionOrPage(w, r)
+	if !ok {
+		return
+	}
+	student, pw := r.PostFormValue("student"), r.PostFormValue("password")
+	var err error
+	notice := ""
+	switch r.PostFormValue("action") {
+	case "create":
+		var login string
+		login, err = b.linker.CreateChildLogin(r.Context(), account.ID, student, r.PostFormValue("login"), pw)
+		notice = "Учётная запись создана. Логин ребёнка: " + login + "."
+	case "reset":
+		err = b.linker.ResetChildPassword(r.Context(), account.ID, student, pw)
+		notice = "Пароль изменён. Сообщите ребёнку новый пароль."
+	default:
+		b.renderAccount(w, r, account, http.StatusBadRequest, "", "Неизвестное действие.")
+		return
+	}
+	if err != nil {
+		for e, msg := range childErrors {
+			if errors.Is(err, e) {
+				b.renderAccount(w, r, account, http.StatusBadRequest, "", msg)
+				return
+			}
+		}
+		b.renderError(w, r, err)
+		return
+	}
+	b.renderAccount(w, r, account, http.StatusOK, notice, "")
+}
+
+// generateKey shows a one-time activation key for the mobile app.
+func (b *Broker) generateKey(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if b.csrfRefused(w, r) {
+		return
+	}
+	account, ok := b.sessionOrPage(w, r)
+	if !ok {
+		return
+	}
+	if b.cfg.Activation.ClientID == "" {
+		b.renderError(w, r, &UserError{Status: http.StatusServiceUnavailable, Title: "Ключи недоступны", Message: "Подключение мобильного приложения в этом регионе не настроено."})
+		return
+	}
+	key, err := invites.GenerateLen(randReader{}, ActivationKeyLength)
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	norm, _ := invites.NormalizeLen(key, ActivationKeyLength)
+	ak := &storage.ActivationKey{ID: uuid.NewString(), KeyDigest: invites.Digest(b.keyDigestKey, norm), AccountID: account.ID, ClientID: b.cfg.Activation.ClientID, ExpiresAt: time.Now().Add(b.cfg.Activation.KeyTTL)}
+	err = b.store.InTx(ctx, func(ctx context.Context) error {
+		if err := b.store.CreateActivationKey(ctx, ak); err != nil {
+			return err
+		}
+		return b.store.Audit(ctx, "account:"+account.ID, "key.generate", ak.ID, nil)
+	})
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	minutes := int(b.cfg.Activation.KeyTTL.Round(time.Minute) / time.Minute)
+	b.render(w, r, http.StatusOK, "key", pageData{Title: "Ключ для мобильного приложения", Code: key, Message: strconv.Itoa(minutes) + " мин."})
+}
+
+// revokeDevice disconnects an app: its refresh-token family is revoked.
+func (b *Broker) revokeDevice(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if b.csrfRefused(w, r) {
+		return
+	}
+	account, ok := b.sessionOrPage(w, r)
+	if !ok {
+		return
+	}
+	id := r.PostFormValue("device")
+	err := b.store.InTx(ctx, func(ctx context.Context) error {
+		if err := b.store.RevokeDevice(ctx, account.ID, id); err != nil {
+			return err
+		}
+		return b.store.Audit(ctx, "account:"+account.ID, "key.revoke", id, nil)
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		b.renderAccount(w, r, account, http.StatusNotFound, "", "Устройство не найдено.")
+		return
+	}
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	b.renderAccount(w, r, account, http.StatusOK, "Устройство отключено.", "")
+}

@@ -1,0 +1,154 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/storage"
+
+	"github.com/esia-broker/esia-broker/invites"
+	store "github.com/esia-broker/esia-broker/storage"
+)
+
+// GrantTypeActivationKey is the token-endpoint grant with which the regional Gosuslugi mobile
+// app exchanges an activation key (shown on the account page) for tokens.
+const GrantTypeActivationKey = "urn:esia-broker:params:oauth:grant-type:activation-key"
+
+// ActivationKeyLength is the number of symbols in a key: 16 × 5 = 80 bits.
+const ActivationKeyLength = 16
+
+// keyGrantHandler implements the activation-key grant as a fosite token-endpoint handler.
+type keyGrantHandler struct {
+	b        *Broker
+	strategy oauth2.CoreStrategy
+	storage  interface {
+		oauth2.AccessTokenStorage
+		oauth2.RefreshTokenStorage
+	}
+	config interface {
+		fosite.AccessTokenLifespanProvider
+		fosite.RefreshTokenLifespanProvider
+	}
+}
+
+type requestIPKey struct{}
+
+func (h *keyGrantHandler) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {
+	return r.GetGrantTypes().ExactOne(GrantTypeActivationKey)
+}
+
+func (h *keyGrantHandler) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool {
+	return false
+}
+
+func (h *keyGrantHandler) HandleTokenEndpointRequest(ctx context.Context, r fosite.AccessRequester) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, r) {
+		return fosite.ErrUnknownRequest
+	}
+	b := h.b
+	client := r.GetClient()
+	if !client.GetGrantTypes().Has(GrantTypeActivationKey) || b.cfg.Activation.ClientID == "" || client.GetID() != b.cfg.Activation.ClientID {
+		return fosite.ErrUnauthorizedClient.WithHint("This client may not use activation keys.")
+	}
+	ip, _ := ctx.Value(requestIPKey{}).(string)
+	limitKey := "key:" + client.GetID() + ":" + ip
+	lim := store.AttemptLimit{Max: b.cfg.Activation.FailuresPerIP, Window: b.cfg.Activation.Window, Lockout: b.cfg.Activation.Lockout}
+	if until, err := b.store.LockedUntil(ctx, limitKey); err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	} else if !until.IsZero() {
+		return fosite.ErrInvalidGrant.WithHint("Too many wrong activation keys; try again later.")
+	}
+	norm, err := invites.NormalizeLen(r.GetRequestForm().Get("activation_key"), ActivationKeyLength)
+	var key *store.ActivationKey
+	if err == nil {
+		key, err = b.store.UseActivationKey(ctx, invites.Digest(b.keyDigestKey, norm), client.GetID(), r.GetID())
+	}
+	if err != nil {
+		if _, ferr := b.store.RecordFailure(ctx, limitKey, lim); ferr != nil {
+			return fosite.ErrServerError.WithWrap(ferr)
+		}
+		_ = b.store.Audit(ctx, "client:"+client.GetID(), "key.redeem_failed", "", nil)
+		if errors.Is(err, store.ErrKeyInvalid) || errors.Is(err, invites.ErrCodeFormat) {
+			return fosite.ErrInvalidGrant.WithHint("The activation key is unknown, used or expired.")
+		}
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	account, err := b.store.Account(ctx, key.AccountID)
+	if err != nil || account.Status != "active" {
+		return fosite.ErrInvalidGrant.WithHint("The account of this key is not active.")
+	}
+	for _, s := range r.GetRequestedScopes() {
+		if client.GetScopes().Has(s) {
+			r.GrantScope(s)
+		}
+	}
+	if client.GetScopes().Has("offline_access") {
+		r.GrantScope("offline_access")
+	}
+	r.GrantAudience(client.GetID())
+	now := time.Now().UTC()
+	bs := &store.BrowserSession{AccountID: account.ID, AuthTime: now, AMRJSON: `["key"]`, ACR: "key"}
+	sess := userSession(account, bs, &store.Client{ID: client.GetID()}, r.GetGrantedScopes(), now, b.cfg.Tokens.IDTokenAlg, "")
+	links, err := b.linkClaims(ctx, account, r.GetGrantedScopes(), "")
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	applyClaims(sess, profileClaims(account, r.GetGrantedScopes()), links)
+	sess.SetExpiresAt(fosite.AccessToken, now.Add(h.config.GetAccessTokenLifespan(ctx)).Round(time.Second))
+	sess.SetExpiresAt(fosite.RefreshToken, now.Add(h.config.GetRefreshTokenLifespan(ctx)).Round(time.Second))
+	r.SetSession(sess)
+	return b.store.Audit(ctx, "account:"+account.ID, "key.redeem", key.ID, map[string]any{"client": client.GetID()})
+}
+
+func (h *keyGrantHandler) PopulateTokenEndpointResponse(ctx context.Context, r fosite.AccessRequester, resp fosite.AccessResponder) (err error) {
+	if !h.CanHandleTokenEndpointRequest(ctx, r) {
+		return fosite.ErrUnknownRequest
+	}
+	access, accessSig, err := h.strategy.GenerateAccessToken(ctx, r)
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	refresh, refreshSig, err := h.strategy.GenerateRefreshToken(ctx, r)
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	ctx, err = storage.MaybeBeginTx(ctx, h.storage)
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	defer func() {
+		if err != nil {
+			_ = storage.MaybeRollbackTx(ctx, h.storage)
+		}
+	}()
+	stored := r.Sanitize(nil)
+	if err = h.storage.CreateAccessTokenSession(ctx, accessSig, stored); err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	if err = h.storage.CreateRefreshTokenSession(ctx, refreshSig, accessSig, stored); err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	if err = storage.MaybeCommitTx(ctx, h.storage); err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	resp.SetAccessToken(access)
+	resp.SetTokenType("bearer")
+	resp.SetExpiresIn(time.Until(r.GetSession().GetExpiresAt(fosite.AccessToken)).Round(time.Second))
+	resp.SetScopes(r.GetGrantedScopes())
+	resp.SetExtra("refresh_token", refresh)
+	return nil
+}
+
+// withClientIP puts the request's address into the context the grant handler sees.
+func withClientIP(r *http.Request) context.Context {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return context.WithValue(r.Context(), requestIPKey{}, host)
+}

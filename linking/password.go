@@ -1,0 +1,123 @@
+package linking
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Argon2Params are the argon2id parameters of child passwords; the hash records them, so they
+// can change without invalidating stored hashes.
+type Argon2Params struct {
+	Time      uint32
+	MemoryKiB uint32
+	Threads   uint8
+}
+
+// DefaultArgon2 takes the memory of RFC 9106 §4's second recommended option (64 MiB, 2 lanes)
+// with one pass, sized so one check costs tens of milliseconds on this 2-core machine (about
+// 60 ms, BenchmarkChildLogin; t=3 costs about 140 ms). The hash records its parameters, so they
+// can be raised later without invalidating stored hashes.
+func DefaultArgon2() Argon2Params { return Argon2Params{Time: 1, MemoryKiB: 64 * 1024, Threads: 2} }
+
+// HashPassword returns the PHC string $argon2id$v=19$m=…,t=…,p=…$salt$hash.
+func HashPassword(password string, p Argon2Params) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	key := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, 32)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.MemoryKiB, p.Time, p.Threads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+}
+
+var phc = regexp.MustCompile(`^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$`)
+
+// VerifyPassword checks a password against a PHC string, in constant time.
+func VerifyPassword(encoded, password string) (bool, error) {
+	m := phc.FindStringSubmatch(encoded)
+	if m == nil {
+		return false, errors.New("not an argon2id hash")
+	}
+	var p Argon2Params
+	var t, mem, par uint64
+	if _, err := fmt.Sscan(m[1], &mem); err != nil {
+		return false, err
+	}
+	if _, err := fmt.Sscan(m[2], &t); err != nil {
+		return false, err
+	}
+	if _, err := fmt.Sscan(m[3], &par); err != nil {
+		return false, err
+	}
+	if mem > 1<<22 || t > 100 || par == 0 || par > 64 {
+		return false, errors.New("argon2id parameters out of range")
+	}
+	p = Argon2Params{Time: uint32(t), MemoryKiB: uint32(mem), Threads: uint8(par)}
+	salt, err1 := base64.RawStdEncoding.DecodeString(m[4])
+	want, err2 := base64.RawStdEncoding.DecodeString(m[5])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false, errors.New("bad argon2id hash encoding")
+	}
+	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1, nil
+}
+
+//go:embed common-passwords.txt
+var commonPasswordList string
+
+func commonPasswords() map[string]bool {
+	out := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(commonPasswordList))
+	for sc.Scan() {
+		if w := strings.TrimSpace(sc.Text()); w != "" && !strings.HasPrefix(w, "#") {
+			out[strings.ToLower(w)] = true
+		}
+	}
+	return out
+}
+
+var loginPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{2,31}$`)
+
+// Errors of sub-account logins and passwords; the broker shows them in Russian.
+var (
+	ErrLoginFormat     = errors.New("login must be 3-32 Latin letters, digits, '.', '_' or '-'")
+	ErrPasswordShort   = errors.New("password must have at least 8 characters")
+	ErrPasswordLong    = errors.New("password must have at most 128 characters")
+	ErrPasswordIsLogin = errors.New("password must differ from the login")
+	ErrPasswordCommon  = errors.New("password is too common")
+)
+
+// NormalizeLogin lower-cases and trims a login and checks its form.
+func NormalizeLogin(s string) (string, error) {
+	l := strings.ToLower(strings.TrimSpace(s))
+	if !loginPattern.MatchString(l) {
+		return "", ErrLoginFormat
+	}
+	return l, nil
+}
+
+// CheckPassword applies the password rules.
+func (s *Service) CheckPassword(login, password string) error {
+	n := utf8.RuneCountInString(password)
+	switch {
+	case n < 8:
+		return ErrPasswordShort
+	case n > 128:
+		return ErrPasswordLong
+	case strings.EqualFold(strings.TrimSpace(password), login):
+		return ErrPasswordIsLogin
+	case s.common[strings.ToLower(password)]:
+		return ErrPasswordCommon
+	}
+	return nil
+}

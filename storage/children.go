@@ -1,0 +1,167 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ChildCredential is the login and password hash of a child's sub-account.
+type ChildCredential struct {
+	AccountID    string    `db:"account_id"`
+	StudentID    string    `db:"student_id"`
+	Login        string    `db:"login"`
+	PasswordHash string    `db:"password_hash"`
+	CreatedBy    string    `db:"created_by"`
+	CreatedAt    time.Time `db:"created_at"`
+	UpdatedBy    string    `db:"updated_by"`
+	UpdatedAt    time.Time `db:"updated_at"`
+}
+
+const childCols = `account_id, student_id, login, password_hash, created_by, created_at, updated_by, updated_at`
+
+// ChildByLogin finds a sub-account by its (normalised) login.
+func (s *Store) ChildByLogin(ctx context.Context, login string) (*ChildCredential, error) {
+	var c ChildCredential
+	if err := s.get(ctx, &c, `SELECT `+childCols+` FROM child_credentials WHERE login = ?`, login); err != nil {
+		return nil, fmt.Errorf("child by login: %w", err)
+	}
+	return &c, nil
+}
+
+// ChildByStudent finds the sub-account of a student card.
+func (s *Store) ChildByStudent(ctx context.Context, studentID string) (*ChildCredential, error) {
+	var c ChildCredential
+	if err := s.get(ctx, &c, `SELECT `+childCols+` FROM child_credentials WHERE student_id = ?`, studentID); err != nil {
+		return nil, fmt.Errorf("child by student: %w", err)
+	}
+	return &c, nil
+}
+
+// ChildByAccount finds the sub-account of a child account.
+func (s *Store) ChildByAccount(ctx context.Context, accountID string) (*ChildCredential, error) {
+	var c ChildCredential
+	if err := s.get(ctx, &c, `SELECT `+childCols+` FROM child_credentials WHERE account_id = ?`, accountID); err != nil {
+		return nil, fmt.Errorf("child by account: %w", err)
+	}
+	return &c, nil
+}
+
+// CreateChild makes the child account and its credential in one transaction; ErrConflict when
+// the login is taken or the student already has a sub-account.
+func (s *Store) CreateChild(ctx context.Context, a *Account, c *ChildCredential) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		sub := c.StudentID
+		a.Kind, a.Upstream, a.UpstreamSub = "child", "child", &sub
+		acct, err := s.UpsertUpstreamAccount(ctx, a)
+		if err != nil {
+			return err
+		}
+		now := s.clock()
+		c.AccountID, c.CreatedAt, c.UpdatedAt, c.UpdatedBy = acct.ID, now, now, c.CreatedBy
+		_, err = s.exec(ctx, `INSERT INTO child_credentials (`+childCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.AccountID, c.StudentID, c.Login, c.PasswordHash, c.CreatedBy, c.CreatedAt, c.UpdatedBy, c.UpdatedAt)
+		if isUniqueViolation(err) {
+			return fmt.Errorf("create child login: %w", ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("create child login: %w", err)
+		}
+		return nil
+	})
+}
+
+// SetChildPassword replaces a sub-account's password hash.
+func (s *Store) SetChildPassword(ctx context.Context, accountID, hash, by string) error {
+	res, err := s.exec(ctx, `UPDATE child_credentials SET password_hash = ?, updated_by = ?, updated_at = ? WHERE account_id = ?`, hash, by, s.clock(), accountID)
+	if err != nil {
+		return fmt.Errorf("set child password: %w", err)
+	}
+	if affected(res) == 0 {
+		return fmt.Errorf("set child password: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// ActivationKey is a one-time key that connects the mobile app; only its digest is stored.
+type ActivationKey struct {
+	ID        string     `db:"id"`
+	KeyDigest string     `db:"key_digest"`
+	AccountID string     `db:"account_id"`
+	ClientID  string     `db:"client_id"`
+	CreatedAt time.Time  `db:"created_at"`
+	ExpiresAt time.Time  `db:"expires_at"`
+	UsedAt    *time.Time `db:"used_at"`
+	RequestID string     `db:"request_id"`
+	RevokedAt *time.Time `db:"revoked_at"`
+}
+
+const keyColsAK = `id, key_digest, account_id, client_id, created_at, expires_at, used_at, request_id, revoked_at`
+
+// CreateActivationKey stores a key.
+func (s *Store) CreateActivationKey(ctx context.Context, k *ActivationKey) error {
+	k.CreatedAt = s.clock()
+	_, err := s.exec(ctx, `INSERT INTO activation_keys (id, key_digest, account_id, client_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		k.ID, k.KeyDigest, k.AccountID, k.ClientID, k.CreatedAt, k.ExpiresAt.UTC())
+	if err != nil {
+		return fmt.Errorf("create activation key: %w", err)
+	}
+	return nil
+}
+
+// ErrKeyInvalid is returned for an unknown, used, expired, revoked or foreign key.
+var ErrKeyInvalid = errors.New("activation key is not valid")
+
+// UseActivationKey spends a key for clientID, once, and records the token family it starts.
+func (s *Store) UseActivationKey(ctx context.Context, digest, clientID, requestID string) (*ActivationKey, error) {
+	now := s.clock()
+	res, err := s.exec(ctx, `UPDATE activation_keys SET used_at = ?, request_id = ? WHERE key_digest = ? AND client_id = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?`,
+		now, requestID, digest, clientID, now)
+	if err != nil {
+		return nil, fmt.Errorf("use activation key: %w", err)
+	}
+	if affected(res) != 1 {
+		return nil, ErrKeyInvalid
+	}
+	var k ActivationKey
+	if err := s.get(ctx, &k, `SELECT `+keyColsAK+` FROM activation_keys WHERE key_digest = ?`, digest); err != nil {
+		return nil, fmt.Errorf("use activation key: %w", err)
+	}
+	return &k, nil
+}
+
+// Device is a used activation key: a connected app, with its last token use.
+type Device struct {
+	ActivationKey
+	LastUsed *time.Time `db:"last_used"`
+}
+
+// Devices lists the apps an account connected and did not revoke.
+func (s *Store) Devices(ctx context.Context, accountID string) ([]Device, error) {
+	var out []Device
+	err := s.selectAll(ctx, &out, `SELECT k.id, k.key_digest, k.account_id, k.client_id, k.created_at, k.expires_at, k.used_at, k.request_id, k.revoked_at,
+		(SELECT MAX(r.requested_at) FROM oauth2_refresh r WHERE r.request_id = k.request_id) AS last_used
+		FROM activation_keys k WHERE k.account_id = ? AND k.used_at IS NOT NULL AND k.revoked_at IS NULL ORDER BY k.used_at DESC`, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	return out, nil
+}
+
+// RevokeDevice revokes a connected app of the account and every token of its family.
+func (s *Store) RevokeDevice(ctx context.Context, accountID, keyID string) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		var k ActivationKey
+		if err := s.get(ctx, &k, `SELECT `+keyColsAK+` FROM activation_keys WHERE id = ? AND account_id = ? AND used_at IS NOT NULL AND revoked_at IS NULL`, keyID, accountID); err != nil {
+			return fmt.Errorf("revoke device: %w", err)
+		}
+		if _, err := s.exec(ctx, `UPDATE activation_keys SET revoked_at = ? WHERE id = ?`, s.clock(), keyID); err != nil {
+			return fmt.Errorf("revoke device: %w", err)
+		}
+		if err := s.RevokeRefreshToken(ctx, k.RequestID); err != nil {
+			return err
+		}
+		return s.RevokeAccessToken(ctx, k.RequestID)
+	})
+}
