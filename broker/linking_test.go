@@ -48,10 +48,10 @@ type linkEnv struct {
 	inv   *invites.Service
 }
 
-func newLinkEnv(t *testing.T, s *storage.Store) *linkEnv {
+func newLinkEnv(t *testing.T, s *storage.Store, env ...string) *linkEnv {
 	t.Helper()
 	conns, _ := esiaUpstream(t, "", 5*time.Second)
-	h := newHarnessWith(t, s, conns)
+	h := newHarnessWith(t, s, conns, env...)
 	c := h.client("kiasuo", "secret-secret-secret", "openid", "profile", "offline_access", "students", "esia", "roster:write", "links:write")
 	c.Name = "КИАСУО"
 	if err := s.UpdateClient(context.Background(), c); err != nil {

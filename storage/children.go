@@ -139,12 +139,24 @@ type Device struct {
 
 // Devices lists the apps an account connected and did not revoke.
 func (s *Store) Devices(ctx context.Context, accountID string) ([]Device, error) {
-	var out []Device
-	err := s.selectAll(ctx, &out, `SELECT k.id, k.key_digest, k.account_id, k.client_id, k.created_at, k.expires_at, k.used_at, k.request_id, k.revoked_at,
-		(SELECT MAX(r.requested_at) FROM oauth2_refresh r WHERE r.request_id = k.request_id) AS last_used
-		FROM activation_keys k WHERE k.account_id = ? AND k.used_at IS NOT NULL AND k.revoked_at IS NULL ORDER BY k.used_at DESC`, accountID)
+	var keys []ActivationKey
+	err := s.selectAll(ctx, &keys, `SELECT `+keyColsAK+` FROM activation_keys WHERE account_id = ? AND used_at IS NOT NULL AND revoked_at IS NULL ORDER BY used_at DESC`, accountID)
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	out := make([]Device, 0, len(keys))
+	for _, k := range keys {
+		d := Device{ActivationKey: k}
+		var last time.Time
+		// A column of its own (not an aggregate) keeps its declared type in SQLite too.
+		err := s.get(ctx, &last, `SELECT requested_at FROM oauth2_refresh WHERE request_id = ? ORDER BY requested_at DESC LIMIT 1`, k.RequestID)
+		switch {
+		case err == nil:
+			d.LastUsed = &last
+		case !errors.Is(err, ErrNotFound):
+			return nil, fmt.Errorf("list devices: %w", err)
+		}
+		out = append(out, d)
 	}
 	return out, nil
 }
