@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -46,8 +47,6 @@ type Options struct {
 	Logger     *slog.Logger
 	// Registry receives the broker's metrics; nil makes a private one.
 	Registry *prometheus.Registry
-	// Region is the name shown on pages.
-	Region string
 	// Extra routes mounted on the broker's router (the dev server's demo RP and emulator).
 	Mount func(r *mux.Router)
 }
@@ -65,7 +64,8 @@ type Broker struct {
 	pages      map[string]*template.Template
 	metrics    *metrics
 	cookieKey  []byte
-	region     string
+	brand      brand
+	logo       []byte
 	mount      func(r *mux.Router)
 	linker     *linking.Service
 	// keyDigestKey keys the digests of activation keys.
@@ -81,9 +81,6 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	}
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
-	}
-	if o.Region == "" {
-		o.Region = "Электронный дневник"
 	}
 	if ok, err := o.Store.MigrationsCurrent(ctx); err != nil {
 		return nil, fmt.Errorf("check migrations: %w", err)
@@ -177,8 +174,15 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	*b = Broker{
 		cfg: cfg, store: o.Store, keys: keys, provider: provider, idSigner: idSigner,
 		connectors: map[string]Connector{}, log: o.Logger, pages: pages,
-		metrics: newMetrics(o.Registry), cookieKey: cookieKey, region: o.Region, mount: o.Mount,
+		metrics: newMetrics(o.Registry), cookieKey: cookieKey, mount: o.Mount,
 		linker: linking.NewService(o.Store, digester, inv), keyDigestKey: digester.InviteKey(),
+	}
+	b.brand = brand{Name: cfg.Region.Name, SupportPhone: cfg.Region.SupportPhone, SupportEmail: cfg.Region.SupportEmail, SupportURL: cfg.Region.SupportURL}
+	if cfg.Region.LogoFile != "" {
+		if b.logo, err = os.ReadFile(cfg.Region.LogoFile); err != nil {
+			return nil, fmt.Errorf("region.logo_file: %w", err)
+		}
+		b.brand.Logo = true
 	}
 	ch := cfg.Children
 	b.linker.SetChildOptions(linking.ChildOptions{
@@ -264,12 +268,23 @@ func (b *Broker) Handler() http.Handler {
 	route("/healthz", "healthz", b.healthz, http.MethodGet)
 	route("/readyz", "readyz", b.readyz, http.MethodGet)
 	r.Handle("/metrics", b.metrics.handler()).Methods(http.MethodGet)
+	r.HandleFunc("/brand/logo", b.serveLogo).Methods(http.MethodGet)
 	static, _ := fs.Sub(staticFS, "static")
 	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", http.FileServer(http.FS(static)))).Methods(http.MethodGet)
 	if b.mount != nil {
 		b.mount(r)
 	}
 	return b.middleware(r)
+}
+
+func (b *Broker) serveLogo(w http.ResponseWriter, r *http.Request) {
+	if len(b.logo) == 0 {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", http.DetectContentType(b.logo))
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(b.logo)
 }
 
 func (b *Broker) healthz(w http.ResponseWriter, _ *http.Request) {

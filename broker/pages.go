@@ -24,9 +24,15 @@ func parsePages() (map[string]*template.Template, error) {
 
 type connectorLink struct{ ID, Name string }
 
+// brand is the region's presentation on every page.
+type brand struct {
+	Name, SupportPhone, SupportEmail, SupportURL string
+	Logo                                         bool
+}
+
 type pageData struct {
 	Title      string
-	Region     string
+	Brand      brand
 	Message    string
 	Retry      string
 	RequestID  string
@@ -60,7 +66,7 @@ type studentView struct {
 }
 
 func (b *Broker) render(w http.ResponseWriter, r *http.Request, status int, page string, d pageData) {
-	d.Region = b.region
+	d.Brand = b.brand
 	var buf bytes.Buffer
 	if err := b.pages[page].ExecuteTemplate(&buf, "layout", d); err != nil {
 		b.logger(r.Context()).Error("render page", "page", page, "err", err)

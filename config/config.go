@@ -36,6 +36,16 @@ type Config struct {
 	Linking    Linking    `mapstructure:"linking"`
 	Children   Children   `mapstructure:"children"`
 	Activation Activation `mapstructure:"activation"`
+	Region     Region     `mapstructure:"region"`
+}
+
+// Region is how the pages present the region's diary: name, logo and support contacts.
+type Region struct {
+	Name         string `mapstructure:"name"`
+	LogoFile     string `mapstructure:"logo_file"`
+	SupportPhone string `mapstructure:"support_phone"`
+	SupportEmail string `mapstructure:"support_email"`
+	SupportURL   string `mapstructure:"support_url"`
 }
 
 // Children tunes sub-accounts of children under 14.
@@ -255,6 +265,11 @@ func Defaults() map[string]any {
 		"activation.failures_per_ip":         10,
 		"activation.window":                  "15m",
 		"activation.lockout":                 "15m",
+		"region.name":                        "Электронный дневник",
+		"region.logo_file":                   "",
+		"region.support_phone":               "",
+		"region.support_email":               "",
+		"region.support_url":                 "",
 		"upstream.esia.enabled":              false,
 		"upstream.esia.base_url":             "production",
 		"upstream.esia.client_id":            "",
@@ -484,6 +499,19 @@ func (c *Config) validate() []string {
 	}
 	if a := c.Activation; a.KeyTTL < 30*time.Second || a.KeyTTL > time.Hour || a.FailuresPerIP < 1 || a.Window < time.Second || a.Lockout < time.Second {
 		bad("activation", "key_ttl must be between 30s and 1h, failures_per_ip at least 1, window / lockout at least 1s")
+	}
+	if strings.TrimSpace(c.Region.Name) == "" || len([]rune(c.Region.Name)) > 80 {
+		bad("region.name", "must be 1-80 characters")
+	}
+	if c.Region.LogoFile != "" {
+		if b, err := os.ReadFile(c.Region.LogoFile); err != nil {
+			bad("region.logo_file", "cannot read: %v", err)
+		} else if len(b) > 512<<10 {
+			bad("region.logo_file", "must be at most 512 KiB")
+		}
+	}
+	if u := c.Region.SupportURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+		bad("region.support_url", "must be an http(s) URL")
 	}
 	if c.Linking.ConsentVersion == "" {
 		bad("linking.consent_version", "must not be empty")

@@ -49,6 +49,15 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 			if err := fillDevSecrets(cfg); err != nil {
 				return err
 			}
+			if cfg.Region.Name == config.Defaults()["region.name"] {
+				cfg.Region.Name = "Электронный дневник (демо)"
+			}
+			if cfg.Region.SupportPhone == "" && cfg.Region.SupportEmail == "" {
+				cfg.Region.SupportPhone, cfg.Region.SupportEmail = "8 800 000-00-00", "support@example.ru"
+			}
+			if cfg.Activation.ClientID == "" {
+				cfg.Activation.ClientID = "demo-mobile"
+			}
 			ctx := cmd.Context()
 			store, err := a.openStore(ctx, cfg)
 			if err != nil {
@@ -71,6 +80,10 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 				GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
 				Scopes: []string{"openid", "profile", "offline_access", "students", "esia"},
 			})
+			if err == nil && cfg.Activation.ClientID == "demo-mobile" {
+				err = registerDemo(ctx, store, &storage.Client{ID: "demo-mobile", Name: "Госуслуги (демо-приложение)", Public: true,
+					GrantTypes: []string{broker.GrantTypeActivationKey, "refresh_token"}, Scopes: []string{"openid", "profile", "students", "offline_access"}})
+			}
 			var codes []string
 			if err == nil {
 				codes, err = seedDevRoster(ctx, cfg, store)
