@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -545,5 +547,36 @@ func TestOperationalEndpointsAndHeaders(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), `esia_broker_http_requests_total{code="200",route="healthz"} 1`) {
 		t.Errorf("metrics lack the healthz request: %s", body)
+	}
+}
+
+func TestRegionBranding(t *testing.T) {
+	logo := filepath.Join(t.TempDir(), "logo.png")
+	png := []byte("\x89PNG\r\n\x1a\n0000")
+	if err := os.WriteFile(logo, png, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, storagetest.Open(t, storagetest.NewSQLiteDSN(t)),
+		"ESIA_BROKER_REGION_NAME=Электронный дневник КИАСУО", "ESIA_BROKER_REGION_LOGO_FILE="+logo,
+		"ESIA_BROKER_REGION_SUPPORT_PHONE=8 980 707 73 07", "ESIA_BROKER_REGION_SUPPORT_EMAIL=asiou7@yandex.ru")
+	resp, err := http.Get(h.URL + "/no-such-page")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"Электронный дневник КИАСУО", `src="/brand/logo" alt="Электронный дневник КИАСУО"`, "8 980 707 73 07", "mailto:asiou7@yandex.ru"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	resp, err = http.Get(h.URL + "/brand/logo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(got) != string(png) || resp.Header.Get("Content-Type") != "image/png" {
+		t.Errorf("logo: %d %q %s", resp.StatusCode, got, resp.Header.Get("Content-Type"))
 	}
 }

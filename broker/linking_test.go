@@ -41,6 +41,7 @@ s-8,sch-2,1А,Смирнов,Глеб,Олегович,27.12.2018,901-234-567 64
 var allSNILS = []string{"112-233-445 95", "123-456-789 64", "234-567-890 99", "345-678-901 23", "456-789-012 38", "567-890-123 43", "678-901-234 38", "789-012-345 23", "890-123-456 99", "901-234-567 64"}
 
 type linkEnv struct {
+	codes []string // plain invite codes the test issued: they must not reach the database or logs
 	h     *harness
 	rp    *rp
 	store *storage.Store
@@ -270,6 +271,9 @@ func TestLinkingJourneys(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			for _, sl := range append(slips, student...) {
+				e.codes = append(e.codes, sl.Code, strings.ReplaceAll(sl.Code, "-", ""))
+			}
 			br := newBrowser(t)
 			step := 0
 			var seen []string
@@ -399,6 +403,19 @@ func TestLinkingJourneys(t *testing.T) {
 					}
 					if strings.Contains(e.h.Logs.String(), needle) {
 						t.Errorf("SNILS %s found in the logs", needle)
+					}
+				}
+			}
+			if len(e.codes) == 0 {
+				t.Fatal("no invite codes were issued: the check below proves nothing")
+			}
+			for _, code := range e.codes {
+				if found, _ := s.SearchText(context.Background(), code); len(found) > 0 {
+					t.Errorf("invite code found in %v", found)
+				}
+				for _, v := range []string{code, strings.ToLower(code)} {
+					if strings.Contains(e.h.Logs.String(), v) {
+						t.Errorf("invite code %s found in the logs", v)
 					}
 				}
 			}
