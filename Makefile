@@ -2,7 +2,10 @@
 GO ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: dev test lint build clean
+.PHONY: dev test lint build clean fuzz
+
+FUZZTIME ?= 10s
+FUZZ_TARGETS = FuzzNormalizeSNILS:./linking FuzzRosterCSV:./linking FuzzNormalize:./invites FuzzVerifyAccessToken:./esia FuzzTimestampAndDates:./esia
 
 ## dev: run the broker with the embedded store and the demo relying party on http://127.0.0.1:8080
 dev:
@@ -18,6 +21,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+
+## fuzz: run every fuzz target for $(FUZZTIME) (CI runs them briefly)
+fuzz:
+	@for t in $(FUZZ_TARGETS); do name=$${t%%:*}; pkg=$${t#*:}; echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
 
 ## build: the binary in ./bin
 build:

@@ -197,14 +197,23 @@ func parseCSV(r io.Reader) ([]parsedRow, []RowError) {
 	var rows []parsedRow
 	for {
 		rec, err := cr.Read()
-		line, _ := cr.FieldPos(0)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
+			// FieldPos may not be called after a failed Read: take the line from the error.
+			line := 0
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				line = pe.Line
+			}
 			errs = append(errs, RowError{Line: line, Reason: "not valid CSV: " + err.Error()})
+			if pe == nil {
+				break // not a parse error: the reader cannot go on
+			}
 			continue
 		}
+		line, _ := cr.FieldPos(0)
 		get := func(name string) string {
 			if i, ok := col[name]; ok && i < len(rec) {
 				return rec[i]

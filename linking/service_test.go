@@ -139,6 +139,10 @@ s-1,sch-1,1А,Орлов,Пётр,,2018-01-01,,1,999-999-999 99,,,
 		if err != nil || rep.Created != 4 || rep.Skipped != 4 {
 			t.Errorf("skip-invalid: %+v %v", rep, err)
 		}
+		rep, err = f.link.Import(context.Background(), strings.NewReader(roster+"s-9,sch-1,\"7А,Орлов,Пётр,,2018-01-01,,1,,,,\n"), linking.ImportOptions{})
+		if !errors.Is(err, linking.ErrInvalidRows) || len(rep.Errors) == 0 || !strings.Contains(rep.Errors[0].String(), "not valid CSV") {
+			t.Errorf("a malformed CSV row: %v %+v", err, rep)
+		}
 		if _, err := f.link.Import(context.Background(), strings.NewReader("name,age\nx,1\n"), linking.ImportOptions{}); !errors.Is(err, linking.ErrInvalidRows) {
 			t.Errorf("a file without the columns: %v", err)
 		}
