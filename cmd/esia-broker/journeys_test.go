@@ -251,7 +251,7 @@ func TestBrowserJourneys(t *testing.T) {
 		if !strings.Contains(j.text("h1"), "Ошибка запроса на вход") {
 			t.Error("not the OAuth error page")
 		}
-		j.do(chromedp.Navigate(base+"/oauth2/authorize/resume?login=00000000-0000-4000-8000-000000000000"))
+		j.do(chromedp.Navigate(base + "/oauth2/authorize/resume?login=00000000-0000-4000-8000-000000000000"))
 		j.waitTitle("Время входа истекло")
 		j.page("expired-login")
 	})
