@@ -214,12 +214,28 @@ func (b *Broker) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n, err := b.store.DeleteExpired(ctx); err != nil {
-				b.log.Error("delete expired rows", "err", err)
-			} else if n > 0 {
-				b.log.Info("deleted expired rows", "rows", n)
-			}
+			b.cleanup(ctx)
 		}
+	}
+}
+
+// cleanupJob is the advisory-lock id of the expired-rows cleanup.
+const cleanupJob = 0x65736963 // "esic"
+
+// cleanup removes expired codes, tokens, flows, sessions and login requests; with several
+// replicas on PostgreSQL only one runs it at a time.
+func (b *Broker) cleanup(ctx context.Context) {
+	var n int64
+	ran, err := b.store.RunExclusive(ctx, cleanupJob, func(ctx context.Context) error {
+		var err error
+		n, err = b.store.DeleteExpired(ctx)
+		return err
+	})
+	switch {
+	case err != nil:
+		b.log.Error("delete expired rows", "err", err)
+	case ran && n > 0:
+		b.log.Info("deleted expired rows", "rows", n)
 	}
 }
 

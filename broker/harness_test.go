@@ -48,6 +48,7 @@ type harness struct {
 	t      *testing.T
 	Logs   *syncBuffer
 	URL    string
+	Direct string // this replica's own address (URL is the public one)
 	Broker *broker.Broker
 	Store  *storage.Store
 	Conn   *fakeConnector
@@ -80,12 +81,20 @@ func newHarness(t *testing.T, store *storage.Store, extraEnv ...string) *harness
 // newHarnessWith starts a broker whose connectors come from conns (given the issuer); nil
 // means the fake connector.
 func newHarnessWith(t *testing.T, store *storage.Store, conns func(issuer string) []broker.Connector, extraEnv ...string) *harness {
+	return newHarnessAt(t, store, "", conns, extraEnv...)
+}
+
+// newHarnessAt starts a broker on its own port; issuer, when not empty, is the public address
+// (a load balancer in front of several replicas).
+func newHarnessAt(t *testing.T, store *storage.Store, issuer string, conns func(issuer string) []broker.Connector, extraEnv ...string) *harness {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	issuer := "http://" + l.Addr().String()
+	if issuer == "" {
+		issuer = "http://" + l.Addr().String()
+	}
 	conn := &fakeConnector{issuer: issuer, Subject: "1000299654"}
 	connectors := []broker.Connector{conn}
 	if conns != nil {
@@ -100,7 +109,7 @@ func newHarnessWith(t *testing.T, store *storage.Store, conns func(issuer string
 	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: b.Handler()}}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &harness{t: t, URL: issuer, Broker: b, Store: store, Conn: conn, Srv: srv, Logs: logs}
+	return &harness{t: t, URL: issuer, Direct: "http://" + l.Addr().String(), Broker: b, Store: store, Conn: conn, Srv: srv, Logs: logs}
 }
 
 const (

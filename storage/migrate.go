@@ -131,3 +131,26 @@ func (s *Store) MigrationsCurrent(ctx context.Context) (bool, error) {
 	}
 	return true, nil
 }
+
+// RunExclusive runs fn unless another process holds the job's lock: on PostgreSQL a session
+// advisory lock (so among several replicas one does the work), on SQLite — a single node — fn
+// always runs. It tells whether fn ran.
+func (s *Store) RunExclusive(ctx context.Context, job int64, fn func(ctx context.Context) error) (bool, error) {
+	if s.dialect != Postgres {
+		return true, fn(ctx)
+	}
+	conn, err := s.db.Connx(ctx)
+	if err != nil {
+		return false, fmt.Errorf("exclusive job %d: %w", job, err)
+	}
+	defer conn.Close()
+	var got bool
+	if err := conn.GetContext(ctx, &got, `SELECT pg_try_advisory_lock($1)`, job); err != nil {
+		return false, fmt.Errorf("exclusive job %d: %w", job, err)
+	}
+	if !got {
+		return false, nil
+	}
+	defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, job) }()
+	return true, fn(ctx)
+}

@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t testing.TB) *storage.Store) {
 		{"Audit", testAudit},
 		{"DeleteExpired", testDeleteExpired},
 		{"SearchText", testSearchText},
+		{"RunExclusive", testRunExclusive},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -701,5 +702,41 @@ func testSearchText(t *testing.T, s *storage.Store) {
 	}
 	if found, _ := s.SearchText(ctx, "absent-value-0000"); len(found) != 0 {
 		t.Errorf("found an absent value in %v", found)
+	}
+}
+
+// testRunExclusive: on PostgreSQL a second process cannot run a job while the first holds it; on
+// SQLite the job always runs.
+func testRunExclusive(t *testing.T, s *storage.Store) {
+	ctx := context.Background()
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan bool)
+	go func() {
+		ran, err := s.RunExclusive(ctx, 4242, func(context.Context) error {
+			close(inside)
+			<-release
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- ran
+	}()
+	<-inside
+	ran, err := s.RunExclusive(ctx, 4242, func(context.Context) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSecond := s.Dialect() == storage.SQLite
+	if ran != wantSecond {
+		t.Errorf("second RunExclusive while the first holds the job: ran=%v, want %v (%s)", ran, wantSecond, s.Dialect())
+	}
+	close(release)
+	if !<-done {
+		t.Error("the first RunExclusive did not run")
+	}
+	if ran, _ := s.RunExclusive(ctx, 4242, func(context.Context) error { return nil }); !ran {
+		t.Error("the job did not run after the lock was released")
 	}
 }
