@@ -42,7 +42,11 @@ func (b *Broker) middleware(next http.Handler) http.Handler {
 		if !requestIDPattern.MatchString(id) {
 			id = newRequestID()
 		}
-		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		// Every request, its database calls included, ends before the server's write timeout, so
+		// an unreachable dependency gives a page instead of a hung connection.
+		ctx, cancel := context.WithTimeout(r.Context(), b.requestTimeout())
+		defer cancel()
+		ctx = context.WithValue(ctx, requestIDKey{}, id)
 		r = r.WithContext(ctx)
 		h := w.Header()
 		h.Set("X-Request-Id", id)
@@ -70,4 +74,11 @@ func (b *Broker) middleware(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(sw, r)
 	})
+}
+
+func (b *Broker) requestTimeout() time.Duration {
+	if t := b.cfg.HTTP.WriteTimeout - time.Second; t > time.Second {
+		return t
+	}
+	return time.Second
 }

@@ -277,6 +277,10 @@ func (b *Broker) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fosi
 // authorizeError redirects the error to the client only when its redirect URI is verified;
 // otherwise it shows a page, so that the broker never redirects to an unregistered address.
 func (b *Broker) authorizeError(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, err error) {
+	if isUnavailable(err) {
+		b.renderError(w, r, err)
+		return
+	}
 	rfc := fosite.ErrorToRFC6749Error(err)
 	b.logger(r.Context()).Info("authorization request refused", "error", rfc.ErrorField, "hint", rfc.HintField)
 	if ar != nil && ar.IsRedirectURIValid() {
@@ -358,6 +362,11 @@ func (b *Broker) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 	ctx := withClientIP(r)
 	ar, err := b.provider.NewAccessRequest(ctx, r, newEmptySession())
+	if isUnavailable(err) {
+		b.logger(ctx).Warn("token request: dependency unavailable", "err", err)
+		writeUnavailableJSON(w)
+		return
+	}
 	if err != nil {
 		b.logger(ctx).Info("token request refused", "error", fosite.ErrorToRFC6749Error(err).ErrorField)
 		b.provider.WriteAccessError(ctx, w, ar, err)
@@ -392,6 +401,11 @@ func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 		ar.SetSession(clientSession(ar.GetClient().GetID()))
 	}
 	resp, err := b.provider.NewAccessResponse(ctx, ar)
+	if isUnavailable(err) {
+		b.logger(ctx).Warn("token response: dependency unavailable", "err", err)
+		writeUnavailableJSON(w)
+		return
+	}
 	if err != nil {
 		b.logger(ctx).Info("token response refused", "grant", grant, "error", fosite.ErrorToRFC6749Error(err).ErrorField)
 		b.provider.WriteAccessError(ctx, w, ar, err)

@@ -84,10 +84,15 @@ func (b *Broker) render(w http.ResponseWriter, r *http.Request, status int, page
 // server error (logged, never shown).
 func (b *Broker) renderError(w http.ResponseWriter, r *http.Request, err error) {
 	var ue *UserError
-	if !errors.As(err, &ue) {
+	switch {
+	case !errors.As(err, &ue) && isUnavailable(err):
+		b.logger(r.Context()).Warn("dependency unavailable", "err", err)
+		w.Header().Set("Retry-After", "30")
+		ue = errUnavailablePage
+	case ue == nil:
 		b.logger(r.Context()).Error("request failed", "err", err)
 		ue = errInternal
-	} else if ue.Err != nil {
+	case ue.Err != nil:
 		b.logger(r.Context()).Warn("request refused", "title", ue.Title, "err", ue.Err)
 	}
 	status := ue.Status

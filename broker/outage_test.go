@@ -1,0 +1,153 @@
+package broker_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/esia-broker/esia-broker/storage/storagetest"
+)
+
+// cutProxy forwards TCP to PostgreSQL and can cut every connection and refuse new ones, as a
+// database restart or a network failure does — without touching the shared server.
+type cutProxy struct {
+	l      net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{l: l, target: target}
+	go p.serve()
+	t.Cleanup(func() { l.Close(); p.cut() })
+	return p
+}
+
+func (p *cutProxy) serve() {
+	for {
+		c, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, up)
+		p.mu.Unlock()
+		go func() { io.Copy(up, c); up.Close() }()
+		go func() { io.Copy(c, up); c.Close() }()
+	}
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *cutProxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
+// TestPostgresOutage cuts the database away while the broker runs: pages and the token endpoint
+// answer 503 at once (with Retry-After), health stays up, readiness goes down, and when the
+// database is back the broker recovers by itself with nothing half-written.
+func TestPostgresOutage(t *testing.T) {
+	dsn := storagetest.NewPostgresDSN(t)
+	u, _ := url.Parse(dsn)
+	proxy := newCutProxy(t, u.Host)
+	u.Host = proxy.l.Addr().String()
+	s := storagetest.Open(t, u.String())
+	h := newHarness(t, s)
+	h.client("kiasuo", "secret-secret-secret")
+	r := newRP(t, h, "kiasuo", "secret-secret-secret")
+	tok, _ := r.loginAndExchange(t, newBrowser(t))
+	issued := 1
+
+	proxy.cut()
+	start := time.Now()
+	br := newBrowser(t)
+	resp, err := br.Get(r.conf.AuthCodeURL("state-outage-1", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "временно недоступен") || resp.Header.Get("Retry-After") == "" || resp.Header.Get("Location") != "" {
+		t.Errorf("authorize during the outage: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	code, m := postForm(t, h.URL+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}, "kiasuo", "secret-secret-secret")
+	if code != http.StatusServiceUnavailable || m["error"] != "temporarily_unavailable" {
+		t.Errorf("token during the outage: %d %v", code, m)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the outage answers took %s: not fail-fast", took)
+	}
+	if resp, _ := http.Get(h.URL + "/readyz"); resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Error("readyz is not 503 during the outage")
+	}
+	if resp, _ := http.Get(h.URL + "/healthz"); resp == nil || resp.StatusCode != http.StatusOK {
+		t.Error("healthz is not 200 during the outage")
+	}
+
+	proxy.restore()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(h.URL + "/readyz")
+		if err == nil && resp.StatusCode == http.StatusOK {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the broker did not recover after the database came back")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The refresh token refused during the outage still works: nothing was rotated half-way.
+	expired := *tok
+	expired.Expiry = time.Now().Add(-time.Minute)
+	if _, err := r.conf.TokenSource(r.ctx, &expired).Token(); err != nil {
+		t.Errorf("refresh after recovery: %v", err)
+	}
+	issued++
+	r.loginAndExchange(t, newBrowser(t))
+	issued++
+	counts, err := s.TokenCounts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One live access token per grant issued, minus the one the refresh rotated out.
+	if counts["oauth2_access"] != issued-1 {
+		t.Errorf("access tokens %d after %d issuances with one rotation: something was half-written", counts["oauth2_access"], issued)
+	}
+}

@@ -1,0 +1,52 @@
+package broker
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+
+	"github.com/ory/fosite"
+)
+
+// isUnavailable tells whether err means the database (or another dependency) cannot be reached
+// right now — as opposed to a bad request or a bug. fosite wraps storage errors (a client lookup
+// that fails becomes invalid_client), so the whole chain is searched.
+func isUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &oe), errors.As(err, &ne),
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, io.EOF): // lib/pq reports a connection the server closed as a bare EOF
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"connection refused", "bad connection", "broken pipe", "connection reset", "unexpected EOF", "driver: bad connection", "the database system is shutting down", "the database system is starting up", "database is locked"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	var rfc *fosite.RFC6749Error
+	if errors.As(err, &rfc) && rfc.Unwrap() != nil && rfc.Unwrap() != err {
+		return isUnavailable(rfc.Unwrap())
+	}
+	return false
+}
+
+var errUnavailablePage = &UserError{Status: http.StatusServiceUnavailable, Title: "Сервис временно недоступен",
+	Message: "Вход сейчас недоступен из-за технических работ или сбоя. Подождите минуту и обновите страницу — всё, что вы уже сделали, сохранено или будет начато заново безопасно."}
+
+// writeUnavailableJSON answers an API or token request during an outage.
+func writeUnavailableJSON(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "30")
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable", "error_description": "The service is temporarily unavailable; retry later."})
+}
