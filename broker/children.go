@@ -51,6 +51,7 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.As(err, &le):
 		b.metrics.logins.WithLabelValues("child", "locked").Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(le.Until).Seconds())+1))
 		again(http.StatusTooManyRequests, "Слишком много неудачных попыток. Попробуйте снова после "+le.Until.In(moscow).Format("15:04")+" (по московскому времени) или попросите родителя сменить пароль.")
 		return
 	case errors.Is(err, linking.ErrBadCredentials):

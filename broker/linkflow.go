@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -266,6 +267,7 @@ func (b *Broker) redeemCode(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.As(err, &le):
 			status = http.StatusTooManyRequests
+			w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(le.Until).Seconds())+1))
 			msg = "Слишком много неверных кодов. Попробуйте снова после " + le.Until.In(moscow).Format("15:04") + " (по московскому времени)."
 		case errors.Is(err, storage.ErrInviteUsed):
 			msg = "Этот код уже использован. Если ребёнок не появился в списке, попросите новый код у классного руководителя."

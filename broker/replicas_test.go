@@ -49,7 +49,7 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	issuer := "http://" + l.Addr().String()
-	env := []string{"ESIA_BROKER_KEYS_RELOAD_INTERVAL=1s", "ESIA_BROKER_ACTIVATION_CLIENT_ID=mobile"}
+	env := []string{"ESIA_BROKER_KEYS_RELOAD_INTERVAL=1s", "ESIA_BROKER_ACTIVATION_CLIENT_ID=mobile", "ESIA_BROKER_LIMITS_PAGES_PER_IP_PER_MINUTE=40"}
 	conn := func(iss string) []broker.Connector {
 		return []broker.Connector{&fakeConnector{issuer: iss, Subject: "1000299654"}}
 	}
@@ -137,6 +137,24 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 	}
 	if d, _ := last["error_description"].(string); !strings.Contains(d, "Too many") {
 		t.Errorf("the 11th wrong key across replicas: %v", last)
+	}
+
+	// The per-IP page limit (40 a minute) is counted in the database: through the balancer the
+	// 429 comes after at most 40 authorizations in all, not 40 per replica.
+	served := 0
+	for served < 100 {
+		resp, err := http.Get(issuer + "/oauth2/authorize?client_id=kiasuo&response_type=code&scope=openid&state=state-12345678&redirect_uri=" + url.QueryEscape(rpRedirect))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			break
+		}
+		served++
+	}
+	if served >= 40 {
+		t.Errorf("%d authorizations passed before a 429: the limit is not shared", served)
 	}
 }
 

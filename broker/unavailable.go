@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ory/fosite"
 )
@@ -49,4 +51,31 @@ var errUnavailablePage = &UserError{Status: http.StatusServiceUnavailable, Title
 func writeUnavailableJSON(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", "30")
 	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable", "error_description": "The service is temporarily unavailable; retry later."})
+}
+
+// limited counts requests per route and IP in one-minute windows stored in the database, so the
+// limit holds across replicas; past max the answer is 429 with Retry-After. A database that
+// cannot count does not block the request: the handler then meets the outage itself.
+func (b *Broker) limited(route string, max func() int, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		m := max()
+		if m <= 0 {
+			h(w, r)
+			return
+		}
+		n, reset, err := b.store.Hit(r.Context(), "rl:"+route+":"+clientIP(r), time.Minute)
+		if err != nil || n <= m {
+			h(w, r)
+			return
+		}
+		secs := int(time.Until(reset).Seconds()) + 1
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		b.metrics.logins.WithLabelValues(route, "rate_limited").Inc()
+		if route == "token" {
+			writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "temporarily_unavailable", "error_description": "Too many requests from this address; retry after " + strconv.Itoa(secs) + " s."})
+			return
+		}
+		b.renderError(w, r, &UserError{Status: http.StatusTooManyRequests, Title: "Слишком много запросов",
+			Message: "С вашего адреса пришло слишком много запросов. Подождите " + strconv.Itoa(secs) + " с и попробуйте снова."})
+	}
 }

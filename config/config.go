@@ -72,6 +72,10 @@ type Activation struct {
 
 // Limits are the attempt limits stored in the database (they hold across replicas).
 type Limits struct {
+	// PagesPerIPPerMinute limits the login start, callback, code entry and child login per IP.
+	PagesPerIPPerMinute int `mapstructure:"pages_per_ip_per_minute"`
+	// TokenPerIPPerMinute limits the token endpoint per IP (diary back ends call it for everyone).
+	TokenPerIPPerMinute      int           `mapstructure:"token_per_ip_per_minute"`
 	InviteFailuresPerAccount int           `mapstructure:"invite_failures_per_account"`
 	InviteFailuresPerIP      int           `mapstructure:"invite_failures_per_ip"`
 	Window                   time.Duration `mapstructure:"window"`
@@ -245,6 +249,8 @@ func Defaults() map[string]any {
 		"http.max_body_bytes":                1 << 20,
 		"log.level":                          "info",
 		"log.format":                         "json",
+		"limits.pages_per_ip_per_minute":     120,
+		"limits.token_per_ip_per_minute":     6000,
 		"limits.invite_failures_per_account": 5,
 		"limits.invite_failures_per_ip":      20,
 		"limits.window":                      "15m",
@@ -481,6 +487,9 @@ func (c *Config) validate() []string {
 		bad("log.format", "must be json or text, got %q", c.Log.Format)
 	}
 	p = append(p, c.Upstream.validate()...)
+	if c.Limits.PagesPerIPPerMinute < 0 || c.Limits.TokenPerIPPerMinute < 0 {
+		bad("limits", "pages_per_ip_per_minute and token_per_ip_per_minute must not be negative (0 turns them off)")
+	}
 	if c.Limits.InviteFailuresPerAccount < 1 || c.Limits.InviteFailuresPerIP < 1 {
 		bad("limits", "invite_failures_per_account and invite_failures_per_ip must be at least 1")
 	}

@@ -89,3 +89,23 @@ func (s *Store) ClearFailures(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// Hit counts one request of key in a fixed window and returns the count so far and when the
+// window ends. One statement, so concurrent replicas count together.
+func (s *Store) Hit(ctx context.Context, key string, window time.Duration) (int, time.Time, error) {
+	now := s.clock()
+	cutoff := now.Add(-window)
+	var row struct {
+		Count       int       `db:"count"`
+		WindowStart time.Time `db:"window_start"`
+	}
+	err := s.get(ctx, &row, `INSERT INTO rate_buckets (key, window_start, count) VALUES (?, ?, 1)
+		ON CONFLICT (key) DO UPDATE SET
+			count = CASE WHEN rate_buckets.window_start <= ? THEN 1 ELSE rate_buckets.count + 1 END,
+			window_start = CASE WHEN rate_buckets.window_start <= ? THEN ? ELSE rate_buckets.window_start END
+		RETURNING count, window_start`, key, now, cutoff, cutoff, now)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("rate limit %s: %w", key, err)
+	}
+	return row.Count, row.WindowStart.UTC().Add(window), nil
+}

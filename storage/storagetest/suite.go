@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t testing.TB) *storage.Store) {
 		{"DeleteExpired", testDeleteExpired},
 		{"SearchText", testSearchText},
 		{"RunExclusive", testRunExclusive},
+		{"RateBuckets", testRateBuckets},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -738,5 +739,32 @@ func testRunExclusive(t *testing.T, s *storage.Store) {
 	}
 	if ran, _ := s.RunExclusive(ctx, 4242, func(context.Context) error { return nil }); !ran {
 		t.Error("the job did not run after the lock was released")
+	}
+}
+
+func testRateBuckets(t *testing.T, s *storage.Store) {
+	ctx := context.Background()
+	clk := withClock(s)
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := s.Hit(ctx, "k", time.Minute); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	n, reset, err := s.Hit(ctx, "k", time.Minute)
+	if err != nil || n != 11 || reset.Before(clk.now()) {
+		t.Fatalf("after 11 concurrent hits: %d %v %v", n, reset, err)
+	}
+	if n, _, _ := s.Hit(ctx, "other", time.Minute); n != 1 {
+		t.Errorf("another key: %d", n)
+	}
+	clk.add(61 * time.Second)
+	if n, _, _ := s.Hit(ctx, "k", time.Minute); n != 1 {
+		t.Errorf("a new window starts at 1, got %d", n)
 	}
 }
