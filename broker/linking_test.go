@@ -419,6 +419,11 @@ func TestLinkingJourneys(t *testing.T) {
 					}
 				}
 			}
+			for _, bd := range []string{"1985-03-04", "04.03.1985", "2013-09-12", "12.09.2013", "2011-01-10", "10.01.2011"} {
+				if strings.Contains(e.h.Logs.String(), bd) {
+					t.Errorf("a birth date (%s) reached the logs", bd)
+				}
+			}
 			for _, name := range []string{"Иванова", "Смирнова", "Петров", "Кузнецов"} {
 				if strings.Contains(e.h.Logs.String(), name) {
 					t.Errorf("a name (%s) reached the logs", name)
