@@ -13,6 +13,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -70,6 +71,7 @@ type Broker struct {
 	linker     *linking.Service
 	// keyDigestKey keys the digests of activation keys.
 	keyDigestKey []byte
+	proxies      []*net.IPNet
 }
 
 // New composes the provider. It loads the signing keys (creating the first ones when there are
@@ -183,6 +185,9 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 			return nil, fmt.Errorf("region.logo_file: %w", err)
 		}
 		b.brand.Logo = true
+	}
+	if b.proxies, err = cfg.HTTP.TrustedProxyNets(); err != nil {
+		return nil, fmt.Errorf("http.trusted_proxies: %w", err)
 	}
 	ch := cfg.Children
 	b.linker.SetChildOptions(linking.ChildOptions{

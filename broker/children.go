@@ -46,7 +46,7 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 	again := func(status int, msg string) {
 		b.render(w, r, status, "child_login", pageData{Title: "Вход для детей до 14 лет", LoginID: lr.ID, CSRF: b.csrfToken(c.Value), Code: login, FieldError: msg})
 	}
-	accountID, err := b.linker.ChildLogin(ctx, login, r.PostFormValue("password"), clientIP(r))
+	accountID, err := b.linker.ChildLogin(ctx, login, r.PostFormValue("password"), b.clientIP(r))
 	var le *linking.ChildLockedError
 	switch {
 	case errors.As(err, &le):

@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"time"
 
@@ -145,10 +144,6 @@ func (h *keyGrantHandler) PopulateTokenEndpointResponse(ctx context.Context, r f
 }
 
 // withClientIP puts the request's address into the context the grant handler sees.
-func withClientIP(r *http.Request) context.Context {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	return context.WithValue(r.Context(), requestIPKey{}, host)
+func (b *Broker) withClientIP(r *http.Request) context.Context {
+	return context.WithValue(r.Context(), requestIPKey{}, b.clientIP(r))
 }

@@ -227,11 +227,38 @@ func (b *Broker) renderCode(w http.ResponseWriter, r *http.Request, status int, 
 		Role: invites.RoleName(role), RoleValue: role, ForStudent: role == invites.RoleStudent, Code: code, FieldError: fieldErr})
 }
 
-// clientIP is the address the request came from (the attempt limits count per IP).
-func clientIP(r *http.Request) string {
+// clientIP is the address the request came from (the limits count per IP): the peer, or —
+// when the peer is a trusted load balancer — the last address in X-Forwarded-For that is not
+// itself a trusted proxy.
+func (b *Broker) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	trusted := func(s string) bool {
+		ip := net.ParseIP(strings.TrimSpace(s))
+		if ip == nil {
+			return false
+		}
+		for _, n := range b.proxies {
+			if n.Contains(ip) {
+				return true
+			}
+		}
+		return false
+	}
+	if !trusted(host) {
+		return host
+	}
+	parts := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+	for i := len(parts) - 1; i >= 0; i-- {
+		p := strings.TrimSpace(parts[i])
+		if net.ParseIP(p) == nil {
+			break
+		}
+		if !trusted(p) {
+			return p
+		}
 	}
 	return host
 }
@@ -259,7 +286,7 @@ func (b *Broker) redeemCode(w http.ResponseWriter, r *http.Request) {
 	if len(code) > 32 {
 		code = code[:32]
 	}
-	st, err := b.linker.RedeemCode(ctx, account.ID, code, role, clientIP(r))
+	st, err := b.linker.RedeemCode(ctx, account.ID, code, role, b.clientIP(r))
 	if err != nil {
 		var le *invites.LockedError
 		msg := "Код не подошёл. Проверьте, правильно ли он введён: 12 букв и цифр, например 7KQ4-M2XD-9PRT."

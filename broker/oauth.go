@@ -360,7 +360,7 @@ func (b *Broker) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 }
 
 func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
-	ctx := withClientIP(r)
+	ctx := b.withClientIP(r)
 	ar, err := b.provider.NewAccessRequest(ctx, r, newEmptySession())
 	if isUnavailable(err) {
 		b.logger(ctx).Warn("token request: dependency unavailable", "err", err)

@@ -63,7 +63,7 @@ func (b *Broker) limited(route string, max func() int, h http.HandlerFunc) http.
 			h(w, r)
 			return
 		}
-		n, reset, err := b.store.Hit(r.Context(), "rl:"+route+":"+clientIP(r), time.Minute)
+		n, reset, err := b.store.Hit(r.Context(), "rl:"+route+":"+b.clientIP(r), time.Minute)
 		if err != nil || n <= m {
 			h(w, r)
 			return

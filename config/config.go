@@ -204,6 +204,32 @@ type HTTP struct {
 	WriteTimeout    time.Duration `mapstructure:"write_timeout"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	MaxBodyBytes    int64         `mapstructure:"max_body_bytes"`
+	// TrustedProxies are the CIDRs of load balancers whose X-Forwarded-For names the client.
+	TrustedProxies string `mapstructure:"trusted_proxies"`
+}
+
+// TrustedProxyNets parses http.trusted_proxies.
+func (h HTTP) TrustedProxyNets() ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, c := range strings.Split(h.TrustedProxies, ",") {
+		c = strings.TrimSpace(c)
+		if c == "" {
+			continue
+		}
+		if !strings.Contains(c, "/") {
+			if strings.Contains(c, ":") {
+				c += "/128"
+			} else {
+				c += "/32"
+			}
+		}
+		_, n, err := net.ParseCIDR(c)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP or CIDR", c)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // Log selects log level and format.
@@ -474,6 +500,9 @@ func (c *Config) validate() []string {
 	}
 	if c.Session.CookieName == "" || strings.ContainsAny(c.Session.CookieName, " ;,=\t") {
 		bad("session.cookie_name", "must be a non-empty cookie name")
+	}
+	if _, err := c.HTTP.TrustedProxyNets(); err != nil {
+		bad("http.trusted_proxies", "%v", err)
 	}
 	if c.HTTP.MaxBodyBytes < 1024 {
 		bad("http.max_body_bytes", "must be at least 1024")
