@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: dev test lint build clean fuzz
+.PHONY: dev test lint build clean fuzz bench
 
 FUZZTIME ?= 10s
 FUZZ_TARGETS = FuzzNormalizeSNILS:./linking FuzzRosterCSV:./linking FuzzNormalize:./invites FuzzVerifyAccessToken:./esia FuzzTimestampAndDates:./esia
@@ -26,6 +26,11 @@ lint:
 fuzz:
 	@for t in $(FUZZ_TARGETS); do name=$${t%%:*}; pkg=$${t#*:}; echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
+
+## bench: the load benchmark of complete brokered logins (see docs/BENCHMARKS.md)
+bench:
+	./scripts/bench.sh
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./esia/gost/ ./linking/ ./invites/
 
 ## build: the binary in ./bin
 build:

@@ -50,7 +50,7 @@ s-3,sch-1,9В,Кузнецов,Иван,Андреевич,2011-01-10,567-890-12
 s-4,sch-1,7А,Петрова,Анна,Сергеевна,2013-02-03,,1,,,,
 `
 
-func mustAccount(t *testing.T, s *storage.Store, sub string) string {
+func mustAccount(t testing.TB, s *storage.Store, sub string) string {
 	t.Helper()
 	a, err := s.UpsertUpstreamAccount(context.Background(), &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: &sub})
 	if err != nil {

@@ -32,7 +32,10 @@ import (
 const devStateDir = ".esia-broker-dev"
 
 func (a *app) devCmd() *cobra.Command {
-	return &cobra.Command{
+	var population int
+	var skipSig bool
+	var tokenAlg string
+	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run everything on one machine: the broker on the embedded store with a demo relying party",
 		Long: `dev starts the broker on http://127.0.0.1:8080 with the embedded SQLite store
@@ -92,7 +95,7 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 			if err != nil {
 				return err
 			}
-			emu, err := devESIA(cfg)
+			emu, err := devESIA(cfg, population, skipSig, tokenAlg)
 			if err != nil {
 				return err
 			}
@@ -117,6 +120,10 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 			}})
 		},
 	}
+	cmd.Flags().IntVar(&population, "esia-random-population", 0, "answer every ESIA login at once as a random member of a generated population of this size (load tests)")
+	cmd.Flags().BoolVar(&skipSig, "esia-skip-signature-checks", false, "the emulator does not verify client secrets (load tests measure the broker only)")
+	cmd.Flags().StringVar(&tokenAlg, "esia-token-alg", esia.AlgGOST, "how the emulator signs its tokens: GOST3410_2012_256 or RS256")
+	return cmd
 }
 
 func personaNames() string {
@@ -131,7 +138,7 @@ func personaNames() string {
 // key and certificate are generated into ./.esia-broker-dev at first start, the emulator
 // registers that certificate, and its tokens are GOST-signed, so the whole flow runs signed and
 // verified as in production. A configuration that enables ESIA itself is left alone.
-func devESIA(cfg *config.Config) (*esiatest.Server, error) {
+func devESIA(cfg *config.Config, population int, skipSig bool, tokenAlg string) (*esiatest.Server, error) {
 	issuer := strings.TrimSuffix(cfg.Issuer, "/")
 	keyPath, certPath := filepath.Join(devStateDir, "esia-client-key.pem"), filepath.Join(devStateDir, "esia-client-cert.pem")
 	if _, err := os.Stat(certPath); errors.Is(err, os.ErrNotExist) {
@@ -167,8 +174,10 @@ func devESIA(cfg *config.Config) (*esiatest.Server, error) {
 		return nil, fmt.Errorf("%s: %w (delete %s to start afresh)", certPath, err, devStateDir)
 	}
 	return esiatest.New(esiatest.Options{
-		Issuer:   e.TokenIssuer,
-		TokenAlg: esia.AlgGOST,
+		Issuer:              e.TokenIssuer,
+		TokenAlg:            tokenAlg,
+		RandomPopulation:    population,
+		SkipSignatureChecks: skipSig,
 		Clients: []esiatest.Client{{ID: "ESIA_BROKER_DEV", CertDER: cert.Raw, RedirectURIs: []string{issuer + "/esia/callback"},
 			Scopes: []string{"openid", "fullname", "birthdate", "gender", "snils", "email", "mobile", "contacts", "kid_fullname", "kid_birthdate", "kid_snils"}}},
 	})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -107,6 +108,38 @@ func (a *app) rosterCmd() *cobra.Command {
 				}
 				fmt.Fprintf(a.stdout, "school %s: %s\n", args[0], args[1])
 				return s.Audit(cmd.Context(), a.actor(), "school.upsert", args[0], nil)
+			})
+		},
+	}, &cobra.Command{
+		Use: "import FILE", Short: "Add or rename schools from a CSV of id,name", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			rows, err := csv.NewReader(f).ReadAll()
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			for i, r := range rows {
+				if len(r) != 2 || !validID(r[0]) || strings.TrimSpace(r[1]) == "" {
+					return fmt.Errorf("%s line %d: want id,name with an id of 1-64 letters, digits or . _ : -; nothing was imported", args[0], i+1)
+				}
+			}
+			return a.withStore(cmd.Context(), func(_ *config.Config, s *storage.Store) error {
+				err := s.InTx(cmd.Context(), func(ctx context.Context) error {
+					for _, r := range rows {
+						if err := s.UpsertSchool(ctx, r[0], strings.TrimSpace(r[1])); err != nil {
+							return err
+						}
+					}
+					return s.Audit(ctx, a.actor(), "school.import", "", map[string]any{"schools": len(rows)})
+				})
+				if err == nil {
+					fmt.Fprintf(a.stdout, "imported %d schools\n", len(rows))
+				}
+				return err
 			})
 		},
 	}, &cobra.Command{
