@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -79,7 +80,7 @@ func TestDevServerLogsInThroughEmulator(t *testing.T) {
 }
 
 // startDev runs `esia-broker dev` in an empty folder on a free port until the test ends.
-func startDev(t *testing.T) (string, *strings.Builder) {
+func startDev(t *testing.T) (string, *lockedBuffer) {
 	t.Helper()
 	t.Chdir(t.TempDir())
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -91,9 +92,9 @@ func startDev(t *testing.T) (string, *strings.Builder) {
 	base := "http://" + addr
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var out strings.Builder
+	out := &lockedBuffer{}
 	go func() {
-		root := newRoot(&app{stdout: &out, stderr: io.Discard, environ: []string{"ESIA_BROKER_LISTEN=" + addr, "ESIA_BROKER_ISSUER=" + base}})
+		root := newRoot(&app{stdout: out, stderr: io.Discard, environ: []string{"ESIA_BROKER_LISTEN=" + addr, "ESIA_BROKER_ISSUER=" + base}})
 		root.SetArgs([]string{"dev"})
 		done <- root.ExecuteContext(ctx)
 	}()
@@ -115,5 +116,29 @@ func startDev(t *testing.T) (string, *strings.Builder) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	return base, &out
+	for i := 0; !strings.Contains(out.String(), "Stop with Ctrl+C"); i++ {
+		if i > 200 {
+			t.Fatalf("the dev server did not print its banner: %s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return base, out
+}
+
+// lockedBuffer collects the dev server's output, written from its goroutine, for the test to read.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
