@@ -94,6 +94,31 @@ func TestPostgresOutage(t *testing.T) {
 	tok, _ := r.loginAndExchange(t, newBrowser(t))
 	issued := 1
 
+	// Load: clients keep asking for tokens through the whole outage and the recovery. Every answer
+	// must be a token or a clean 503 — never a 500, never an "invalid client".
+	stopLoad := make(chan struct{})
+	var loadWG sync.WaitGroup
+	var loadMu sync.Mutex
+	statuses := map[int]int{}
+	for range 4 {
+		loadWG.Add(1)
+		go func() {
+			defer loadWG.Done()
+			for {
+				select {
+				case <-stopLoad:
+					return
+				default:
+				}
+				code, _ := postForm(t, h.URL+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}}, "kiasuo", "secret-secret-secret")
+				loadMu.Lock()
+				statuses[code]++
+				loadMu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
 	proxy.cut()
 	start := time.Now()
 	br := newBrowser(t)
@@ -133,6 +158,20 @@ func TestPostgresOutage(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	time.Sleep(300 * time.Millisecond)
+	close(stopLoad)
+	loadWG.Wait()
+	loadMu.Lock()
+	for code, n := range statuses {
+		if code != http.StatusOK && code != http.StatusServiceUnavailable {
+			t.Errorf("%d answers with status %d under load through the outage", n, code)
+		}
+	}
+	if statuses[http.StatusOK] == 0 || statuses[http.StatusServiceUnavailable] == 0 {
+		t.Errorf("the load saw no outage or no service: %v", statuses)
+	}
+	t.Logf("token requests under load through the outage: %v", statuses)
+	loadMu.Unlock()
 	// The refresh token refused during the outage still works: nothing was rotated half-way.
 	expired := *tok
 	expired.Expiry = time.Now().Add(-time.Minute)
@@ -146,8 +185,9 @@ func TestPostgresOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One live access token per grant issued, minus the one the refresh rotated out.
-	if counts["oauth2_access"] != issued-1 {
-		t.Errorf("access tokens %d after %d issuances with one rotation: something was half-written", counts["oauth2_access"], issued)
+	// One live access token per grant issued (the load's client-credentials tokens included),
+	// minus the one the refresh rotated out: nothing half-written.
+	if want := issued - 1 + statuses[http.StatusOK]; counts["oauth2_access"] != want {
+		t.Errorf("access tokens %d, want %d: something was half-written", counts["oauth2_access"], want)
 	}
 }
