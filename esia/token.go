@@ -40,6 +40,7 @@ func NewTokenVerifier(pemData ...[]byte) (*TokenVerifier, error) {
 				continue
 			}
 			if gc, err := gost.ParseCertificate(blk.Bytes); err == nil {
+				gc.PublicKey.Precompute() // ESIA's key verifies every login's token
 				v.gostKeys = append(v.gostKeys, gc.PublicKey)
 				continue
 			}
@@ -64,7 +65,10 @@ func NewTokenVerifier(pemData ...[]byte) (*TokenVerifier, error) {
 func (v *TokenVerifier) AddRSA(k *rsa.PublicKey) { v.rsaKeys = append(v.rsaKeys, k) }
 
 // AddGOST adds a GOST key.
-func (v *TokenVerifier) AddGOST(k *gost.PublicKey) { v.gostKeys = append(v.gostKeys, k) }
+func (v *TokenVerifier) AddGOST(k *gost.PublicKey) {
+	k.Precompute()
+	v.gostKeys = append(v.gostKeys, k)
+}
 
 func (v *TokenVerifier) verify(alg string, signingInput, sig []byte) error {
 	switch alg {

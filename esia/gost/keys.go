@@ -140,7 +140,7 @@ func ParsePublicKeyInfo(der []byte) (*PublicKey, error) {
 	if !c.IsOnCurve(x, y) {
 		return nil, errors.New("gost: public key point is not on the curve")
 	}
-	return &PublicKey{Curve: c, X: x, Y: y}, nil
+	return &PublicKey{Curve: c, X: x, Y: y, tab: &keyTables{}}, nil
 }
 
 // MarshalPublicKeyInfo writes p as a SubjectPublicKeyInfo.

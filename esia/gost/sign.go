@@ -12,6 +12,7 @@ import (
 type PublicKey struct {
 	Curve *Curve
 	X, Y  *big.Int
+	tab   *keyTables
 }
 
 // PrivateKey is a GOST R 34.10-2012 256-bit private key.
@@ -46,7 +47,7 @@ func NewPrivateKey(c *Curve, d *big.Int) (*PrivateKey, error) {
 	if !ok {
 		return nil, errors.New("gost: bad private scalar")
 	}
-	return &PrivateKey{PublicKey: PublicKey{Curve: c, X: x, Y: y}, D: new(big.Int).Set(d)}, nil
+	return &PrivateKey{PublicKey: PublicKey{Curve: c, X: x, Y: y, tab: &keyTables{}}, D: new(big.Int).Set(d)}, nil
 }
 
 // Zero overwrites the private scalar.
@@ -99,7 +100,7 @@ func (k *PrivateKey) SignMessage(random io.Reader, msg []byte) ([]byte, error) {
 
 func (k *PrivateKey) signWithNonce(e, nonce *big.Int) (r, s *big.Int, ok bool) {
 	c := k.Curve
-	x, _, okp := c.affine(c.scalarMult(c.X, c.Y, nonce))
+	x, _, okp := c.affine(k.baseMult(nonce))
 	if !okp {
 		return nil, nil, false
 	}
@@ -141,7 +142,7 @@ func (p *PublicKey) Verify(digest, sig []byte) bool {
 	z2 := new(big.Int).Mul(r, v)
 	z2.Neg(z2)
 	z2.Mod(z2, c.Q)
-	sum := c.add(c.scalarMult(c.X, c.Y, z1), c.scalarMult(p.X, p.Y, z2))
+	sum := c.add(p.baseMult(z1), p.pointMult(z2))
 	x, _, ok := c.affine(sum)
 	if !ok {
 		return false

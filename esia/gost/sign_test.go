@@ -120,3 +120,57 @@ func BenchmarkStreebog256(b *testing.B) {
 		Sum256(msg)
 	}
 }
+
+func TestFixedBaseMatchesLadder(t *testing.T) {
+	for _, c := range append(Curves(), CurveTest()) {
+		f := newFixedBase(c, c.X, c.Y)
+		for i := range 20 {
+			k, _ := rand.Int(rand.Reader, c.Q)
+			if i == 0 {
+				k = big.NewInt(1)
+			}
+			if i == 1 {
+				k = new(big.Int).Sub(c.Q, big.NewInt(1))
+			}
+			x1, y1, ok1 := c.affine(f.mult(k))
+			x2, y2, ok2 := c.affine(c.scalarMult(c.X, c.Y, k))
+			if ok1 != ok2 || x1.Cmp(x2) != 0 || y1.Cmp(y2) != 0 {
+				t.Fatalf("%s: table and ladder differ for k=%X", c.Name, k)
+			}
+		}
+	}
+}
+
+func TestPrecomputedVerify(t *testing.T) {
+	k, _ := GenerateKey(CurveCryptoProA(), rand.Reader)
+	msg := []byte("esia token")
+	sig, _ := k.SignMessage(rand.Reader, msg)
+	pub := &k.PublicKey
+	pub.Precompute()
+	if !pub.VerifyMessage(msg, sig) || pub.VerifyMessage(append(msg, '!'), sig) {
+		t.Error("precomputed verification is wrong")
+	}
+}
+
+func BenchmarkVerifyPrecomputed(b *testing.B) {
+	k, _ := GenerateKey(CurveCryptoProA(), rand.Reader)
+	msg := []byte("esia client secret message")
+	sig, _ := k.SignMessage(rand.Reader, msg)
+	k.PublicKey.Precompute()
+	for b.Loop() {
+		if !k.VerifyMessage(msg, sig) {
+			b.Fatal("verify")
+		}
+	}
+}
+
+func TestKeyWithoutTablesStillWorks(t *testing.T) {
+	k, _ := GenerateKey(CurveCryptoProB(), rand.Reader)
+	bare := &PrivateKey{PublicKey: PublicKey{Curve: k.Curve, X: k.X, Y: k.Y}, D: k.D}
+	msg := []byte("m")
+	sig, err := bare.SignMessage(rand.Reader, msg)
+	if err != nil || !k.VerifyMessage(msg, sig) || !bare.VerifyMessage(msg, sig) {
+		t.Errorf("a key literal without tables: %v", err)
+	}
+	bare.Precompute()
+}
