@@ -112,6 +112,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		PerIP:      storage.AttemptLimit{Max: lim.InviteFailuresPerIP, Window: lim.Window, Lockout: lim.Lockout},
 	})
 	o.Store.RefreshGrace = cfg.Tokens.RefreshGracePeriod
+	o.Store.ClientCacheTTL = cfg.Database.ClientCacheTTL
 	overlap := max(cfg.Tokens.AccessTokenLifespan, cfg.Tokens.IDTokenLifespan) + 5*time.Minute
 	keys, err := NewKeySet(o.Store, KeySetOptions{MasterKey: master, Reload: cfg.Keys.ReloadInterval, Overlap: overlap, PublishBeforeUse: cfg.Keys.PublishBeforeUse})
 	if err != nil {

@@ -156,6 +156,8 @@ type Database struct {
 	DSN            string `mapstructure:"dsn"`
 	MigrateOnStart bool   `mapstructure:"migrate_on_start"`
 	MaxOpenConns   int    `mapstructure:"max_open_conns"`
+	// ClientCacheTTL keeps registered clients in memory this long (0 turns the cache off).
+	ClientCacheTTL time.Duration `mapstructure:"client_cache_ttl"`
 }
 
 // Secrets holds key material. Each may be given inline (base64) or as a *_file path.
@@ -422,6 +424,9 @@ func (c *Config) validate() []string {
 	}
 	if d := c.Database.DSN; d != "" && !strings.HasPrefix(d, "postgres://") && !strings.HasPrefix(d, "postgresql://") && !strings.HasPrefix(d, "sqlite:") {
 		bad("database.dsn", "must start with postgres://, postgresql:// or sqlite:")
+	}
+	if c.Database.ClientCacheTTL < 0 || c.Database.ClientCacheTTL > 10*time.Minute {
+		bad("database.client_cache_ttl", "must be between 0s and 10m")
 	}
 	if c.Database.MaxOpenConns < 1 {
 		bad("database.max_open_conns", "must be at least 1")

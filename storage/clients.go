@@ -116,6 +116,7 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 
 // UpdateClient replaces every field of the client with c.ID.
 func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
+	defer s.forgetClient(c.ID)
 	c.UpdatedAt = s.clock()
 	res, err := s.exec(ctx, `UPDATE clients SET name = ?, secret_hash = ?, public = ?, redirect_uris = ?, post_logout_redirect_uris = ?, grant_types = ?, response_types = ?, scopes = ?, audience = ?, id_token_alg = ?, updated_at = ? WHERE id = ?`,
 		c.Name, c.SecretHash, c.Public, jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs),
@@ -157,6 +158,7 @@ func (s *Store) Clients(ctx context.Context) ([]*Client, error) {
 
 // DeleteClient removes the client and every token issued to it.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	defer s.forgetClient(id)
 	return s.InTx(ctx, func(ctx context.Context) error {
 		for _, t := range fositeTables {
 			if _, err := s.exec(ctx, `DELETE FROM `+t+` WHERE client_id = ?`, id); err != nil {
@@ -174,8 +176,19 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	})
 }
 
-// GetClient implements fosite.ClientManager.
+// GetClient implements fosite.ClientManager. fosite looks the client up several times per
+// request (authentication, then every stored code or token it decodes), so a found client is
+// kept for ClientCacheTTL; a change made through this Store takes effect at once here, and on
+// other replicas within the TTL.
 func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	if s.ClientCacheTTL > 0 {
+		s.cacheMu.Lock()
+		e, ok := s.clientCache[id]
+		s.cacheMu.Unlock()
+		if ok && s.clock().Before(e.until) {
+			return e.c, nil
+		}
+	}
 	c, err := s.Client(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fosite.ErrNotFound
@@ -183,7 +196,26 @@ func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error)
 	if err != nil {
 		return nil, err
 	}
+	if s.ClientCacheTTL > 0 {
+		s.cacheMu.Lock()
+		if s.clientCache == nil || len(s.clientCache) > 10000 {
+			s.clientCache = map[string]cachedClient{}
+		}
+		s.clientCache[id] = cachedClient{c: c, until: s.clock().Add(s.ClientCacheTTL)}
+		s.cacheMu.Unlock()
+	}
 	return c, nil
+}
+
+type cachedClient struct {
+	c     *Client
+	until time.Time
+}
+
+func (s *Store) forgetClient(id string) {
+	s.cacheMu.Lock()
+	delete(s.clientCache, id)
+	s.cacheMu.Unlock()
 }
 
 // ClientAssertionJWTValid implements fosite.ClientManager. The broker does not accept
@@ -193,4 +225,20 @@ func (s *Store) ClientAssertionJWTValid(context.Context, string) error { return 
 // SetClientAssertionJWT implements fosite.ClientManager; see ClientAssertionJWTValid.
 func (s *Store) SetClientAssertionJWT(context.Context, string, time.Time) error {
 	return errors.New("client assertions are not supported")
+}
+
+// UpdateClientUncached updates the row without touching this Store's cache: what another
+// replica's update looks like from here. Tests use it.
+func (s *Store) UpdateClientUncached(ctx context.Context, c *Client) error {
+	s.cacheMu.Lock()
+	saved := map[string]cachedClient{}
+	for k, v := range s.clientCache {
+		saved[k] = v
+	}
+	s.cacheMu.Unlock()
+	err := s.UpdateClient(ctx, c)
+	s.cacheMu.Lock()
+	s.clientCache = saved
+	s.cacheMu.Unlock()
+	return err
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -41,7 +42,12 @@ type Store struct {
 	// RefreshGrace is how long a rotated refresh token stays usable, so that concurrent refreshes
 	// of one token do not log the user out.
 	RefreshGrace time.Duration
-	now          func() time.Time
+	// ClientCacheTTL keeps clients found by GetClient in memory this long (0: no cache).
+	ClientCacheTTL time.Duration
+	now            func() time.Time
+
+	cacheMu     sync.Mutex
+	clientCache map[string]cachedClient
 }
 
 // Options tunes Open.

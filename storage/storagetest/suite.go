@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t testing.TB) *storage.Store) {
 		{"SearchText", testSearchText},
 		{"RunExclusive", testRunExclusive},
 		{"RateBuckets", testRateBuckets},
+		{"ClientCache", testClientCache},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -767,4 +768,48 @@ func testRateBuckets(t *testing.T, s *storage.Store) {
 	if n, _, _ := s.Hit(ctx, "k", time.Minute); n != 1 {
 		t.Errorf("a new window starts at 1, got %d", n)
 	}
+}
+
+func testClientCache(t *testing.T, s *storage.Store) {
+	ctx := context.Background()
+	clk := withClock(s)
+	s.ClientCacheTTL = 5 * time.Second
+	c := mustClient(t, s, "cached")
+	if _, err := s.GetClient(ctx, "cached"); err != nil {
+		t.Fatal(err)
+	}
+	// Through this store a change is seen at once.
+	c.RedirectURIs = []string{"https://diary.example/new"}
+	if err := s.UpdateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.GetClient(ctx, "cached")
+	if got.GetRedirectURIs()[0] != "https://diary.example/new" {
+		t.Errorf("update not seen: %v", got.GetRedirectURIs())
+	}
+	// A change made elsewhere (another replica) is seen after the TTL.
+	if _, err := s.Client(ctx, "cached"); err != nil {
+		t.Fatal(err)
+	}
+	other := *c
+	other.RedirectURIs = []string{"https://diary.example/elsewhere"}
+	if err := s.UpdateClientUncached(ctx, &other); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.GetClient(ctx, "cached")
+	if got.GetRedirectURIs()[0] != "https://diary.example/new" {
+		t.Errorf("the cache was not used: %v", got.GetRedirectURIs())
+	}
+	clk.add(6 * time.Second)
+	got, _ = s.GetClient(ctx, "cached")
+	if got.GetRedirectURIs()[0] != "https://diary.example/elsewhere" {
+		t.Errorf("after the TTL: %v", got.GetRedirectURIs())
+	}
+	if err := s.DeleteClient(ctx, "cached"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetClient(ctx, "cached"); err == nil {
+		t.Error("a deleted client is still served from the cache")
+	}
+	s.ClientCacheTTL = 0
 }
