@@ -21,6 +21,11 @@ type StudentClaim struct {
 // linkClaims are the claims of scopes students and esia, read fresh from the database. picked
 // is the student chosen on the picker ("" when none); it is kept only while still linked.
 func (b *Broker) linkClaims(ctx context.Context, a *storage.Account, scopes fosite.Arguments, picked string) (map[string]any, error) {
+	return b.linkClaimsFrom(ctx, a, scopes, picked, nil)
+}
+
+// linkClaimsFrom is linkClaims with the account's links already read (nil reads them).
+func (b *Broker) linkClaimsFrom(ctx context.Context, a *storage.Account, scopes fosite.Arguments, picked string, linked []storage.LinkedStudent) (map[string]any, error) {
 	out := map[string]any{}
 	if scopes.Has("esia") && a.Upstream == "esia" && a.UpstreamSub != nil {
 		out["esia_oid"] = *a.UpstreamSub
@@ -28,9 +33,11 @@ func (b *Broker) linkClaims(ctx context.Context, a *storage.Account, scopes fosi
 	if !scopes.Has("students") {
 		return out, nil
 	}
-	linked, err := b.store.LinkedStudents(ctx, a.ID)
-	if err != nil {
-		return nil, err
+	if linked == nil {
+		var err error
+		if linked, err = b.store.LinkedStudents(ctx, a.ID); err != nil {
+			return nil, err
+		}
 	}
 	if a.Kind == "child" {
 		// A child's sub-account sees its own card only.

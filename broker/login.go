@@ -97,64 +97,62 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		}
 	}
 	sub := id.Subject
-	account, err := b.store.UpsertUpstreamAccount(ctx, &storage.Account{
-		Kind: "esia", Upstream: connID, UpstreamSub: &sub, SNILSDigest: snilsDigest,
-		FamilyName: id.FamilyName, GivenName: id.GivenName, MiddleName: id.MiddleName, Birthdate: id.Birthdate,
-	})
-	if err != nil {
-		b.renderError(w, r, err)
-		return
-	}
-	if account.Status != "active" {
-		b.metrics.logins.WithLabelValues(connID, "disabled").Inc()
-		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена", Message: "Вход с этой учётной записью отключён администратором. Обратитесь в школу или в службу поддержки."})
-		return
-	}
-	lr, err := b.store.LoginRequest(ctx, flow.LoginRequestID)
-	if err != nil {
-		b.renderError(w, r, expiredLogin(err))
-		return
-	}
-	// Links by SNILS are re-checked at every login.
-	if _, err := b.linker.Resolve(ctx, account.ID, id.SNILS); err != nil {
-		b.renderError(w, r, err)
-		return
-	}
-	var intent *storage.LinkIntent
-	if lr.LinkIntent != "" {
-		intent, err = b.store.ConsumeLinkIntent(ctx, lr.LinkIntent)
-		if err != nil {
-			b.renderError(w, r, errIntentGone(err))
-			return
-		}
-		if _, err := b.linker.ApplyIntent(ctx, account.ID, intent.ClientID, intent.Relation, intent.Students()); err != nil {
-			b.renderError(w, r, err)
-			return
-		}
-	}
-	// A new session id at every login: whatever id the browser held before is dropped.
-	if old := b.sessionCookie(r); old != "" {
-		_ = b.store.DeleteBrowserSession(ctx, hashToken(old))
-	}
 	raw := randomToken()
 	amr := id.AMR
 	if len(amr) == 0 {
 		amr = []string{connID}
 	}
-	bs := &storage.BrowserSession{IDHash: hashToken(raw), AccountID: account.ID, AuthTime: time.Now().UTC(), ACR: id.ACR, ExpiresAt: time.Now().Add(b.cfg.Session.Lifespan)}
-	err = b.store.InTx(ctx, func(ctx2 context.Context) error {
-		if err := b.store.CreateBrowserSession(ctx2, bs, amr); err != nil {
+	bs := &storage.BrowserSession{IDHash: hashToken(raw), AuthTime: time.Now().UTC(), ACR: id.ACR, ExpiresAt: time.Now().Add(b.cfg.Session.Lifespan)}
+	var (
+		account *storage.Account
+		lr      *storage.LoginRequest
+		intent  *storage.LinkIntent
+	)
+	// Everything the login writes — account, links, the diary's link, the new session — is one
+	// transaction: a failure leaves none of it.
+	err = b.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		account, err = b.store.UpsertUpstreamAccount(ctx, &storage.Account{
+			Kind: "esia", Upstream: connID, UpstreamSub: &sub, SNILSDigest: snilsDigest,
+			FamilyName: id.FamilyName, GivenName: id.GivenName, MiddleName: id.MiddleName, Birthdate: id.Birthdate,
+		})
+		if err != nil {
 			return err
 		}
-		if err := b.store.CompleteLoginRequest(ctx2, flow.LoginRequestID, bs.IDHash); err != nil {
+		if account.Status != "active" {
+			b.metrics.logins.WithLabelValues(connID, "disabled").Inc()
+			return &UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена", Message: "Вход с этой учётной записью отключён администратором. Обратитесь в школу или в службу поддержки."}
+		}
+		if lr, err = b.store.LoginRequest(ctx, flow.LoginRequestID); err != nil {
+			return expiredLogin(err)
+		}
+		// Links by SNILS are re-checked at every login.
+		if _, err := b.linker.Resolve(ctx, account.ID, id.SNILS); err != nil {
 			return err
 		}
-		return b.store.Audit(ctx2, "account:"+account.ID, "login", connID, map[string]any{"amr": amr})
+		if lr.LinkIntent != "" {
+			if intent, err = b.store.ConsumeLinkIntent(ctx, lr.LinkIntent); err != nil {
+				return errIntentGone(err)
+			}
+			if _, err := b.linker.ApplyIntent(ctx, account.ID, intent.ClientID, intent.Relation, intent.Students()); err != nil {
+				return err
+			}
+		}
+		// A new session id at every login: whatever id the browser held before is dropped.
+		if old := b.sessionCookie(r); old != "" {
+			if err := b.store.DeleteBrowserSession(ctx, hashToken(old)); err != nil {
+				return err
+			}
+		}
+		bs.AccountID = account.ID
+		if err := b.store.CreateBrowserSession(ctx, bs, amr); err != nil {
+			return err
+		}
+		if err := b.store.CompleteLoginRequest(ctx, flow.LoginRequestID, bs.IDHash); err != nil {
+			return expiredLogin(err)
+		}
+		return b.store.Audit(ctx, "account:"+account.ID, "login", connID, map[string]any{"amr": amr})
 	})
-	if errors.Is(err, storage.ErrNotFound) {
-		b.renderError(w, r, expiredLogin(err))
-		return
-	}
 	if err != nil {
 		b.renderError(w, r, err)
 		return

@@ -214,11 +214,7 @@ func (b *Broker) proceed(w http.ResponseWriter, r *http.Request, lr *storage.Log
 		b.renderPicker(w, r, lr, linked)
 		return
 	}
-	if _, err := b.store.ConsumeLoginRequest(ctx, lr.ID); err != nil {
-		b.renderError(w, r, expiredLogin(err))
-		return
-	}
-	b.finishAuthorize(w, r, ar, bs, account, client, lr.CreatedAt, lr.StudentID)
+	b.finishAuthorize(w, r, ar, bs, account, client, lr, linked)
 }
 
 func (b *Broker) alwaysPick(clientID string) bool {
@@ -253,22 +249,36 @@ func expiredLogin(err error) error {
 	return &UserError{Status: http.StatusBadRequest, Title: "Время входа истекло", Message: "Страница входа устарела или уже была использована. Вернитесь в электронный дневник и нажмите «Войти» ещё раз.", Err: err}
 }
 
-func (b *Broker) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, bs *storage.BrowserSession, account *storage.Account, client *storage.Client, requestedAt time.Time, picked string) {
+// finishAuthorize spends the login request and issues the code in one transaction: the code,
+// PKCE and OpenID Connect rows are written together, or none is.
+func (b *Broker) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, bs *storage.BrowserSession, account *storage.Account, client *storage.Client, lr *storage.LoginRequest, linked []storage.LinkedStudent) {
 	ctx := r.Context()
 	for _, s := range ar.GetRequestedScopes() {
 		ar.GrantScope(s)
 	}
 	ar.GrantAudience(client.ID)
-	sess := userSession(account, bs, client, ar.GetGrantedScopes(), requestedAt, b.cfg.Tokens.IDTokenAlg, picked)
-	links, err := b.linkClaims(ctx, account, ar.GetGrantedScopes(), picked)
+	sess := userSession(account, bs, client, ar.GetGrantedScopes(), lr.CreatedAt, b.cfg.Tokens.IDTokenAlg, lr.StudentID)
+	links, err := b.linkClaimsFrom(ctx, account, ar.GetGrantedScopes(), lr.StudentID, linked)
 	if err != nil {
 		b.renderError(w, r, err)
 		return
 	}
 	applyClaims(sess, profileClaims(account, ar.GetGrantedScopes()), links)
-	resp, err := b.provider.NewAuthorizeResponse(ctx, ar, sess)
-	if err != nil {
-		b.authorizeError(w, r, ar, err)
+	var resp fosite.AuthorizeResponder
+	var authErr error
+	err = b.store.InTx(ctx, func(ctx context.Context) error {
+		if _, err := b.store.ConsumeLoginRequest(ctx, lr.ID); err != nil {
+			return expiredLogin(err)
+		}
+		resp, authErr = b.provider.NewAuthorizeResponse(ctx, ar, sess)
+		return authErr
+	})
+	switch {
+	case authErr != nil:
+		b.authorizeError(w, r, ar, authErr)
+		return
+	case err != nil:
+		b.renderError(w, r, err)
 		return
 	}
 	b.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
@@ -305,14 +315,7 @@ func (b *Broker) currentSession(ctx context.Context, r *http.Request) (*storage.
 	if raw == "" {
 		return nil, nil, nil
 	}
-	bs, err := b.store.BrowserSession(ctx, hashToken(raw))
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	a, err := b.store.Account(ctx, bs.AccountID)
+	bs, a, err := b.store.SessionWithAccount(ctx, hashToken(raw))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil, nil
 	}

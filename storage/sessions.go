@@ -223,3 +223,37 @@ func (s *Store) AuditEvents(ctx context.Context, limit int) ([]AuditEvent, error
 	}
 	return ev, nil
 }
+
+// SessionWithAccount returns the unexpired session with idHash and its account in one query.
+func (s *Store) SessionWithAccount(ctx context.Context, idHash string) (*BrowserSession, *Account, error) {
+	var r struct {
+		IDHash      string    `db:"id_hash"`
+		AuthTime    time.Time `db:"auth_time"`
+		AMR         string    `db:"amr"`
+		ACR         string    `db:"acr"`
+		SCreated    time.Time `db:"s_created"`
+		SExpires    time.Time `db:"s_expires"`
+		ID          string    `db:"id"`
+		Kind        string    `db:"kind"`
+		Upstream    string    `db:"upstream"`
+		UpstreamSub *string   `db:"upstream_sub"`
+		Family      string    `db:"family_name"`
+		Given       string    `db:"given_name"`
+		Middle      string    `db:"middle_name"`
+		Birthdate   string    `db:"birthdate"`
+		SNILS       string    `db:"snils_digest"`
+		Status      string    `db:"status"`
+		ACreated    time.Time `db:"a_created"`
+		AUpdated    time.Time `db:"a_updated"`
+	}
+	err := s.get(ctx, &r, `SELECT bs.id_hash, bs.auth_time, bs.amr, bs.acr, bs.created_at AS s_created, bs.expires_at AS s_expires,
+		a.id, a.kind, a.upstream, a.upstream_sub, a.family_name, a.given_name, a.middle_name, a.birthdate, a.snils_digest, a.status,
+		a.created_at AS a_created, a.updated_at AS a_updated
+		FROM browser_sessions bs JOIN accounts a ON a.id = bs.account_id WHERE bs.id_hash = ? AND bs.expires_at > ?`, idHash, s.clock())
+	if err != nil {
+		return nil, nil, fmt.Errorf("get session with account: %w", err)
+	}
+	return &BrowserSession{IDHash: r.IDHash, AccountID: r.ID, AuthTime: r.AuthTime, AMRJSON: r.AMR, ACR: r.ACR, CreatedAt: r.SCreated, ExpiresAt: r.SExpires},
+		&Account{ID: r.ID, Kind: r.Kind, Upstream: r.Upstream, UpstreamSub: r.UpstreamSub, FamilyName: r.Family, GivenName: r.Given, MiddleName: r.Middle,
+			Birthdate: r.Birthdate, SNILSDigest: r.SNILS, Status: r.Status, CreatedAt: r.ACreated, UpdatedAt: r.AUpdated}, nil
+}

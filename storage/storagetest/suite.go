@@ -571,9 +571,16 @@ func testBrowserSessions(t *testing.T, s *storage.Store) {
 	if err != nil || got.AccountID != a.ID || got.AMR()[0] != "esia" {
 		t.Fatalf("get: %+v %v", got, err)
 	}
+	js, ja, err := s.SessionWithAccount(ctx, "h1")
+	if err != nil || js.AccountID != a.ID || ja.ID != a.ID || js.AMR()[0] != "esia" || js.CreatedAt.IsZero() || ja.CreatedAt.IsZero() || !js.ExpiresAt.Equal(got.ExpiresAt) {
+		t.Fatalf("joined get: %+v %+v %v", js, ja, err)
+	}
 	clk.add(2 * time.Hour)
 	if _, err := s.BrowserSession(ctx, "h1"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("expired session still served: %v", err)
+	}
+	if _, _, err := s.SessionWithAccount(ctx, "h1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("expired session still served joined: %v", err)
 	}
 	if err := s.DeleteBrowserSession(ctx, "h1"); err != nil {
 		t.Fatal(err)
