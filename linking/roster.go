@@ -272,6 +272,35 @@ func parseJSONL(r io.Reader) ([]parsedRow, []RowError) {
 
 var errDryRun = errors.New("dry run")
 
+// validCard is a card that passed validation, ready to store.
+type validCard struct {
+	st *storage.Student
+	gs []storage.Guardian
+}
+
+// upsertAll writes cards in the caller's transaction and counts what changed.
+func (s *Service) upsertAll(ctx context.Context, cards []validCard, rep *ImportReport, progress func(done, total int)) error {
+	for i, c := range cards {
+		_, existed := s.existing(ctx, c.st.ID)
+		changed, err := s.store.UpsertStudent(ctx, c.st, c.gs)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !changed:
+			rep.Unchanged++
+		case existed:
+			rep.Updated++
+		default:
+			rep.Created++
+		}
+		if progress != nil && (i%500 == 499 || i == len(cards)-1) {
+			progress(i+1, len(cards))
+		}
+	}
+	return nil
+}
+
 // Import reads a roster file and upserts its cards: the whole file or nothing, unless
 // SkipInvalid imports the good rows. Importing the same file twice changes nothing.
 func (s *Service) Import(ctx context.Context, r io.Reader, o ImportOptions) (*ImportReport, error) {
@@ -298,11 +327,7 @@ func (s *Service) Import(ctx context.Context, r io.Reader, o ImportOptions) (*Im
 	if err != nil {
 		return nil, err
 	}
-	type good struct {
-		st *storage.Student
-		gs []storage.Guardian
-	}
-	var goods []good
+	var goods []validCard
 	seen := map[string]int{}
 	rep := &ImportReport{Rows: len(rows)}
 	for _, row := range rows {
@@ -316,7 +341,7 @@ func (s *Service) Import(ctx context.Context, r io.Reader, o ImportOptions) (*Im
 			rep.Skipped++
 			continue
 		}
-		goods = append(goods, good{st, gs})
+		goods = append(goods, validCard{st, gs})
 	}
 	rep.Errors = errs
 	if len(errs) > 0 && !o.SkipInvalid {
@@ -324,23 +349,8 @@ func (s *Service) Import(ctx context.Context, r io.Reader, o ImportOptions) (*Im
 		return rep, ErrInvalidRows
 	}
 	err = s.store.InTx(ctx, func(ctx context.Context) error {
-		for i, g := range goods {
-			_, existed := s.existing(ctx, g.st.ID)
-			changed, err := s.store.UpsertStudent(ctx, g.st, g.gs)
-			if err != nil {
-				return err
-			}
-			switch {
-			case !changed:
-				rep.Unchanged++
-			case existed:
-				rep.Updated++
-			default:
-				rep.Created++
-			}
-			if o.Progress != nil && (i%500 == 499 || i == len(goods)-1) {
-				o.Progress(i+1, len(goods))
-			}
+		if err := s.upsertAll(ctx, goods, rep, o.Progress); err != nil {
+			return err
 		}
 		if o.DryRun {
 			return errDryRun
@@ -416,11 +426,7 @@ func (s *Service) PutCards(ctx context.Context, cards []Card, actor string) (*Im
 		return nil, err
 	}
 	rep := &ImportReport{Rows: len(cards)}
-	type good struct {
-		st *storage.Student
-		gs []storage.Guardian
-	}
-	var goods []good
+	var goods []validCard
 	seen := map[string]bool{}
 	for i, c := range cards {
 		st, gs, errs := s.Validate(c, i+1, schools)
@@ -429,26 +435,14 @@ func (s *Service) PutCards(ctx context.Context, cards []Card, actor string) (*Im
 		}
 		seen[c.StudentID] = true
 		rep.Errors = append(rep.Errors, errs...)
-		goods = append(goods, good{st, gs})
+		goods = append(goods, validCard{st, gs})
 	}
 	if len(rep.Errors) > 0 {
 		return rep, ErrInvalidRows
 	}
 	err = s.store.InTx(ctx, func(ctx context.Context) error {
-		for _, g := range goods {
-			_, existed := s.existing(ctx, g.st.ID)
-			changed, err := s.store.UpsertStudent(ctx, g.st, g.gs)
-			if err != nil {
-				return err
-			}
-			switch {
-			case !changed:
-				rep.Unchanged++
-			case existed:
-				rep.Updated++
-			default:
-				rep.Created++
-			}
+		if err := s.upsertAll(ctx, goods, rep, nil); err != nil {
+			return err
 		}
 		return s.store.Audit(ctx, actor, "roster.batch", "", map[string]any{"rows": rep.Rows, "created": rep.Created, "updated": rep.Updated})
 	})
