@@ -103,7 +103,7 @@ func (b *Broker) renderAccount(w http.ResponseWriter, r *http.Request, account *
 		if l.Relation != "parent" || linking.IsAdult(l.Birthdate, time.Now()) {
 			continue
 		}
-		cv := childView{ID: l.StudentID, Name: joinName(l.Family, l.Given, l.Middle)}
+		cv := childView{ID: l.StudentID, Name: storage.FullName(l.Family, l.Given, l.Middle)}
 		if c, err := b.store.ChildByStudent(ctx, l.StudentID); err == nil {
 			cv.Login = c.Login
 		}
@@ -122,7 +122,7 @@ func (b *Broker) renderAccount(w http.ResponseWriter, r *http.Request, account *
 		}
 		devices = append(devices, dv)
 	}
-	b.render(w, r, status, "account", pageData{Title: "Личный кабинет", Message: joinName(account.FamilyName, account.GivenName, account.MiddleName),
+	b.render(w, r, status, "account", pageData{Title: "Личный кабинет", Message: storage.FullName(account.FamilyName, account.GivenName, account.MiddleName),
 		Students: studentViews(linked), Children: children, Devices: devices, CSRF: b.csrfToken(b.browserID(w, r)), Notice: notice, FieldError: fieldErr})
 }
 

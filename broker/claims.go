@@ -51,7 +51,7 @@ func (b *Broker) linkClaimsFrom(ctx context.Context, a *storage.Account, scopes 
 	students := make([]StudentClaim, 0, len(linked))
 	roles := []string{}
 	for _, l := range linked {
-		students = append(students, StudentClaim{ID: l.StudentID, SchoolID: l.SchoolID, Class: l.Class, Relation: l.Relation, Name: joinName(l.Family, l.Given, l.Middle)})
+		students = append(students, StudentClaim{ID: l.StudentID, SchoolID: l.SchoolID, Class: l.Class, Relation: l.Relation, Name: storage.FullName(l.Family, l.Given, l.Middle)})
 		role := "parent"
 		if l.Relation == "self" {
 			role = "student"
@@ -70,20 +70,6 @@ func (b *Broker) linkClaimsFrom(ctx context.Context, a *storage.Account, scopes 
 		out["student_id"] = students[0].ID
 	}
 	return out, nil
-}
-
-func joinName(parts ...string) string {
-	out := ""
-	for _, p := range parts {
-		if p == "" {
-			continue
-		}
-		if out != "" {
-			out += " "
-		}
-		out += p
-	}
-	return out
 }
 
 // applyClaims puts the profile and link claims into the ID token and the access token.

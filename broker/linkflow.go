@@ -25,7 +25,7 @@ func studentViews(linked []storage.LinkedStudent) []studentView {
 		if l.Relation == "self" {
 			rel = "обучающийся"
 		}
-		out = append(out, studentView{ID: l.StudentID, Name: joinName(l.Family, l.Given, l.Middle), Class: l.Class, Relation: rel})
+		out = append(out, studentView{ID: l.StudentID, Name: storage.FullName(l.Family, l.Given, l.Middle), Class: l.Class, Relation: rel})
 	}
 	return out
 }

@@ -126,7 +126,7 @@ func profileClaims(a *storage.Account, scopes fosite.Arguments) map[string]any {
 	if !scopes.Has("profile") {
 		return c
 	}
-	name := joinName(a.FamilyName, a.GivenName, a.MiddleName)
+	name := storage.FullName(a.FamilyName, a.GivenName, a.MiddleName)
 	set := func(k, v string) {
 		if v != "" {
 			c[k] = v

@@ -204,7 +204,7 @@ func (s *Service) issue(ctx context.Context, r IssueRequest, rotating bool) ([]S
 		in := storage.Invite{ID: uuid.NewString(), CodeDigest: Digest(s.key, norm), StudentID: st.ID, Role: r.Role, CreatedBy: r.Operator, CreatedAt: now, ExpiresAt: now.Add(r.TTL)}
 		invs = append(invs, in)
 		slips = append(slips, Slip{InviteID: in.ID, SchoolID: st.SchoolID, SchoolName: names[st.SchoolID], Class: st.Class,
-			StudentName: joinName(st.FamilyName, st.GivenName, st.MiddleName), Role: r.Role, Code: code, ExpiresAt: in.ExpiresAt})
+			StudentName: storage.FullName(st.FamilyName, st.GivenName, st.MiddleName), Role: r.Role, Code: code, ExpiresAt: in.ExpiresAt})
 		if r.Progress != nil && (i%200 == 199 || i == len(students)-1) {
 			r.Progress(i+1, len(students))
 		}
@@ -215,20 +215,6 @@ func (s *Service) issue(ctx context.Context, r IssueRequest, rotating bool) ([]S
 	err = s.store.Audit(ctx, r.Operator, "invites.issue", r.SchoolID, map[string]any{
 		"class": r.Class, "role": r.Role, "count": len(invs), "ttl": r.TTL.String(), "rotate": rotating, "students": len(ids)})
 	return slips, err
-}
-
-func joinName(parts ...string) string {
-	out := ""
-	for _, p := range parts {
-		if p == "" {
-			continue
-		}
-		if out != "" {
-			out += " "
-		}
-		out += p
-	}
-	return out
 }
 
 // Revoke revokes the open codes of a selection for role and returns how many.

@@ -157,3 +157,18 @@ func (s *Store) RevokeTokensOf(ctx context.Context, subject string) error {
 	}
 	return nil
 }
+
+// FullName joins family, given and middle names, skipping empty parts.
+func FullName(parts ...string) string {
+	out := ""
+	for _, p := range parts {
+		if p == "" {
+			continue
+		}
+		if out != "" {
+			out += " "
+		}
+		out += p
+	}
+	return out
+}
