@@ -185,9 +185,13 @@ func TestPostgresOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One live access token per grant issued (the load's client-credentials tokens included),
-	// minus the one the refresh rotated out: nothing half-written.
-	if want := issued - 1 + statuses[http.StatusOK]; counts["oauth2_access"] != want {
-		t.Errorf("access tokens %d, want %d: something was half-written", counts["oauth2_access"], want)
+	// One live access token per grant handed out (the load's client-credentials tokens
+	// included), minus the one the refresh rotated out. A 503 may also leave one stored token
+	// nobody received: the database committed but the connection was cut before the commit was
+	// acknowledged — a whole, unheld token that expires, never a partial grant.
+	want := issued - 1 + statuses[http.StatusOK]
+	if got := counts["oauth2_access"]; got < want || got > want+statuses[http.StatusServiceUnavailable] {
+		t.Errorf("access tokens %d, want %d (+ at most %d whose commit acknowledgement was lost)", got, want, statuses[http.StatusServiceUnavailable])
 	}
+
 }
