@@ -6,39 +6,34 @@ import (
 	"sync/atomic"
 )
 
-// fixedBase holds multiples of one point so that k·P costs 64 additions and no doublings:
-// tab[i][j] = j·16^i·P in affine coordinates (j = 0 unused).
+// fixedBase holds multiples of one point so that k·P costs 64 mixed additions and no
+// doublings: tab[i][j] = j·16^i·P in affine coordinates (j = 0 unused).
 type fixedBase struct {
 	c   *Curve
-	tab [64][16]point
+	tab [64][16]affinePoint
 }
 
 func newFixedBase(c *Curve, x, y *big.Int) *fixedBase {
 	f := &fixedBase{c: c}
-	base := point{new(big.Int).Set(x), new(big.Int).Set(y), big.NewInt(1)}
+	base := c.enterPoint(x, y)
 	for i := range 64 {
-		acc := point{new(big.Int), new(big.Int), new(big.Int)}
+		var acc point
 		for j := 1; j < 16; j++ {
-			acc = c.add(acc, base)
-			ax, ay, ok := c.affine(acc)
-			if !ok {
-				f.tab[i][j] = point{new(big.Int), new(big.Int), new(big.Int)}
-				continue
-			}
-			f.tab[i][j] = point{ax, ay, big.NewInt(1)}
+			acc = c.addAffine(acc, &base)
+			f.tab[i][j] = c.toAffine(acc)
 		}
+		b := c.addAffine(point{}, &base)
 		for range 4 {
-			base = c.double(base)
+			b = c.double(b)
 		}
-		bx, by, _ := c.affine(base)
-		base = point{bx, by, big.NewInt(1)}
+		base = c.toAffine(b)
 	}
 	return f
 }
 
 // mult returns k·P for 0 ≤ k < 2^256.
 func (f *fixedBase) mult(k *big.Int) point {
-	r := point{new(big.Int), new(big.Int), new(big.Int)}
+	var r point
 	words := k.Bits()
 	for i := range 64 {
 		bit := 4 * i
@@ -48,7 +43,7 @@ func (f *fixedBase) mult(k *big.Int) point {
 		}
 		nib := (uint64(words[w]) >> (uint(bit) % (8 * wordBytes))) & 15
 		if nib != 0 {
-			r = f.c.add(r, f.tab[i][nib])
+			r = f.c.addAffine(r, &f.tab[i][nib])
 		}
 	}
 	return r
