@@ -249,6 +249,7 @@ func Defaults() map[string]any {
 		"database.dsn":                       "",
 		"database.migrate_on_start":          false,
 		"database.max_open_conns":            20,
+		"database.client_cache_ttl":          "5s",
 		"secrets.master_key":                 "",
 		"secrets.master_key_file":            "",
 		"secrets.cookie_key":                 "",

@@ -46,6 +46,9 @@ func TestLoad(t *testing.T) {
 				if c.Tokens.AccessTokenLifespan != 15*time.Minute || c.Tokens.IDTokenAlg != "RS256" || c.Tokens.AccessTokenAlg != "ES256" || !c.SecureCookies() {
 					t.Errorf("defaults: %+v", c.Tokens)
 				}
+				if c.Database.ClientCacheTTL != 5*time.Second {
+					t.Errorf("database.client_cache_ttl default %s, want the documented 5s", c.Database.ClientCacheTTL)
+				}
 			},
 		},
 		{
@@ -83,6 +86,15 @@ func TestLoad(t *testing.T) {
 			file:     "isuer: https://typo.example\n",
 			env:      prodEnv(),
 			wantErrs: []string{"isuer: unknown key"},
+		},
+		{
+			name: "client cache set from the environment",
+			env:  append(prodEnv(), "ESIA_BROKER_DATABASE_CLIENT_CACHE_TTL=0s"),
+			check: func(t *testing.T, c *Config) {
+				if c.Database.ClientCacheTTL != 0 {
+					t.Errorf("client_cache_ttl %s, want 0 from the environment", c.Database.ClientCacheTTL)
+				}
+			},
 		},
 		{
 			name:     "unparsable duration",

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -80,7 +81,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		}
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		dialect = Postgres
-		db, err = sqlx.Open("postgres", dsn)
+		db, err = sqlx.Open("postgres", postgresDSN(dsn))
 		if err == nil {
 			db.SetMaxOpenConns(opts.MaxOpenConns)
 			db.SetMaxIdleConns(opts.MaxOpenConns)
@@ -99,6 +100,22 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("connect to %s store: %w", dialect, err)
 	}
 	return &Store{db: db, dialect: dialect, RefreshGrace: 5 * time.Second, now: time.Now}, nil
+}
+
+// postgresDSN turns on lib/pq's binary_parameters unless the DSN says otherwise: a statement
+// with arguments then goes in one round trip (parse, bind and execute together) instead of two,
+// which also halves the implicit transactions PostgreSQL counts for autocommitted statements.
+func postgresDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn // lib/pq reports the error
+	}
+	q := u.Query()
+	if q.Get("binary_parameters") == "" {
+		q.Set("binary_parameters", "yes")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
 }
 
 func sqliteDSN(path string) string {
@@ -123,61 +140,130 @@ func (s *Store) clock() time.Time { return s.now().UTC() }
 
 type txKey struct{}
 
+// txHandle is the transaction a context carries. A request transaction (BeginRequestTx) is
+// joined by the BeginTX calls made under it: their Commit does nothing and their Rollback marks
+// the whole transaction to be rolled back when the request ends.
+type txHandle struct {
+	tx       *sqlx.Tx
+	request  bool
+	rollback bool
+}
+
+// joinedKey marks a context whose BeginTX joined a request transaction.
+type joinedKey struct{}
+
 type queryer interface {
 	sqlx.ExtContext
 	GetContext(ctx context.Context, dest any, query string, args ...any) error
 	SelectContext(ctx context.Context, dest any, query string, args ...any) error
 }
 
+func txFrom(ctx context.Context) (*txHandle, bool) {
+	h, ok := ctx.Value(txKey{}).(*txHandle)
+	return h, ok
+}
+
 // q returns the transaction carried by ctx, or the pool.
 func (s *Store) q(ctx context.Context) queryer {
-	if tx, ok := ctx.Value(txKey{}).(*sqlx.Tx); ok {
-		return tx
+	if h, ok := txFrom(ctx); ok {
+		return h.tx
 	}
 	return s.db
 }
 
-// BeginTX starts a transaction carried by the returned context (fosite's Transactional).
+// BeginTX starts a transaction carried by the returned context (fosite's Transactional). Under
+// a request transaction it joins that one.
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
-	if _, ok := ctx.Value(txKey{}).(*sqlx.Tx); ok {
+	if h, ok := txFrom(ctx); ok {
+		if h.request {
+			return context.WithValue(ctx, joinedKey{}, true), nil
+		}
 		return ctx, errors.New("begin transaction: a transaction is already open in this context")
 	}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return ctx, fmt.Errorf("begin transaction: %w", err)
 	}
-	return context.WithValue(ctx, txKey{}, tx), nil
+	return context.WithValue(ctx, txKey{}, &txHandle{tx: tx}), nil
 }
 
-// Commit commits the transaction carried by ctx.
+// Commit commits the transaction carried by ctx; a joined one is committed when its request
+// transaction ends.
 func (s *Store) Commit(ctx context.Context) error {
-	tx, ok := ctx.Value(txKey{}).(*sqlx.Tx)
+	h, ok := txFrom(ctx)
 	if !ok {
 		return errors.New("commit: no transaction in context")
 	}
-	if err := tx.Commit(); err != nil {
+	if joined, _ := ctx.Value(joinedKey{}).(bool); joined {
+		return nil
+	}
+	if err := h.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }
 
-// Rollback rolls back the transaction carried by ctx.
+// Rollback rolls back the transaction carried by ctx; for a joined one, the request
+// transaction will be rolled back when it ends.
 func (s *Store) Rollback(ctx context.Context) error {
-	tx, ok := ctx.Value(txKey{}).(*sqlx.Tx)
+	h, ok := txFrom(ctx)
 	if !ok {
 		return errors.New("rollback: no transaction in context")
 	}
-	if err := tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+	if joined, _ := ctx.Value(joinedKey{}).(bool); joined {
+		h.rollback = true
+		return nil
+	}
+	if err := h.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return fmt.Errorf("rollback: %w", err)
 	}
 	return nil
 }
 
+// BeginRequestTx starts one transaction for everything a request does: every statement and
+// every BeginTX under the returned context joins it. EndRequestTx finishes it. The token
+// endpoint uses it so that fosite's reads, deletes and writes of one exchange are one
+// transaction (one round of locks, one commit) instead of one each.
+func (s *Store) BeginRequestTx(ctx context.Context) (context.Context, error) {
+	if _, ok := txFrom(ctx); ok {
+		return ctx, errors.New("begin request transaction: a transaction is already open in this context")
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return ctx, fmt.Errorf("begin transaction: %w", err)
+	}
+	return context.WithValue(ctx, txKey{}, &txHandle{tx: tx, request: true}), nil
+}
+
+// EndRequestTx commits the request transaction, or rolls it back when a joined BeginTX was
+// rolled back or abort is true. It tells whether the transaction was committed.
+func (s *Store) EndRequestTx(ctx context.Context, abort bool) (bool, error) {
+	h, ok := txFrom(ctx)
+	if !ok || !h.request {
+		return false, errors.New("end request transaction: none in this context")
+	}
+	if abort || h.rollback {
+		if err := h.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+			return false, fmt.Errorf("rollback: %w", err)
+		}
+		return false, nil
+	}
+	if err := h.tx.Commit(); err != nil {
+		return false, fmt.Errorf("commit: %w", err)
+	}
+	return true, nil
+}
+
 // InTx runs fn in one transaction: committed when fn returns nil, rolled back otherwise. When
-// ctx already carries a transaction, fn joins it.
+// ctx already carries a transaction, fn joins it (and an error marks a request transaction to
+// be rolled back).
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) (err error) {
-	if _, ok := ctx.Value(txKey{}).(*sqlx.Tx); ok {
-		return fn(ctx)
+	if h, ok := txFrom(ctx); ok {
+		err := fn(ctx)
+		if err != nil && h.request {
+			h.rollback = true
+		}
+		return err
 	}
 	tctx, err := s.BeginTX(ctx)
 	if err != nil {
