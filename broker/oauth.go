@@ -362,18 +362,67 @@ func (b *Broker) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	b.render(w, r, http.StatusOK, "start", pageData{Title: "Вход в электронный дневник", LoginID: lr.ID, Connectors: links, ChildLogin: true})
 }
 
+// token is the token endpoint. A code or refresh exchange runs in one database transaction:
+// fosite's reads, the spent code, PKCE and OpenID Connect rows and the new tokens are written
+// together and committed before the answer leaves; the client_credentials grant writes a single
+// row and needs none.
 func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 	ctx := b.withClientIP(r)
-	ar, err := b.provider.NewAccessRequest(ctx, r, newEmptySession())
-	if isUnavailable(err) {
-		b.logger(ctx).Warn("token request: dependency unavailable", "err", err)
+	grant := r.PostFormValue("grant_type")
+	if grant != "authorization_code" && grant != "refresh_token" {
+		b.tokenExchange(ctx, r).write(ctx, b, w)
+		return
+	}
+	tctx, err := b.store.BeginRequestTx(ctx)
+	if err != nil {
+		b.logger(ctx).Warn("token request: begin transaction", "err", err)
 		writeUnavailableJSON(w)
 		return
 	}
+	out := b.tokenExchange(tctx, r)
+	committed, err := b.store.EndRequestTx(tctx, false)
+	switch {
+	case err != nil:
+		b.logger(ctx).Warn("token request: commit", "err", err)
+		writeUnavailableJSON(w)
+		return
+	case !committed && out.err == nil:
+		// A handler rolled its part back yet reported success: nothing it issued exists.
+		out = tokenOutcome{ar: out.ar, err: fosite.ErrServerError.WithHint("The grant could not be stored.")}
+	}
+	out.write(ctx, b, w)
+}
+
+// tokenOutcome is what the token endpoint answers, decided before anything is written.
+type tokenOutcome struct {
+	ar          fosite.AccessRequester
+	resp        fosite.AccessResponder
+	err         error
+	unavailable bool
+	grant       string
+}
+
+func (o tokenOutcome) write(ctx context.Context, b *Broker, w http.ResponseWriter) {
+	switch {
+	case o.unavailable:
+		writeUnavailableJSON(w)
+	case o.err != nil:
+		b.provider.WriteAccessError(ctx, w, o.ar, o.err)
+	default:
+		b.metrics.tokens.WithLabelValues(o.grant).Inc()
+		b.provider.WriteAccessResponse(ctx, w, o.ar, o.resp)
+	}
+}
+
+func (b *Broker) tokenExchange(ctx context.Context, r *http.Request) tokenOutcome {
+	ar, err := b.provider.NewAccessRequest(ctx, r, newEmptySession())
+	if isUnavailable(err) {
+		b.logger(ctx).Warn("token request: dependency unavailable", "err", err)
+		return tokenOutcome{unavailable: true}
+	}
 	if err != nil {
 		b.logger(ctx).Info("token request refused", "error", fosite.ErrorToRFC6749Error(err).ErrorField)
-		b.provider.WriteAccessError(ctx, w, ar, err)
-		return
+		return tokenOutcome{ar: ar, err: err}
 	}
 	grant := "other"
 	if gt := ar.GetGrantTypes(); len(gt) == 1 {
@@ -384,14 +433,15 @@ func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 		// student who left or a revoked link disappears from refreshed tokens.
 		if sess, ok := ar.GetSession().(*Session); ok && sess.Subject != "" && sess.Subject != sess.ClientID {
 			a, err := b.store.Account(ctx, sess.Subject)
+			if isUnavailable(err) {
+				return tokenOutcome{unavailable: true}
+			}
 			if err != nil || a.Status != "active" {
-				b.provider.WriteAccessError(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The account no longer exists or is disabled."))
-				return
+				return tokenOutcome{ar: ar, err: fosite.ErrInvalidGrant.WithHint("The account no longer exists or is disabled.")}
 			}
 			links, err := b.linkClaims(ctx, a, ar.GetGrantedScopes(), sess.PickedStudent)
 			if err != nil {
-				b.provider.WriteAccessError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
-				return
+				return tokenOutcome{ar: ar, err: fosite.ErrServerError.WithWrap(err), unavailable: isUnavailable(err)}
 			}
 			applyClaims(sess, profileClaims(a, ar.GetGrantedScopes()), links)
 		}
@@ -406,16 +456,13 @@ func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 	resp, err := b.provider.NewAccessResponse(ctx, ar)
 	if isUnavailable(err) {
 		b.logger(ctx).Warn("token response: dependency unavailable", "err", err)
-		writeUnavailableJSON(w)
-		return
+		return tokenOutcome{unavailable: true}
 	}
 	if err != nil {
 		b.logger(ctx).Info("token response refused", "grant", grant, "error", fosite.ErrorToRFC6749Error(err).ErrorField)
-		b.provider.WriteAccessError(ctx, w, ar, err)
-		return
+		return tokenOutcome{ar: ar, err: err}
 	}
-	b.metrics.tokens.WithLabelValues(grant).Inc()
-	b.provider.WriteAccessResponse(ctx, w, ar, resp)
+	return tokenOutcome{ar: ar, resp: resp, grant: grant}
 }
 
 func (b *Broker) revoke(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -452,6 +453,56 @@ func testTransactionRollback(t *testing.T, s *storage.Store) {
 	}
 	if _, err := s.GetAccessTokenSession(ctx, "tx3", openid.NewDefaultSession()); err != nil {
 		t.Errorf("after Commit: %v", err)
+	}
+
+	// A request transaction: fosite's BeginTX/Commit inside it join it; nothing is visible
+	// outside until it ends; a joined Rollback (or abort) drops everything.
+	seen := func(sig string) bool {
+		_, err := s.GetAccessTokenSession(ctx, sig, openid.NewDefaultSession())
+		return err == nil
+	}
+	for _, tc := range []struct {
+		name          string
+		innerRollback bool
+		abort         bool
+		want          bool
+	}{{"committed", false, false, true}, {"joined rollback", true, false, false}, {"aborted", false, true, false}} {
+		sig := "req-" + strings.ReplaceAll(tc.name, " ", "-")
+		rctx, err := s.BeginRequestTx(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.BeginRequestTx(rctx); err == nil {
+			t.Errorf("%s: a second request transaction was opened inside the first", tc.name)
+		}
+		if err := s.CreateRefreshTokenSession(rctx, sig+"-r", "", newRequest(c, "u")); err != nil {
+			t.Fatal(err)
+		}
+		ictx, err := s.BeginTX(rctx)
+		if err != nil {
+			t.Fatalf("%s: BeginTX under a request transaction: %v", tc.name, err)
+		}
+		if err := s.CreateAccessTokenSession(ictx, sig, newRequest(c, "u")); err != nil {
+			t.Fatal(err)
+		}
+		if tc.innerRollback {
+			err = s.Rollback(ictx)
+		} else {
+			err = s.Commit(ictx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen(sig) {
+			t.Errorf("%s: a joined commit was visible before the request transaction ended", tc.name)
+		}
+		committed, err := s.EndRequestTx(rctx, tc.abort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if committed != tc.want || seen(sig) != tc.want {
+			t.Errorf("%s: committed=%v, row visible=%v, want %v", tc.name, committed, seen(sig), tc.want)
+		}
 	}
 }
 
