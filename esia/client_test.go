@@ -172,6 +172,44 @@ func TestGOSTSignedTokens(t *testing.T) {
 	}
 }
 
+// TestTokenCertificatePEM: the certificate the emulator publishes for a broker in another
+// process verifies its tokens, for both algorithms, and another emulator's does not.
+func TestTokenCertificatePEM(t *testing.T) {
+	for _, alg := range []string{"RS256", esia.AlgGOST} {
+		t.Run(alg, func(t *testing.T) {
+			e := newEnv(t, esiatest.Options{TokenAlg: alg})
+			own, err := e.emu.TokenCertificatePEM()
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, _ := esiatest.New(esiatest.Options{TokenAlg: alg})
+			foreign, err := other.TokenCertificatePEM()
+			if err != nil {
+				t.Fatal(err)
+			}
+			au, _ := e.client(t, nil).AuthURL(context.Background(), uuid.NewString())
+			tok, err := e.client(t, nil).Exchange(context.Background(), authorize(t, au, "student-15").Get("code"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range []struct {
+				name string
+				pem  []byte
+				ok   bool
+			}{{"own certificate", own, true}, {"another emulator's", foreign, false}} {
+				v, err := esia.NewTokenVerifier(tc.pem)
+				if err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				c := e.client(t, func(cfg *esia.Config) { cfg.Verifier = v })
+				if _, err := c.VerifyAccessToken(tok.AccessToken); (err == nil) != tc.ok {
+					t.Errorf("%s: verify error %v, want ok=%v", tc.name, err, tc.ok)
+				}
+			}
+		})
+	}
+}
+
 func TestProtocolErrors(t *testing.T) {
 	e := newEnv(t, esiatest.Options{})
 	ctx := context.Background()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make bench: a synthetic region on PostgreSQL, the broker (dev server on PostgreSQL with the
-# ESIA emulator answering at once from a random population), and the load generator.
+# make bench: a synthetic region on PostgreSQL, the broker (`esia-broker serve` on PostgreSQL),
+# the ESIA emulator in its own process answering at once from a random population, and the load
+# generator. The broker's CPU figures are its own: the emulator's work is in another process.
 # Tunables: BENCH_SCHOOLS, BENCH_STUDENTS, BENCH_USERS, BENCH_DURATION, BENCH_TOKEN_ALG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +17,10 @@ admin="${ESIA_BROKER_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres?
 psql "$admin" -qc "CREATE DATABASE $db" >/dev/null
 dsn="${admin%/*}/$db?sslmode=disable"
 broker_pid=""
+emu_pid=""
 cleanup() {
   [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null || true
+  [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null && wait "$emu_pid" 2>/dev/null || true
   psql "$admin" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -37,9 +40,17 @@ t0=$(date +%s.%N)
 echo "roster import: $(echo "$(date +%s.%N) - $t0" | bc) s for $STUDENTS students"
 secret=$(./esia-broker clients create bench --redirect-uri http://127.0.0.1:9/bench/callback \
   --grant-type authorization_code,refresh_token,client_credentials --scope openid,profile,students,offline_access | sed -n 's/^client_secret: //p')
-./esia-broker dev --esia-random-population "$STUDENTS" --esia-skip-signature-checks --esia-token-alg "$TOKEN_ALG" >/dev/null 2>dev.log &
+./esia-loadgen emulator -listen 127.0.0.1:18090 -dir . -population "$STUDENTS" -skip-signature-checks -token-alg "$TOKEN_ALG" 2>emulator.log &
+emu_pid=$!
+for _ in $(seq 1 100); do [ -s esia-cert.pem ] && curl -s -o /dev/null http://127.0.0.1:18090/ && break; sleep 0.1; done
+export ESIA_BROKER_UPSTREAM_ESIA_ENABLED=true ESIA_BROKER_UPSTREAM_ESIA_BASE_URL=http://127.0.0.1:18090 \
+  ESIA_BROKER_UPSTREAM_ESIA_CLIENT_ID=ESIA_BROKER_BENCH ESIA_BROKER_UPSTREAM_ESIA_SIGNER=gost \
+  ESIA_BROKER_UPSTREAM_ESIA_KEY_FILE="$work/client-key.pem" ESIA_BROKER_UPSTREAM_ESIA_CERT_FILE="$work/client-cert.pem" \
+  ESIA_BROKER_UPSTREAM_ESIA_VERIFY_CERT_FILES="$work/esia-cert.pem" ESIA_BROKER_UPSTREAM_ESIA_ACCESS_TYPE=online
+./esia-broker serve >/dev/null 2>broker.log &
 broker_pid=$!
 for _ in $(seq 1 100); do curl -fs http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.1; done
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; broker, emulator, PostgreSQL and the generator on it"
+curl -fs http://127.0.0.1:18080/readyz >/dev/null || { echo "bench: the broker did not start:"; cat broker.log; exit 1; }
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; broker, emulator (own process, signature checks skipped, tokens $TOKEN_ALG), PostgreSQL and the generator on it"
 ./esia-loadgen run -issuer http://127.0.0.1:18080 -client-id bench -client-secret "$secret" -users "$USERS" -duration "$DURATION" \
   -pid "$broker_pid" -pg "$dsn" -json "${BENCH_JSON:-/dev/null}"

@@ -34,13 +34,15 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: esia-loadgen region|run [flags]")
+		fmt.Fprintln(os.Stderr, "usage: esia-loadgen region|emulator|run [flags]")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "region":
 		err = region(os.Args[2:])
+	case "emulator":
+		err = emulator(context.Background(), os.Args[2:])
 	case "run":
 		err = run(os.Args[2:])
 	default:

@@ -10,11 +10,15 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	_ "embed"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"html/template"
+	"math/big"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
@@ -211,6 +215,25 @@ func (s *Server) TokenVerifier() *esia.TokenVerifier {
 		v.AddRSA(&s.key.PublicKey)
 	}
 	return v
+}
+
+// TokenCertificatePEM is a self-signed certificate of the key the emulator signs tokens with:
+// what the broker's upstream.esia.verify_cert_files needs when the emulator runs in its own
+// process.
+func (s *Server) TokenCertificatePEM() ([]byte, error) {
+	from, to := time.Now().Add(-time.Hour), time.Now().AddDate(1, 0, 0)
+	var der []byte
+	var err error
+	if s.opts.TokenAlg == esia.AlgGOST {
+		der, err = gost.CreateSelfSignedCertificate(s.gostKey, "ESIA emulator", from, to)
+	} else {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ESIA emulator"}, NotBefore: from, NotAfter: to}
+		der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &s.key.PublicKey, s.key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("esiatest: token certificate: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 // Handler serves ESIA's paths (/aas/oauth2/v2/ac, /aas/oauth2/v3/te, /rs/prns/…, /idp/ext/Logout).
