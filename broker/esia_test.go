@@ -351,3 +351,116 @@ func openSQLite(t *testing.T) *storage.Store {
 	t.Helper()
 	return storagetestOpenSQLite(t)
 }
+
+// TestIdpGoesStraightToUpstream: with idp=esia the authorization request goes to ESIA at once
+// (no start page, no /login hop); a returning user with consent given comes back from the
+// callback straight to the client; an unknown idp shows the start page; an upstream that
+// cannot be signed for shows a page whose «Повторить» still works.
+func TestIdpGoesStraightToUpstream(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		conns, _ := esiaUpstream(t, "", 5*time.Second)
+		h := newHarnessWith(t, s, conns)
+		h.client("kiasuo", "secret-secret-secret")
+		r := newRP(t, h, "kiasuo", "secret-secret-secret")
+		br := newBrowser(t)
+		stop := *br.Client
+		stop.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		authURL := func(verifier string) string {
+			return r.conf.AuthCodeURL("state-idp-test", oauth2.S256ChallengeOption(verifier), oidc.Nonce("nonce-idp-test"), oauth2.SetAuthURLParam("idp", "esia"), oauth2.SetAuthURLParam("prompt", "login"))
+		}
+		for i, firstLogin := range []bool{true, false} {
+			verifier := oauth2.GenerateVerifier()
+			resp, err := stop.Get(authURL(verifier))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			esiaURL, _ := url.Parse(resp.Header.Get("Location"))
+			if resp.StatusCode != http.StatusFound || esiaURL == nil || !strings.Contains(esiaURL.Path, "/aas/oauth2/v2/ac") {
+				t.Fatalf("login %d: authorize answered %d → %q, want a redirect to ESIA", i, resp.StatusCode, resp.Header.Get("Location"))
+			}
+			var back *url.URL
+			if firstLogin {
+				resp, body := choosePersona(t, br, esiaURL, "parent-two-kids")
+				if back, _ = url.Parse(resp.Header.Get("Location")); back == nil || back.Query().Get("code") == "" {
+					t.Fatalf("first login: no code: %d %s", resp.StatusCode, body)
+				}
+			} else {
+				// Through the persona page by hand, to see what the callback itself answers.
+				page, _ := br.Get(esiaURL.String())
+				body, _ := io.ReadAll(page.Body)
+				page.Body.Close()
+				m := regexp.MustCompile(`name="request" value="([^"]+)"`).FindSubmatch(body)
+				if m == nil {
+					t.Fatalf("no persona page: %s", body)
+				}
+				resp, err := stop.PostForm(esiaURL.String(), url.Values{"request": {string(m[1])}, "persona": {"parent-two-kids"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				resp, err = stop.Get(resp.Header.Get("Location")) // the broker's /esia/callback
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if back, _ = url.Parse(resp.Header.Get("Location")); (resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther) || back == nil || !strings.HasPrefix(back.String(), rpRedirect) || back.Query().Get("code") == "" {
+					t.Fatalf("returning login: the callback answered %d → %q, want the client's redirect with a code", resp.StatusCode, resp.Header.Get("Location"))
+				}
+			}
+			tok, err := r.conf.Exchange(r.ctx, back.Query().Get("code"), oauth2.VerifierOption(verifier))
+			if err != nil {
+				t.Fatalf("login %d: exchange: %v", i, err)
+			}
+			if _, err := r.verifier.Verify(r.ctx, tok.Extra("id_token").(string)); err != nil {
+				t.Fatalf("login %d: id token: %v", i, err)
+			}
+		}
+
+		resp, err := newBrowser(t).Get(r.conf.AuthCodeURL("state-idp-test", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("idp", "nope")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !esiaLink.Match(body) {
+			t.Errorf("unknown idp: %d, want the start page with «Войти через Госуслуги»", resp.StatusCode)
+		}
+	})
+}
+
+func TestIdpWithBrokenSigner(t *testing.T) {
+	s := openSQLite(t)
+	conns := func(issuer string) []broker.Connector {
+		c, err := esia.New(esia.Config{BaseURL: "http://127.0.0.1:9", ClientID: "ESIA_BROKER_TEST", RedirectURI: issuer + "/esia/callback", Scopes: esiaScopes, Timeout: time.Second},
+			&esia.CommandSigner{Argv: []string{"false"}, Hash: "00", Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []broker.Connector{broker.NewESIAConnector(c)}
+	}
+	h := newHarnessWith(t, s, conns)
+	h.client("kiasuo", "secret-secret-secret")
+	r := newRP(t, h, "kiasuo", "secret-secret-secret")
+	br := newBrowser(t)
+	resp, err := br.Get(r.conf.AuthCodeURL("state-idp-test", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("idp", "esia")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	retry := regexp.MustCompile(`href="(/login/esia\?login=[^"]+)"`).FindSubmatch(body)
+	if resp.StatusCode < 500 || retry == nil {
+		t.Fatalf("broken signer: %d, want an error page with a retry link: %s", resp.StatusCode, body)
+	}
+	resp, err = br.Get(h.URL + strings.ReplaceAll(string(retry[1]), "&amp;", "&"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode < 500 || strings.Contains(string(body), "Время входа истекло") {
+		t.Errorf("retry: %d, want the upstream error again (the login request kept), got: %s", resp.StatusCode, body)
+	}
+	nothingWritten(t, s)
+}

@@ -51,8 +51,17 @@ func (b *Broker) consentCurrent(ctx context.Context, accountID, clientID string,
 	if err != nil {
 		return false, err
 	}
+	return b.consentMatches(c, scopes, linked), nil
+}
+
+// consentMatches tells whether a stored consent (nil: none) covers this text version, these
+// scopes and these children.
+func (b *Broker) consentMatches(c *storage.Consent, scopes fosite.Arguments, linked []storage.LinkedStudent) bool {
+	if c == nil {
+		return false
+	}
 	sc, st := consentKey(scopes, linked)
-	return c.TextVersion == b.cfg.Linking.ConsentVersion && c.Scopes == sc && c.Students == st, nil
+	return c.TextVersion == b.cfg.Linking.ConsentVersion && c.Scopes == sc && c.Students == st
 }
 
 var scopeText = map[string]string{

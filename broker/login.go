@@ -107,6 +107,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		account *storage.Account
 		lr      *storage.LoginRequest
 		intent  *storage.LinkIntent
+		pre     loginState
 	)
 	// Everything the login writes — account, links, the diary's link, the new session — is one
 	// transaction: a failure leaves none of it.
@@ -151,7 +152,23 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		if err := b.store.CompleteLoginRequest(ctx, flow.LoginRequestID, bs.IDHash); err != nil {
 			return expiredLogin(err)
 		}
-		return b.store.Audit(ctx, "account:"+account.ID, "login", connID, map[string]any{"amr": amr})
+		lr.SessionHash = bs.IDHash
+		if err := b.store.Audit(ctx, "account:"+account.ID, "login", connID, map[string]any{"amr": amr}); err != nil {
+			return err
+		}
+		if intent != nil {
+			return nil
+		}
+		// What the authorization needs next is read here, in the same transaction.
+		if pre.linked, err = b.store.LinkedStudents(ctx, account.ID); err != nil {
+			return err
+		}
+		q, _ := url.ParseQuery(lr.AuthorizeQuery)
+		pre.consent, err = b.store.Consent(ctx, account.ID, q.Get("client_id"))
+		if errors.Is(err, storage.ErrNotFound) {
+			err = nil
+		}
+		return err
 	})
 	if err != nil {
 		b.renderError(w, r, err)
@@ -166,7 +183,9 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 			Message: "Учётная запись Госуслуг привязана к дневнику. Теперь входите в дневник через Госуслуги.", Students: studentViews(linked), ReturnURI: intent.ReturnURI})
 		return
 	}
-	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(flow.LoginRequestID), http.StatusFound)
+	// The authorization goes on in this response: straight back to the client when nothing else
+	// is needed, or to the page of the step that is.
+	b.proceed(w, r, lr, bs, account, &pre)
 }
 
 func errIntentGone(err error) error {

@@ -110,7 +110,7 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 		b.renderError(w, r, err)
 		return
 	}
-	b.proceed(w, r, lr, bs, account)
+	b.proceed(w, r, lr, bs, account, nil)
 }
 
 // resume continues an authorization request after the login, code entry, consent or picker it
@@ -120,7 +120,7 @@ func (b *Broker) resume(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	b.proceed(w, r, lr, bs, account)
+	b.proceed(w, r, lr, bs, account, nil)
 }
 
 // loginInProgress loads a login request and checks that it belongs to this browser and its
@@ -145,10 +145,19 @@ func (b *Broker) loginInProgress(w http.ResponseWriter, r *http.Request, id stri
 	return lr, bs, account, true
 }
 
+// loginState is what the login callback already read in its transaction, so that proceed need
+// not read it again: the account's links and its consent for the client (nil: none).
+type loginState struct {
+	linked  []storage.LinkedStudent
+	consent *storage.Consent
+}
+
 // proceed takes a logged-in authorization request through the steps it still needs — role and
 // invite code when nothing is linked, first-login consent, the student picker — and then issues
 // the authorization code. With prompt=none a needed step is an OAuth error instead of a page.
-func (b *Broker) proceed(w http.ResponseWriter, r *http.Request, lr *storage.LoginRequest, bs *storage.BrowserSession, account *storage.Account) {
+// With pre (from the login callback) nothing is read again, and a step that needs a page
+// redirects to the resume address, so that the page has an address of its own.
+func (b *Broker) proceed(w http.ResponseWriter, r *http.Request, lr *storage.LoginRequest, bs *storage.BrowserSession, account *storage.Account, pre *loginState) {
 	ctx := r.Context()
 	if lr.AuthorizeQuery == "" {
 		b.renderError(w, r, expiredLogin(errors.New("login request without an authorization request")))
@@ -176,11 +185,14 @@ func (b *Broker) proceed(w http.ResponseWriter, r *http.Request, lr *storage.Log
 	prompt := fosite.RemoveEmpty(strings.Split(ar.GetRequestForm().Get("prompt"), " "))
 	none := slices.Contains(prompt, "none")
 	scopes := ar.GetRequestedScopes()
-	linked, err := b.store.LinkedStudents(ctx, account.ID)
-	if err != nil {
+	var linked []storage.LinkedStudent
+	if pre != nil {
+		linked = pre.linked
+	} else if linked, err = b.store.LinkedStudents(ctx, account.ID); err != nil {
 		b.renderError(w, r, err)
 		return
 	}
+	resumeURL := "/oauth2/authorize/resume?login=" + url.QueryEscape(lr.ID)
 	child := account.Kind == "child"
 	if scopes.Has("students") && len(linked) == 0 && !child {
 		if none {
@@ -192,26 +204,34 @@ func (b *Broker) proceed(w http.ResponseWriter, r *http.Request, lr *storage.Log
 	}
 	// A child under 14 does not consent: the parent who made the sub-account did.
 	if !lr.Consented && !child {
-		current, err := b.consentCurrent(ctx, account.ID, client.ID, scopes, linked)
-		if err != nil {
+		var current bool
+		if pre != nil {
+			current = b.consentMatches(pre.consent, scopes, linked)
+		} else if current, err = b.consentCurrent(ctx, account.ID, client.ID, scopes, linked); err != nil {
 			b.renderError(w, r, err)
 			return
 		}
 		if !current {
-			if none {
+			switch {
+			case none:
 				b.authorizeError(w, r, ar, fosite.ErrConsentRequired.WithHint("The user has not consented to this client yet."))
-				return
+			case pre != nil:
+				http.Redirect(w, r, resumeURL, http.StatusFound)
+			default:
+				b.renderConsent(w, r, lr, client, scopes, linked)
 			}
-			b.renderConsent(w, r, lr, client, scopes, linked)
 			return
 		}
 	}
 	if lr.StudentID == "" && len(linked) > 1 && scopes.Has("students") && (slices.Contains(prompt, "select_account") || b.alwaysPick(client.ID)) {
-		if none {
+		switch {
+		case none:
 			b.authorizeError(w, r, ar, errAccountSelectionRequired.WithHint("The user must pick a student."))
-			return
+		case pre != nil:
+			http.Redirect(w, r, resumeURL, http.StatusFound)
+		default:
+			b.renderPicker(w, r, lr, linked)
 		}
-		b.renderPicker(w, r, lr, linked)
 		return
 	}
 	b.finishAuthorize(w, r, ar, bs, account, client, lr, linked)
@@ -345,15 +365,41 @@ func (b *Broker) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	// The whole request is kept, prompt included: fosite checks auth_time against the request
 	// time for prompt=login, and select_account still asks for the picker.
 	lr := &storage.LoginRequest{ID: uuid.NewString(), AuthorizeQuery: ar.GetRequestForm().Encode(), BrowserHash: hashToken(browser), ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
+	// With idp naming a connector the browser goes straight to the upstream: the login request
+	// and the upstream flow are written in one transaction and no start page is shown.
+	if conn, ok := b.connectors[ar.GetRequestForm().Get("idp")]; ok {
+		state := uuid.NewString()
+		target, data, err := conn.LoginURL(ctx, state)
+		if err == nil {
+			f := &storage.UpstreamFlow{State: state, Connector: conn.ID(), LoginRequestID: lr.ID, BrowserHash: lr.BrowserHash, Data: data, ExpiresAt: lr.ExpiresAt}
+			err = b.store.InTx(ctx, func(ctx context.Context) error {
+				if err := b.store.CreateLoginRequest(ctx, lr); err != nil {
+					return err
+				}
+				return b.store.CreateUpstreamFlow(ctx, f)
+			})
+			if err != nil {
+				b.renderError(w, r, err)
+				return
+			}
+			http.Redirect(w, r, target, http.StatusFound)
+			return
+		}
+		// The upstream could not be reached: keep the login request so that «Повторить» can
+		// start the upstream trip again.
+		b.metrics.logins.WithLabelValues(conn.ID(), "upstream_error").Inc()
+		if serr := b.store.CreateLoginRequest(ctx, lr); serr != nil {
+			b.renderError(w, r, serr)
+			return
+		}
+		ue := *asUserError(err).(*UserError)
+		ue.Retry = "/login/" + url.PathEscape(conn.ID()) + "?login=" + url.QueryEscape(lr.ID)
+		b.renderError(w, r, &ue)
+		return
+	}
 	if err := b.store.CreateLoginRequest(ctx, lr); err != nil {
 		b.renderError(w, r, err)
 		return
-	}
-	if idp := ar.GetRequestForm().Get("idp"); idp != "" {
-		if _, ok := b.connectors[idp]; ok {
-			http.Redirect(w, r, "/login/"+url.PathEscape(idp)+"?login="+url.QueryEscape(lr.ID), http.StatusFound)
-			return
-		}
 	}
 	links := make([]connectorLink, 0, len(b.connOrder))
 	for _, c := range b.connOrder {
