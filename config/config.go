@@ -208,6 +208,8 @@ type HTTP struct {
 	MaxBodyBytes    int64         `mapstructure:"max_body_bytes"`
 	// TrustedProxies are the CIDRs of load balancers whose X-Forwarded-For names the client.
 	TrustedProxies string `mapstructure:"trusted_proxies"`
+	// PprofListen, when set, serves Go's profiler (/debug/pprof/) on this loopback address.
+	PprofListen string `mapstructure:"pprof_listen"`
 }
 
 // TrustedProxyNets parses http.trusted_proxies.
@@ -276,6 +278,7 @@ func Defaults() map[string]any {
 		"http.write_timeout":                 "30s",
 		"http.shutdown_timeout":              "20s",
 		"http.max_body_bytes":                1 << 20,
+		"http.pprof_listen":                  "",
 		"log.level":                          "info",
 		"log.format":                         "json",
 		"limits.pages_per_ip_per_minute":     120,
@@ -422,6 +425,11 @@ func (c *Config) validate() []string {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "must be host:port, got %q", c.Listen)
+	}
+	if p := c.HTTP.PprofListen; p != "" {
+		if host, _, err := net.SplitHostPort(p); err != nil || !isLoopback(host) {
+			bad("http.pprof_listen", "must be a loopback host:port (the profiler is not for the network), got %q", p)
+		}
 	}
 	if d := c.Database.DSN; d != "" && !strings.HasPrefix(d, "postgres://") && !strings.HasPrefix(d, "postgresql://") && !strings.HasPrefix(d, "sqlite:") {
 		bad("database.dsn", "must start with postgres://, postgresql:// or sqlite:")

@@ -97,6 +97,20 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{
+			name:     "profiler only on loopback",
+			env:      append(prodEnv(), "ESIA_BROKER_HTTP_PPROF_LISTEN=0.0.0.0:6060"),
+			wantErrs: []string{"http.pprof_listen: must be a loopback host:port"},
+		},
+		{
+			name: "profiler on loopback accepted",
+			env:  append(prodEnv(), "ESIA_BROKER_HTTP_PPROF_LISTEN=127.0.0.1:6060"),
+			check: func(t *testing.T, c *Config) {
+				if c.HTTP.PprofListen != "127.0.0.1:6060" {
+					t.Errorf("pprof_listen %q", c.HTTP.PprofListen)
+				}
+			},
+		},
+		{
 			name:     "unparsable duration",
 			env:      append(prodEnv(), "ESIA_BROKER_TOKENS_ACCESS_TOKEN_LIFESPAN=forever"),
 			wantErrs: []string{"cannot decode"},

@@ -486,3 +486,31 @@ func TestCommandSignerWithOpenSSL(t *testing.T) {
 		t.Error("a failing command signed")
 	}
 }
+
+// TestRandomPopulation: the load-test population answers at once; with InOrderFirst the first
+// draws take every member once, in order, and later draws stay inside the population.
+func TestRandomPopulation(t *testing.T) {
+	e := newEnv(t, esiatest.Options{RandomPopulation: 3, InOrderFirst: true})
+	c := e.client(t, nil)
+	var got []string
+	for range 9 {
+		au, _ := c.AuthURL(context.Background(), uuid.NewString())
+		q := authorize(t, au, "")
+		tok, err := c.Exchange(context.Background(), q.Get("code"))
+		if err != nil {
+			t.Fatalf("exchange: %v (callback %v)", err, q)
+		}
+		got = append(got, tok.Claims.OID)
+	}
+	if strings.Join(got[:3], ",") != "2000000000,2000000001,2000000002" {
+		t.Errorf("first draws %v, want every member once in order", got[:3])
+	}
+	for _, oid := range got[3:] {
+		if oid < "2000000000" || oid > "2000000002" {
+			t.Errorf("draw %s outside the population of 3", oid)
+		}
+	}
+	if !esiatest.ValidSNILS(esiatest.PopulationPersona(2).SNILS) {
+		t.Error("population member without a valid SNILS")
+	}
+}

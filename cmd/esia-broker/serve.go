@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -79,6 +80,13 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	go b.Run(bg)
+	if cfg.HTTP.PprofListen != "" {
+		stopPprof, err := servePprof(cfg.HTTP.PprofListen, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("listening", "addr", l.Addr().String(), "issuer", cfg.Issuer, "store", string(store.Dialect()))
@@ -101,6 +109,25 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// servePprof serves Go's profiler on its own loopback listener (http.pprof_listen), never on the
+// broker's own address.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (http.pprof_listen): %w", addr, err)
+	}
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: m, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	log.Info("profiler listening", "addr", l.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
 
 func (a *app) migrateCmd() *cobra.Command {

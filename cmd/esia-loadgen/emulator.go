@@ -32,6 +32,7 @@ func emulator(ctx context.Context, args []string) error {
 	redirect := fs.String("redirect-uri", "http://127.0.0.1:18080/esia/callback", "the broker's ESIA callback")
 	population := fs.Int("population", 50000, "answer at once as a random member of a population of this size (0: persona page)")
 	skipSig := fs.Bool("skip-signature-checks", false, "do not verify the broker's client secrets")
+	inOrder := fs.Bool("in-order-first", false, "hand out every population member once, in order, before drawing at random")
 	tokenAlg := fs.String("token-alg", esia.AlgGOST, "how tokens are signed: GOST3410_2012_256 or RS256")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -40,7 +41,7 @@ func emulator(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	emu, err := esiatest.New(esiatest.Options{TokenAlg: *tokenAlg, RandomPopulation: *population, SkipSignatureChecks: *skipSig,
+	emu, err := esiatest.New(esiatest.Options{TokenAlg: *tokenAlg, RandomPopulation: *population, InOrderFirst: *inOrder, SkipSignatureChecks: *skipSig,
 		Clients: []esiatest.Client{{ID: *clientID, CertDER: certDER, RedirectURIs: []string{*redirect},
 			Scopes: []string{"openid", "fullname", "birthdate", "gender", "snils", "email", "mobile", "contacts", "kid_fullname", "kid_birthdate", "kid_snils"}}}})
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -154,6 +155,7 @@ type runner struct {
 	provider                           *oidc.Provider
 	verifier                           *oidc.IDTokenVerifier
 	conf                               oauth2.Config
+	consentPages                       atomic.Int64 // consent forms answered: 0 for returning users
 }
 
 var (
@@ -192,6 +194,7 @@ func (r *runner) login(ctx context.Context) (*oauth2.Token, error) {
 		if resp.StatusCode != 200 || cs == nil || ls == nil || !strings.Contains(string(body), `action="/consent"`) {
 			return nil, fmt.Errorf("unexpected page %d", resp.StatusCode)
 		}
+		r.consentPages.Add(1)
 		resp, err = c.PostForm(r.issuer+"/consent", url.Values{"csrf": {string(cs[1])}, "login": {string(ls[1])}, "decision": {"accept"}})
 		if err != nil {
 			return nil, fmt.Errorf("consent: %w", err)
@@ -228,6 +231,7 @@ func run(args []string) error {
 	pid := fs.Int("pid", 0, "broker process id (CPU and memory)")
 	pgDSN := fs.String("pg", "", "PostgreSQL DSN of the broker's database (transactions)")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
+	firstLogins := fs.Int("first-logins", 0, "before the timed modes, run exactly this many logins as mode first_login (with the emulator's -in-order-first: every population member logs in and consents once, so later logins are returning users)")
 	_ = fs.Parse(args)
 	ctx := context.Background()
 	p, err := oidc.NewProvider(ctx, *issuer)
@@ -244,34 +248,51 @@ func run(args []string) error {
 		}
 		defer db.Close()
 	}
-	// A pool of tokens for the refresh and userinfo modes.
-	var pool []*oauth2.Token
-	for range *users {
-		t, err := r.login(ctx)
-		if err != nil {
-			return fmt.Errorf("warm-up login: %w", err)
-		}
-		pool = append(pool, t)
-	}
 	var report []map[string]any
-	for _, mode := range strings.Split(*modes, ",") {
+	modeList := strings.Split(*modes, ",")
+	if *firstLogins > 0 {
+		modeList = append([]string{"first_login"}, modeList...)
+	}
+	var pool []*oauth2.Token
+	for _, mode := range modeList {
+		if mode != "first_login" && pool == nil {
+			// A pool of tokens for the refresh and userinfo modes.
+			for range *users {
+				t, err := r.login(ctx)
+				if err != nil {
+					return fmt.Errorf("warm-up login: %w", err)
+				}
+				pool = append(pool, t)
+			}
+		}
 		res := &result{errors: map[string]int{}}
 		br := proc{*pid}
 		cpu0, x0 := br.cpu(), pgXacts(db)
+		consents0 := r.consentPages.Load()
 		start := time.Now()
 		deadline := start.Add(*duration)
+		left := int64(*firstLogins)
+		more := func() bool {
+			if mode == "first_login" {
+				return atomic.AddInt64(&left, -1) >= 0
+			}
+			return time.Now().Before(deadline)
+		}
 		var wg sync.WaitGroup
 		for u := range *users {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				tok := pool[u]
-				defer func() { pool[u] = tok }() // refresh rotates: later modes use the newest token
-				for time.Now().Before(deadline) {
+				var tok *oauth2.Token
+				if pool != nil {
+					tok = pool[u]
+					defer func() { pool[u] = tok }() // refresh rotates: later modes use the newest token
+				}
+				for more() {
 					t0 := time.Now()
 					var err error
 					switch mode {
-					case "login":
+					case "login", "first_login":
 						_, err = r.login(ctx)
 					case "refresh":
 						var nt *oauth2.Token
@@ -304,6 +325,9 @@ func run(args []string) error {
 		}
 		row := map[string]any{"mode": mode, "users": *users, "ok": n, "per_second": float64(n) / elapsed.Seconds(),
 			"p50_ms": pct(.50), "p90_ms": pct(.90), "p99_ms": pct(.99), "max_ms": pct(1), "errors": res.errors}
+		if strings.HasSuffix(mode, "login") {
+			row["consent_pages"] = r.consentPages.Load() - consents0
+		}
 		if *pid > 0 && n > 0 {
 			row["broker_cpu_ms_per_op"] = float64((cpu1 - cpu0).Microseconds()) / 1000 / float64(n)
 			row["broker_peak_rss_mib"] = br.peakRSS()
@@ -318,6 +342,9 @@ func run(args []string) error {
 		}
 		if v, ok := row["pg_xacts_per_op"]; ok {
 			fmt.Printf("  pg %.1f xact/op", v)
+		}
+		if v, ok := row["consent_pages"]; ok {
+			fmt.Printf("  consents %d", v)
 		}
 		if len(res.errors) > 0 {
 			fmt.Printf("  errors %v", res.errors)

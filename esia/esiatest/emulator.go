@@ -99,6 +99,10 @@ type Options struct {
 	// RandomPopulation > 0 answers every authorization at once as a persona drawn at random
 	// from a generated population of that size (load tests).
 	RandomPopulation int
+	// InOrderFirst makes the first RandomPopulation authorizations take every member once, in
+	// order, before the random draws: a load test logs everyone in once, then measures
+	// returning users.
+	InOrderFirst bool
 	// SkipSignatureChecks skips verifying client secrets (load tests measure the broker only).
 	SkipSignatureChecks bool
 	// TimestampWindow is how far a request's timestamp may be from now; 5m when zero.
@@ -142,6 +146,7 @@ type Server struct {
 	page    *template.Template
 
 	mu       sync.Mutex
+	drawn    int // population members handed out in order (InOrderFirst)
 	pendings map[string]*pending
 	codes    map[string]*grant
 	tokens   map[string]*grant
@@ -628,9 +633,13 @@ func PopulationPersona(i int) Persona {
 }
 
 func (s *Server) randomPersona() *Persona {
-	i := mrand.IntN(s.opts.RandomPopulation)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	i := mrand.IntN(s.opts.RandomPopulation)
+	if s.opts.InOrderFirst && s.drawn < s.opts.RandomPopulation {
+		i = s.drawn
+		s.drawn++
+	}
 	oid := fmt.Sprintf("%d", 2000000000+i)
 	if p, ok := s.byOID[oid]; ok {
 		return p
