@@ -79,7 +79,8 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 		if err := b.store.CreateBrowserSession(ctx, bs, []string{"pwd"}); err != nil {
 			return err
 		}
-		return b.store.CompleteLoginRequest(ctx, lr.ID, bs.IDHash)
+		_, err := b.store.CompleteLoginRequest(ctx, lr.ID, bs.IDHash)
+		return err
 	})
 	if err != nil {
 		b.renderError(w, r, expiredLogin(err))

@@ -124,7 +124,18 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 			b.metrics.logins.WithLabelValues(connID, "disabled").Inc()
 			return &UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена", Message: "Вход с этой учётной записью отключён администратором. Обратитесь в школу или в службу поддержки."}
 		}
-		if lr, err = b.store.LoginRequest(ctx, flow.LoginRequestID); err != nil {
+		// A new session id at every login: whatever id the browser held before is dropped.
+		if old := b.sessionCookie(r); old != "" {
+			if err := b.store.DeleteBrowserSession(ctx, hashToken(old)); err != nil {
+				return err
+			}
+		}
+		bs.AccountID = account.ID
+		if err := b.store.CreateBrowserSession(ctx, bs, amr); err != nil {
+			return err
+		}
+		// The login request is marked as logged in by the new session, and read, at once.
+		if lr, err = b.store.CompleteLoginRequest(ctx, flow.LoginRequestID, bs.IDHash); err != nil {
 			return expiredLogin(err)
 		}
 		// Links by SNILS are re-checked at every login.
@@ -139,20 +150,6 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 				return err
 			}
 		}
-		// A new session id at every login: whatever id the browser held before is dropped.
-		if old := b.sessionCookie(r); old != "" {
-			if err := b.store.DeleteBrowserSession(ctx, hashToken(old)); err != nil {
-				return err
-			}
-		}
-		bs.AccountID = account.ID
-		if err := b.store.CreateBrowserSession(ctx, bs, amr); err != nil {
-			return err
-		}
-		if err := b.store.CompleteLoginRequest(ctx, flow.LoginRequestID, bs.IDHash); err != nil {
-			return expiredLogin(err)
-		}
-		lr.SessionHash = bs.IDHash
 		if err := b.store.Audit(ctx, "account:"+account.ID, "login", connID, map[string]any{"amr": amr}); err != nil {
 			return err
 		}

@@ -2,13 +2,17 @@
 # make bench: a synthetic region on PostgreSQL, the broker (`esia-broker serve` on PostgreSQL),
 # the ESIA emulator in its own process answering at once from a random population, and the load
 # generator. The broker's CPU figures are its own: the emulator's work is in another process.
-# Tunables: BENCH_SCHOOLS, BENCH_STUDENTS, BENCH_USERS, BENCH_DURATION, BENCH_TOKEN_ALG.
+# Tunables: BENCH_SCHOOLS, BENCH_STUDENTS, BENCH_ACTIVE (guardians who log in), BENCH_USERS,
+# BENCH_RATE (logins/s of the open-loop mode), BENCH_DURATION, BENCH_TOKEN_ALG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/test-env.sh
 SCHOOLS=${BENCH_SCHOOLS:-200}
 STUDENTS=${BENCH_STUDENTS:-50000}
 USERS=${BENCH_USERS:-8}
+ACTIVE=${BENCH_ACTIVE:-2000}
+RATE=${BENCH_RATE:-100}
+[ "$ACTIVE" -le "$STUDENTS" ] || ACTIVE=$STUDENTS
 DURATION=${BENCH_DURATION:-20s}
 TOKEN_ALG=${BENCH_TOKEN_ALG:-GOST3410_2012_256}
 work=$(mktemp -d)
@@ -40,7 +44,9 @@ t0=$(date +%s.%N)
 echo "roster import: $(echo "$(date +%s.%N) - $t0" | bc) s for $STUDENTS students"
 secret=$(./esia-broker clients create bench --redirect-uri http://127.0.0.1:9/bench/callback \
   --grant-type authorization_code,refresh_token,client_credentials --scope openid,profile,students,offline_access | sed -n 's/^client_secret: //p')
-./esia-loadgen emulator -listen 127.0.0.1:18090 -dir . -population "$STUDENTS" -skip-signature-checks -token-alg "$TOKEN_ALG" 2>emulator.log &
+# The emulator's population is the first $ACTIVE guardians of the region: each logs in (and
+# consents) once in the first_login phase, then the timed modes see returning users.
+./esia-loadgen emulator -listen 127.0.0.1:18090 -dir . -population "$ACTIVE" -in-order-first -skip-signature-checks -token-alg "$TOKEN_ALG" 2>emulator.log &
 emu_pid=$!
 for _ in $(seq 1 100); do [ -s esia-cert.pem ] && curl -s -o /dev/null http://127.0.0.1:18090/ && break; sleep 0.1; done
 export ESIA_BROKER_UPSTREAM_ESIA_ENABLED=true ESIA_BROKER_UPSTREAM_ESIA_BASE_URL=http://127.0.0.1:18090 \
@@ -53,4 +59,5 @@ for _ in $(seq 1 100); do curl -fs http://127.0.0.1:18080/readyz >/dev/null && b
 curl -fs http://127.0.0.1:18080/readyz >/dev/null || { echo "bench: the broker did not start:"; cat broker.log; exit 1; }
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; broker, emulator (own process, signature checks skipped, tokens $TOKEN_ALG), PostgreSQL and the generator on it"
 ./esia-loadgen run -issuer http://127.0.0.1:18080 -client-id bench -client-secret "$secret" -users "$USERS" -duration "$DURATION" \
+  -first-logins "$ACTIVE" -rate "$RATE" \
   -pid "$broker_pid" -pg "$dsn" -json "${BENCH_JSON:-/dev/null}"

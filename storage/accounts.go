@@ -57,11 +57,17 @@ func (s *Store) UpsertUpstreamAccount(ctx context.Context, a *Account) (*Account
 		case err != nil:
 			return err
 		}
-		existing.FamilyName, existing.GivenName, existing.MiddleName = a.FamilyName, a.GivenName, a.MiddleName
-		existing.Birthdate, existing.UpdatedAt = a.Birthdate, now
+		snils := existing.SNILSDigest
 		if a.SNILSDigest != "" {
-			existing.SNILSDigest = a.SNILSDigest
+			snils = a.SNILSDigest
 		}
+		if existing.FamilyName == a.FamilyName && existing.GivenName == a.GivenName && existing.MiddleName == a.MiddleName &&
+			existing.Birthdate == a.Birthdate && existing.SNILSDigest == snils {
+			out = existing // nothing changed upstream: no write (most logins)
+			return nil
+		}
+		existing.FamilyName, existing.GivenName, existing.MiddleName = a.FamilyName, a.GivenName, a.MiddleName
+		existing.Birthdate, existing.UpdatedAt, existing.SNILSDigest = a.Birthdate, now, snils
 		_, err = s.exec(ctx, `UPDATE accounts SET family_name = ?, given_name = ?, middle_name = ?, birthdate = ?, snils_digest = ?, updated_at = ? WHERE id = ?`,
 			existing.FamilyName, existing.GivenName, existing.MiddleName, existing.Birthdate, existing.SNILSDigest, now, existing.ID)
 		if err != nil {

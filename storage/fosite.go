@@ -116,6 +116,12 @@ func expiry(r fosite.Requester, kind fosite.TokenType, fallback time.Time) time.
 }
 
 func (s *Store) createToken(ctx context.Context, table, signature string, r fosite.Requester, exp time.Time) error {
+	return s.createTokenWith(ctx, table, signature, r, exp, "")
+}
+
+// createTokenWith writes a token row; accessSignature, for a refresh token, names the access
+// token issued with it.
+func (s *Store) createTokenWith(ctx context.Context, table, signature string, r fosite.Requester, exp time.Time, accessSignature string) error {
 	raw, err := encodeRequest(r)
 	if err != nil {
 		return err
@@ -124,8 +130,13 @@ func (s *Store) createToken(ctx context.Context, table, signature string, r fosi
 	if r.GetSession() != nil {
 		subject = r.GetSession().GetSubject()
 	}
-	_, err = s.exec(ctx, `INSERT INTO `+table+` (signature, request_id, client_id, subject, requested_at, expires_at, request, active) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		signature, r.GetID(), r.GetClient().GetID(), subject, r.GetRequestedAt().UTC(), exp, raw, true)
+	if table == tableRefresh {
+		_, err = s.exec(ctx, `INSERT INTO `+table+` (signature, request_id, client_id, subject, requested_at, expires_at, request, active, access_signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			signature, r.GetID(), r.GetClient().GetID(), subject, r.GetRequestedAt().UTC(), exp, raw, true, accessSignature)
+	} else {
+		_, err = s.exec(ctx, `INSERT INTO `+table+` (signature, request_id, client_id, subject, requested_at, expires_at, request, active) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			signature, r.GetID(), r.GetClient().GetID(), subject, r.GetRequestedAt().UTC(), exp, raw, true)
+	}
 	if err != nil {
 		return fmt.Errorf("store %s: %w", table, err)
 	}
@@ -218,13 +229,7 @@ func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) 
 
 // CreateRefreshTokenSession implements oauth2.RefreshTokenStorage.
 func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, accessSignature string, r fosite.Requester) error {
-	if err := s.createToken(ctx, tableRefresh, signature, r, expiry(r, fosite.RefreshToken, s.clock().Add(100*365*24*time.Hour))); err != nil {
-		return err
-	}
-	if _, err := s.exec(ctx, `UPDATE `+tableRefresh+` SET access_signature = ? WHERE signature = ?`, accessSignature, signature); err != nil {
-		return fmt.Errorf("store refresh token: %w", err)
-	}
-	return nil
+	return s.createTokenWith(ctx, tableRefresh, signature, r, expiry(r, fosite.RefreshToken, s.clock().Add(100*365*24*time.Hour)), accessSignature)
 }
 
 // GetRefreshTokenSession implements oauth2.RefreshTokenStorage. A token rotated less than

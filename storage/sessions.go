@@ -95,16 +95,15 @@ func (s *Store) LoginRequest(ctx context.Context, id string) (*LoginRequest, err
 	return &r, nil
 }
 
-// CompleteLoginRequest records that the session sessionHash logged in for request id.
-func (s *Store) CompleteLoginRequest(ctx context.Context, id, sessionHash string) error {
-	res, err := s.exec(ctx, `UPDATE login_requests SET session_hash = ? WHERE id = ? AND expires_at > ?`, sessionHash, id, s.clock())
+// CompleteLoginRequest records that the session sessionHash logged in for request id, and
+// returns the request.
+func (s *Store) CompleteLoginRequest(ctx context.Context, id, sessionHash string) (*LoginRequest, error) {
+	var r LoginRequest
+	err := s.get(ctx, &r, `UPDATE login_requests SET session_hash = ? WHERE id = ? AND expires_at > ? RETURNING `+loginCols, sessionHash, id, s.clock())
 	if err != nil {
-		return fmt.Errorf("complete login request: %w", err)
+		return nil, fmt.Errorf("complete login request: %w", err)
 	}
-	if affected(res) == 0 {
-		return fmt.Errorf("complete login request: %w", ErrNotFound)
-	}
-	return nil
+	return &r, nil
 }
 
 // UpdateLoginRequest records the picked student and the consent of a login in progress.
@@ -121,23 +120,12 @@ func (s *Store) UpdateLoginRequest(ctx context.Context, id, studentID string, co
 
 // ConsumeLoginRequest deletes and returns the login request id: it can be resumed once.
 func (s *Store) ConsumeLoginRequest(ctx context.Context, id string) (*LoginRequest, error) {
-	var out *LoginRequest
-	err := s.InTx(ctx, func(ctx context.Context) error {
-		r, err := s.LoginRequest(ctx, id)
-		if err != nil {
-			return err
-		}
-		res, err := s.exec(ctx, `DELETE FROM login_requests WHERE id = ?`, id)
-		if err != nil {
-			return fmt.Errorf("consume login request: %w", err)
-		}
-		if affected(res) == 0 {
-			return fmt.Errorf("consume login request: %w", ErrNotFound)
-		}
-		out = r
-		return nil
-	})
-	return out, err
+	var r LoginRequest
+	err := s.get(ctx, &r, `DELETE FROM login_requests WHERE id = ? AND expires_at > ? RETURNING `+loginCols, id, s.clock())
+	if err != nil {
+		return nil, fmt.Errorf("consume login request: %w", err)
+	}
+	return &r, nil
 }
 
 // UpstreamFlow is one trip to the upstream identity provider: single use, short-lived, bound to
@@ -166,27 +154,17 @@ func (s *Store) CreateUpstreamFlow(ctx context.Context, f *UpstreamFlow) error {
 // ConsumeUpstreamFlow deletes and returns the unexpired flow with state; a second call for the
 // same state, even a concurrent one, gets ErrNotFound.
 func (s *Store) ConsumeUpstreamFlow(ctx context.Context, state string) (*UpstreamFlow, error) {
-	var out *UpstreamFlow
-	err := s.InTx(ctx, func(ctx context.Context) error {
-		var f UpstreamFlow
-		err := s.get(ctx, &f, `SELECT state, connector, login_request_id, browser_hash, data, created_at, expires_at FROM upstream_flows WHERE state = ?`, state)
-		if err != nil {
-			return fmt.Errorf("get upstream flow: %w", err)
-		}
-		res, err := s.exec(ctx, `DELETE FROM upstream_flows WHERE state = ?`, state)
-		if err != nil {
-			return fmt.Errorf("consume upstream flow: %w", err)
-		}
-		if affected(res) == 0 {
-			return fmt.Errorf("consume upstream flow: %w", ErrNotFound)
-		}
-		if !f.ExpiresAt.After(s.clock()) {
-			return fmt.Errorf("upstream flow expired: %w", ErrNotFound)
-		}
-		out = &f
-		return nil
-	})
-	return out, err
+	// One statement: the row is gone whoever asked first, expired or not, and only the one
+	// DELETE that removed it sees it.
+	var f UpstreamFlow
+	err := s.get(ctx, &f, `DELETE FROM upstream_flows WHERE state = ? RETURNING state, connector, login_request_id, browser_hash, data, created_at, expires_at`, state)
+	if err != nil {
+		return nil, fmt.Errorf("consume upstream flow: %w", err)
+	}
+	if !f.ExpiresAt.After(s.clock()) {
+		return nil, fmt.Errorf("upstream flow expired: %w", ErrNotFound)
+	}
+	return &f, nil
 }
 
 // AuditEvent is one line of the append-only audit log.

@@ -227,10 +227,11 @@ func run(args []string) error {
 	redirect := fs.String("redirect-uri", "http://127.0.0.1:9/bench/callback", "the client's redirect URI (never contacted)")
 	users := fs.Int("users", 8, "concurrent virtual users")
 	duration := fs.Duration("duration", 20*time.Second, "how long each mode runs")
-	modes := fs.String("modes", "login,refresh,client_credentials,userinfo", "what to measure")
+	modes := fs.String("modes", "login,login_rate,refresh,client_credentials,userinfo", "what to measure: login (closed loop, -users), login_rate (open loop at -rate), refresh, client_credentials, userinfo")
 	pid := fs.Int("pid", 0, "broker process id (CPU and memory)")
 	pgDSN := fs.String("pg", "", "PostgreSQL DSN of the broker's database (transactions)")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
+	rate := fs.Float64("rate", 100, "logins started per second in mode login_rate (open loop)")
 	firstLogins := fs.Int("first-logins", 0, "before the timed modes, run exactly this many logins as mode first_login (with the emulator's -in-order-first: every population member logs in and consents once, so later logins are returning users)")
 	_ = fs.Parse(args)
 	ctx := context.Background()
@@ -279,7 +280,35 @@ func run(args []string) error {
 			return time.Now().Before(deadline)
 		}
 		var wg sync.WaitGroup
+		if mode == "login_rate" {
+			// Open loop: a login starts every 1/rate whatever the answers, and its latency counts
+			// from when it was due, so a slow broker cannot hide its queue (no coordinated omission).
+			if *rate <= 0 {
+				return fmt.Errorf("mode login_rate needs -rate")
+			}
+			interval := time.Duration(float64(time.Second) / *rate)
+			inflight := make(chan struct{}, 512)
+			for due := start; due.Before(deadline); due = due.Add(interval) {
+				time.Sleep(time.Until(due))
+				select {
+				case inflight <- struct{}{}:
+				default:
+					res.add(0, fmt.Errorf("generator: 512 logins in flight, one skipped"))
+					continue
+				}
+				wg.Add(1)
+				go func(due time.Time) {
+					defer wg.Done()
+					defer func() { <-inflight }()
+					_, err := r.login(ctx)
+					res.add(time.Since(due), err)
+				}(due)
+			}
+		}
 		for u := range *users {
+			if mode == "login_rate" {
+				break
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -325,7 +354,10 @@ func run(args []string) error {
 		}
 		row := map[string]any{"mode": mode, "users": *users, "ok": n, "per_second": float64(n) / elapsed.Seconds(),
 			"p50_ms": pct(.50), "p90_ms": pct(.90), "p99_ms": pct(.99), "max_ms": pct(1), "errors": res.errors}
-		if strings.HasSuffix(mode, "login") {
+		if mode == "login_rate" {
+			row["target_per_second"] = *rate
+		}
+		if strings.Contains(mode, "login") {
 			row["consent_pages"] = r.consentPages.Load() - consents0
 		}
 		if *pid > 0 && n > 0 {

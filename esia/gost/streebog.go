@@ -2,7 +2,9 @@
 // (GOST R 34.11-2012, RFC 6986) and 256-bit GOST R 34.10-2012 signatures (RFC 7091), with the
 // key and certificate formats OpenSSL's gost engine writes. It imports nothing of the project.
 //
-// The elliptic-curve code uses math/big and is not constant-time; the signing key never leaves
+// The elliptic-curve code (Montgomery arithmetic on 64-bit limbs, math/big for inversion and
+// the scalar arithmetic mod q) is not constant-time: table lookups and additions depend on
+// the nonce's digits. The signing key never leaves
 // the process and nonces are fresh per signature, but hosts where timing side channels matter
 // should sign through an HSM via an external signer.
 package gost

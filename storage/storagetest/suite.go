@@ -563,6 +563,16 @@ func testAccounts(t *testing.T, s *storage.Store) {
 	if err != nil || got.FamilyName != "Петрова" {
 		t.Errorf("Account = %+v, %v", got, err)
 	}
+	// A login with nothing changed writes nothing: updated_at stays.
+	clk := withClock(s)
+	clk.add(time.Hour)
+	sub3 := sub
+	if _, err := s.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: &sub3, FamilyName: "Петрова", GivenName: "Мария"}); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.Account(ctx, a.ID); err != nil || !again.UpdatedAt.Equal(got.UpdatedAt) {
+		t.Errorf("unchanged login rewrote the account: updated_at %v → %v (%v)", got.UpdatedAt, again.UpdatedAt, err)
+	}
 	if _, err := s.Account(ctx, "missing"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("missing account: %v", err)
 	}
@@ -645,8 +655,8 @@ func testLoginRequests(t *testing.T, s *storage.Store) {
 	if err := s.CreateLoginRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CompleteLoginRequest(ctx, "lr", "sess"); err != nil {
-		t.Fatal(err)
+	if done, err := s.CompleteLoginRequest(ctx, "lr", "sess"); err != nil || done.SessionHash != "sess" || done.AuthorizeQuery != "client_id=x" {
+		t.Fatalf("complete: %+v %v", done, err)
 	}
 	got, err := s.ConsumeLoginRequest(ctx, "lr")
 	if err != nil || got.SessionHash != "sess" || got.AuthorizeQuery != "client_id=x" {
@@ -663,8 +673,11 @@ func testLoginRequests(t *testing.T, s *storage.Store) {
 	if _, err := s.LoginRequest(ctx, "lr2"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("expired login request served: %v", err)
 	}
-	if err := s.CompleteLoginRequest(ctx, "lr2", "x"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.CompleteLoginRequest(ctx, "lr2", "x"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("completing an expired request: %v", err)
+	}
+	if _, err := s.ConsumeLoginRequest(ctx, "lr2"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("consuming an expired request: %v", err)
 	}
 }
 
