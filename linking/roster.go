@@ -364,7 +364,23 @@ func (s *Service) Import(ctx context.Context, r io.Reader, o ImportOptions) (*Im
 		return rep, err
 	}
 	rep.Applied = true
+	// After a large import the planner's statistics describe the tables before it; refresh
+	// them now rather than when autovacuum gets round to it, or the first logins after a new
+	// school year plan their SNILS lookups on stale numbers.
+	if a, ok := s.store.(rosterAnalyzer); ok && rep.Created+rep.Updated >= analyzeAfterRows {
+		if err := a.AnalyzeRoster(ctx); err != nil {
+			return rep, fmt.Errorf("roster imported; refreshing planner statistics failed: %w", err)
+		}
+	}
 	return rep, nil
+}
+
+// analyzeAfterRows is the import size from which the roster tables are analyzed at once.
+const analyzeAfterRows = 500
+
+// rosterAnalyzer is a store that can refresh the planner statistics of the roster tables.
+type rosterAnalyzer interface {
+	AnalyzeRoster(ctx context.Context) error
 }
 
 func (s *Service) existing(ctx context.Context, id string) (*storage.Student, bool) {

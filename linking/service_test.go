@@ -298,3 +298,49 @@ func TestWrongCodesLockOut(t *testing.T) {
 		}
 	})
 }
+
+// countingStore records AnalyzeRoster calls, passing them on to the real store.
+type countingStore struct {
+	*storage.Store
+	analyzed int
+}
+
+func (c *countingStore) AnalyzeRoster(ctx context.Context) error {
+	c.analyzed++
+	return c.Store.AnalyzeRoster(ctx)
+}
+
+// TestLargeImportRefreshesStatistics: an import that changes at least 500 cards refreshes the
+// planner statistics (a real ANALYZE on both stores); a small one or a dry run does not.
+func TestLargeImportRefreshesStatistics(t *testing.T) {
+	var big strings.Builder
+	big.WriteString("student_id,school_id,class,family_name,given_name,middle_name,birthdate,snils,active\n")
+	for i := range 600 {
+		fmt.Fprintf(&big, "b-%d,sch-1,5А,Иванов,Иван,,2014-01-01,,1\n", i)
+	}
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		cs := &countingStore{Store: f.store}
+		d := linking.NewDigester([]byte("test-pepper-test-pepper-test-pep"))
+		svc := linking.NewService(cs, d, f.inv)
+		tests := []struct {
+			name string
+			body string
+			dry  bool
+			want int
+		}{
+			{"small import", roster, false, 0},
+			{"large dry run", big.String(), true, 0},
+			{"large import", big.String(), false, 1},
+			{"same file again: nothing changed", big.String(), false, 0},
+		}
+		for _, tc := range tests {
+			cs.analyzed = 0
+			if _, err := svc.Import(context.Background(), strings.NewReader(tc.body), linking.ImportOptions{DryRun: tc.dry, Operator: "test"}); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if cs.analyzed != tc.want {
+				t.Errorf("%s: analyzed %d times, want %d", tc.name, cs.analyzed, tc.want)
+			}
+		}
+	})
+}

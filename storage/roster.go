@@ -190,3 +190,14 @@ func (s *Store) SelectStudents(ctx context.Context, sel StudentSelection) ([]Stu
 	}
 	return out, nil
 }
+
+// AnalyzeRoster refreshes the query planner's statistics of the roster tables (after a large
+// import).
+func (s *Store) AnalyzeRoster(ctx context.Context) error {
+	for _, t := range []string{"students", "student_guardians"} {
+		if _, err := s.db.ExecContext(ctx, "ANALYZE "+t); err != nil {
+			return fmt.Errorf("analyze %s: %w", t, err)
+		}
+	}
+	return nil
+}
