@@ -107,9 +107,20 @@ func New(cfg Config, signer Signer) (*Client, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: cfg.Timeout}
+		hc = &http.Client{Timeout: cfg.Timeout, Transport: newTransport()}
 	}
 	return &Client{cfg: cfg, signer: signer, http: hc}, nil
+}
+
+// newTransport is the connection pool to ESIA. Every login makes three or four calls to the
+// one ESIA host, many at once at peak: the default pool keeps only two idle connections per
+// host and would open (and TLS-handshake) a new one for most calls.
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 128
+	t.IdleConnTimeout = 90 * time.Second
+	return t
 }
 
 func (c *Client) scope() string { return strings.Join(c.cfg.Scopes, " ") }

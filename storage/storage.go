@@ -49,6 +49,9 @@ type Store struct {
 
 	cacheMu     sync.Mutex
 	clientCache map[string]cachedClient
+
+	stmtMu sync.Mutex
+	stmts  map[string]*sqlx.Stmt
 }
 
 // Options tunes Open.
@@ -125,7 +128,10 @@ func sqliteDSN(path string) string {
 }
 
 // Close closes the connection pool.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.closeStmts()
+	return s.db.Close()
+}
 
 // Dialect tells which SQL dialect the store speaks.
 func (s *Store) Dialect() Dialect { return s.dialect }
@@ -282,22 +288,6 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) (e
 		return err
 	}
 	return s.Commit(tctx)
-}
-
-func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return s.q(ctx).ExecContext(ctx, s.db.Rebind(query), args...)
-}
-
-func (s *Store) get(ctx context.Context, dest any, query string, args ...any) error {
-	err := s.q(ctx).GetContext(ctx, dest, s.db.Rebind(query), args...)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
-	}
-	return err
-}
-
-func (s *Store) selectAll(ctx context.Context, dest any, query string, args ...any) error {
-	return s.q(ctx).SelectContext(ctx, dest, s.db.Rebind(query), args...)
 }
 
 // isUniqueViolation tells whether err is a unique-constraint violation in either dialect.

@@ -156,6 +156,9 @@ type runner struct {
 	verifier                           *oidc.IDTokenVerifier
 	conf                               oauth2.Config
 	consentPages                       atomic.Int64 // consent forms answered: 0 for returning users
+	// transport keeps a connection per virtual user, as each user's browser would (the default
+	// pool keeps two per host and would reconnect for most requests).
+	transport *http.Transport
 }
 
 var (
@@ -172,7 +175,7 @@ func random(n int) string {
 // login runs one complete brokered login as a browser would, and returns the tokens.
 func (r *runner) login(ctx context.Context) (*oauth2.Token, error) {
 	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+	c := &http.Client{Jar: jar, Transport: r.transport, Timeout: 30 * time.Second, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
 		if strings.HasPrefix(req.URL.String(), r.redirect) {
 			return http.ErrUseLastResponse
 		}
@@ -234,12 +237,15 @@ func run(args []string) error {
 	rate := fs.Float64("rate", 100, "logins started per second in mode login_rate (open loop)")
 	firstLogins := fs.Int("first-logins", 0, "before the timed modes, run exactly this many logins as mode first_login (with the emulator's -in-order-first: every population member logs in and consents once, so later logins are returning users)")
 	_ = fs.Parse(args)
-	ctx := context.Background()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 4*(*users)+16, 4*(*users)+16
+	// oauth2 and go-oidc take their HTTP client from the context.
+	ctx := oidc.ClientContext(context.Background(), &http.Client{Transport: tr, Timeout: 30 * time.Second})
 	p, err := oidc.NewProvider(ctx, *issuer)
 	if err != nil {
 		return fmt.Errorf("discovery: %w", err)
 	}
-	r := &runner{issuer: *issuer, clientID: *clientID, secret: *secret, redirect: *redirect, provider: p,
+	r := &runner{issuer: *issuer, clientID: *clientID, secret: *secret, redirect: *redirect, provider: p, transport: tr,
 		verifier: p.Verifier(&oidc.Config{ClientID: *clientID, SupportedSigningAlgs: []string{"RS256", "ES256"}}),
 		conf:     oauth2.Config{ClientID: *clientID, ClientSecret: *secret, Endpoint: p.Endpoint(), RedirectURL: *redirect, Scopes: []string{oidc.ScopeOpenID, "profile", "students", oidc.ScopeOfflineAccess}}}
 	var db *sql.DB
@@ -395,7 +401,7 @@ func ccToken(ctx context.Context, r *runner) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.provider.Endpoint().TokenURL, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(r.clientID, r.secret)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: r.transport, Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
 		return "", err
 	}

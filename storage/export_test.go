@@ -1,0 +1,17 @@
+package storage
+
+import "context"
+
+// Test hooks into the statement cache.
+
+func (s *Store) PreparedCount() int {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	return len(s.stmts)
+}
+
+func (s *Store) GetForTest(ctx context.Context, dest any, query string, args ...any) error {
+	return s.get(ctx, dest, query, args...)
+}
+
+const MaxPrepared = maxPrepared

@@ -1,0 +1,96 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// maxPrepared bounds the statement cache: the store's queries are a fixed set of a few dozen;
+// a query text beyond the bound (none today) simply runs unprepared.
+const maxPrepared = 256
+
+// stmt returns the prepared statement for query (already rebound), preparing it at first use,
+// bound to the transaction ctx carries if any; nil when it cannot be prepared, and the caller
+// then runs the query text. Prepared statements spare PostgreSQL parsing and planning every
+// execution; database/sql prepares each once per pooled connection and reuses it. Only on
+// PostgreSQL: a prepared SQLite statement that returned rows holds its connection's lock
+// longer than the one-shot statement does.
+func (s *Store) stmt(ctx context.Context, query string) *sqlx.Stmt {
+	if s.dialect != Postgres {
+		return nil
+	}
+	s.stmtMu.Lock()
+	st, ok := s.stmts[query]
+	s.stmtMu.Unlock()
+	if !ok {
+		s.stmtMu.Lock()
+		full := len(s.stmts) >= maxPrepared
+		s.stmtMu.Unlock()
+		if full {
+			return nil
+		}
+		p, err := s.db.PreparexContext(context.WithoutCancel(ctx), query)
+		if err != nil {
+			return nil // the query itself will report the problem
+		}
+		s.stmtMu.Lock()
+		if prev, ok := s.stmts[query]; ok {
+			_ = p.Close()
+			p = prev
+		} else {
+			if s.stmts == nil {
+				s.stmts = map[string]*sqlx.Stmt{}
+			}
+			s.stmts[query] = p
+		}
+		s.stmtMu.Unlock()
+		st = p
+	}
+	if h, ok := txFrom(ctx); ok {
+		return h.tx.StmtxContext(ctx, st)
+	}
+	return st
+}
+
+// closeStmts closes the cached statements (Close of the store).
+func (s *Store) closeStmts() {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	for _, st := range s.stmts {
+		_ = st.Close()
+	}
+	s.stmts = nil
+}
+
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	q := s.db.Rebind(query)
+	if st := s.stmt(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return s.q(ctx).ExecContext(ctx, q, args...)
+}
+
+func (s *Store) get(ctx context.Context, dest any, query string, args ...any) error {
+	q := s.db.Rebind(query)
+	var err error
+	if st := s.stmt(ctx, q); st != nil {
+		err = st.GetContext(ctx, dest, args...)
+	} else {
+		err = s.q(ctx).GetContext(ctx, dest, q, args...)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+func (s *Store) selectAll(ctx context.Context, dest any, query string, args ...any) error {
+	q := s.db.Rebind(query)
+	if st := s.stmt(ctx, q); st != nil {
+		return st.SelectContext(ctx, dest, args...)
+	}
+	return s.q(ctx).SelectContext(ctx, dest, q, args...)
+}

@@ -1,0 +1,56 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/esia-broker/esia-broker/storage"
+	"github.com/esia-broker/esia-broker/storage/storagetest"
+)
+
+// TestStatementCache: on PostgreSQL a query is prepared once and reused, in and out of
+// transactions; past the cache's bound further query texts still run, unprepared; SQLite
+// prepares nothing.
+func TestStatementCache(t *testing.T) {
+	ctx := context.Background()
+	s := storagetest.Open(t, storagetest.NewPostgresDSN(t))
+	sum := func(ctx context.Context, q string, a int) int {
+		t.Helper()
+		var n int
+		if err := s.GetForTest(ctx, &n, q, a); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	base := s.PreparedCount()
+	for i := range 3 {
+		if got := sum(ctx, `SELECT CAST(? AS INTEGER) + 1`, i); got != i+1 {
+			t.Fatalf("got %d, want %d", got, i+1)
+		}
+	}
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		if got := sum(ctx, `SELECT CAST(? AS INTEGER) + 1`, 41); got != 42 {
+			return fmt.Errorf("in a transaction: got %d", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.PreparedCount() - base; got != 1 {
+		t.Errorf("one query text run 4 times made %d prepared statements, want 1", got)
+	}
+	for i := 0; s.PreparedCount() < storage.MaxPrepared; i++ {
+		sum(ctx, fmt.Sprintf(`SELECT CAST(? AS INTEGER) + %d`, i), 0)
+	}
+	if got := sum(ctx, `SELECT CAST(? AS INTEGER) * 2 /* past the bound */`, 21); got != 42 || s.PreparedCount() != storage.MaxPrepared {
+		t.Errorf("past the bound: got %d with %d prepared, want 42 with %d", got, s.PreparedCount(), storage.MaxPrepared)
+	}
+
+	lite := storagetest.Open(t, storagetest.NewSQLiteDSN(t))
+	var n int
+	if err := lite.GetForTest(ctx, &n, `SELECT CAST(? AS INTEGER) + 1`, 1); err != nil || n != 2 || lite.PreparedCount() != 0 {
+		t.Errorf("sqlite: %d, %v, %d prepared; want 2, nil, 0", n, err, lite.PreparedCount())
+	}
+}
