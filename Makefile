@@ -30,7 +30,7 @@ fuzz:
 ## bench: the load benchmark of complete brokered logins (see docs/BENCHMARKS.md)
 bench:
 	./scripts/bench.sh
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./esia/gost/ ./linking/ ./invites/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./esia/gost/ ./broker/ ./linking/ ./invites/
 
 ## build: the binary in ./bin
 build:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
+	"github.com/ory/fosite"
 	"github.com/ory/fosite/token/jwt"
 
 	"github.com/esia-broker/esia-broker/storage"
@@ -108,6 +109,9 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		lr      *storage.LoginRequest
 		intent  *storage.LinkIntent
 		pre     loginState
+		next    step
+		issued  fosite.AuthorizeResponder
+		authErr error
 	)
 	// Everything the login writes — account, links, the diary's link, the new session — is one
 	// transaction: a failure leaves none of it.
@@ -165,8 +169,25 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		if errors.Is(err, storage.ErrNotFound) {
 			err = nil
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		// When nothing else is needed the code is issued here too: one transaction for the
+		// whole return from the upstream.
+		next = b.nextStep(ctx, lr, account, &pre)
+		if next.kind != stepFinish {
+			return nil
+		}
+		issued, authErr, err = b.issueCode(ctx, next.ar, bs, account, next.client, lr, next.linked)
+		if err != nil {
+			return err
+		}
+		return authErr
 	})
+	if authErr != nil {
+		b.authorizeError(w, r, next.ar, authErr)
+		return
+	}
 	if err != nil {
 		b.renderError(w, r, err)
 		return
@@ -180,9 +201,13 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 			Message: "Учётная запись Госуслуг привязана к дневнику. Теперь входите в дневник через Госуслуги.", Students: studentViews(linked), ReturnURI: intent.ReturnURI})
 		return
 	}
-	// The authorization goes on in this response: straight back to the client when nothing else
-	// is needed, or to the page of the step that is.
-	b.proceed(w, r, lr, bs, account, &pre)
+	// The authorization goes on in this response: straight back to the client with the code
+	// when nothing else was needed, or to the page of the step that is.
+	if issued != nil {
+		b.provider.WriteAuthorizeResponse(ctx, w, next.ar, issued)
+		return
+	}
+	b.act(w, r, next, lr, bs, account, true)
 }
 
 func errIntentGone(err error) error {

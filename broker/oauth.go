@@ -152,89 +152,130 @@ type loginState struct {
 	consent *storage.Consent
 }
 
-// proceed takes a logged-in authorization request through the steps it still needs — role and
-// invite code when nothing is linked, first-login consent, the student picker — and then issues
-// the authorization code. With prompt=none a needed step is an OAuth error instead of a page.
-// With pre (from the login callback) nothing is read again, and a step that needs a page
-// redirects to the resume address, so that the page has an address of its own.
-func (b *Broker) proceed(w http.ResponseWriter, r *http.Request, lr *storage.LoginRequest, bs *storage.BrowserSession, account *storage.Account, pre *loginState) {
-	ctx := r.Context()
+// stepKind is what a logged-in authorization request needs next.
+type stepKind int
+
+const (
+	stepFinish    stepKind = iota // issue the code
+	stepPageError                 // show err as a page
+	stepAuthError                 // send err to the client (authorizeError)
+	stepRole                      // nothing linked: role choice and invite code
+	stepConsent                   // first-login consent
+	stepPicker                    // the student picker
+)
+
+// step is nextStep's decision, with what it read to make it.
+type step struct {
+	kind   stepKind
+	err    error
+	ar     fosite.AuthorizeRequester
+	client *storage.Client
+	scopes fosite.Arguments
+	linked []storage.LinkedStudent
+}
+
+// nextStep decides, without writing anything, what a logged-in authorization request still
+// needs — role and invite code when nothing is linked, first-login consent, the student picker —
+// or that the code can be issued. With prompt=none a needed step is an OAuth error. With pre
+// (from the login callback) nothing is read again.
+func (b *Broker) nextStep(ctx context.Context, lr *storage.LoginRequest, account *storage.Account, pre *loginState) step {
 	if lr.AuthorizeQuery == "" {
-		b.renderError(w, r, expiredLogin(errors.New("login request without an authorization request")))
-		return
+		return step{kind: stepPageError, err: expiredLogin(errors.New("login request without an authorization request"))}
 	}
 	if account.Status != "active" {
-		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена", Message: "Вход с этой учётной записью отключён администратором. Обратитесь в школу или в службу поддержки."})
-		return
+		return step{kind: stepPageError, err: &UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена", Message: "Вход с этой учётной записью отключён администратором. Обратитесь в школу или в службу поддержки."}}
 	}
 	replay, err := http.NewRequestWithContext(ctx, http.MethodGet, "/oauth2/authorize?"+lr.AuthorizeQuery, nil)
 	if err != nil {
-		b.renderError(w, r, err)
-		return
+		return step{kind: stepPageError, err: err}
 	}
 	ar, err := b.provider.NewAuthorizeRequest(ctx, replay)
 	if err != nil {
-		b.authorizeError(w, r, ar, err)
-		return
+		return step{kind: stepAuthError, err: err, ar: ar}
 	}
 	client, ok := ar.GetClient().(*storage.Client)
 	if !ok {
-		b.renderError(w, r, errors.New("authorize: unexpected client type"))
-		return
+		return step{kind: stepPageError, err: errors.New("authorize: unexpected client type")}
 	}
+	st := step{ar: ar, client: client, scopes: ar.GetRequestedScopes()}
 	prompt := fosite.RemoveEmpty(strings.Split(ar.GetRequestForm().Get("prompt"), " "))
 	none := slices.Contains(prompt, "none")
-	scopes := ar.GetRequestedScopes()
-	var linked []storage.LinkedStudent
 	if pre != nil {
-		linked = pre.linked
-	} else if linked, err = b.store.LinkedStudents(ctx, account.ID); err != nil {
-		b.renderError(w, r, err)
-		return
+		st.linked = pre.linked
+	} else if st.linked, err = b.store.LinkedStudents(ctx, account.ID); err != nil {
+		st.kind, st.err = stepPageError, err
+		return st
 	}
-	resumeURL := "/oauth2/authorize/resume?login=" + url.QueryEscape(lr.ID)
 	child := account.Kind == "child"
-	if scopes.Has("students") && len(linked) == 0 && !child {
+	if st.scopes.Has("students") && len(st.linked) == 0 && !child {
 		if none {
-			b.authorizeError(w, r, ar, fosite.ErrInteractionRequired.WithHint("No student is linked to the account yet."))
-			return
+			st.kind, st.err = stepAuthError, fosite.ErrInteractionRequired.WithHint("No student is linked to the account yet.")
+		} else {
+			st.kind = stepRole
 		}
-		http.Redirect(w, r, "/link/role?login="+url.QueryEscape(lr.ID), http.StatusFound)
-		return
+		return st
 	}
 	// A child under 14 does not consent: the parent who made the sub-account did.
 	if !lr.Consented && !child {
 		var current bool
 		if pre != nil {
-			current = b.consentMatches(pre.consent, scopes, linked)
-		} else if current, err = b.consentCurrent(ctx, account.ID, client.ID, scopes, linked); err != nil {
-			b.renderError(w, r, err)
-			return
+			current = b.consentMatches(pre.consent, st.scopes, st.linked)
+		} else if current, err = b.consentCurrent(ctx, account.ID, client.ID, st.scopes, st.linked); err != nil {
+			st.kind, st.err = stepPageError, err
+			return st
 		}
 		if !current {
-			switch {
-			case none:
-				b.authorizeError(w, r, ar, fosite.ErrConsentRequired.WithHint("The user has not consented to this client yet."))
-			case pre != nil:
-				http.Redirect(w, r, resumeURL, http.StatusFound)
-			default:
-				b.renderConsent(w, r, lr, client, scopes, linked)
+			if none {
+				st.kind, st.err = stepAuthError, fosite.ErrConsentRequired.WithHint("The user has not consented to this client yet.")
+			} else {
+				st.kind = stepConsent
 			}
+			return st
+		}
+	}
+	if lr.StudentID == "" && len(st.linked) > 1 && st.scopes.Has("students") && (slices.Contains(prompt, "select_account") || b.alwaysPick(client.ID)) {
+		if none {
+			st.kind, st.err = stepAuthError, errAccountSelectionRequired.WithHint("The user must pick a student.")
+		} else {
+			st.kind = stepPicker
+		}
+		return st
+	}
+	st.kind = stepFinish
+	return st
+}
+
+// proceed takes a logged-in authorization request to its next step and answers with it.
+func (b *Broker) proceed(w http.ResponseWriter, r *http.Request, lr *storage.LoginRequest, bs *storage.BrowserSession, account *storage.Account, pre *loginState) {
+	b.act(w, r, b.nextStep(r.Context(), lr, account, pre), lr, bs, account, pre != nil)
+}
+
+// act answers with a step. After the login callback (fromCallback) a step that needs a page
+// redirects to the resume address, so that the page has an address of its own.
+func (b *Broker) act(w http.ResponseWriter, r *http.Request, st step, lr *storage.LoginRequest, bs *storage.BrowserSession, account *storage.Account, fromCallback bool) {
+	resumeURL := "/oauth2/authorize/resume?login=" + url.QueryEscape(lr.ID)
+	switch st.kind {
+	case stepPageError:
+		b.renderError(w, r, st.err)
+	case stepAuthError:
+		b.authorizeError(w, r, st.ar, st.err)
+	case stepRole:
+		http.Redirect(w, r, "/link/role?login="+url.QueryEscape(lr.ID), http.StatusFound)
+	case stepConsent:
+		if fromCallback {
+			http.Redirect(w, r, resumeURL, http.StatusFound)
 			return
 		}
-	}
-	if lr.StudentID == "" && len(linked) > 1 && scopes.Has("students") && (slices.Contains(prompt, "select_account") || b.alwaysPick(client.ID)) {
-		switch {
-		case none:
-			b.authorizeError(w, r, ar, errAccountSelectionRequired.WithHint("The user must pick a student."))
-		case pre != nil:
+		b.renderConsent(w, r, lr, st.client, st.scopes, st.linked)
+	case stepPicker:
+		if fromCallback {
 			http.Redirect(w, r, resumeURL, http.StatusFound)
-		default:
-			b.renderPicker(w, r, lr, linked)
+			return
 		}
-		return
+		b.renderPicker(w, r, lr, st.linked)
+	default:
+		b.finishAuthorize(w, r, st.ar, bs, account, st.client, lr, st.linked)
 	}
-	b.finishAuthorize(w, r, ar, bs, account, client, lr, linked)
 }
 
 func (b *Broker) alwaysPick(clientID string) bool {
@@ -273,24 +314,14 @@ func expiredLogin(err error) error {
 // PKCE and OpenID Connect rows are written together, or none is.
 func (b *Broker) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, bs *storage.BrowserSession, account *storage.Account, client *storage.Client, lr *storage.LoginRequest, linked []storage.LinkedStudent) {
 	ctx := r.Context()
-	for _, s := range ar.GetRequestedScopes() {
-		ar.GrantScope(s)
-	}
-	ar.GrantAudience(client.ID)
-	sess := userSession(account, bs, client, ar.GetGrantedScopes(), lr.CreatedAt, b.cfg.Tokens.IDTokenAlg, lr.StudentID)
-	links, err := b.linkClaimsFrom(ctx, account, ar.GetGrantedScopes(), lr.StudentID, linked)
-	if err != nil {
-		b.renderError(w, r, err)
-		return
-	}
-	applyClaims(sess, profileClaims(account, ar.GetGrantedScopes()), links)
 	var resp fosite.AuthorizeResponder
 	var authErr error
-	err = b.store.InTx(ctx, func(ctx context.Context) error {
-		if _, err := b.store.ConsumeLoginRequest(ctx, lr.ID); err != nil {
-			return expiredLogin(err)
+	err := b.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		resp, authErr, err = b.issueCode(ctx, ar, bs, account, client, lr, linked)
+		if err != nil {
+			return err
 		}
-		resp, authErr = b.provider.NewAuthorizeResponse(ctx, ar, sess)
 		return authErr
 	})
 	switch {
@@ -302,6 +333,28 @@ func (b *Broker) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fosi
 		return
 	}
 	b.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
+}
+
+// issueCode grants the requested scopes, builds the token session, spends the login request
+// and has fosite issue the code, in the transaction ctx carries (the caller's). authErr is an
+// OAuth error for the client, err anything else; either leaves the transaction to be rolled
+// back.
+func (b *Broker) issueCode(ctx context.Context, ar fosite.AuthorizeRequester, bs *storage.BrowserSession, account *storage.Account, client *storage.Client, lr *storage.LoginRequest, linked []storage.LinkedStudent) (resp fosite.AuthorizeResponder, authErr, err error) {
+	for _, s := range ar.GetRequestedScopes() {
+		ar.GrantScope(s)
+	}
+	ar.GrantAudience(client.ID)
+	sess := userSession(account, bs, client, ar.GetGrantedScopes(), lr.CreatedAt, b.cfg.Tokens.IDTokenAlg, lr.StudentID)
+	links, err := b.linkClaimsFrom(ctx, account, ar.GetGrantedScopes(), lr.StudentID, linked)
+	if err != nil {
+		return nil, nil, err
+	}
+	applyClaims(sess, profileClaims(account, ar.GetGrantedScopes()), links)
+	if _, err := b.store.ConsumeLoginRequest(ctx, lr.ID); err != nil {
+		return nil, nil, expiredLogin(err)
+	}
+	resp, authErr = b.provider.NewAuthorizeResponse(ctx, ar, sess)
+	return resp, authErr, nil
 }
 
 // authorizeError redirects the error to the client only when its redirect URI is verified;
