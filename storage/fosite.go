@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
 	"time"
 
 	"github.com/ory/fosite"
@@ -26,16 +27,19 @@ var fositeTables = [...]string{tableCode, tableAccess, tableRefresh, tablePKCE, 
 var secretFormKeys = []string{"client_secret", "password", "code_verifier", "refresh_token", "code", "client_assertion"}
 
 type storedRequest struct {
-	ID                string          `json:"id"`
-	RequestedAt       time.Time       `json:"requested_at"`
-	ClientID          string          `json:"client_id"`
-	RequestedScope    []string        `json:"requested_scope"`
-	GrantedScope      []string        `json:"granted_scope"`
-	RequestedAudience []string        `json:"requested_audience"`
-	GrantedAudience   []string        `json:"granted_audience"`
-	Form              url.Values      `json:"form"`
-	Lang              string          `json:"lang,omitempty"`
-	Session           json.RawMessage `json:"session"`
+	ID                string     `json:"id"`
+	RequestedAt       time.Time  `json:"requested_at"`
+	ClientID          string     `json:"client_id"`
+	RequestedScope    []string   `json:"requested_scope"`
+	GrantedScope      []string   `json:"granted_scope"`
+	RequestedAudience []string   `json:"requested_audience"`
+	GrantedAudience   []string   `json:"granted_audience"`
+	Form              url.Values `json:"form"`
+	Lang              string     `json:"lang,omitempty"`
+	// Session is the session value itself when encoding, and the caller's session (a pointer
+	// that encoding/json fills in place) or a *json.RawMessage when decoding: one pass over the
+	// JSON either way.
+	Session any `json:"session"`
 }
 
 type tokenRow struct {
@@ -57,10 +61,6 @@ func encodeRequest(r fosite.Requester) (string, error) {
 	for _, k := range secretFormKeys {
 		form.Del(k)
 	}
-	sess, err := json.Marshal(r.GetSession())
-	if err != nil {
-		return "", fmt.Errorf("encode session: %w", err)
-	}
 	sr := storedRequest{
 		ID:                r.GetID(),
 		RequestedAt:       r.GetRequestedAt(),
@@ -70,7 +70,7 @@ func encodeRequest(r fosite.Requester) (string, error) {
 		RequestedAudience: r.GetRequestedAudience(),
 		GrantedAudience:   r.GetGrantedAudience(),
 		Form:              form,
-		Session:           sess,
+		Session:           r.GetSession(),
 	}
 	b, err := json.Marshal(sr)
 	if err != nil {
@@ -81,17 +81,18 @@ func encodeRequest(r fosite.Requester) (string, error) {
 
 func (s *Store) decodeRequest(ctx context.Context, raw string, session fosite.Session) (*fosite.Request, error) {
 	var sr storedRequest
+	if session != nil && reflect.ValueOf(session).Kind() == reflect.Pointer && !reflect.ValueOf(session).IsNil() {
+		sr.Session = session // decoded in place, in the same pass
+	} else {
+		session = nil
+		sr.Session = new(json.RawMessage)
+	}
 	if err := json.Unmarshal([]byte(raw), &sr); err != nil {
 		return nil, fmt.Errorf("decode stored request: %w", err)
 	}
 	client, err := s.GetClient(ctx, sr.ClientID)
 	if err != nil {
 		return nil, fmt.Errorf("load client of stored request: %w", err)
-	}
-	if session != nil {
-		if err := json.Unmarshal(sr.Session, session); err != nil {
-			return nil, fmt.Errorf("decode stored session: %w", err)
-		}
 	}
 	return &fosite.Request{
 		ID:                sr.ID,
