@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/ory/fosite"
@@ -149,6 +150,15 @@ func (s *Store) tokenRow(ctx context.Context, table, signature string) (*tokenRo
 	if table == tableRefresh {
 		cols += `, rotated_at, access_signature`
 	}
+	h, ok := txFrom(ctx)
+	cacheable := ok && h.request
+	key := table + "\x00" + signature
+	if cacheable {
+		if r, ok := h.rows[key]; ok {
+			c := *r
+			return &c, nil
+		}
+	}
 	var row tokenRow
 	err := s.get(ctx, &row, `SELECT `+cols+` FROM `+table+` WHERE signature = ?`, signature)
 	if errors.Is(err, ErrNotFound) {
@@ -157,7 +167,33 @@ func (s *Store) tokenRow(ctx context.Context, table, signature string) (*tokenRo
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", table, err)
 	}
+	if cacheable {
+		if h.rows == nil {
+			h.rows = map[string]*tokenRow{}
+		}
+		c := row
+		h.rows[key] = &c
+	}
 	return &row, nil
+}
+
+// dropCachedRows forgets the token rows cached in a request transaction for every fosite
+// table a writing statement names.
+func dropCachedRows(ctx context.Context, query string) {
+	h, ok := txFrom(ctx)
+	if !ok || len(h.rows) == 0 || strings.HasPrefix(query, "SELECT") {
+		return
+	}
+	for _, t := range fositeTables {
+		if !strings.Contains(query, t) {
+			continue
+		}
+		for k := range h.rows {
+			if strings.HasPrefix(k, t+"\x00") {
+				delete(h.rows, k)
+			}
+		}
+	}
 }
 
 func (s *Store) deleteToken(ctx context.Context, table, signature string) error {

@@ -66,6 +66,7 @@ func (s *Store) closeStmts() {
 }
 
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	dropCachedRows(ctx, query)
 	q := s.db.Rebind(query)
 	if st := s.stmt(ctx, q); st != nil {
 		return st.ExecContext(ctx, args...)
@@ -74,6 +75,7 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 }
 
 func (s *Store) get(ctx context.Context, dest any, query string, args ...any) error {
+	dropCachedRows(ctx, query)
 	q := s.db.Rebind(query)
 	var err error
 	if st := s.stmt(ctx, q); st != nil {

@@ -153,6 +153,9 @@ type txHandle struct {
 	tx       *sqlx.Tx
 	request  bool
 	rollback bool
+	// rows are token rows read in a request transaction, by table and signature: fosite
+	// reads the code of an exchange twice. Any write to a table drops that table's rows.
+	rows map[string]*tokenRow
 }
 
 // joinedKey marks a context whose BeginTX joined a request transaction.

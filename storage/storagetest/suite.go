@@ -203,6 +203,41 @@ func testAuthorizeCodes(t *testing.T, s *storage.Store) {
 	if err := s.InvalidateAuthorizeCodeSession(ctx, "code-sig"); !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 		t.Errorf("second invalidate: %v", err)
 	}
+	// The same in a request transaction, where reads of token rows are remembered: a write
+	// to the table must make the next read see it.
+	if err := s.CreateAuthorizeCodeSession(ctx, "code-sig-2", r); err != nil {
+		t.Fatal(err)
+	}
+	rctx, err := s.BeginRequestTx(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if got, err := s.GetAuthorizeCodeSession(rctx, "code-sig-2", openid.NewDefaultSession()); err != nil || got.GetSession().GetSubject() != "user-1" {
+			t.Fatalf("read %d in a request transaction: %v, %v", i, got, err)
+		}
+	}
+	if err := s.InvalidateAuthorizeCodeSession(rctx, "code-sig-2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAuthorizeCodeSession(rctx, "code-sig-2", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		t.Errorf("read after invalidating in the same request transaction: %v, want ErrInvalidatedAuthorizeCode", err)
+	}
+	if err := s.CreatePKCERequestSession(rctx, "code-sig-2", r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetPKCERequestSession(rctx, "code-sig-2", openid.NewDefaultSession()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeletePKCERequestSession(rctx, "code-sig-2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetPKCERequestSession(rctx, "code-sig-2", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("read after deleting in the same request transaction: %v, want not found", err)
+	}
+	if _, err := s.EndRequestTx(rctx, false); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.GetAuthorizeCodeSession(ctx, "nope", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
 		t.Errorf("unknown code: %v", err)
 	}
