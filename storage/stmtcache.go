@@ -12,7 +12,8 @@ import (
 // a query text beyond the bound (none today) simply runs unprepared.
 const maxPrepared = 256
 
-// stmt returns the prepared statement for query (already rebound), preparing it at first use,
+// stmt returns the prepared statement for query (as written, with ? placeholders; the cache
+// keeps it rebound for the dialect), preparing it at first use,
 // bound to the transaction ctx carries if any; nil when it cannot be prepared, and the caller
 // then runs the query text. Prepared statements spare PostgreSQL parsing and planning every
 // execution; database/sql prepares each once per pooled connection and reuses it. Only on
@@ -32,7 +33,7 @@ func (s *Store) stmt(ctx context.Context, query string) *sqlx.Stmt {
 		if full {
 			return nil
 		}
-		p, err := s.db.PreparexContext(context.WithoutCancel(ctx), query)
+		p, err := s.db.PreparexContext(context.WithoutCancel(ctx), s.db.Rebind(query))
 		if err != nil {
 			return nil // the query itself will report the problem
 		}
@@ -67,21 +68,19 @@ func (s *Store) closeStmts() {
 
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	dropCachedRows(ctx, query)
-	q := s.db.Rebind(query)
-	if st := s.stmt(ctx, q); st != nil {
+	if st := s.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
-	return s.q(ctx).ExecContext(ctx, q, args...)
+	return s.q(ctx).ExecContext(ctx, s.db.Rebind(query), args...)
 }
 
 func (s *Store) get(ctx context.Context, dest any, query string, args ...any) error {
 	dropCachedRows(ctx, query)
-	q := s.db.Rebind(query)
 	var err error
-	if st := s.stmt(ctx, q); st != nil {
+	if st := s.stmt(ctx, query); st != nil {
 		err = st.GetContext(ctx, dest, args...)
 	} else {
-		err = s.q(ctx).GetContext(ctx, dest, q, args...)
+		err = s.q(ctx).GetContext(ctx, dest, s.db.Rebind(query), args...)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
@@ -90,9 +89,8 @@ func (s *Store) get(ctx context.Context, dest any, query string, args ...any) er
 }
 
 func (s *Store) selectAll(ctx context.Context, dest any, query string, args ...any) error {
-	q := s.db.Rebind(query)
-	if st := s.stmt(ctx, q); st != nil {
+	if st := s.stmt(ctx, query); st != nil {
 		return st.SelectContext(ctx, dest, args...)
 	}
-	return s.q(ctx).SelectContext(ctx, dest, q, args...)
+	return s.q(ctx).SelectContext(ctx, dest, s.db.Rebind(query), args...)
 }
