@@ -492,6 +492,14 @@ func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 	out.write(ctx, b, w)
 }
 
+// logServerError logs what made fosite answer server_error: the answer itself says nothing,
+// and token tables hold no personal data for the cause to leak.
+func logServerError(ctx context.Context, b *Broker, what string, err error) {
+	if rfc := fosite.ErrorToRFC6749Error(err); rfc.ErrorField == fosite.ErrServerError.ErrorField {
+		b.logger(ctx).Error(what+": server error", "err", err, "cause", rfc.DebugField)
+	}
+}
+
 // tokenOutcome is what the token endpoint answers, decided before anything is written.
 type tokenOutcome struct {
 	ar          fosite.AccessRequester
@@ -521,6 +529,7 @@ func (b *Broker) tokenExchange(ctx context.Context, r *http.Request) tokenOutcom
 	}
 	if err != nil {
 		b.logger(ctx).Info("token request refused", "error", fosite.ErrorToRFC6749Error(err).ErrorField)
+		logServerError(ctx, b, "token request", err)
 		return tokenOutcome{ar: ar, err: err}
 	}
 	grant := "other"
@@ -559,6 +568,7 @@ func (b *Broker) tokenExchange(ctx context.Context, r *http.Request) tokenOutcom
 	}
 	if err != nil {
 		b.logger(ctx).Info("token response refused", "grant", grant, "error", fosite.ErrorToRFC6749Error(err).ErrorField)
+		logServerError(ctx, b, "token response", err)
 		return tokenOutcome{ar: ar, err: err}
 	}
 	return tokenOutcome{ar: ar, resp: resp, grant: grant}

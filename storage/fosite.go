@@ -54,7 +54,9 @@ type tokenRow struct {
 	AccessSignature string     `db:"access_signature"`
 }
 
-func encodeRequest(r fosite.Requester) (string, error) {
+// encodeRequest writes a request as stored JSON; withSession false leaves the session out
+// (null), for rows whose readers need only the form.
+func encodeRequest(r fosite.Requester, withSession bool) (string, error) {
 	form := url.Values{}
 	for k, v := range r.GetRequestForm() {
 		form[k] = append([]string(nil), v...)
@@ -71,7 +73,9 @@ func encodeRequest(r fosite.Requester) (string, error) {
 		RequestedAudience: r.GetRequestedAudience(),
 		GrantedAudience:   r.GetGrantedAudience(),
 		Form:              form,
-		Session:           r.GetSession(),
+	}
+	if withSession {
+		sr.Session = r.GetSession()
 	}
 	b, err := json.Marshal(sr)
 	if err != nil {
@@ -124,7 +128,9 @@ func (s *Store) createToken(ctx context.Context, table, signature string, r fosi
 // createTokenWith writes a token row; accessSignature, for a refresh token, names the access
 // token issued with it.
 func (s *Store) createTokenWith(ctx context.Context, table, signature string, r fosite.Requester, exp time.Time, accessSignature string) error {
-	raw, err := encodeRequest(r)
+	// fosite's PKCE check reads only the form of its row (code_challenge and its method): the
+	// session, the bulk of every other row, is not written there.
+	raw, err := encodeRequest(r, table != tablePKCE)
 	if err != nil {
 		return err
 	}
