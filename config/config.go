@@ -156,6 +156,9 @@ type Database struct {
 	DSN            string `mapstructure:"dsn"`
 	MigrateOnStart bool   `mapstructure:"migrate_on_start"`
 	MaxOpenConns   int    `mapstructure:"max_open_conns"`
+	// PreparedStatements prepares each query once per connection (PostgreSQL); turn it off
+	// behind a pooler in transaction mode (PgBouncer), which cannot keep them.
+	PreparedStatements bool `mapstructure:"prepared_statements"`
 	// ClientCacheTTL keeps registered clients in memory this long (0 turns the cache off).
 	ClientCacheTTL time.Duration `mapstructure:"client_cache_ttl"`
 }
@@ -252,6 +255,7 @@ func Defaults() map[string]any {
 		"database.migrate_on_start":          false,
 		"database.max_open_conns":            20,
 		"database.client_cache_ttl":          "5s",
+		"database.prepared_statements":       true,
 		"secrets.master_key":                 "",
 		"secrets.master_key_file":            "",
 		"secrets.cookie_key":                 "",

@@ -49,6 +49,9 @@ func TestLoad(t *testing.T) {
 				if c.Database.ClientCacheTTL != 5*time.Second {
 					t.Errorf("database.client_cache_ttl default %s, want the documented 5s", c.Database.ClientCacheTTL)
 				}
+				if !c.Database.PreparedStatements {
+					t.Error("database.prepared_statements is off by default")
+				}
 			},
 		},
 		{

@@ -20,7 +20,7 @@ const maxPrepared = 256
 // PostgreSQL: a prepared SQLite statement that returned rows holds its connection's lock
 // longer than the one-shot statement does.
 func (s *Store) stmt(ctx context.Context, query string) *sqlx.Stmt {
-	if s.dialect != Postgres {
+	if s.dialect != Postgres || s.noPrepare {
 		return nil
 	}
 	s.stmtMu.Lock()

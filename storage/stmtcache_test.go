@@ -48,6 +48,17 @@ func TestStatementCache(t *testing.T) {
 		t.Errorf("past the bound: got %d with %d prepared, want 42 with %d", got, s.PreparedCount(), storage.MaxPrepared)
 	}
 
+	// Turned off (a pooler in transaction mode): queries run, nothing is prepared.
+	off, err := storage.Open(ctx, storagetest.NewPostgresDSN(t), storage.Options{NoPreparedStatements: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer off.Close()
+	var m int
+	if err := off.GetForTest(ctx, &m, `SELECT CAST(? AS INTEGER) + 1`, 1); err != nil || m != 2 || off.PreparedCount() != 0 {
+		t.Errorf("prepared statements off: %d, %v, %d prepared; want 2, nil, 0", m, err, off.PreparedCount())
+	}
+
 	lite := storagetest.Open(t, storagetest.NewSQLiteDSN(t))
 	var n int
 	if err := lite.GetForTest(ctx, &n, `SELECT CAST(? AS INTEGER) + 1`, 1); err != nil || n != 2 || lite.PreparedCount() != 0 {

@@ -50,13 +50,17 @@ type Store struct {
 	cacheMu     sync.Mutex
 	clientCache map[string]cachedClient
 
-	stmtMu sync.Mutex
-	stmts  map[string]*sqlx.Stmt
+	stmtMu    sync.Mutex
+	stmts     map[string]*sqlx.Stmt
+	noPrepare bool
 }
 
 // Options tunes Open.
 type Options struct {
 	MaxOpenConns int
+	// NoPreparedStatements runs every query unprepared (PostgreSQL behind a pooler in
+	// transaction mode).
+	NoPreparedStatements bool
 }
 
 // Open connects to the store named by dsn: postgres://… or postgresql://… for PostgreSQL,
@@ -102,7 +106,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("connect to %s store: %w", dialect, err)
 	}
-	return &Store{db: db, dialect: dialect, RefreshGrace: 5 * time.Second, now: time.Now}, nil
+	return &Store{db: db, dialect: dialect, RefreshGrace: 5 * time.Second, now: time.Now, noPrepare: opts.NoPreparedStatements}, nil
 }
 
 // postgresDSN turns on lib/pq's binary_parameters unless the DSN says otherwise: a statement

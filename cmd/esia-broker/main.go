@@ -73,7 +73,7 @@ func (a *app) loadConfig() (*config.Config, error) {
 }
 
 func (a *app) openStore(ctx context.Context, cfg *config.Config) (*storage.Store, error) {
-	s, err := storage.Open(ctx, cfg.Database.DSN, storage.Options{MaxOpenConns: cfg.Database.MaxOpenConns})
+	s, err := storage.Open(ctx, cfg.Database.DSN, storage.Options{MaxOpenConns: cfg.Database.MaxOpenConns, NoPreparedStatements: !cfg.Database.PreparedStatements})
 	if err != nil {
 		return nil, err
 	}
