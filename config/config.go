@@ -283,6 +283,7 @@ func Defaults() map[string]any {
 		"http.shutdown_timeout":              "20s",
 		"http.max_body_bytes":                1 << 20,
 		"http.pprof_listen":                  "",
+		"http.trusted_proxies":               "",
 		"log.level":                          "info",
 		"log.format":                         "json",
 		"limits.pages_per_ip_per_minute":     120,

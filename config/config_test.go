@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/base64"
 	"errors"
+	"reflect"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,6 +101,15 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{
+			name: "trusted proxies from the environment",
+			env:  append(prodEnv(), "ESIA_BROKER_HTTP_TRUSTED_PROXIES=10.0.0.0/8"),
+			check: func(t *testing.T, c *Config) {
+				if c.HTTP.TrustedProxies != "10.0.0.0/8" {
+					t.Errorf("trusted_proxies %q", c.HTTP.TrustedProxies)
+				}
+			},
+		},
+		{
 			name:     "profiler only on loopback",
 			env:      append(prodEnv(), "ESIA_BROKER_HTTP_PPROF_LISTEN=0.0.0.0:6060"),
 			wantErrs: []string{"http.pprof_listen: must be a loopback host:port"},
@@ -193,4 +203,41 @@ func TestEnvName(t *testing.T) {
 	if got := EnvName("tokens.id_token_alg"); got != "ESIA_BROKER_TOKENS_ID_TOKEN_ALG" {
 		t.Errorf("EnvName = %s", got)
 	}
+}
+
+// TestExampleConfig: the shipped example configuration loads (no unknown or invalid key) once
+// the secrets it leaves to files or the environment are given.
+func TestExampleConfig(t *testing.T) {
+	c, err := Load("../deploy/config.example.yaml", prodEnv())
+	if err != nil {
+		t.Fatalf("deploy/config.example.yaml: %v", err)
+	}
+	if !c.Database.PreparedStatements || c.Database.MaxOpenConns != 20 {
+		t.Errorf("example database settings not read: %+v", c.Database)
+	}
+}
+
+// TestEveryKeyHasADefault: a key missing from Defaults can be set neither in the file (unknown
+// key) nor in the environment, so every field of Config must have one.
+func TestEveryKeyHasADefault(t *testing.T) {
+	defaults := Defaults()
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			tag := f.Tag.Get("mapstructure")
+			if tag == "" || tag == "-" || !f.IsExported() {
+				continue
+			}
+			key := prefix + tag
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Time{}) {
+				walk(key+".", f.Type)
+				continue
+			}
+			if _, ok := defaults[key]; !ok {
+				t.Errorf("%s has no default: it cannot be set from the file or the environment", key)
+			}
+		}
+	}
+	walk("", reflect.TypeOf(Config{}))
 }
