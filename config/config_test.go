@@ -3,9 +3,9 @@ package config
 import (
 	"encoding/base64"
 	"errors"
-	"reflect"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
