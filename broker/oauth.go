@@ -425,13 +425,7 @@ func (b *Broker) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 		target, data, err := conn.LoginURL(ctx, state)
 		if err == nil {
 			f := &storage.UpstreamFlow{State: state, Connector: conn.ID(), LoginRequestID: lr.ID, BrowserHash: lr.BrowserHash, Data: data, ExpiresAt: lr.ExpiresAt}
-			err = b.store.InTx(ctx, func(ctx context.Context) error {
-				if err := b.store.CreateLoginRequest(ctx, lr); err != nil {
-					return err
-				}
-				return b.store.CreateUpstreamFlow(ctx, f)
-			})
-			if err != nil {
+			if err := b.store.CreateLoginWithFlow(ctx, lr, f); err != nil {
 				b.renderError(w, r, err)
 				return
 			}

@@ -18,8 +18,7 @@ type Store interface {
 	Student(ctx context.Context, id string) (*storage.Student, error)
 	UpsertStudent(ctx context.Context, st *storage.Student, guardians []storage.Guardian) (bool, error)
 	SetStudentActive(ctx context.Context, id string, active bool) (bool, error)
-	StudentsByGuardianSNILS(ctx context.Context, digest string) ([]storage.Student, error)
-	StudentsBySNILS(ctx context.Context, digest string) ([]storage.Student, error)
+	StudentsForSNILS(ctx context.Context, digest string) (parents, own []storage.Student, err error)
 	AddLink(ctx context.Context, accountID, studentID, relation, method string) (bool, error)
 	RevokeLink(ctx context.Context, id string) (bool, error)
 	Links(ctx context.Context, accountID string, all bool) ([]storage.Link, error)
@@ -107,16 +106,12 @@ func (s *Service) Resolve(ctx context.Context, accountID, snils string) (Changes
 	err = s.store.InTx(ctx, func(ctx context.Context) error {
 		type want struct{ relation string }
 		wanted := map[string]want{}
-		parents, err := s.store.StudentsByGuardianSNILS(ctx, d)
+		parents, selves, err := s.store.StudentsForSNILS(ctx, d)
 		if err != nil {
 			return err
 		}
 		for _, st := range parents {
 			wanted[st.ID] = want{"parent"}
-		}
-		selves, err := s.store.StudentsBySNILS(ctx, d)
-		if err != nil {
-			return err
 		}
 		today := s.now()
 		for _, st := range selves {

@@ -142,24 +142,31 @@ func (s *Store) SetStudentActive(ctx context.Context, id string, active bool) (b
 	return true, nil
 }
 
-// StudentsByGuardianSNILS lists the active cards whose guardian SNILS digest is d.
-func (s *Store) StudentsByGuardianSNILS(ctx context.Context, d string) ([]Student, error) {
-	var out []Student
-	err := s.selectAll(ctx, &out, `SELECT s.id, s.school_id, s.class, s.family_name, s.given_name, s.middle_name, s.birthdate, s.snils_digest, s.active, s.updated_at
-		FROM student_guardians g JOIN students s ON s.id = g.student_id WHERE g.snils_digest = ? AND s.active = ? ORDER BY s.id`, d, true)
+// StudentsForSNILS lists, in one statement, the active cards on which digest d is a guardian's
+// SNILS (parents) and those whose own SNILS it is (own), each ordered by id: what the link
+// re-check at every login needs.
+func (s *Store) StudentsForSNILS(ctx context.Context, d string) (parents, own []Student, err error) {
+	var rows []struct {
+		Via string `db:"via"`
+		Student
+	}
+	// snils_digest <> '' lets the planner use the partial index even in a generic plan.
+	err = s.selectAll(ctx, &rows, `SELECT 'parent' AS via, s.id, s.school_id, s.class, s.family_name, s.given_name, s.middle_name, s.birthdate, s.snils_digest, s.active, s.updated_at
+		FROM student_guardians g JOIN students s ON s.id = g.student_id WHERE g.snils_digest = ? AND s.active = ?
+		UNION ALL
+		SELECT 'self' AS via, `+studentCols+` FROM students WHERE snils_digest = ? AND snils_digest <> '' AND active = ?
+		ORDER BY 1, 2`, d, true, d, true)
 	if err != nil {
-		return nil, fmt.Errorf("students by guardian: %w", err)
+		return nil, nil, fmt.Errorf("students for SNILS: %w", err)
 	}
-	return out, nil
-}
-
-// StudentsBySNILS lists the active cards whose own SNILS digest is d.
-func (s *Store) StudentsBySNILS(ctx context.Context, d string) ([]Student, error) {
-	var out []Student
-	if err := s.selectAll(ctx, &out, `SELECT `+studentCols+` FROM students WHERE snils_digest = ? AND active = ? ORDER BY id`, d, true); err != nil {
-		return nil, fmt.Errorf("students by SNILS: %w", err)
+	for _, r := range rows {
+		if r.Via == "parent" {
+			parents = append(parents, r.Student)
+		} else {
+			own = append(own, r.Student)
+		}
 	}
-	return out, nil
+	return parents, own, nil
 }
 
 // StudentSelection selects cards for invites: a school, optionally a class, optionally ids.

@@ -151,6 +151,30 @@ func (s *Store) CreateUpstreamFlow(ctx context.Context, f *UpstreamFlow) error {
 	return nil
 }
 
+// CreateLoginWithFlow writes a login request and the upstream flow that starts it, together or
+// not at all: on PostgreSQL as one statement (a data-modifying WITH), elsewhere in one
+// transaction.
+func (s *Store) CreateLoginWithFlow(ctx context.Context, r *LoginRequest, f *UpstreamFlow) error {
+	r.CreatedAt = s.clock()
+	f.CreatedAt = r.CreatedAt
+	if s.dialect != Postgres {
+		return s.InTx(ctx, func(ctx context.Context) error {
+			if err := s.CreateLoginRequest(ctx, r); err != nil {
+				return err
+			}
+			return s.CreateUpstreamFlow(ctx, f)
+		})
+	}
+	_, err := s.exec(ctx, `WITH lr AS (INSERT INTO login_requests (`+loginCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id)
+		INSERT INTO upstream_flows (state, connector, login_request_id, browser_hash, data, created_at, expires_at) SELECT ?, ?, lr.id, ?, ?, ?, ? FROM lr`,
+		r.ID, r.AuthorizeQuery, r.BrowserHash, r.SessionHash, r.CreatedAt, r.ExpiresAt.UTC(), r.LinkIntent, r.StudentID, r.Consented,
+		f.State, f.Connector, f.BrowserHash, f.Data, f.CreatedAt, f.ExpiresAt.UTC())
+	if err != nil {
+		return fmt.Errorf("create login request and upstream flow: %w", err)
+	}
+	return nil
+}
+
 // ConsumeUpstreamFlow deletes and returns the unexpired flow with state; a second call for the
 // same state, even a concurrent one, gets ErrNotFound.
 func (s *Store) ConsumeUpstreamFlow(ctx context.Context, state string) (*UpstreamFlow, error) {

@@ -686,6 +686,30 @@ func testBrowserSessions(t *testing.T, s *storage.Store) {
 func testLoginRequests(t *testing.T, s *storage.Store) {
 	ctx := context.Background()
 	clk := withClock(s)
+	// A login request and its upstream flow, written together or not at all.
+	lrA := &storage.LoginRequest{ID: "lr-with-flow", AuthorizeQuery: "client_id=x", BrowserHash: "b", ExpiresAt: clk.now().Add(time.Minute)}
+	fA := &storage.UpstreamFlow{State: "state-a", Connector: "esia", LoginRequestID: lrA.ID, BrowserHash: "b", Data: "{}", ExpiresAt: clk.now().Add(time.Minute)}
+	if err := s.CreateLoginWithFlow(ctx, lrA, fA); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LoginRequest(ctx, lrA.ID); err != nil || got.AuthorizeQuery != "client_id=x" {
+		t.Errorf("login request written with its flow: %+v %v", got, err)
+	}
+	if got, err := s.ConsumeUpstreamFlow(ctx, "state-a"); err != nil || got.LoginRequestID != lrA.ID || got.Connector != "esia" {
+		t.Errorf("flow written with its login request: %+v %v", got, err)
+	}
+	if err := s.CreateLoginWithFlow(ctx, &storage.LoginRequest{ID: "lr-dup", AuthorizeQuery: "q", BrowserHash: "b", ExpiresAt: clk.now().Add(time.Minute)},
+		&storage.UpstreamFlow{State: "state-b", Connector: "esia", LoginRequestID: "lr-dup", BrowserHash: "b", ExpiresAt: clk.now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.CreateLoginWithFlow(ctx, &storage.LoginRequest{ID: "lr-half", AuthorizeQuery: "q", BrowserHash: "b", ExpiresAt: clk.now().Add(time.Minute)},
+		&storage.UpstreamFlow{State: "state-b", Connector: "esia", LoginRequestID: "lr-half", BrowserHash: "b", ExpiresAt: clk.now().Add(time.Minute)})
+	if err == nil {
+		t.Error("a flow with a state already in use was written")
+	}
+	if _, err := s.LoginRequest(ctx, "lr-half"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the login request of a failed flow stayed: %v", err)
+	}
 	r := &storage.LoginRequest{ID: "lr", AuthorizeQuery: "client_id=x", BrowserHash: "b", ExpiresAt: clk.now().Add(time.Minute)}
 	if err := s.CreateLoginRequest(ctx, r); err != nil {
 		t.Fatal(err)
