@@ -39,21 +39,32 @@ func (b *Broker) loginStart(w http.ResponseWriter, r *http.Request) {
 		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Вход был начат в другом окне или браузере. Вернитесь в электронный дневник и войдите снова."})
 		return
 	}
-	state := uuid.NewString()
-	target, data, err := conn.LoginURL(ctx, state)
+	target, f, err := b.upstreamTrip(ctx, conn, lr)
 	if err != nil {
-		b.metrics.logins.WithLabelValues(conn.ID(), "upstream_error").Inc()
-		ue := *asUserError(err).(*UserError)
-		ue.Retry = r.URL.RequestURI()
-		b.renderError(w, r, &ue)
+		b.renderError(w, r, err)
 		return
 	}
-	f := &storage.UpstreamFlow{State: state, Connector: conn.ID(), LoginRequestID: lr.ID, BrowserHash: lr.BrowserHash, Data: data, ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
 	if err := b.store.CreateUpstreamFlow(ctx, f); err != nil {
 		b.renderError(w, r, err)
 		return
 	}
 	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// upstreamTrip asks conn where to send the browser for login request lr, and returns the
+// single-use flow to store before sending it there. A failure comes back as the page to show,
+// its «Повторить» starting the trip again.
+func (b *Broker) upstreamTrip(ctx context.Context, conn Connector, lr *storage.LoginRequest) (string, *storage.UpstreamFlow, error) {
+	state := uuid.NewString()
+	target, data, err := conn.LoginURL(ctx, state)
+	if err != nil {
+		b.metrics.logins.WithLabelValues(conn.ID(), "upstream_error").Inc()
+		ue := *asUserError(err).(*UserError)
+		ue.Retry = "/login/" + url.PathEscape(conn.ID()) + "?login=" + url.QueryEscape(lr.ID)
+		return "", nil, &ue
+	}
+	return target, &storage.UpstreamFlow{State: state, Connector: conn.ID(), LoginRequestID: lr.ID, BrowserHash: lr.BrowserHash,
+		Data: data, ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}, nil
 }
 
 func asUserError(err error) error {

@@ -419,29 +419,22 @@ func (b *Broker) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	// time for prompt=login, and select_account still asks for the picker.
 	lr := &storage.LoginRequest{ID: uuid.NewString(), AuthorizeQuery: ar.GetRequestForm().Encode(), BrowserHash: hashToken(browser), ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
 	// With idp naming a connector the browser goes straight to the upstream: the login request
-	// and the upstream flow are written in one transaction and no start page is shown.
+	// and the upstream flow are written together and no start page is shown.
 	if conn, ok := b.connectors[ar.GetRequestForm().Get("idp")]; ok {
-		state := uuid.NewString()
-		target, data, err := conn.LoginURL(ctx, state)
-		if err == nil {
-			f := &storage.UpstreamFlow{State: state, Connector: conn.ID(), LoginRequestID: lr.ID, BrowserHash: lr.BrowserHash, Data: data, ExpiresAt: lr.ExpiresAt}
-			if err := b.store.CreateLoginWithFlow(ctx, lr, f); err != nil {
-				b.renderError(w, r, err)
-				return
+		target, f, err := b.upstreamTrip(ctx, conn, lr)
+		if err != nil {
+			// Keep the login request so that «Повторить» can start the trip again.
+			if serr := b.store.CreateLoginRequest(ctx, lr); serr != nil {
+				err = serr
 			}
-			http.Redirect(w, r, target, http.StatusFound)
+			b.renderError(w, r, err)
 			return
 		}
-		// The upstream could not be reached: keep the login request so that «Повторить» can
-		// start the upstream trip again.
-		b.metrics.logins.WithLabelValues(conn.ID(), "upstream_error").Inc()
-		if serr := b.store.CreateLoginRequest(ctx, lr); serr != nil {
-			b.renderError(w, r, serr)
+		if err := b.store.CreateLoginWithFlow(ctx, lr, f); err != nil {
+			b.renderError(w, r, err)
 			return
 		}
-		ue := *asUserError(err).(*UserError)
-		ue.Retry = "/login/" + url.PathEscape(conn.ID()) + "?login=" + url.QueryEscape(lr.ID)
-		b.renderError(w, r, &ue)
+		http.Redirect(w, r, target, http.StatusFound)
 		return
 	}
 	if err := b.store.CreateLoginRequest(ctx, lr); err != nil {
