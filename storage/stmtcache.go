@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -11,6 +12,9 @@ import (
 // maxPrepared bounds the statement cache: the store's queries are a fixed set of a few dozen;
 // a query text beyond the bound (none today) simply runs unprepared.
 const maxPrepared = 256
+
+// prepareWait bounds how long preparing a statement may wait for a pooled connection.
+const prepareWait = time.Second
 
 // stmt returns the prepared statement for query (as written, with ? placeholders; the cache
 // keeps it rebound for the dialect), preparing it at first use,
@@ -33,7 +37,15 @@ func (s *Store) stmt(ctx context.Context, query string) *sqlx.Stmt {
 		if full {
 			return nil
 		}
-		p, err := s.db.PreparexContext(context.WithoutCancel(ctx), s.db.Rebind(query))
+		// Preparing takes a pooled connection of its own. A transaction already holds one: with
+		// none idle it would wait for another transaction to end, which may be waiting likewise.
+		// Then this execution runs unprepared, and the wait is bounded in any case.
+		if _, inTx := txFrom(ctx); inTx && s.db.Stats().Idle == 0 {
+			return nil
+		}
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), prepareWait)
+		p, err := s.db.PreparexContext(pctx, s.db.Rebind(query))
+		cancel()
 		if err != nil {
 			return nil // the query itself will report the problem
 		}

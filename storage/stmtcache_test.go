@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
@@ -63,5 +64,38 @@ func TestStatementCache(t *testing.T) {
 	var n int
 	if err := lite.GetForTest(ctx, &n, `SELECT CAST(? AS INTEGER) + 1`, 1); err != nil || n != 2 || lite.PreparedCount() != 0 {
 		t.Errorf("sqlite: %d, %v, %d prepared; want 2, nil, 0", n, err, lite.PreparedCount())
+	}
+}
+
+// TestPrepareInsideTransactionWithFullPool: a query first met inside a transaction must not
+// wait for a second pooled connection to prepare on (with every connection held by
+// transactions that would wait forever).
+func TestPrepareInsideTransactionWithFullPool(t *testing.T) {
+	ctx := context.Background()
+	s, err := storage.Open(ctx, storagetest.NewPostgresDSN(t), storage.Options{MaxOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	done := make(chan error, 1)
+	go func() {
+		done <- s.InTx(ctx, func(ctx context.Context) error {
+			var n int
+			if err := s.GetForTest(ctx, &n, `SELECT CAST(? AS INTEGER) + 1 /* first met in a transaction */`, 1); err != nil {
+				return err
+			}
+			if n != 2 {
+				return fmt.Errorf("got %d, want 2", n)
+			}
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a query inside a transaction waited for a second connection of a one-connection pool")
 	}
 }
