@@ -466,7 +466,7 @@ func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := b.tokenExchange(tctx, r)
-	committed, err := b.store.EndRequestTx(tctx, false)
+	committed, err := b.store.EndRequestTx(tctx)
 	switch {
 	case err != nil:
 		b.logger(ctx).Warn("token request: commit", "err", err)

@@ -248,14 +248,14 @@ func (s *Store) BeginRequestTx(ctx context.Context) (context.Context, error) {
 	return context.WithValue(ctx, txKey{}, &txHandle{tx: tx, request: true}), nil
 }
 
-// EndRequestTx commits the request transaction, or rolls it back when a joined BeginTX was
-// rolled back or abort is true. It tells whether the transaction was committed.
-func (s *Store) EndRequestTx(ctx context.Context, abort bool) (bool, error) {
+// EndRequestTx commits the request transaction, or rolls it back when a joined BeginTX (or
+// InTx) was rolled back. It tells whether the transaction was committed.
+func (s *Store) EndRequestTx(ctx context.Context) (bool, error) {
 	h, ok := txFrom(ctx)
 	if !ok || !h.request {
 		return false, errors.New("end request transaction: none in this context")
 	}
-	if abort || h.rollback {
+	if h.rollback {
 		if err := h.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 			return false, fmt.Errorf("rollback: %w", err)
 		}

@@ -235,7 +235,7 @@ func testAuthorizeCodes(t *testing.T, s *storage.Store) {
 	if _, err := s.GetPKCERequestSession(rctx, "code-sig-2", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
 		t.Errorf("read after deleting in the same request transaction: %v, want not found", err)
 	}
-	if _, err := s.EndRequestTx(rctx, false); err != nil {
+	if _, err := s.EndRequestTx(rctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GetAuthorizeCodeSession(ctx, "nope", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
@@ -499,9 +499,9 @@ func testTransactionRollback(t *testing.T, s *storage.Store) {
 	for _, tc := range []struct {
 		name          string
 		innerRollback bool
-		abort         bool
+		inTxErr       bool
 		want          bool
-	}{{"committed", false, false, true}, {"joined rollback", true, false, false}, {"aborted", false, true, false}} {
+	}{{"committed", false, false, true}, {"joined rollback", true, false, false}, {"joined InTx failed", false, true, false}} {
 		sig := "req-" + strings.ReplaceAll(tc.name, " ", "-")
 		rctx, err := s.BeginRequestTx(ctx)
 		if err != nil {
@@ -528,10 +528,16 @@ func testTransactionRollback(t *testing.T, s *storage.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if tc.inTxErr {
+			boom := errors.New("boom")
+			if err := s.InTx(rctx, func(context.Context) error { return boom }); !errors.Is(err, boom) {
+				t.Fatalf("%s: InTx = %v, want boom", tc.name, err)
+			}
+		}
 		if seen(sig) {
 			t.Errorf("%s: a joined commit was visible before the request transaction ended", tc.name)
 		}
-		committed, err := s.EndRequestTx(rctx, tc.abort)
+		committed, err := s.EndRequestTx(rctx)
 		if err != nil {
 			t.Fatal(err)
 		}
