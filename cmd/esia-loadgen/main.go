@@ -286,7 +286,8 @@ func run(args []string) error {
 			return time.Now().Before(deadline)
 		}
 		var wg sync.WaitGroup
-		if mode == "login_rate" {
+		switch mode {
+		case "login_rate":
 			// Open loop: a login starts every 1/rate whatever the answers, and its latency counts
 			// from when it was due, so a slow broker cannot hide its queue (no coordinated omission).
 			if *rate <= 0 {
@@ -310,41 +311,39 @@ func run(args []string) error {
 					res.add(time.Since(due), err)
 				}(due)
 			}
-		}
-		for u := range *users {
-			if mode == "login_rate" {
-				break
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var tok *oauth2.Token
-				if pool != nil {
-					tok = pool[u]
-					defer func() { pool[u] = tok }() // refresh rotates: later modes use the newest token
-				}
-				for more() {
-					t0 := time.Now()
-					var err error
-					switch mode {
-					case "login", "first_login":
-						_, err = r.login(ctx)
-					case "refresh":
-						var nt *oauth2.Token
-						nt, err = r.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken, Expiry: time.Now().Add(-time.Hour)}).Token()
-						if err == nil {
-							tok = nt
-						}
-					case "client_credentials":
-						_, err = ccToken(ctx, r)
-					case "userinfo":
-						_, err = p.UserInfo(ctx, oauth2.StaticTokenSource(tok))
-					default:
-						err = fmt.Errorf("unknown mode %s", mode)
+		default: // closed loop: -users workers, each starting its next call when the last ends
+			for u := range *users {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var tok *oauth2.Token
+					if pool != nil {
+						tok = pool[u]
+						defer func() { pool[u] = tok }() // refresh rotates: later modes use the newest token
 					}
-					res.add(time.Since(t0), err)
-				}
-			}()
+					for more() {
+						t0 := time.Now()
+						var err error
+						switch mode {
+						case "login", "first_login":
+							_, err = r.login(ctx)
+						case "refresh":
+							var nt *oauth2.Token
+							nt, err = r.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken, Expiry: time.Now().Add(-time.Hour)}).Token()
+							if err == nil {
+								tok = nt
+							}
+						case "client_credentials":
+							_, err = ccToken(ctx, r)
+						case "userinfo":
+							_, err = p.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+						default:
+							err = fmt.Errorf("unknown mode %s", mode)
+						}
+						res.add(time.Since(t0), err)
+					}
+				}()
+			}
 		}
 		wg.Wait()
 		elapsed := time.Since(start)
