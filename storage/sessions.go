@@ -140,10 +140,13 @@ type UpstreamFlow struct {
 	ExpiresAt      time.Time `db:"expires_at"`
 }
 
+// flowCols are the upstream_flows columns, in the order UpstreamFlow is written and read.
+const flowCols = `state, connector, login_request_id, browser_hash, data, created_at, expires_at`
+
 // CreateUpstreamFlow stores f.
 func (s *Store) CreateUpstreamFlow(ctx context.Context, f *UpstreamFlow) error {
 	f.CreatedAt = s.clock()
-	_, err := s.exec(ctx, `INSERT INTO upstream_flows (state, connector, login_request_id, browser_hash, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO upstream_flows (`+flowCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		f.State, f.Connector, f.LoginRequestID, f.BrowserHash, f.Data, f.CreatedAt, f.ExpiresAt.UTC())
 	if err != nil {
 		return fmt.Errorf("create upstream flow: %w", err)
@@ -166,7 +169,7 @@ func (s *Store) CreateLoginWithFlow(ctx context.Context, r *LoginRequest, f *Ups
 		})
 	}
 	_, err := s.exec(ctx, `WITH lr AS (INSERT INTO login_requests (`+loginCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id)
-		INSERT INTO upstream_flows (state, connector, login_request_id, browser_hash, data, created_at, expires_at) SELECT ?, ?, lr.id, ?, ?, ?, ? FROM lr`,
+		INSERT INTO upstream_flows (`+flowCols+`) SELECT ?, ?, lr.id, ?, ?, ?, ? FROM lr`,
 		r.ID, r.AuthorizeQuery, r.BrowserHash, r.SessionHash, r.CreatedAt, r.ExpiresAt.UTC(), r.LinkIntent, r.StudentID, r.Consented,
 		f.State, f.Connector, f.BrowserHash, f.Data, f.CreatedAt, f.ExpiresAt.UTC())
 	if err != nil {
@@ -181,7 +184,7 @@ func (s *Store) ConsumeUpstreamFlow(ctx context.Context, state string) (*Upstrea
 	// One statement: the row is gone whoever asked first, expired or not, and only the one
 	// DELETE that removed it sees it.
 	var f UpstreamFlow
-	err := s.get(ctx, &f, `DELETE FROM upstream_flows WHERE state = ? RETURNING state, connector, login_request_id, browser_hash, data, created_at, expires_at`, state)
+	err := s.get(ctx, &f, `DELETE FROM upstream_flows WHERE state = ? RETURNING `+flowCols, state)
 	if err != nil {
 		return nil, fmt.Errorf("consume upstream flow: %w", err)
 	}
