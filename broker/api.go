@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
-	"github.com/ory/fosite"
 
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
@@ -23,13 +22,13 @@ func apiError(w http.ResponseWriter, status int, code, desc string) {
 // requireScope authenticates an API call by its bearer access token, which must carry scope;
 // it returns the client the token was issued to.
 func (b *Broker) requireScope(w http.ResponseWriter, r *http.Request, scope string) (string, bool) {
-	token := fosite.AccessTokenFromRequest(r)
+	token := bearerToken(r)
 	if token == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		apiError(w, http.StatusUnauthorized, "invalid_token", "A bearer access token is required.")
+		apiError(w, http.StatusUnauthorized, "invalid_token", "A bearer access token is required in the Authorization header.")
 		return "", false
 	}
-	_, ar, err := b.provider.IntrospectToken(r.Context(), token, fosite.AccessToken, newEmptySession())
+	ar, err := b.accessToken(r.Context(), token)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		apiError(w, http.StatusUnauthorized, "invalid_token", "The access token is not active.")

@@ -192,10 +192,15 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	}
 	ch := cfg.Children
 	b.linker.SetChildOptions(linking.ChildOptions{
-		Argon2:    linking.Argon2Params{Time: ch.Argon2Time, MemoryKiB: ch.Argon2MemoryKiB, Threads: ch.Argon2Threads},
-		GraceDays: ch.GraceDays,
-		PerLogin:  storage.AttemptLimit{Max: ch.FailuresPerLogin, Window: ch.Window, Lockout: ch.Lockout},
-		PerIP:     storage.AttemptLimit{Max: ch.FailuresPerIP, Window: ch.Window, Lockout: ch.Lockout},
+		Argon2:           linking.Argon2Params{Time: ch.Argon2Time, MemoryKiB: ch.Argon2MemoryKiB, Threads: ch.Argon2Threads},
+		GraceDays:        ch.GraceDays,
+		PerLogin:         storage.AttemptLimit{Max: ch.FailuresPerLogin, Window: ch.Window, Lockout: ch.Lockout},
+		PerIP:            storage.AttemptLimit{Max: ch.FailuresPerIP, Window: ch.Window, Lockout: ch.Lockout},
+		PerLoginAll:      storage.AttemptLimit{Max: ch.FailuresPerLoginAll, Window: ch.Window, Lockout: ch.LoginAllLockout},
+		HashConcurrency:  ch.HashConcurrency(),
+		HashQueue:        ch.HashQueue,
+		HashWait:         ch.HashWait,
+		CreatePerAccount: linking.DefaultChildOptions().CreatePerAccount,
 	})
 	for _, c := range o.Connectors {
 		if _, dup := b.connectors[c.ID()]; dup {
@@ -290,14 +295,28 @@ func (b *Broker) Handler() http.Handler {
 	route("/api/v1/link-intents", "api_link_intents", b.apiCreateLinkIntent, http.MethodPost)
 	route("/healthz", "healthz", b.healthz, http.MethodGet)
 	route("/readyz", "readyz", b.readyz, http.MethodGet)
-	r.Handle("/metrics", b.metrics.handler()).Methods(http.MethodGet)
 	r.HandleFunc("/brand/logo", b.serveLogo).Methods(http.MethodGet)
 	static, _ := fs.Sub(staticFS, "static")
-	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", http.FileServer(http.FS(static)))).Methods(http.MethodGet)
+	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", noListing(http.FileServer(http.FS(static))))).Methods(http.MethodGet)
 	if b.mount != nil {
 		b.mount(r)
 	}
 	return b.middleware(r)
+}
+
+// MetricsHandler serves Prometheus metrics; serve mounts it on http.metrics_listen, never on the
+// public listener.
+func (b *Broker) MetricsHandler() http.Handler { return b.metrics.handler() }
+
+// noListing refuses directory paths, so that the file server never lists a folder.
+func noListing(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (b *Broker) serveLogo(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -517,7 +518,8 @@ func TestPromptNoneAndLogout(t *testing.T) {
 
 func TestOperationalEndpointsAndHeaders(t *testing.T) {
 	h := newHarness(t, storagetest.Open(t, storagetest.NewSQLiteDSN(t)))
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/.well-known/openid-configuration": 200, "/nope": 404} {
+	// Metrics and folder listings are not served on the public listener.
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 404, "/static/": 404, "/static/style.css": 200, "/.well-known/openid-configuration": 200, "/nope": 404} {
 		resp, err := http.Get(h.URL + path)
 		if err != nil {
 			t.Fatal(err)
@@ -539,13 +541,10 @@ func TestOperationalEndpointsAndHeaders(t *testing.T) {
 			t.Errorf("discovery lacks end_session_endpoint: %s", body)
 		}
 	}
-	resp, err := http.Get(h.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), `esia_broker_http_requests_total{code="200",route="healthz"} 1`) {
+	rec := httptest.NewRecorder()
+	h.Broker.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	if !strings.Contains(body, `esia_broker_http_requests_total{code="200",route="healthz"} 1`) {
 		t.Errorf("metrics lack the healthz request: %s", body)
 	}
 }

@@ -34,8 +34,7 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 		b.renderError(w, r, expiredLogin(err))
 		return
 	}
-	c, cerr := r.Cookie(browserCookie)
-	if cerr != nil || hashToken(c.Value) != lr.BrowserHash {
+	if !b.sameBrowser(r, lr.BrowserHash) {
 		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Вход был начат в другом окне или браузере. Вернитесь в электронный дневник и войдите снова."})
 		return
 	}
@@ -44,7 +43,7 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 		login = login[:64]
 	}
 	again := func(status int, msg string) {
-		b.render(w, r, status, "child_login", pageData{Title: "Вход для детей до 14 лет", LoginID: lr.ID, CSRF: b.csrfToken(c.Value), Code: login, FieldError: msg})
+		b.render(w, r, status, "child_login", pageData{Title: "Вход для детей до 14 лет", LoginID: lr.ID, CSRF: b.csrfToken(b.browser(r)), Code: login, FieldError: msg})
 	}
 	accountID, err := b.linker.ChildLogin(ctx, login, r.PostFormValue("password"), b.clientIP(r))
 	var le *linking.ChildLockedError
@@ -53,6 +52,10 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 		b.metrics.logins.WithLabelValues("child", "locked").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(le.Until).Seconds())+1))
 		again(http.StatusTooManyRequests, "Слишком много неудачных попыток. Попробуйте снова после "+le.Until.In(moscow).Format("15:04")+" (по московскому времени) или попросите родителя сменить пароль.")
+		return
+	case errors.Is(err, linking.ErrBusy):
+		b.metrics.logins.WithLabelValues("child", "busy").Inc()
+		b.renderBusy(w, r)
 		return
 	case errors.Is(err, linking.ErrBadCredentials):
 		b.metrics.logins.WithLabelValues("child", "bad_password").Inc()
@@ -74,12 +77,13 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 		_ = b.store.DeleteBrowserSession(ctx, hashToken(old))
 	}
 	raw := randomToken()
+	browser := b.newBrowserValue()
 	bs := &storage.BrowserSession{IDHash: hashToken(raw), AccountID: accountID, AuthTime: time.Now().UTC(), ACR: "child", ExpiresAt: time.Now().Add(b.cfg.Session.Lifespan)}
 	err = b.store.InTx(ctx, func(ctx context.Context) error {
 		if err := b.store.CreateBrowserSession(ctx, bs, []string{"pwd"}); err != nil {
 			return err
 		}
-		_, err := b.store.CompleteLoginRequest(ctx, lr.ID, bs.IDHash)
+		_, err := b.store.CompleteLoginRequest(ctx, lr.ID, bs.IDHash, hashToken(browser))
 		return err
 	})
 	if err != nil {
@@ -88,6 +92,7 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	b.metrics.logins.WithLabelValues("child", "ok").Inc()
 	b.setCookie(w, b.cfg.Session.CookieName, raw, b.cfg.Session.Lifespan)
+	b.setBrowser(w, r, browser)
 	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)
 }
 
@@ -139,6 +144,17 @@ var childErrors = map[error]string{
 	linking.ErrPasswordIsLogin: "Пароль не должен совпадать с логином.",
 	linking.ErrPasswordCommon:  "Этот пароль слишком простой и часто встречается. Придумайте другой.",
 	linking.ErrStudentLeft:     "Обучающийся выбыл из школы.",
+	linking.ErrChildAccount:    "Учётная запись ребёнка не может управлять входом. Войдите через Госуслуги со своей учётной записью родителя.",
+	linking.ErrNotAdult:        "Управлять входом ребёнка может только совершеннолетний родитель.",
+	linking.ErrNoBirthdate:     "Госуслуги не передали дату рождения вашей учётной записи, поэтому управлять входом ребёнка нельзя. Проверьте данные на Госуслугах.",
+}
+
+// renderBusy answers a request that found every password check slot taken: 503 with
+// Retry-After, and a page that says to try again in a moment.
+func (b *Broker) renderBusy(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "5")
+	b.renderError(w, r, &UserError{Status: http.StatusServiceUnavailable, Title: "Сервис перегружен",
+		Message: "Сейчас входят очень многие. Подождите несколько секунд и попробуйте снова."})
 }
 
 // accountChild creates a child's sub-account or sets its new password.
@@ -163,6 +179,16 @@ func (b *Broker) accountChild(w http.ResponseWriter, r *http.Request) {
 		notice = "Пароль изменён. Сообщите ребёнку новый пароль."
 	default:
 		b.renderAccount(w, r, account, http.StatusBadRequest, "", "Неизвестное действие.")
+		return
+	}
+	var le *linking.ChildLockedError
+	switch {
+	case errors.Is(err, linking.ErrBusy):
+		b.renderBusy(w, r)
+		return
+	case errors.As(err, &le):
+		w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(le.Until).Seconds())+1))
+		b.renderAccount(w, r, account, http.StatusTooManyRequests, "", "Слишком много попыток подобрать логин. Попробуйте снова после "+le.Until.In(moscow).Format("15:04")+" (по московскому времени).")
 		return
 	}
 	if err != nil {

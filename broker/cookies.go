@@ -7,10 +7,9 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
+	"strings"
 	"time"
 )
-
-const browserCookie = "esia_broker_browser"
 
 func randomToken() string {
 	b := make([]byte, 32)
@@ -25,28 +24,83 @@ func hashToken(t string) string {
 	return hex.EncodeToString(s[:])
 }
 
+// cookieName gives a cookie its __Host- prefix outside dev (secure cookies): the browser then
+// accepts it only from this host, over https, for path / — a sibling subdomain cannot plant it.
+func (b *Broker) cookieName(base string) string {
+	if b.cfg.SecureCookies() {
+		return "__Host-" + base
+	}
+	return base
+}
+
 func (b *Broker) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
 	http.SetCookie(w, &http.Cookie{
-		Name: name, Value: value, Path: "/", HttpOnly: true, Secure: b.cfg.SecureCookies(),
+		Name: b.cookieName(name), Value: value, Path: "/", HttpOnly: true, Secure: b.cfg.SecureCookies(),
 		SameSite: http.SameSiteLaxMode, MaxAge: int(maxAge.Seconds()),
 	})
 }
 
 func (b *Broker) clearCookie(w http.ResponseWriter, name string) {
-	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", HttpOnly: true, Secure: b.cfg.SecureCookies(), SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: b.cookieName(name), Value: "", Path: "/", HttpOnly: true, Secure: b.cfg.SecureCookies(), SameSite: http.SameSiteLaxMode, MaxAge: -1})
 }
 
-// browserID returns the browser-binding cookie's value, setting a new one when absent. Login
-// requests and upstream flows are bound to its hash, and CSRF tokens are derived from it.
-func (b *Broker) browserID(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(browserCookie); err == nil && len(c.Value) == 43 {
-		return c.Value
+// browserMAC authenticates a browser id: only ids this broker issued carry a valid one.
+func (b *Broker) browserMAC(id string) string {
+	m := hmac.New(sha256.New, b.cookieKey)
+	m.Write([]byte("browser\x00" + id))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
+}
+
+// browser returns the browser id of the request's cookie when this broker issued it, or "".
+func (b *Broker) browser(r *http.Request) string {
+	c, err := r.Cookie(b.cookieName(b.cfg.Session.BrowserCookieName))
+	if err != nil {
+		return ""
 	}
-	v := randomToken()
-	b.setCookie(w, browserCookie, v, 0)
-	// Let later code in this request see it too.
-	r.AddCookie(&http.Cookie{Name: browserCookie, Value: v})
+	id, mac, ok := strings.Cut(c.Value, ".")
+	if !ok || len(id) != 43 || !hmac.Equal([]byte(mac), []byte(b.browserMAC(id))) {
+		return ""
+	}
+	return c.Value
+}
+
+// browserID returns the browser-binding id, issuing a new one when the request has none that
+// this broker issued. Login requests and upstream flows are bound to its hash, and CSRF tokens
+// are derived from it.
+func (b *Broker) browserID(w http.ResponseWriter, r *http.Request) string {
+	if v := b.browser(r); v != "" {
+		return v
+	}
+	return b.renewBrowser(w, r)
+}
+
+// renewBrowser issues a new browser id (at every login and logout), so that an id known
+// before the login is worth nothing after it.
+func (b *Broker) renewBrowser(w http.ResponseWriter, r *http.Request) string {
+	v := b.newBrowserValue()
+	b.setBrowser(w, r, v)
 	return v
+}
+
+// newBrowserValue makes a browser id with its MAC.
+func (b *Broker) newBrowserValue() string {
+	id := randomToken()
+	return id + "." + b.browserMAC(id)
+}
+
+// setBrowser sends browser id v to the browser and lets the rest of this request see it.
+func (b *Broker) setBrowser(w http.ResponseWriter, r *http.Request, v string) {
+	b.setCookie(w, b.cfg.Session.BrowserCookieName, v, 0)
+	// Let later code in this request see it too.
+	name := b.cookieName(b.cfg.Session.BrowserCookieName)
+	cookies := r.Cookies()
+	r.Header.Del("Cookie")
+	for _, c := range cookies {
+		if c.Name != name {
+			r.AddCookie(c)
+		}
+	}
+	r.AddCookie(&http.Cookie{Name: name, Value: v})
 }
 
 // csrfToken is the form token for this browser: an HMAC of its browser id.
@@ -57,16 +111,22 @@ func (b *Broker) csrfToken(browser string) string {
 }
 
 func (b *Broker) checkCSRF(r *http.Request) bool {
-	c, err := r.Cookie(browserCookie)
-	if err != nil || c.Value == "" {
+	browser := b.browser(r)
+	if browser == "" {
 		return false
 	}
-	return hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(b.csrfToken(c.Value)))
+	return hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(b.csrfToken(browser)))
+}
+
+// sameBrowser tells whether the request comes from the browser whose id hashes to want.
+func (b *Broker) sameBrowser(r *http.Request, want string) bool {
+	browser := b.browser(r)
+	return browser != "" && want != "" && hashToken(browser) == want
 }
 
 // sessionCookie returns the raw browser session id from its cookie.
 func (b *Broker) sessionCookie(r *http.Request) string {
-	c, err := r.Cookie(b.cfg.Session.CookieName)
+	c, err := r.Cookie(b.cookieName(b.cfg.Session.CookieName))
 	if err != nil {
 		return ""
 	}

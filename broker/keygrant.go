@@ -10,6 +10,7 @@ import (
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/storage"
 
+	"github.com/esia-broker/esia-broker/clientip"
 	"github.com/esia-broker/esia-broker/invites"
 	store "github.com/esia-broker/esia-broker/storage"
 )
@@ -55,9 +56,10 @@ func (h *keyGrantHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 		return fosite.ErrUnauthorizedClient.WithHint("This client may not use activation keys.")
 	}
 	ip, _ := ctx.Value(requestIPKey{}).(string)
-	limitKey := "key:" + client.GetID() + ":" + ip
-	lim := store.AttemptLimit{Max: b.cfg.Activation.FailuresPerIP, Window: b.cfg.Activation.Window, Lockout: b.cfg.Activation.Lockout}
-	if until, err := b.store.LockedUntil(ctx, limitKey); err != nil {
+	limit := store.LimitKey{Key: "key:" + client.GetID() + ":" + clientip.Key(ip),
+		Limit: store.AttemptLimit{Max: b.cfg.Activation.FailuresPerIP, Window: b.cfg.Activation.Window, Lockout: b.cfg.Activation.Lockout}}
+	// The attempt is reserved before the key is looked up: concurrent guesses count one by one.
+	if until, err := b.store.ReserveAttempt(ctx, limit); err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	} else if !until.IsZero() {
 		return fosite.ErrInvalidGrant.WithHint("Too many wrong activation keys; try again later.")
@@ -68,7 +70,7 @@ func (h *keyGrantHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 		key, err = b.store.UseActivationKey(ctx, invites.Digest(b.keyDigestKey, norm), client.GetID(), r.GetID())
 	}
 	if err != nil {
-		if _, ferr := b.store.RecordFailure(ctx, limitKey, lim); ferr != nil {
+		if _, ferr := b.store.Failed(ctx, limit); ferr != nil {
 			return fosite.ErrServerError.WithWrap(ferr)
 		}
 		_ = b.store.Audit(ctx, "client:"+client.GetID(), "key.redeem_failed", "", nil)
@@ -78,7 +80,7 @@ func (h *keyGrantHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 		return fosite.ErrServerError.WithWrap(err)
 	}
 	account, err := b.store.Account(ctx, key.AccountID)
-	if err != nil || account.Status != "active" {
+	if err != nil || b.accountMayUse(ctx, account) != nil {
 		return fosite.ErrInvalidGrant.WithHint("The account of this key is not active.")
 	}
 	for _, s := range r.GetRequestedScopes() {

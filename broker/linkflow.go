@@ -319,6 +319,18 @@ func (b *Broker) redeemCode(w http.ResponseWriter, r *http.Request) {
 			msg = "Этот ребёнок уже привязан к вашей учётной записи."
 		case errors.Is(err, linking.ErrStudentLeft):
 			msg = "Обучающийся выбыл из школы, поэтому код больше не действует."
+		case errors.Is(err, linking.ErrChildAccount):
+			status = http.StatusForbidden
+			msg = "Учётная запись ребёнка не может вводить пригласительные коды. Код вводит родитель, войдя через Госуслуги со своей учётной записью."
+		case errors.Is(err, linking.ErrNotAdult):
+			status = http.StatusForbidden
+			msg = "Код родителя может ввести только совершеннолетний. Если вы обучающийся, вернитесь назад и выберите роль «Обучающийся»."
+		case errors.Is(err, linking.ErrNoBirthdate):
+			status = http.StatusForbidden
+			msg = "Госуслуги не передали дату рождения вашей учётной записи, поэтому код ввести нельзя. Проверьте данные на Госуслугах и войдите снова."
+		case errors.Is(err, linking.ErrNotThisStudent):
+			status = http.StatusForbidden
+			msg = "Код обучающегося может ввести только сам обучающийся: дата рождения в вашей учётной записи Госуслуг не совпадает с данными школы."
 		case errors.Is(err, invites.ErrInvalidCode):
 		default:
 			b.renderError(w, r, err)

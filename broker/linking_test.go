@@ -544,8 +544,14 @@ func TestRosterAndLinkIntentAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		page, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		resp, err = stop.Get(e.h.URL + resp.Header.Get("Location"))
+		// The page names the student before anyone goes to ESIA.
+		lm := regexp.MustCompile(`href="(/login/esia\?login=[^"]+)"`).FindSubmatch(page)
+		if resp.StatusCode != http.StatusOK || lm == nil || !strings.Contains(string(page), "Петров Максим Сергеевич") {
+			t.Fatalf("intent page: %d %s", resp.StatusCode, page)
+		}
+		resp, err = stop.Get(e.h.URL + strings.ReplaceAll(string(lm[1]), "&amp;", "&"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/token/jwt"
 
+	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -34,8 +35,8 @@ func (b *Broker) loginStart(w http.ResponseWriter, r *http.Request) {
 		b.renderError(w, r, expiredLogin(err))
 		return
 	}
-	browser := b.browserID(w, r)
-	if hashToken(browser) != lr.BrowserHash {
+	b.browserID(w, r)
+	if !b.sameBrowser(r, lr.BrowserHash) {
 		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Вход был начат в другом окне или браузере. Вернитесь в электронный дневник и войдите снова."})
 		return
 	}
@@ -86,8 +87,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		b.renderError(w, r, expiredLogin(err))
 		return
 	}
-	c, cerr := r.Cookie(browserCookie)
-	if flow.Connector != connID || cerr != nil || hashToken(c.Value) != flow.BrowserHash {
+	if flow.Connector != connID || !b.sameBrowser(r, flow.BrowserHash) {
 		b.metrics.logins.WithLabelValues(connID, "foreign_browser").Inc()
 		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Ответ сервиса входа пришёл не в тот браузер, где начинался вход. Вернитесь в электронный дневник и войдите снова."})
 		return
@@ -115,6 +115,8 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		amr = []string{connID}
 	}
 	bs := &storage.BrowserSession{IDHash: hashToken(raw), AuthTime: time.Now().UTC(), ACR: id.ACR, ExpiresAt: time.Now().Add(b.cfg.Session.Lifespan)}
+	// A new browser id at every login: one known or planted before it is worth nothing after.
+	browser := b.newBrowserValue()
 	var (
 		account *storage.Account
 		lr      *storage.LoginRequest
@@ -150,7 +152,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 			return err
 		}
 		// The login request is marked as logged in by the new session, and read, at once.
-		if lr, err = b.store.CompleteLoginRequest(ctx, flow.LoginRequestID, bs.IDHash); err != nil {
+		if lr, err = b.store.CompleteLoginRequest(ctx, flow.LoginRequestID, bs.IDHash, hashToken(browser)); err != nil {
 			return expiredLogin(err)
 		}
 		// Links by SNILS are re-checked at every login.
@@ -162,7 +164,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 				return errIntentGone(err)
 			}
 			if _, err := b.linker.ApplyIntent(ctx, account.ID, intent.ClientID, intent.Relation, intent.Students()); err != nil {
-				return err
+				return intentRefused(err)
 			}
 		}
 		if err := b.store.Audit(ctx, "account:"+account.ID, "login", connID, map[string]any{"amr": amr}); err != nil {
@@ -205,6 +207,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 	}
 	b.metrics.logins.WithLabelValues(connID, "ok").Inc()
 	b.setCookie(w, b.cfg.Session.CookieName, raw, b.cfg.Session.Lifespan)
+	b.setBrowser(w, r, browser)
 	if intent != nil {
 		_, _ = b.store.ConsumeLoginRequest(ctx, lr.ID)
 		linked, _ := b.store.LinkedStudents(ctx, account.ID)
@@ -221,17 +224,43 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 	b.act(w, r, next, lr, bs, account, true)
 }
 
+// intentRefused explains why the account that logged in may not take the intent's links.
+func intentRefused(err error) error {
+	msg := ""
+	switch {
+	case errors.Is(err, linking.ErrNotThisStudent):
+		msg = "Дневник просил привязать учётную запись самого обучающегося, а дата рождения в вашей учётной записи Госуслуг не совпадает с данными школы. Обучающийся должен войти со своей учётной записью."
+	case errors.Is(err, linking.ErrNotAdult):
+		msg = "Привязать ребёнка как родитель может только совершеннолетний. Попросите родителя войти через Госуслуги со своей учётной записью."
+	case errors.Is(err, linking.ErrNoBirthdate):
+		msg = "Госуслуги не передали дату рождения вашей учётной записи, поэтому привязка невозможна. Проверьте данные на Госуслугах."
+	case errors.Is(err, linking.ErrChildAccount), errors.Is(err, linking.ErrAccountOff):
+		msg = "С этой учётной записью привязка невозможна."
+	default:
+		return err
+	}
+	return &UserError{Status: http.StatusForbidden, Title: "Привязка невозможна", Message: msg, Err: err}
+}
+
 func errIntentGone(err error) error {
 	return &UserError{Status: http.StatusGone, Title: "Ссылка для привязки устарела", Err: err,
 		Message: "Ссылка для привязки к Госуслугам уже использована или устарела. Вернитесь в дневник и нажмите «выполнить привязку к ЕСИА» ещё раз."}
 }
 
-// linkIntentPage opens a diary's link intent: the person logs in with ESIA, and the account is
-// linked to the students the diary named.
+// linkIntentPage opens a diary's link intent. The intent is bound to the first browser that
+// opens it, and the page names the students it links before anyone goes to ESIA: the person
+// logs in with ESIA only when they see it is their child (or themselves).
 func (b *Broker) linkIntentPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	raw := mux.Vars(r)["intent"]
-	if _, err := b.store.LinkIntent(ctx, hashToken(raw)); err != nil {
+	browser := b.browserID(w, r)
+	intent, err := b.store.BindLinkIntent(ctx, hashToken(raw), hashToken(browser))
+	if errors.Is(err, storage.ErrIntentElsewhere) {
+		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Ссылка открыта в другом браузере",
+			Message: "Эту ссылку для привязки уже открыли в другом браузере. Вернитесь в дневник и нажмите «выполнить привязку к ЕСИА» ещё раз.", Err: err})
+		return
+	}
+	if err != nil {
 		b.renderError(w, r, errIntentGone(err))
 		return
 	}
@@ -239,7 +268,19 @@ func (b *Broker) linkIntentPage(w http.ResponseWriter, r *http.Request) {
 		b.renderError(w, r, &UserError{Status: http.StatusServiceUnavailable, Title: "Вход недоступен", Message: "Не настроен ни один способ входа. Сообщите в службу поддержки."})
 		return
 	}
-	lr := &storage.LoginRequest{ID: uuid.NewString(), BrowserHash: hashToken(b.browserID(w, r)), LinkIntent: hashToken(raw), ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
+	var students []storage.LinkedStudent
+	for _, id := range intent.Students() {
+		st, err := b.store.Student(ctx, id)
+		if err != nil || !st.Active {
+			continue
+		}
+		students = append(students, storage.LinkedStudent{StudentID: st.ID, Class: st.Class, Family: st.FamilyName, Given: st.GivenName, Middle: st.MiddleName})
+	}
+	if len(students) == 0 {
+		b.renderError(w, r, errIntentGone(errors.New("no active student in the intent")))
+		return
+	}
+	lr := &storage.LoginRequest{ID: uuid.NewString(), BrowserHash: hashToken(browser), LinkIntent: hashToken(raw), ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
 	if err := b.store.CreateLoginRequest(ctx, lr); err != nil {
 		b.renderError(w, r, err)
 		return
@@ -248,7 +289,12 @@ func (b *Broker) linkIntentPage(w http.ResponseWriter, r *http.Request) {
 	if c, ok := b.connectors["esia"]; ok {
 		conn = c
 	}
-	http.Redirect(w, r, "/login/"+url.PathEscape(conn.ID())+"?login="+url.QueryEscape(lr.ID), http.StatusFound)
+	name := intent.ClientID
+	if c, err := b.store.Client(ctx, intent.ClientID); err == nil && c.Name != "" {
+		name = c.Name
+	}
+	b.render(w, r, http.StatusOK, "intent", pageData{Title: "Привязка к Госуслугам", LoginID: lr.ID, ClientName: name,
+		Students: studentViews(students), ForStudent: intent.Relation == "self", Connectors: []connectorLink{{ID: conn.ID(), Name: conn.DisplayName()}}})
 }
 
 // logout is RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). With a valid
@@ -264,13 +310,13 @@ func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
 	clientID := r.Form.Get("client_id")
 	var hintSub string
 	if hint != "" {
-		t, err := b.idSigner.Decode(ctx, hint)
-		if t == nil || (err != nil && !isExpiredOnly(err)) {
+		claims, err := b.decodeIDToken(ctx, hint)
+		if err != nil {
 			b.renderError(w, r, &UserError{Status: http.StatusBadRequest, Title: "Неверный запрос на выход", Message: "Электронный дневник прислал неверный запрос на выход. Закройте браузер, чтобы выйти.", Err: err})
 			return
 		}
-		hintSub, _ = t.Claims["sub"].(string)
-		aud := audiences(t.Claims["aud"])
+		hintSub, _ = claims["sub"].(string)
+		aud := audiences(claims["aud"])
 		if clientID == "" && len(aud) == 1 {
 			clientID = aud[0]
 		} else if clientID != "" && !slices.Contains(aud, clientID) {
@@ -325,6 +371,7 @@ func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
 		_ = b.store.Audit(ctx, "account:"+bs.AccountID, "logout", clientID, nil)
 	}
 	b.clearCookie(w, b.cfg.Session.CookieName)
+	b.clearCookie(w, b.cfg.Session.BrowserCookieName)
 	if redirect != "" {
 		http.Redirect(w, r, redirect, http.StatusFound)
 		return

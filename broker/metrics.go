@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/gorilla/mux"
 	"net/http"
 	"strconv"
 	"time"
@@ -67,6 +68,11 @@ func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 func (b *Broker) instrument(route string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if p, ok := r.Context().Value(routeKey{}).(*string); ok {
+			if t, err := mux.CurrentRoute(r).GetPathTemplate(); err == nil {
+				*p = t
+			}
+		}
 		sw := &statusWriter{ResponseWriter: w}
 		h(sw, r)
 		if sw.code == 0 {

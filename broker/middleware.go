@@ -13,6 +13,10 @@ import (
 
 type requestIDKey struct{}
 
+// routeKey carries a *string that the matched route fills with its path template, so that the
+// access log names the route ("/link/{intent}") and never a secret that sits in a path.
+type routeKey struct{}
+
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
 
 func newRequestID() string {
@@ -34,7 +38,8 @@ func (b *Broker) logger(ctx context.Context) *slog.Logger {
 }
 
 // middleware adds the request id, security headers, body limit, panic recovery and an access
-// log line without personal data (no query strings: they carry codes and hints).
+// log line without personal data or secrets: the route's template, never the path or query
+// (they carry link intents, codes and hints).
 func (b *Broker) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -47,6 +52,8 @@ func (b *Broker) middleware(next http.Handler) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), b.requestTimeout())
 		defer cancel()
 		ctx = context.WithValue(ctx, requestIDKey{}, id)
+		route := "other"
+		ctx = context.WithValue(ctx, routeKey{}, &route)
 		r = r.WithContext(ctx)
 		h := w.Header()
 		h.Set("X-Request-Id", id)
@@ -70,7 +77,7 @@ func (b *Broker) middleware(next http.Handler) http.Handler {
 			if code == 0 {
 				code = http.StatusOK
 			}
-			b.logger(ctx).Info("request", "method", r.Method, "path", r.URL.Path, "status", code, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+			b.logger(ctx).Info("request", "method", r.Method, "route", route, "status", code, "duration_ms", float64(time.Since(start).Microseconds())/1000)
 		}()
 		next.ServeHTTP(sw, r)
 	})

@@ -34,27 +34,29 @@ func (b *Broker) discovery(w http.ResponseWriter, _ *http.Request) {
 	iss := b.issuer()
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                iss,
-		"authorization_endpoint":                iss + "/oauth2/authorize",
-		"token_endpoint":                        iss + "/oauth2/token",
-		"userinfo_endpoint":                     iss + "/oauth2/userinfo",
-		"jwks_uri":                              iss + "/oauth2/jwks",
-		"revocation_endpoint":                   iss + "/oauth2/revoke",
-		"introspection_endpoint":                iss + "/oauth2/introspect",
-		"end_session_endpoint":                  iss + "/oauth2/logout",
-		"scopes_supported":                      SupportedScopes,
-		"response_types_supported":              []string{"code"},
-		"response_modes_supported":              []string{"query"},
-		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeActivationKey},
-		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
-		"code_challenge_methods_supported":      []string{"S256"},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
-		"claims_supported":                      []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "name", "family_name", "given_name", "middle_name", "birthdate", "roles", "students", "student_id", "esia_oid"},
-		"prompt_values_supported":               []string{"none", "login", "consent", "select_account"},
-		"claims_parameter_supported":            false,
-		"request_parameter_supported":           false,
-		"request_uri_parameter_supported":       false,
+		"issuer":                                        iss,
+		"authorization_endpoint":                        iss + "/oauth2/authorize",
+		"token_endpoint":                                iss + "/oauth2/token",
+		"userinfo_endpoint":                             iss + "/oauth2/userinfo",
+		"jwks_uri":                                      iss + "/oauth2/jwks",
+		"revocation_endpoint":                           iss + "/oauth2/revoke",
+		"introspection_endpoint":                        iss + "/oauth2/introspect",
+		"end_session_endpoint":                          iss + "/oauth2/logout",
+		"scopes_supported":                              SupportedScopes,
+		"response_types_supported":                      []string{"code"},
+		"response_modes_supported":                      []string{"query"},
+		"grant_types_supported":                         []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeActivationKey},
+		"subject_types_supported":                       []string{"public"},
+		"id_token_signing_alg_values_supported":         []string{"RS256", "ES256"},
+		"code_challenge_methods_supported":              []string{"S256"},
+		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
+		"claims_supported":                              []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "name", "family_name", "given_name", "middle_name", "birthdate", "roles", "students", "student_id", "esia_oid"},
+		"prompt_values_supported":                       []string{"none", "login", "consent", "select_account"},
+		"claims_parameter_supported":                    false,
+		"request_parameter_supported":                   false,
+		"request_uri_parameter_supported":               false,
 	})
 }
 
@@ -70,6 +72,10 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 	ar, err := b.provider.NewAuthorizeRequest(ctx, r)
 	if err != nil {
 		b.authorizeError(w, r, ar, err)
+		return
+	}
+	if err := checkExactRedirect(ar); err != nil {
+		b.authorizeError(w, r, nil, err)
 		return
 	}
 	if err := checkPKCE(ar); err != nil {
@@ -137,8 +143,7 @@ func (b *Broker) loginInProgress(w http.ResponseWriter, r *http.Request, id stri
 		b.renderError(w, r, err)
 		return nil, nil, nil, false
 	}
-	c, err := r.Cookie(browserCookie)
-	if bs == nil || err != nil || hashToken(c.Value) != lr.BrowserHash || lr.SessionHash == "" || lr.SessionHash != bs.IDHash {
+	if bs == nil || !b.sameBrowser(r, lr.BrowserHash) || lr.SessionHash == "" || lr.SessionHash != bs.IDHash {
 		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Вход был начат в другом окне или браузере. Вернитесь в электронный дневник и войдите снова."})
 		return nil, nil, nil, false
 	}
@@ -289,6 +294,17 @@ func (b *Broker) alwaysPick(clientID string) bool {
 
 var errAccountSelectionRequired = &fosite.RFC6749Error{ErrorField: "account_selection_required", DescriptionField: "The End-User is required to select a session at the Authorization Server.", CodeField: http.StatusBadRequest}
 
+// checkExactRedirect refuses a redirect URI that is not registered to the letter. fosite lets a
+// loopback URI match on any port for every client; RFC 8252 §7.3 allows that only to native
+// apps, which are public clients, so a confidential client gets an exact match only.
+func checkExactRedirect(ar fosite.AuthorizeRequester) error {
+	raw := ar.GetRequestForm().Get("redirect_uri")
+	if raw == "" || ar.GetClient().IsPublic() || slices.Contains(ar.GetClient().GetRedirectURIs(), raw) {
+		return nil
+	}
+	return fosite.ErrInvalidRequest.WithHint("The redirect_uri is not registered for this client (a loopback port is matched only for public native clients).")
+}
+
 // checkPKCE refuses, before anyone logs in, what fosite's PKCE handler would refuse after: a
 // method other than S256, and a public client without a challenge.
 func checkPKCE(ar fosite.AuthorizeRequester) error {
@@ -395,20 +411,28 @@ func (b *Broker) currentSession(ctx context.Context, r *http.Request) (*storage.
 	if err != nil {
 		return nil, nil, err
 	}
+	if a.Kind == "child" {
+		// A sub-account whose right ended has no session any more.
+		if err := b.accountMayUse(ctx, a); errors.Is(err, errNoRight) {
+			if err := b.store.RevokeTokensOf(ctx, a.ID); err != nil {
+				return nil, nil, err
+			}
+			return nil, nil, nil
+		} else if err != nil {
+			return nil, nil, err
+		}
+	}
 	return bs, a, nil
 }
 
 // hintSubject returns the sub of an ID token this broker signed, expired or not; "" when it did
 // not sign it.
 func (b *Broker) hintSubject(ctx context.Context, token string) string {
-	t, err := b.idSigner.Decode(ctx, token)
-	if t == nil || (err != nil && !isExpiredOnly(err)) {
+	c, err := b.decodeIDToken(ctx, token)
+	if err != nil {
 		return ""
 	}
-	if iss, _ := t.Claims["iss"].(string); iss != b.issuer() {
-		return ""
-	}
-	sub, _ := t.Claims["sub"].(string)
+	sub, _ := c["sub"].(string)
 	return sub
 }
 
@@ -466,6 +490,16 @@ func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := b.tokenExchange(tctx, r)
+	if out.err != nil || out.unavailable {
+		// A refused request changes nothing but the revocation of a replayed grant.
+		if err := b.store.AbortRequestTx(tctx); err != nil {
+			b.logger(ctx).Warn("token request: roll back", "err", err)
+			writeUnavailableJSON(w)
+			return
+		}
+		out.write(ctx, b, w)
+		return
+	}
 	committed, err := b.store.EndRequestTx(tctx)
 	switch {
 	case err != nil:
@@ -531,8 +565,14 @@ func (b *Broker) tokenExchange(ctx context.Context, r *http.Request) tokenOutcom
 			if isUnavailable(err) {
 				return tokenOutcome{unavailable: true}
 			}
-			if err != nil || a.Status != "active" {
-				return tokenOutcome{ar: ar, err: fosite.ErrInvalidGrant.WithHint("The account no longer exists or is disabled.")}
+			if err == nil {
+				err = b.accountMayUse(ctx, a)
+			}
+			if isUnavailable(err) {
+				return tokenOutcome{unavailable: true}
+			}
+			if err != nil {
+				return tokenOutcome{ar: ar, err: fosite.ErrInvalidGrant.WithHint("The account no longer exists, is disabled or may no longer log in.")}
 			}
 			links, err := b.linkClaims(ctx, a, ar.GetGrantedScopes(), sess.PickedStudent)
 			if err != nil {
@@ -567,27 +607,92 @@ func (b *Broker) revoke(w http.ResponseWriter, r *http.Request) {
 	b.provider.WriteRevocationResponse(ctx, w, err)
 }
 
+// introspect is RFC 7662 token introspection. Only an authenticated confidential client may
+// ask, and it learns only of tokens issued to it or meant for it (its id among their audiences);
+// anything else — an unknown, expired or foreign token — is {"active": false}.
 func (b *Broker) introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	ir, err := b.provider.NewIntrospectionRequest(ctx, r, newEmptySession())
-	if err != nil {
-		b.provider.WriteIntrospectionError(ctx, w, err)
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "The request body could not be read."})
 		return
 	}
-	b.provider.WriteIntrospectionResponse(ctx, w, ir)
+	f, ok := b.provider.(*fosite.Fosite)
+	if !ok {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
+		return
+	}
+	client, err := f.AuthenticateClient(ctx, r, r.PostForm)
+	if isUnavailable(err) {
+		writeUnavailableJSON(w)
+		return
+	}
+	if err != nil || client.IsPublic() {
+		if _, _, basic := r.BasicAuth(); basic {
+			w.Header().Set("WWW-Authenticate", `Basic realm="esia-broker", charset="UTF-8"`)
+		}
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": "Client authentication failed; only confidential clients may introspect tokens."})
+		return
+	}
+	token := r.PostForm.Get("token")
+	inactive := map[string]any{"active": false}
+	if token == "" {
+		writeJSON(w, http.StatusOK, inactive)
+		return
+	}
+	hint := fosite.AccessToken
+	if r.PostForm.Get("token_type_hint") == "refresh_token" {
+		hint = fosite.RefreshToken
+	}
+	use, ar, err := b.provider.IntrospectToken(ctx, token, hint, newEmptySession())
+	if isUnavailable(err) {
+		writeUnavailableJSON(w)
+		return
+	}
+	if err != nil || (use != fosite.AccessToken && use != fosite.RefreshToken) {
+		writeJSON(w, http.StatusOK, inactive)
+		return
+	}
+	if ar.GetClient().GetID() != client.GetID() && !slices.Contains(ar.GetGrantedAudience(), client.GetID()) {
+		writeJSON(w, http.StatusOK, inactive)
+		return
+	}
+	out := map[string]any{
+		"active":    true,
+		"scope":     strings.Join(ar.GetGrantedScopes(), " "),
+		"client_id": ar.GetClient().GetID(),
+		"iat":       ar.GetRequestedAt().Unix(),
+		"iss":       b.issuer(),
+		"token_use": map[fosite.TokenUse]string{fosite.AccessToken: "access_token", fosite.RefreshToken: "refresh_token"}[use],
+	}
+	if use == fosite.AccessToken {
+		out["token_type"] = "Bearer"
+	} else {
+		out["token_type"] = "refresh_token"
+	}
+	if aud := ar.GetGrantedAudience(); len(aud) > 0 {
+		out["aud"] = []string(aud)
+	}
+	if sess := ar.GetSession(); sess != nil {
+		if sub := sess.GetSubject(); sub != "" {
+			out["sub"] = sub
+		}
+		if exp := sess.GetExpiresAt(use); !exp.IsZero() {
+			out["exp"] = exp.Unix()
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // userinfo answers with the claims of the access token's subject, read fresh from the account.
 func (b *Broker) userinfo(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	token := fosite.AccessTokenFromRequest(r)
+	token := bearerToken(r)
 	if token == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "No access token was given."})
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "No access token was given in the Authorization header."})
 		return
 	}
-	sess := newEmptySession()
-	_, ar, err := b.provider.IntrospectToken(ctx, token, fosite.AccessToken, sess)
+	ar, err := b.accessToken(ctx, token)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "The access token is not active."})
@@ -604,9 +709,12 @@ func (b *Broker) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := b.store.Account(ctx, s.Subject)
+	if err == nil {
+		err = b.accountMayUse(ctx, a)
+	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "The account no longer exists."})
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "The account no longer exists or may no longer log in."})
 		return
 	}
 	claims := profileClaims(a, ar.GetGrantedScopes())

@@ -45,7 +45,7 @@ func TestGenericOIDCUpstream(t *testing.T) {
 					t.Fatal(err)
 				}
 				return []broker.Connector{conn}
-			})
+			}, "ESIA_BROKER_SESSION_COOKIE_NAME=b_session", "ESIA_BROKER_SESSION_BROWSER_COOKIE_NAME=b_browser") // one host, two brokers: cookies apart
 			b.client("kiasuo", "secret-secret-secret")
 			r := newRP(t, b, "kiasuo", "secret-secret-secret")
 			br := newBrowser(t)

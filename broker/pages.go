@@ -12,7 +12,7 @@ var errInternal = &UserError{Status: http.StatusInternalServerError, Title: "Ð§Ñ
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"start", "error", "logout", "logged_out", "role", "code", "code_done", "consent", "picker", "account", "child_login", "key"} {
+	for _, name := range []string{"start", "error", "logout", "logged_out", "role", "code", "code_done", "consent", "picker", "account", "child_login", "key", "intent"} {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("parse page %s: %w", name, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"github.com/esia-broker/esia-broker/clientip"
 	"io"
 	"net"
 	"net/http"
@@ -63,7 +64,7 @@ func (b *Broker) limited(route string, max func() int, h http.HandlerFunc) http.
 			h(w, r)
 			return
 		}
-		n, reset, err := b.store.Hit(r.Context(), "rl:"+route+":"+b.clientIP(r), time.Minute)
+		n, reset, err := b.store.Hit(r.Context(), "rl:"+route+":"+clientip.Key(b.clientIP(r)), time.Minute)
 		if err != nil || n <= m {
 			h(w, r)
 			return

@@ -58,6 +58,26 @@ type Children struct {
 	FailuresPerIP    int           `mapstructure:"failures_per_ip"`
 	Window           time.Duration `mapstructure:"window"`
 	Lockout          time.Duration `mapstructure:"lockout"`
+	// FailuresPerLoginAll counts wrong passwords for one login from every source together;
+	// past it the login is locked for LoginAllLockout, a short slow-down (the per-source lock is
+	// the long one, so a stranger cannot lock a known child out for long).
+	FailuresPerLoginAll int           `mapstructure:"failures_per_login_all"`
+	LoginAllLockout     time.Duration `mapstructure:"login_all_lockout"`
+	// HashMemoryMiB is the memory that password hashing may take at once: it admits
+	// HashMemoryMiB / (argon2_memory_kib/1024) computations together; HashQueue more wait up to
+	// HashWait, and past that the page asks to try again (503 with Retry-After).
+	HashMemoryMiB int           `mapstructure:"hash_memory_mib"`
+	HashQueue     int           `mapstructure:"hash_queue"`
+	HashWait      time.Duration `mapstructure:"hash_wait"`
+}
+
+// HashConcurrency is how many password hashes may run at once within HashMemoryMiB.
+func (c Children) HashConcurrency() int {
+	per := int(c.Argon2MemoryKiB / 1024)
+	if per < 1 {
+		per = 1
+	}
+	return max(1, c.HashMemoryMiB/per)
 }
 
 // Activation tunes the activation keys of the mobile app.
@@ -197,10 +217,13 @@ type Keys struct {
 
 // Session tunes the browser session.
 type Session struct {
-	Lifespan     time.Duration `mapstructure:"lifespan"`
-	CookieName   string        `mapstructure:"cookie_name"`
-	SecureCookie *bool         `mapstructure:"secure_cookie"`
-	LoginTimeout time.Duration `mapstructure:"login_timeout"`
+	Lifespan   time.Duration `mapstructure:"lifespan"`
+	CookieName string        `mapstructure:"cookie_name"`
+	// BrowserCookieName names the cookie that binds logins, upstream flows and forms to one
+	// browser (its value is issued and MACed by the broker; __Host- is prefixed outside dev).
+	BrowserCookieName string        `mapstructure:"browser_cookie_name"`
+	SecureCookie      *bool         `mapstructure:"secure_cookie"`
+	LoginTimeout      time.Duration `mapstructure:"login_timeout"`
 }
 
 // HTTP tunes the server.
@@ -213,6 +236,9 @@ type HTTP struct {
 	TrustedProxies string `mapstructure:"trusted_proxies"`
 	// PprofListen, when set, serves Go's profiler (/debug/pprof/) on this loopback address.
 	PprofListen string `mapstructure:"pprof_listen"`
+	// MetricsListen serves Prometheus /metrics on its own listener, never the public one
+	// (loopback by default; "" turns it off).
+	MetricsListen string `mapstructure:"metrics_listen"`
 }
 
 // TrustedProxyNets parses http.trusted_proxies.
@@ -276,6 +302,7 @@ func Defaults() map[string]any {
 		"keys.reload_interval":               "30s",
 		"session.lifespan":                   "12h",
 		"session.cookie_name":                "esia_broker_session",
+		"session.browser_cookie_name":        "esia_broker_browser",
 		"session.secure_cookie":              nil,
 		"session.login_timeout":              "10m",
 		"http.read_timeout":                  "15s",
@@ -283,6 +310,7 @@ func Defaults() map[string]any {
 		"http.shutdown_timeout":              "20s",
 		"http.max_body_bytes":                1 << 20,
 		"http.pprof_listen":                  "",
+		"http.metrics_listen":                "127.0.0.1:9464",
 		"http.trusted_proxies":               "",
 		"log.level":                          "info",
 		"log.format":                         "json",
@@ -303,6 +331,11 @@ func Defaults() map[string]any {
 		"children.failures_per_ip":           30,
 		"children.window":                    "15m",
 		"children.lockout":                   "15m",
+		"children.failures_per_login_all":    20,
+		"children.login_all_lockout":         "1m",
+		"children.hash_memory_mib":           256,
+		"children.hash_queue":                16,
+		"children.hash_wait":                 "3s",
 		"activation.client_id":               "",
 		"activation.key_ttl":                 "5m",
 		"activation.failures_per_ip":         10,
@@ -436,6 +469,13 @@ func (c *Config) validate() []string {
 			bad("http.pprof_listen", "must be a loopback host:port (the profiler is not for the network), got %q", p)
 		}
 	}
+	if m := c.HTTP.MetricsListen; m != "" {
+		if _, port, err := net.SplitHostPort(m); err != nil {
+			bad("http.metrics_listen", "must be host:port (or empty to turn metrics off), got %q", m)
+		} else if m == c.Listen && port != "0" {
+			bad("http.metrics_listen", "must differ from listen: metrics are not served on the public listener")
+		}
+	}
 	if d := c.Database.DSN; d != "" && !strings.HasPrefix(d, "postgres://") && !strings.HasPrefix(d, "postgresql://") && !strings.HasPrefix(d, "sqlite:") {
 		bad("database.dsn", "must start with postgres://, postgresql:// or sqlite:")
 	}
@@ -520,6 +560,9 @@ func (c *Config) validate() []string {
 	if c.Session.CookieName == "" || strings.ContainsAny(c.Session.CookieName, " ;,=\t") {
 		bad("session.cookie_name", "must be a non-empty cookie name")
 	}
+	if n := c.Session.BrowserCookieName; n == "" || n == c.Session.CookieName || strings.ContainsAny(n, " ;,=\t") {
+		bad("session.browser_cookie_name", "must be a non-empty cookie name that differs from session.cookie_name")
+	}
 	if _, err := c.HTTP.TrustedProxyNets(); err != nil {
 		bad("http.trusted_proxies", "%v", err)
 	}
@@ -547,6 +590,12 @@ func (c *Config) validate() []string {
 	ch := c.Children
 	if ch.Argon2Time < 1 || ch.Argon2Time > 20 || ch.Argon2MemoryKiB < 8*1024 || ch.Argon2MemoryKiB > 1<<21 || ch.Argon2Threads < 1 || ch.Argon2Threads > 16 {
 		bad("children.argon2_*", "time 1-20, memory 8192-2097152 KiB, threads 1-16")
+	}
+	if ch.FailuresPerLoginAll < 1 || ch.LoginAllLockout < time.Second {
+		bad("children.failures_per_login_all", "must be at least 1, and login_all_lockout at least 1s")
+	}
+	if ch.HashMemoryMiB < 8 || ch.HashQueue < 0 || ch.HashWait < 100*time.Millisecond || ch.HashWait > time.Minute {
+		bad("children.hash_*", "hash_memory_mib at least 8, hash_queue not negative, hash_wait between 100ms and 1m")
 	}
 	if ch.GraceDays < 0 || ch.GraceDays > 365 {
 		bad("children.grace_days", "must be between 0 and 365")

@@ -28,9 +28,9 @@ type Store interface {
 	ListInvites(ctx context.Context, f storage.InviteFilter) ([]storage.InviteRow, error)
 	RedeemInvite(ctx context.Context, digest, role, accountID string) (*storage.Invite, error)
 	UnredeemInvite(ctx context.Context, id string) error
-	LockedUntil(ctx context.Context, key string) (time.Time, error)
-	RecordFailure(ctx context.Context, key string, l storage.AttemptLimit) (time.Time, error)
-	ClearFailures(ctx context.Context, key string) error
+	ReserveAttempt(ctx context.Context, keys ...storage.LimitKey) (time.Time, error)
+	Failed(ctx context.Context, keys ...storage.LimitKey) (time.Time, error)
+	Succeeded(ctx context.Context, key string) error
 	Audit(ctx context.Context, actor, action, target string, details map[string]any) error
 }
 
@@ -309,38 +309,27 @@ func (e *LockedError) Unwrap() error { return ErrLocked }
 // either is locked, no code is tried. The returned error is ErrInvalidCode (with the store's
 // reason wrapped), a *LockedError, or a failure of the database.
 func (s *Service) Redeem(ctx context.Context, input, role, accountID, ip string) (*storage.Invite, error) {
-	keys := []struct {
-		key string
-		l   storage.AttemptLimit
-	}{{"invite:account:" + accountID, s.limits.PerAccount}, {"invite:ip:" + ip, s.limits.PerIP}}
-	for _, k := range keys {
-		until, err := s.store.LockedUntil(ctx, k.key)
-		if err != nil {
-			return nil, err
-		}
-		if !until.IsZero() {
-			return nil, &LockedError{Until: until}
-		}
+	if err := checkRole(role); err != nil {
+		return nil, err
+	}
+	// The attempt is reserved before the code is looked at, so that concurrent guesses are
+	// counted one by one and no more than the limit are ever tried.
+	keys := []storage.LimitKey{{Key: "invite:account:" + accountID, Limit: s.limits.PerAccount}, {Key: "invite:ip:" + ip, Limit: s.limits.PerIP}}
+	if until, err := s.store.ReserveAttempt(ctx, keys...); err != nil {
+		return nil, err
+	} else if !until.IsZero() {
+		return nil, &LockedError{Until: until}
 	}
 	fail := func(reason error) (*storage.Invite, error) {
-		var lockedUntil time.Time
-		for _, k := range keys {
-			until, err := s.store.RecordFailure(ctx, k.key, k.l)
-			if err != nil {
-				return nil, err
-			}
-			if until.After(lockedUntil) {
-				lockedUntil = until
-			}
+		lockedUntil, err := s.store.Failed(ctx, keys...)
+		if err != nil {
+			return nil, err
 		}
 		_ = s.store.Audit(ctx, "account:"+accountID, "invite.redeem_failed", "", map[string]any{"reason": reason.Error(), "role": role})
 		if !lockedUntil.IsZero() {
 			return nil, &LockedError{Until: lockedUntil}
 		}
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCode, reason)
-	}
-	if err := checkRole(role); err != nil {
-		return nil, err
 	}
 	norm, err := Normalize(input)
 	if err != nil {
@@ -354,8 +343,9 @@ func (s *Service) Redeem(ctx context.Context, input, role, accountID, ip string)
 	case err != nil:
 		return nil, err
 	}
-	for _, k := range keys[:1] {
-		_ = s.store.ClearFailures(ctx, k.key)
+	// A success refunds the account's attempts, never the IP's.
+	if err := s.store.Succeeded(ctx, keys[0].Key); err != nil {
+		return nil, err
 	}
 	return in, s.store.Audit(ctx, "account:"+accountID, "invite.redeem", in.ID, map[string]any{"role": role, "student": in.StudentID})
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/esia-broker/esia-broker/clientip"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -33,8 +34,12 @@ func (s *Service) childMayUse(st *storage.Student) bool {
 	return !IsAdult(st.Birthdate, s.now().AddDate(0, 0, -s.children.GraceDays))
 }
 
-// guardianOf checks that parentID has an active parent link to the student.
+// guardianOf checks that parentID may act as a parent and has an active parent link to the
+// student.
 func (s *Service) guardianOf(ctx context.Context, parentID, studentID string) (*storage.Student, error) {
+	if err := s.mayBeParent(ctx, parentID); err != nil {
+		return nil, err
+	}
 	gl, err := s.store.GuardianLinks(ctx, studentID)
 	if err != nil {
 		return nil, err
@@ -52,8 +57,19 @@ func (s *Service) guardianOf(ctx context.Context, parentID, studentID string) (*
 	return st, nil
 }
 
+// hash computes a password hash under the hash gate.
+func (s *Service) hash(ctx context.Context, password string) (string, error) {
+	release, err := s.gate.acquire(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	return HashPassword(password, s.children.Argon2)
+}
+
 // CreateChildLogin makes a sub-account for a linked child under 14. Any parent linked to the
-// child may do it; the creator is recorded.
+// child may do it; the creator is recorded. A login that is taken counts against the parent
+// (CreatePerAccount), so that the form is no oracle for probing which logins exist.
 func (s *Service) CreateChildLogin(ctx context.Context, parentID, studentID, login, password string) (string, error) {
 	st, err := s.guardianOf(ctx, parentID, studentID)
 	if err != nil {
@@ -74,7 +90,13 @@ func (s *Service) CreateChildLogin(ctx context.Context, parentID, studentID, log
 	if err := s.CheckPassword(l, password); err != nil {
 		return "", err
 	}
-	hash, err := HashPassword(password, s.children.Argon2)
+	tries := storage.LimitKey{Key: "child:create:" + parentID, Limit: s.children.CreatePerAccount}
+	if until, err := s.store.ReserveAttempt(ctx, tries); err != nil {
+		return "", err
+	} else if !until.IsZero() {
+		return "", &ChildLockedError{Until: until}
+	}
+	hash, err := s.hash(ctx, password)
 	if err != nil {
 		return "", err
 	}
@@ -88,6 +110,13 @@ func (s *Service) CreateChildLogin(ctx context.Context, parentID, studentID, log
 		}
 		return s.store.Audit(ctx, "account:"+parentID, "child.create", studentID, nil)
 	})
+	if errors.Is(err, ErrLoginTaken) {
+		if until, ferr := s.store.Failed(ctx, tries); ferr != nil {
+			return "", ferr
+		} else if !until.IsZero() {
+			return "", &ChildLockedError{Until: until}
+		}
+	}
 	return l, err
 }
 
@@ -106,7 +135,7 @@ func (s *Service) ResetChildPassword(ctx context.Context, parentID, studentID, p
 	if err := s.CheckPassword(c.Login, password); err != nil {
 		return err
 	}
-	hash, err := HashPassword(password, s.children.Argon2)
+	hash, err := s.hash(ctx, password)
 	if err != nil {
 		return err
 	}
@@ -118,40 +147,42 @@ func (s *Service) ResetChildPassword(ctx context.Context, parentID, studentID, p
 	})
 }
 
-// ChildLogin checks a child's login and password. Wrong passwords count per login and per IP;
-// the error does not tell whether the login exists. From the 14th birthday (plus grace days)
-// and when no parent link remains, the sub-account no longer logs in.
+// childLimitKeys are the attempt limits of a child login from source src (clientip.Key).
+func (s *Service) childLimitKeys(login string, loginOK bool, src string) []storage.LimitKey {
+	keys := []storage.LimitKey{{Key: "child:ip:" + src, Limit: s.children.PerIP}}
+	if loginOK {
+		keys = append(keys,
+			storage.LimitKey{Key: "child:login:" + login + ":src:" + src, Limit: s.children.PerLogin},
+			storage.LimitKey{Key: "child:login:" + login, Limit: s.children.PerLoginAll})
+	}
+	return keys
+}
+
+// ChildLogin checks a child's login and password. Each attempt is reserved against the limits
+// (per login and source, per source, per login from everywhere) before the password is
+// checked, so that concurrent guesses are counted one by one; the error does not tell whether
+// the login exists. Password checks run under the hash gate (ErrBusy past it). From the 14th
+// birthday (plus grace days), when the card is inactive and when no parent link remains, the
+// sub-account no longer logs in.
 func (s *Service) ChildLogin(ctx context.Context, login, password, ip string) (accountID string, err error) {
 	l, lerr := NormalizeLogin(login)
-	keys := []struct {
-		key string
-		lim storage.AttemptLimit
-	}{{"child:ip:" + ip, s.children.PerIP}}
-	if lerr == nil {
-		keys = append(keys, struct {
-			key string
-			lim storage.AttemptLimit
-		}{"child:login:" + l, s.children.PerLogin})
+	keys := s.childLimitKeys(l, lerr == nil, clientip.Key(ip))
+	release, err := s.gate.acquire(ctx)
+	if err != nil {
+		return "", err
 	}
-	for _, k := range keys {
-		until, err := s.store.LockedUntil(ctx, k.key)
-		if err != nil {
-			return "", err
-		}
-		if !until.IsZero() {
-			return "", &ChildLockedError{Until: until}
-		}
+	defer release()
+	until, err := s.store.ReserveAttempt(ctx, keys...)
+	if err != nil {
+		return "", err
+	}
+	if !until.IsZero() {
+		return "", &ChildLockedError{Until: until}
 	}
 	fail := func() (string, error) {
-		var until time.Time
-		for _, k := range keys {
-			u, err := s.store.RecordFailure(ctx, k.key, k.lim)
-			if err != nil {
-				return "", err
-			}
-			if u.After(until) {
-				until = u
-			}
+		until, err := s.store.Failed(ctx, keys...)
+		if err != nil {
+			return "", err
 		}
 		if !until.IsZero() {
 			_ = s.store.Audit(ctx, "ip:"+ip, "child.lockout", "", nil)
@@ -168,34 +199,27 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string) (a
 	}
 	if c == nil {
 		// Spend the same time as a real check, so timing does not tell which logins exist.
-		_, _ = VerifyPassword(s.dummyHash(), password)
+		_, _ = s.verify(s.dummyHash(), password)
 		return fail()
 	}
-	ok, err := VerifyPassword(c.PasswordHash, password)
+	ok, err := s.verify(c.PasswordHash, password)
 	if err != nil {
 		return "", fmt.Errorf("check child password: %w", err)
 	}
 	if !ok {
 		return fail()
 	}
-	_ = s.store.ClearFailures(ctx, "child:login:"+l)
-	st, err := s.store.Student(ctx, c.StudentID)
-	if err != nil {
+	// A success refunds only this login's attempts, never the source's.
+	for _, k := range keys[1:] {
+		if err := s.store.Succeeded(ctx, k.Key); err != nil {
+			return "", err
+		}
+	}
+	if err := s.ChildMayLogIn(ctx, c.StudentID); err != nil {
+		if errors.Is(err, ErrChildTooOld) {
+			_ = s.store.Audit(ctx, "account:"+c.AccountID, "child.age_cutoff", c.StudentID, nil)
+		}
 		return "", err
-	}
-	if !st.Active {
-		return "", ErrStudentLeft
-	}
-	if !s.childMayUse(st) {
-		_ = s.store.Audit(ctx, "account:"+c.AccountID, "child.age_cutoff", c.StudentID, nil)
-		return "", ErrChildTooOld
-	}
-	gl, err := s.store.GuardianLinks(ctx, c.StudentID)
-	if err != nil {
-		return "", err
-	}
-	if len(gl) == 0 {
-		return "", ErrNoGuardianLeft
 	}
 	return c.AccountID, s.store.Audit(ctx, "account:"+c.AccountID, "child.login", c.StudentID, nil)
 }

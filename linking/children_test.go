@@ -3,6 +3,7 @@ package linking_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -116,18 +117,37 @@ func TestChildLockoutAndExpiry(t *testing.T) {
 			t.Fatal(err)
 		}
 		var err error
-		for i := range 5 {
-			_, err = f.link.ChildLogin(ctx, "alex", "wrong", "10.9.0."+string(rune('1'+i)))
+		// Five wrong passwords from one source lock the login for that source.
+		for range 5 {
+			_, err = f.link.ChildLogin(ctx, "alex", "wrong", "10.9.0.1")
 		}
 		var le *linking.ChildLockedError
 		if !errors.As(err, &le) {
 			t.Fatalf("fifth wrong password: %v", err)
 		}
+		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.1"); !errors.As(err, &le) {
+			t.Errorf("the right password from the locked source during the lock-out: %v", err)
+		}
+		// The stranger's lock does not keep the child out: from the child's own source the
+		// right password works.
+		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.9"); err != nil {
+			t.Errorf("the child from another source during a stranger's lock-out: %v", err)
+		}
+		// Wrong passwords from many sources reach the login's global limit: a short slow-down.
+		for i := range 20 {
+			_, err = f.link.ChildLogin(ctx, "alex", "wrong", fmt.Sprintf("10.8.%d.1", i))
+		}
+		if !errors.As(err, &le) {
+			t.Fatalf("twentieth wrong password from as many sources: %v", err)
+		}
+		if d := time.Until(le.Until); d > 2*time.Minute {
+			t.Errorf("the global slow-down lasts %v; it must be short (the per-login default is 1m)", d)
+		}
 		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.9"); !errors.As(err, &le) {
-			t.Errorf("the right password during the lock-out: %v", err)
+			t.Errorf("the right password during the global slow-down: %v", err)
 		}
 		f.store.SetClock(func() time.Time { return time.Now().Add(16 * time.Minute) })
-		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.9"); err != nil {
+		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.1"); err != nil {
 			t.Errorf("after the lock-out expired: %v", err)
 		}
 		f.store.SetClock(time.Now)

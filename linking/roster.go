@@ -60,7 +60,10 @@ func cleanName(s string) (string, bool) {
 		return "", false
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || r == '<' || r == '>' {
+		// Cf holds the bidi overrides and isolates (U+202A–U+202E, U+2066–U+2069) and the
+		// zero-width characters (U+200B–U+200D, U+2060, U+FEFF): they make a name read as
+		// another on a page or a printed slip.
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '<' || r == '>' {
 			return "", false
 		}
 	}
@@ -104,7 +107,7 @@ func (s *Service) Validate(c Card, line int, schools map[string]bool) (*storage.
 		out  *string
 	}{{"class", c.Class, &st.Class}, {"family_name", c.FamilyName, &st.FamilyName}, {"given_name", c.GivenName, &st.GivenName}, {"middle_name", c.MiddleName, &st.MiddleName}} {
 		if *f.out, ok = cleanName(f.in); !ok {
-			bad(f.name, "too long or has control characters or < >")
+			bad(f.name, "too long or has control, bidi or zero-width characters or < >")
 		}
 	}
 	if st.FamilyName == "" || st.GivenName == "" {

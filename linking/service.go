@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/esia-broker/esia-broker/clientip"
 	"github.com/esia-broker/esia-broker/invites"
 	"github.com/esia-broker/esia-broker/storage"
 )
@@ -28,9 +29,10 @@ type Store interface {
 	ChildByStudent(ctx context.Context, studentID string) (*storage.ChildCredential, error)
 	CreateChild(ctx context.Context, a *storage.Account, c *storage.ChildCredential) error
 	SetChildPassword(ctx context.Context, accountID, hash, by string) error
-	LockedUntil(ctx context.Context, key string) (time.Time, error)
-	RecordFailure(ctx context.Context, key string, l storage.AttemptLimit) (time.Time, error)
-	ClearFailures(ctx context.Context, key string) error
+	ReserveAttempt(ctx context.Context, keys ...storage.LimitKey) (time.Time, error)
+	Failed(ctx context.Context, keys ...storage.LimitKey) (time.Time, error)
+	Succeeded(ctx context.Context, key string) error
+	Account(ctx context.Context, id string) (*storage.Account, error)
 }
 
 // Service applies the linking rules.
@@ -42,6 +44,10 @@ type Service struct {
 	common   map[string]bool
 	children ChildOptions
 
+	gate *hashGate
+	// verify checks a password against its hash (VerifyPassword; tests count the calls).
+	verify func(encoded, password string) (bool, error)
+
 	dummyMu sync.Mutex
 	dummy   string
 }
@@ -51,32 +57,55 @@ type ChildOptions struct {
 	Argon2 Argon2Params
 	// GraceDays lets a sub-account log in this many days past the 14th birthday.
 	GraceDays int
-	// PerLogin and PerIP limit wrong passwords.
-	PerLogin storage.AttemptLimit
-	PerIP    storage.AttemptLimit
+	// PerLogin limits wrong passwords for one login from one source (an IPv4 address or an
+	// IPv6 /64), PerIP those from one source for any login, and PerLoginAll those for one login
+	// from all sources together: a short lock-out that slows a distributed guesser down without
+	// letting one stranger lock a known child out for long.
+	PerLogin    storage.AttemptLimit
+	PerIP       storage.AttemptLimit
+	PerLoginAll storage.AttemptLimit
+	// HashConcurrency bounds the argon2 computations that run at once (each takes
+	// Argon2.MemoryKiB); HashQueue requests more may wait up to HashWait for one, and any further
+	// one is told to come back (ErrBusy).
+	HashConcurrency int
+	HashQueue       int
+	HashWait        time.Duration
+	// CreatePerAccount limits the logins a parent may find taken when creating a child's login.
+	CreatePerAccount storage.AttemptLimit
 }
 
 // DefaultChildOptions: RFC 9106 parameters, no grace, 5 wrong passwords per login and 30 per IP
 // in 15 minutes lock for 15 minutes.
 func DefaultChildOptions() ChildOptions {
 	return ChildOptions{
-		Argon2:   DefaultArgon2(),
-		PerLogin: storage.AttemptLimit{Max: 5, Window: 15 * time.Minute, Lockout: 15 * time.Minute},
-		PerIP:    storage.AttemptLimit{Max: 30, Window: 15 * time.Minute, Lockout: 15 * time.Minute},
+		Argon2:           DefaultArgon2(),
+		PerLogin:         storage.AttemptLimit{Max: 5, Window: 15 * time.Minute, Lockout: 15 * time.Minute},
+		PerIP:            storage.AttemptLimit{Max: 30, Window: 15 * time.Minute, Lockout: 15 * time.Minute},
+		PerLoginAll:      storage.AttemptLimit{Max: 20, Window: 15 * time.Minute, Lockout: time.Minute},
+		HashConcurrency:  4,
+		HashQueue:        16,
+		HashWait:         3 * time.Second,
+		CreatePerAccount: storage.AttemptLimit{Max: 10, Window: time.Hour, Lockout: time.Hour},
 	}
 }
 
 // NewService makes the linking service with default child options.
 func NewService(store Store, d *Digester, inv *invites.Service) *Service {
-	return &Service{store: store, digester: d, invites: inv, now: time.Now, common: commonPasswords(), children: DefaultChildOptions()}
+	o := DefaultChildOptions()
+	return &Service{store: store, digester: d, invites: inv, now: time.Now, common: commonPasswords(), children: o,
+		gate: newHashGate(o.HashConcurrency, o.HashQueue, o.HashWait), verify: VerifyPassword}
 }
 
 // SetChildOptions replaces the child sub-account options.
 func (s *Service) SetChildOptions(o ChildOptions) {
 	s.dummyMu.Lock()
 	s.children, s.dummy = o, ""
+	s.gate = newHashGate(o.HashConcurrency, o.HashQueue, o.HashWait)
 	s.dummyMu.Unlock()
 }
+
+// SetVerifier replaces the password check (tests count the secrets actually checked).
+func (s *Service) SetVerifier(v func(encoded, password string) (bool, error)) { s.verify = v }
 
 // SetClock replaces the clock (tests).
 func (s *Service) SetClock(now func() time.Time) { s.now = now }
@@ -110,10 +139,16 @@ func (s *Service) Resolve(ctx context.Context, accountID, snils string) (Changes
 		if err != nil {
 			return err
 		}
-		for _, st := range parents {
-			wanted[st.ID] = want{"parent"}
-		}
 		today := s.now()
+		a, err := s.store.Account(ctx, accountID)
+		if err != nil {
+			return fmt.Errorf("read account: %w", err)
+		}
+		if MayLink(a, nil, "parent", today) == nil {
+			for _, st := range parents {
+				wanted[st.ID] = want{"parent"}
+			}
+		}
 		for _, st := range selves {
 			if IsAdult(st.Birthdate, today) {
 				wanted[st.ID] = want{"self"}
@@ -168,9 +203,22 @@ var (
 	ErrAlreadyLinked = errors.New("this child is already linked to the account")
 )
 
-// RedeemCode spends an invite code for the account and links it to the code's student.
+// RedeemCode spends an invite code for the account and links it to the code's student. Who may
+// redeem is checked before the code is tried: a parent code only by an adult's account (never a
+// child's sub-account), a student code only by the student, by the card's birth date.
 func (s *Service) RedeemCode(ctx context.Context, accountID, code, role, ip string) (*storage.Student, error) {
-	in, err := s.invites.Redeem(ctx, code, role, accountID, ip)
+	a, err := s.store.Account(ctx, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("read account: %w", err)
+	}
+	if role == invites.RoleParent {
+		if err := MayLink(a, nil, "parent", s.now()); err != nil {
+			return nil, err
+		}
+	} else if a.Kind == "child" {
+		return nil, ErrChildAccount
+	}
+	in, err := s.invites.Redeem(ctx, code, role, accountID, clientip.Key(ip))
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +242,9 @@ func (s *Service) RedeemCode(ctx context.Context, accountID, code, role, ip stri
 			return refuse(ErrTooYoung)
 		}
 	}
+	if err := MayLink(a, st, relation, s.now()); err != nil {
+		return refuse(err)
+	}
 	added, err := s.store.AddLink(ctx, accountID, st.ID, relation, "invite")
 	if err != nil {
 		return nil, err
@@ -204,14 +255,22 @@ func (s *Service) RedeemCode(ctx context.Context, accountID, code, role, ip stri
 	return st, s.store.Audit(ctx, "account:"+accountID, "link.add", st.ID, map[string]any{"method": "invite", "relation": relation, "invite": in.ID})
 }
 
-// ApplyIntent links the account to the students a diary named (method diary).
+// ApplyIntent links the account to the students a diary named (method diary). Every link
+// follows MayLink: a diary cannot make a child's parent of a minor or an adult its "self".
 func (s *Service) ApplyIntent(ctx context.Context, accountID, clientID, relation string, studentIDs []string) (int, error) {
 	n := 0
 	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		a, err := s.store.Account(ctx, accountID)
+		if err != nil {
+			return fmt.Errorf("read account: %w", err)
+		}
 		for _, id := range studentIDs {
 			st, err := s.store.Student(ctx, id)
 			if err != nil || !st.Active {
 				continue
+			}
+			if err := MayLink(a, st, relation, s.now()); err != nil {
+				return err
 			}
 			added, err := s.store.AddLink(ctx, accountID, id, relation, "diary")
 			if err != nil {

@@ -50,9 +50,16 @@ s-3,sch-1,9В,Кузнецов,Иван,Андреевич,2011-01-10,567-890-12
 s-4,sch-1,7А,Петрова,Анна,Сергеевна,2013-02-03,,1,,,,
 `
 
+// mustAccount makes the ESIA account of an adult (a parent).
 func mustAccount(t testing.TB, s *storage.Store, sub string) string {
 	t.Helper()
-	a, err := s.UpsertUpstreamAccount(context.Background(), &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: &sub})
+	return mustAccountBorn(t, s, sub, "1985-04-12")
+}
+
+// mustAccountBorn makes an ESIA account with the birth date ESIA gave ("" for none).
+func mustAccountBorn(t testing.TB, s *storage.Store, sub, birthdate string) string {
+	t.Helper()
+	a, err := s.UpsertUpstreamAccount(context.Background(), &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: &sub, Birthdate: birthdate})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,15 +107,30 @@ func (s *Store) CountAccounts(ctx context.Context) (int, error) {
 }
 
 // SetAccountStatus sets active or disabled.
+// A disabled account's sessions and tokens end, and so do those of the sub-accounts of
+// children it was the last active parent of.
 func (s *Store) SetAccountStatus(ctx context.Context, id, status string) error {
-	res, err := s.exec(ctx, `UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?`, status, s.clock(), id)
-	if err != nil {
-		return fmt.Errorf("set account status: %w", err)
-	}
-	if affected(res) == 0 {
-		return fmt.Errorf("set account status: %w", ErrNotFound)
-	}
-	return nil
+	return s.InTx(ctx, func(ctx context.Context) error {
+		res, err := s.exec(ctx, `UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?`, status, s.clock(), id)
+		if err != nil {
+			return fmt.Errorf("set account status: %w", err)
+		}
+		if affected(res) == 0 {
+			return fmt.Errorf("set account status: %w", ErrNotFound)
+		}
+		if status == "active" {
+			return nil
+		}
+		if err := s.RevokeTokensOf(ctx, id); err != nil {
+			return err
+		}
+		students, err := s.studentsOf(ctx, id)
+		if err != nil {
+			return err
+		}
+		_, err = s.EndOrphanedChildAccess(ctx, students...)
+		return err
+	})
 }
 
 // ForgetAccount removes an account's personal data: names, birth date, SNILS digest and upstream
@@ -124,6 +139,10 @@ func (s *Store) SetAccountStatus(ctx context.Context, id, status string) error {
 func (s *Store) ForgetAccount(ctx context.Context, id string) error {
 	return s.InTx(ctx, func(ctx context.Context) error {
 		now := s.clock()
+		students, err := s.studentsOf(ctx, id)
+		if err != nil {
+			return err
+		}
 		res, err := s.exec(ctx, `UPDATE accounts SET family_name = '', given_name = '', middle_name = '', birthdate = '', snils_digest = '', upstream_sub = NULL, status = 'forgotten', updated_at = ? WHERE id = ?`, now, id)
 		if err != nil {
 			return fmt.Errorf("forget account: %w", err)
@@ -147,13 +166,15 @@ func (s *Store) ForgetAccount(ctx context.Context, id string) error {
 		if _, err := s.exec(ctx, `UPDATE links SET revoked_at = ? WHERE account_id = ? AND revoked_at IS NULL`, now, id); err != nil {
 			return fmt.Errorf("forget account: %w", err)
 		}
-		return nil
+		_, err = s.EndOrphanedChildAccess(ctx, students...)
+		return err
 	})
 }
 
-// RevokeTokensOf deletes every access and refresh token of a subject (account disabled).
+// RevokeTokensOf deletes every code, access and refresh token (the app devices among them) and
+// browser session of a subject: the account may no longer use what it was given.
 func (s *Store) RevokeTokensOf(ctx context.Context, subject string) error {
-	for _, t := range []string{tableAccess, tableRefresh} {
+	for _, t := range []string{tableAccess, tableRefresh, tableCode, tablePKCE, tableOIDC} {
 		if _, err := s.exec(ctx, `DELETE FROM `+t+` WHERE subject = ?`, subject); err != nil {
 			return fmt.Errorf("revoke tokens: %w", err)
 		}

@@ -177,3 +177,38 @@ func (s *Store) RevokeDevice(ctx context.Context, accountID, keyID string) error
 		return s.RevokeAccessToken(ctx, k.RequestID)
 	})
 }
+
+// EndOrphanedChildAccess ends at once every browser session, code and token of the
+// sub-accounts of these students that may no longer be used — the card inactive, or no active
+// parent link of an active account left — and tells how many sub-accounts it ended. Every
+// change that can end such a right (a link revoked, a card deactivated, a parent disabled or
+// forgotten) calls it in its own transaction.
+func (s *Store) EndOrphanedChildAccess(ctx context.Context, studentIDs ...string) (int, error) {
+	n := 0
+	for _, id := range studentIDs {
+		var accounts []string
+		err := s.selectAll(ctx, &accounts, `SELECT c.account_id FROM child_credentials c JOIN students st ON st.id = c.student_id
+			WHERE c.student_id = ? AND (st.active = ? OR NOT EXISTS (
+				SELECT 1 FROM links l JOIN accounts a ON a.id = l.account_id
+				WHERE l.student_id = c.student_id AND l.relation = 'parent' AND l.revoked_at IS NULL AND a.status = 'active'))`, id, false)
+		if err != nil {
+			return n, fmt.Errorf("find orphaned sub-accounts: %w", err)
+		}
+		for _, a := range accounts {
+			if err := s.RevokeTokensOf(ctx, a); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// studentsOf lists the students an account is linked to as a parent (active links).
+func (s *Store) studentsOf(ctx context.Context, accountID string) ([]string, error) {
+	var ids []string
+	if err := s.selectAll(ctx, &ids, `SELECT student_id FROM links WHERE account_id = ? AND relation = 'parent' AND revoked_at IS NULL`, accountID); err != nil {
+		return nil, fmt.Errorf("students of account: %w", err)
+	}
+	return ids, nil
+}

@@ -49,6 +49,30 @@ type LinkIntent struct {
 	Relation   string    `db:"relation"`
 	CreatedAt  time.Time `db:"created_at"`
 	ExpiresAt  time.Time `db:"expires_at"`
+	// BrowserHash is the browser the intent was first opened in ("" until then).
+	BrowserHash string `db:"browser_hash"`
+}
+
+const intentCols = `id_hash, client_id, student_ids, return_uri, relation, created_at, expires_at, browser_hash`
+
+// ErrIntentElsewhere is returned when a link intent was opened in another browser first.
+var ErrIntentElsewhere = errors.New("the link was opened in another browser")
+
+// BindLinkIntent binds the unexpired intent to the browser browserHash when it is not bound
+// yet, and returns it; ErrIntentElsewhere when another browser opened it first.
+func (s *Store) BindLinkIntent(ctx context.Context, idHash, browserHash string) (*LinkIntent, error) {
+	var l LinkIntent
+	err := s.get(ctx, &l, `UPDATE link_intents SET browser_hash = ? WHERE id_hash = ? AND expires_at > ? AND (browser_hash = '' OR browser_hash = ?) RETURNING `+intentCols,
+		browserHash, idHash, s.clock(), browserHash)
+	if errors.Is(err, ErrNotFound) {
+		if _, gerr := s.LinkIntent(ctx, idHash); gerr == nil {
+			return nil, ErrIntentElsewhere
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bind link intent: %w", err)
+	}
+	return &l, nil
 }
 
 // Students decodes the intent's student ids.
@@ -73,7 +97,7 @@ func (s *Store) CreateLinkIntent(ctx context.Context, l *LinkIntent, students []
 // LinkIntent returns the unexpired intent, or ErrNotFound.
 func (s *Store) LinkIntent(ctx context.Context, idHash string) (*LinkIntent, error) {
 	var l LinkIntent
-	err := s.get(ctx, &l, `SELECT id_hash, client_id, student_ids, return_uri, relation, created_at, expires_at FROM link_intents WHERE id_hash = ? AND expires_at > ?`, idHash, s.clock())
+	err := s.get(ctx, &l, `SELECT `+intentCols+` FROM link_intents WHERE id_hash = ? AND expires_at > ?`, idHash, s.clock())
 	if err != nil {
 		return nil, fmt.Errorf("get link intent: %w", err)
 	}

@@ -327,6 +327,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 // RevokeRefreshToken implements oauth2.TokenRevocationStorage: every refresh token of the
 // family (one authorization grant) becomes inactive, with no grace.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	noteRevocation(ctx, tableRefresh, requestID)
 	if _, err := s.exec(ctx, `UPDATE `+tableRefresh+` SET active = ?, rotated_at = NULL WHERE request_id = ?`, false, requestID); err != nil {
 		return fmt.Errorf("revoke refresh tokens: %w", err)
 	}
@@ -336,6 +337,7 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error 
 // RevokeAccessToken implements oauth2.TokenRevocationStorage: every access token of the grant
 // is deleted.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
+	noteRevocation(ctx, tableAccess, requestID)
 	if _, err := s.exec(ctx, `DELETE FROM `+tableAccess+` WHERE request_id = ?`, requestID); err != nil {
 		return fmt.Errorf("revoke access tokens: %w", err)
 	}

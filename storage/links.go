@@ -54,13 +54,21 @@ func (s *Store) AddLink(ctx context.Context, accountID, studentID, relation, met
 	return true, nil
 }
 
-// RevokeLink ends an active link by id; it tells whether one was revoked.
+// RevokeLink ends an active link by id; it tells whether one was revoked. When it was a
+// child's last parent, the child's sub-account loses its sessions and tokens in the same
+// transaction (EndOrphanedChildAccess).
 func (s *Store) RevokeLink(ctx context.Context, id string) (bool, error) {
-	res, err := s.exec(ctx, `UPDATE links SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, s.clock(), id)
-	if err != nil {
-		return false, fmt.Errorf("revoke link: %w", err)
-	}
-	return affected(res) > 0, nil
+	revoked := false
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		var studentIDs []string
+		if err := s.selectAll(ctx, &studentIDs, `UPDATE links SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING student_id`, s.clock(), id); err != nil {
+			return fmt.Errorf("revoke link: %w", err)
+		}
+		revoked = len(studentIDs) > 0
+		_, err := s.EndOrphanedChildAccess(ctx, studentIDs...)
+		return err
+	})
+	return revoked, err
 }
 
 // Links lists the account's links, active ones first; with all=false only active ones.
@@ -89,11 +97,12 @@ func (s *Store) LinkedStudents(ctx context.Context, accountID string) ([]LinkedS
 	return out, nil
 }
 
-// GuardianLinks lists the active parent links to a student card.
+// GuardianLinks lists the active parent links of active accounts to a student card.
 func (s *Store) GuardianLinks(ctx context.Context, studentID string) ([]Link, error) {
 	var out []Link
-	err := s.selectAll(ctx, &out, `SELECT id, account_id, student_id, relation, method, created_at, revoked_at FROM links
-		WHERE student_id = ? AND relation = 'parent' AND revoked_at IS NULL ORDER BY created_at`, studentID)
+	err := s.selectAll(ctx, &out, `SELECT l.id, l.account_id, l.student_id, l.relation, l.method, l.created_at, l.revoked_at
+		FROM links l JOIN accounts a ON a.id = l.account_id
+		WHERE l.student_id = ? AND l.relation = 'parent' AND l.revoked_at IS NULL AND a.status = 'active' ORDER BY l.created_at`, studentID)
 	if err != nil {
 		return nil, fmt.Errorf("guardian links: %w", err)
 	}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -101,6 +102,11 @@ func (s *Store) UpsertStudent(ctx context.Context, st *Student, guardians []Guar
 				if err != nil {
 					return fmt.Errorf("update student %s: %w", st.ID, err)
 				}
+				if old.Active && !st.Active {
+					if _, err := s.EndOrphanedChildAccess(ctx, st.ID); err != nil {
+						return err
+					}
+				}
 			}
 		}
 		have, err := s.Guardians(ctx, st.ID)
@@ -129,9 +135,21 @@ func (s *Store) UpsertStudent(ctx context.Context, st *Student, guardians []Guar
 // SetStudentActive marks a card active or inactive (a student who left). It tells whether the
 // card changed.
 func (s *Store) SetStudentActive(ctx context.Context, id string, active bool) (bool, error) {
-	res, err := s.exec(ctx, `UPDATE students SET active = ?, updated_at = ? WHERE id = ? AND active <> ?`, active, s.clock(), id, active)
+	var res sql.Result
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		res, err = s.exec(ctx, `UPDATE students SET active = ?, updated_at = ? WHERE id = ? AND active <> ?`, active, s.clock(), id, active)
+		if err != nil {
+			return fmt.Errorf("set student %s active=%v: %w", id, active, err)
+		}
+		if !active {
+			// A child who left loses the sub-account's sessions and tokens at once.
+			_, err = s.EndOrphanedChildAccess(ctx, id)
+		}
+		return err
+	})
 	if err != nil {
-		return false, fmt.Errorf("set student %s active=%v: %w", id, active, err)
+		return false, err
 	}
 	if affected(res) == 0 {
 		if _, err := s.Student(ctx, id); err != nil {

@@ -95,11 +95,11 @@ func (s *Store) LoginRequest(ctx context.Context, id string) (*LoginRequest, err
 	return &r, nil
 }
 
-// CompleteLoginRequest records that the session sessionHash logged in for request id, and
-// returns the request.
-func (s *Store) CompleteLoginRequest(ctx context.Context, id, sessionHash string) (*LoginRequest, error) {
+// CompleteLoginRequest records that the session sessionHash logged in for request id, binds the
+// request to the browser id the login renewed (browserHash), and returns the request.
+func (s *Store) CompleteLoginRequest(ctx context.Context, id, sessionHash, browserHash string) (*LoginRequest, error) {
 	var r LoginRequest
-	err := s.get(ctx, &r, `UPDATE login_requests SET session_hash = ? WHERE id = ? AND expires_at > ? RETURNING `+loginCols, sessionHash, id, s.clock())
+	err := s.get(ctx, &r, `UPDATE login_requests SET session_hash = ?, browser_hash = ? WHERE id = ? AND expires_at > ? RETURNING `+loginCols, sessionHash, browserHash, id, s.clock())
 	if err != nil {
 		return nil, fmt.Errorf("complete login request: %w", err)
 	}

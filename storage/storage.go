@@ -160,7 +160,13 @@ type txHandle struct {
 	// rows are token rows read in a request transaction, by table and signature: fosite
 	// reads the code of an exchange twice. Any write to a table drops that table's rows.
 	rows map[string]*tokenRow
+	// revoked are the grants whose tokens a request transaction revoked on purpose (a replayed
+	// code or refresh token): AbortRequestTx revokes them again after rolling back.
+	revoked []revocation
 }
+
+// revocation is one deliberate revocation of a grant's tokens in a table.
+type revocation struct{ table, requestID string }
 
 // joinedKey marks a context whose BeginTX joined a request transaction.
 type joinedKey struct{}
@@ -173,7 +179,7 @@ type queryer interface {
 
 func txFrom(ctx context.Context) (*txHandle, bool) {
 	h, ok := ctx.Value(txKey{}).(*txHandle)
-	return h, ok
+	return h, ok && h != nil
 }
 
 // q returns the transaction carried by ctx, or the pool.
@@ -265,6 +271,46 @@ func (s *Store) EndRequestTx(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("commit: %w", err)
 	}
 	return true, nil
+}
+
+// AbortRequestTx ends a request whose answer is an error: the request transaction is rolled
+// back whole, so that a failed token request changes nothing (a PKCE row or a code fosite had
+// already deleted stays), except the revocations it made on purpose — the tokens of a grant
+// whose code or refresh token was replayed — which are made again in a transaction of their own.
+func (s *Store) AbortRequestTx(ctx context.Context) error {
+	h, ok := txFrom(ctx)
+	if !ok || !h.request {
+		return errors.New("abort request transaction: none in this context")
+	}
+	if err := h.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	if len(h.revoked) == 0 {
+		return nil
+	}
+	base := context.WithValue(ctx, txKey{}, (*txHandle)(nil))
+	return s.InTx(base, func(ctx context.Context) error {
+		for _, r := range h.revoked {
+			var err error
+			switch r.table {
+			case tableRefresh:
+				err = s.RevokeRefreshToken(ctx, r.requestID)
+			default:
+				err = s.RevokeAccessToken(ctx, r.requestID)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// noteRevocation records a deliberate revocation made in a request transaction.
+func noteRevocation(ctx context.Context, table, requestID string) {
+	if h, ok := txFrom(ctx); ok && h.request {
+		h.revoked = append(h.revoked, revocation{table, requestID})
+	}
 }
 
 // InTx runs fn in one transaction: committed when fn returns nil, rolled back otherwise. When

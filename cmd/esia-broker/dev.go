@@ -112,7 +112,9 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 				fmt.Fprintf(a.stdout, "  demo relying party:  %s/demo/\n", issuer)
 				fmt.Fprintf(a.stdout, "  ESIA emulator:       %s/_esia/ (personas: %s)\n", issuer, personaNames())
 				fmt.Fprintf(a.stdout, "  discovery:           %s/.well-known/openid-configuration\n", issuer)
-				fmt.Fprintf(a.stdout, "  metrics:             %s/metrics\n", issuer)
+				if m := cfg.HTTP.MetricsListen; m != "" {
+					fmt.Fprintf(a.stdout, "  metrics:             http://%s/metrics\n", m)
+				}
 				for _, c := range codes {
 					fmt.Fprintf(a.stdout, "  %s\n", c)
 				}

@@ -94,7 +94,7 @@ func startDev(t *testing.T) (string, *lockedBuffer) {
 	done := make(chan error, 1)
 	out := &lockedBuffer{}
 	go func() {
-		root := newRoot(&app{stdout: out, stderr: io.Discard, environ: []string{"ESIA_BROKER_LISTEN=" + addr, "ESIA_BROKER_ISSUER=" + base}})
+		root := newRoot(&app{stdout: out, stderr: io.Discard, environ: []string{"ESIA_BROKER_LISTEN=" + addr, "ESIA_BROKER_ISSUER=" + base, "ESIA_BROKER_HTTP_METRICS_LISTEN=127.0.0.1:0"}})
 		root.SetArgs([]string{"dev"})
 		done <- root.ExecuteContext(ctx)
 	}()

@@ -80,6 +80,13 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	go b.Run(bg)
+	if cfg.HTTP.MetricsListen != "" {
+		stopMetrics, err := serveMetrics(cfg.HTTP.MetricsListen, b.MetricsHandler(), log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	if cfg.HTTP.PprofListen != "" {
 		stopPprof, err := servePprof(cfg.HTTP.PprofListen, log)
 		if err != nil {
@@ -109,6 +116,21 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// serveMetrics serves /metrics on its own listener (http.metrics_listen), never on the broker's
+// public address.
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (http.metrics_listen): %w", addr, err)
+	}
+	m := http.NewServeMux()
+	m.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: m, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	log.Info("metrics listening", "addr", l.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
 
 // servePprof serves Go's profiler on its own loopback listener (http.pprof_listen), never on the

@@ -30,7 +30,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	l.Close()
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(), testEnv(storagetest.NewSQLiteDSN(t))...)
-	cmd.Env = append(cmd.Env, "ESIA_BROKER_LISTEN="+addr, "ESIA_BROKER_ISSUER=http://"+addr)
+	cmd.Env = append(cmd.Env, "ESIA_BROKER_LISTEN="+addr, "ESIA_BROKER_ISSUER=http://"+addr, "ESIA_BROKER_HTTP_METRICS_LISTEN=127.0.0.1:0")
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {

@@ -720,7 +720,7 @@ func testLoginRequests(t *testing.T, s *storage.Store) {
 	if err := s.CreateLoginRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if done, err := s.CompleteLoginRequest(ctx, "lr", "sess"); err != nil || done.SessionHash != "sess" || done.AuthorizeQuery != "client_id=x" {
+	if done, err := s.CompleteLoginRequest(ctx, "lr", "sess", "b2"); err != nil || done.SessionHash != "sess" || done.BrowserHash != "b2" || done.AuthorizeQuery != "client_id=x" {
 		t.Fatalf("complete: %+v %v", done, err)
 	}
 	got, err := s.ConsumeLoginRequest(ctx, "lr")
@@ -738,7 +738,7 @@ func testLoginRequests(t *testing.T, s *storage.Store) {
 	if _, err := s.LoginRequest(ctx, "lr2"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("expired login request served: %v", err)
 	}
-	if _, err := s.CompleteLoginRequest(ctx, "lr2", "x"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.CompleteLoginRequest(ctx, "lr2", "x", "b"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("completing an expired request: %v", err)
 	}
 	if _, err := s.ConsumeLoginRequest(ctx, "lr2"); !errors.Is(err, storage.ErrNotFound) {
