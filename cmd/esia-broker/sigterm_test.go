@@ -98,7 +98,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	// Every request the server handled (its access log) reached its client complete; the rest
 	// never got to the server (refused, or reset in the listen backlog as the listener closed),
 	// which a client retries.
-	handled := strings.Count(logs.String(), `"path":"/.well-known/openid-configuration","status":200`)
+	handled := strings.Count(logs.String(), `"route":"/.well-known/openid-configuration","status":200`)
 	if ok < 20 || handled != ok {
 		t.Errorf("the server handled %d requests, %d complete answers arrived (refused %d, reset before any answer %d)", handled, ok, refused, broken)
 	}

@@ -44,6 +44,9 @@ func Run(t *testing.T, newStore func(t testing.TB) *storage.Store) {
 		{"RunExclusive", testRunExclusive},
 		{"RateBuckets", testRateBuckets},
 		{"ClientCache", testClientCache},
+		{"AttemptLimits", testAttemptLimits},
+		{"FailedTokenRequestRollsBack", testAbortRequestTx},
+		{"EndOrphanedChildAccess", testEndOrphanedChildAccess},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
