@@ -110,11 +110,17 @@ func (s *Service) CreateChildLogin(ctx context.Context, parentID, studentID, log
 		}
 		return s.store.Audit(ctx, "account:"+parentID, "child.create", studentID, nil)
 	})
-	if errors.Is(err, ErrLoginTaken) {
+	switch {
+	case errors.Is(err, ErrLoginTaken):
 		if until, ferr := s.store.Failed(ctx, tries); ferr != nil {
 			return "", ferr
 		} else if !until.IsZero() {
 			return "", &ChildLockedError{Until: until}
+		}
+	case err == nil:
+		// Only taken logins count; a login made refunds its attempt.
+		if err := s.store.Succeeded(ctx, tries.Key); err != nil {
+			return "", err
 		}
 	}
 	return l, err

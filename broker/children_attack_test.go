@@ -1,0 +1,281 @@
+package broker_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+// childEnv is a broker whose persona parent-two-kids has made the login alex.ivanov for s-1.
+func childEnv(t *testing.T, s *storage.Store, env ...string) (*linkEnv, *browser) {
+	t.Helper()
+	env = append([]string{"ESIA_BROKER_CHILDREN_ARGON2_MEMORY_KIB=8192", "ESIA_BROKER_LIMITS_PAGES_PER_IP_PER_MINUTE=0"}, env...)
+	e := newLinkEnv(t, s, env...)
+	parent := newBrowser(t)
+	e.esiaLogin(t, parent, "parent-two-kids", nil, e.acceptAll(t, parent))
+	_, page := e.get(t, parent, "/account")
+	code, body := e.postPage(t, parent, "/account/child", page, url.Values{"action": {"create"}, "student": {"s-1"}, "login": {"alex.ivanov"}, "password": {"correct-horse"}})
+	if code != 200 {
+		t.Fatalf("create the child's login: %d %s", code, body)
+	}
+	return e, parent
+}
+
+// childForm opens the child login form in br and returns the form page.
+func (e *linkEnv) childForm(t *testing.T, br *browser, verifier string) string {
+	t.Helper()
+	_, start := e.get(t, br, strings.TrimPrefix(e.rp.conf.AuthCodeURL("state-child-1", oauth2.S256ChallengeOption(verifier), oidc.Nonce("nonce-child")), e.h.URL))
+	m := regexp.MustCompile(`href="(/child/login\?login=[^"]+)"`).FindStringSubmatch(start)
+	if m == nil {
+		t.Fatalf("no child login link: %s", start)
+	}
+	_, form := e.get(t, br, m[1])
+	return form
+}
+
+// TestChildGuessesOverHTTP: 60 wrong passwords for one child login at once from one address;
+// at most 5 are answered «wrong password» (a password checked), the rest are refused as locked,
+// and the right password is then refused from that address (before: 20–41 of 32–60 checked,
+// and the right password logged in).
+func TestChildGuessesOverHTTP(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		e, _ := childEnv(t, s, "ESIA_BROKER_CHILDREN_HASH_QUEUE=128", "ESIA_BROKER_CHILDREN_HASH_WAIT=30s")
+		const n = 60
+		type attempt struct {
+			br   *browser
+			form string
+		}
+		var atts []attempt
+		for range n {
+			br := newBrowser(t)
+			atts = append(atts, attempt{br, e.childForm(t, br, oauth2.GenerateVerifier())})
+		}
+		var mu sync.Mutex
+		codes := map[int]int{}
+		var wg sync.WaitGroup
+		for _, a := range atts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v := url.Values{"login_request": {formField("login_request").FindStringSubmatch(a.form)[1]}, "login": {"alex.ivanov"}, "password": {"wrong-guess"}, "csrf": {formField("csrf").FindStringSubmatch(a.form)[1]}}
+				resp, err := a.br.PostForm(e.h.URL+"/child/login", v)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				codes[resp.StatusCode]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if codes[http.StatusUnauthorized] > 5 || codes[http.StatusUnauthorized]+codes[http.StatusTooManyRequests] != n {
+			t.Errorf("answers %v: want at most 5 checked (401), the rest locked (429)", codes)
+		}
+		t.Logf("answers to %d concurrent wrong passwords: %v", n, codes)
+		if resp, body, _ := e.childLogin(t, "alex.ivanov", "correct-horse"); resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("the right password from the guessing address: %d %s", resp.StatusCode, title(body))
+		}
+	})
+}
+
+// TestChildLoginBusyAnswers503: past the hash gate a child login is answered at once with 503
+// and Retry-After; nothing hangs.
+func TestChildLoginBusyAnswers503(t *testing.T) {
+	e, _ := childEnv(t, openSQLite(t), "ESIA_BROKER_CHILDREN_HASH_MEMORY_MIB=8", "ESIA_BROKER_CHILDREN_HASH_QUEUE=0",
+		"ESIA_BROKER_CHILDREN_HASH_WAIT=100ms", "ESIA_BROKER_CHILDREN_FAILURES_PER_IP=1000", "ESIA_BROKER_CHILDREN_FAILURES_PER_LOGIN=1000", "ESIA_BROKER_CHILDREN_FAILURES_PER_LOGIN_ALL=1000")
+	const n = 24
+	var forms []string
+	var brs []*browser
+	for range n {
+		br := newBrowser(t)
+		brs = append(brs, br)
+		forms = append(forms, e.childForm(t, br, oauth2.GenerateVerifier()))
+	}
+	var mu sync.Mutex
+	codes := map[int]int{}
+	retry := 0
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := url.Values{"login_request": {formField("login_request").FindStringSubmatch(forms[i])[1]}, "login": {"alex.ivanov"}, "password": {"wrong-guess"}, "csrf": {formField("csrf").FindStringSubmatch(forms[i])[1]}}
+			resp, err := brs[i].PostForm(e.h.URL+"/child/login", v)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			mu.Lock()
+			codes[resp.StatusCode]++
+			if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" && strings.Contains(string(body), "попробуйте снова") {
+				retry++
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if codes[http.StatusServiceUnavailable] == 0 || retry != codes[http.StatusServiceUnavailable] || codes[http.StatusUnauthorized]+codes[http.StatusServiceUnavailable] != n {
+		t.Errorf("answers %v (%d of the 503s with Retry-After and the page)", codes, retry)
+	}
+}
+
+// TestEndOfRightEndsChildAccess: when the child's only parent link goes, the child's refresh
+// token, browser session and authorizations end at once.
+func TestEndOfRightEndsChildAccess(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		e, _ := childEnv(t, s)
+		ctx := context.Background()
+		child := newBrowser(t)
+		verifier := oauth2.GenerateVerifier()
+		form := e.childForm(t, child, verifier)
+		resp := e.post(t, child, "/child/login", form, url.Values{"login_request": {formField("login_request").FindStringSubmatch(form)[1]}, "login": {"alex.ivanov"}, "password": {"correct-horse"}})
+		resp.Body.Close()
+		tok, _ := e.tokens(t, loginResult{final: resp, verifier: verifier})
+		if tok.RefreshToken == "" {
+			t.Fatal("no refresh token for the child")
+		}
+		links, err := s.Links(ctx, mustAccountID(t, s, "1000300001"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range links {
+			if l.StudentID == "s-1" {
+				if _, err := s.RevokeLink(ctx, l.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if c, m := postForm(t, e.h.URL+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}, "kiasuo", "secret-secret-secret"); c != http.StatusBadRequest {
+			t.Errorf("the child's refresh after the last parent link went: %d %v", c, m)
+		}
+		stop := *child.Client
+		stop.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		r2, err := stop.Get(e.rp.conf.AuthCodeURL("state-again-1", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oidc.Nonce("nonce-again")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2.Body.Close()
+		if strings.Contains(r2.Header.Get("Location"), "code=") {
+			t.Errorf("the child's browser session still got a code: %s", r2.Header.Get("Location"))
+		}
+	})
+}
+
+// TestBrowsersAndIntents: a CSRF token obtained with a planted browser id does not work in the
+// victim's browser; the browser id changes at login; a link intent opened in one browser is
+// refused in another; no log line carries the intent.
+func TestBrowsersAndIntents(t *testing.T) {
+	e, parent := childEnv(t, openSQLite(t))
+	u, _ := url.Parse(e.h.URL)
+	browserCookie := func(br *browser) string {
+		for _, c := range br.Jar.Cookies(u) {
+			if c.Name == "esia_broker_browser" {
+				return c.Value
+			}
+		}
+		return ""
+	}
+	// Login renews the browser id.
+	br := newBrowser(t)
+	e.get(t, br, "/child/login?login=none")
+	_, start := e.get(t, br, strings.TrimPrefix(e.rp.conf.AuthCodeURL("state-renew-1", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), e.h.URL))
+	before := browserCookie(br)
+	if before == "" || !strings.Contains(start, "/login/") {
+		t.Fatalf("no browser id before the login: %q", before)
+	}
+	e.esiaLogin(t, br, "parent-no-match", nil, func(body string, resp *http.Response) *http.Response { return nil })
+	if after := browserCookie(br); after == "" || after == before {
+		t.Errorf("the browser id was not renewed at login: %q → %q", before, after)
+	}
+	// Planted id: the attacker loads a form with the value planted and takes its CSRF token.
+	planted := strings.Repeat("B", 43)
+	attacker := newBrowser(t)
+	attacker.Jar.SetCookies(u, []*http.Cookie{{Name: "esia_broker_browser", Value: planted, Path: "/"}})
+	_, apage := e.get(t, attacker, "/account")
+	_ = apage
+	_, cform := e.get(t, attacker, "/child/login?login=x")
+	token := ""
+	if m := formField("csrf").FindStringSubmatch(cform); m != nil {
+		token = m[1]
+	}
+	parent.Jar.SetCookies(u, []*http.Cookie{{Name: "esia_broker_browser", Value: planted, Path: "/"}})
+	resp, err := parent.PostForm(e.h.URL+"/account/child", url.Values{"action": {"reset"}, "student": {"s-1"}, "password": {"attacker-chose-this"}, "csrf": {token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a forged reset with a planted browser id: %d, want 403", resp.StatusCode)
+	}
+	// A link intent is bound to the first browser.
+	code, m := postForm(t, e.h.URL+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"links:write"}}, "kiasuo", "secret-secret-secret")
+	if code != 200 {
+		t.Fatalf("client credentials: %d %v", code, m)
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.h.URL+"/api/v1/link-intents", strings.NewReader(`{"students":["s-4"],"relation":"parent"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+m["access_token"].(string))
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	intentURL := regexp.MustCompile(`"url":"([^"]+)"`).FindStringSubmatch(string(body))
+	if intentURL == nil {
+		t.Fatalf("intent: %d %s", r.StatusCode, body)
+	}
+	first, second := newBrowser(t), newBrowser(t)
+	if c, page := e.get(t, first, strings.TrimPrefix(intentURL[1], e.h.URL)); c != 200 || !strings.Contains(page, "Петров") {
+		t.Errorf("the intent in the first browser: %d", c)
+	}
+	if c, _ := e.get(t, second, strings.TrimPrefix(intentURL[1], e.h.URL)); c != http.StatusForbidden {
+		t.Errorf("the intent in a second browser: %d, want 403", c)
+	}
+	secret := intentURL[1][strings.LastIndex(intentURL[1], "/")+1:]
+	if strings.Contains(e.h.Logs.String(), secret) {
+		t.Error("a log line carries the link intent")
+	}
+	if !strings.Contains(e.h.Logs.String(), `/link/{intent}`) {
+		t.Error("the access log does not name the intent route by its template")
+	}
+}
+
+// TestChildLoginNameProbingIsLimited: a parent who keeps hitting logins that are taken is
+// stopped after 10.
+func TestChildLoginNameProbingIsLimited(t *testing.T) {
+	e, parent := childEnv(t, openSQLite(t))
+	last := 0
+	for i := range 12 {
+		_, page := e.get(t, parent, "/account")
+		code, _ := e.postPage(t, parent, "/account/child", page, url.Values{"action": {"create"}, "student": {"s-2"}, "login": {"alex.ivanov"}, "password": {"correct-horse"}})
+		last = code
+		if code == http.StatusTooManyRequests {
+			if i < 9 {
+				t.Errorf("locked after %d taken logins", i+1)
+			}
+			break
+		}
+		if code != http.StatusBadRequest {
+			t.Fatalf("taken login %d: %d", i+1, code)
+		}
+	}
+	if last != http.StatusTooManyRequests {
+		t.Errorf("12 probes of taken logins were all answered; want a lock-out after 10")
+	}
+}
