@@ -9,10 +9,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/esia-broker/esia-broker/invites"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -206,12 +208,13 @@ func TestBrowsersAndIntents(t *testing.T) {
 	planted := strings.Repeat("B", 43)
 	attacker := newBrowser(t)
 	attacker.Jar.SetCookies(u, []*http.Cookie{{Name: "esia_broker_browser", Value: planted, Path: "/"}})
-	_, apage := e.get(t, attacker, "/account")
-	_ = apage
-	_, cform := e.get(t, attacker, "/child/login?login=x")
+	cform := e.childForm(t, attacker, oauth2.GenerateVerifier())
 	token := ""
 	if m := formField("csrf").FindStringSubmatch(cform); m != nil {
 		token = m[1]
+	}
+	if token == "" {
+		t.Fatalf("no CSRF token on the child login form: %s", cform)
 	}
 	parent.Jar.SetCookies(u, []*http.Cookie{{Name: "esia_broker_browser", Value: planted, Path: "/"}})
 	resp, err := parent.PostForm(e.h.URL+"/account/child", url.Values{"action": {"reset"}, "student": {"s-1"}, "password": {"attacker-chose-this"}, "csrf": {token}})
@@ -278,4 +281,40 @@ func TestChildLoginNameProbingIsLimited(t *testing.T) {
 	if last != http.StatusTooManyRequests {
 		t.Errorf("12 probes of taken logins were all answered; want a lock-out after 10")
 	}
+}
+
+// TestChildSessionCannotBecomeAParent: a child logged in with a sub-account cannot redeem a
+// parent slip (slips go home in backpacks) nor manage children's logins.
+func TestChildSessionCannotBecomeAParent(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		e, _ := childEnv(t, s)
+		slips, err := e.inv.Issue(context.Background(), invites.IssueRequest{Selection: invites.Selection{SchoolID: "sch-1", IDs: []string{"s-4"}}, Role: invites.RoleParent, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		child := newBrowser(t)
+		verifier := oauth2.GenerateVerifier()
+		form := e.childForm(t, child, verifier)
+		resp := e.post(t, child, "/child/login", form, url.Values{"login_request": {formField("login_request").FindStringSubmatch(form)[1]}, "login": {"alex.ivanov"}, "password": {"correct-horse"}})
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("child login: %d", resp.StatusCode)
+		}
+		_, page := e.get(t, child, "/link/code?role=parent")
+		code, body := e.postPage(t, child, "/link/code", page, url.Values{"role": {"parent"}, "code": {slips[0].Code}})
+		if code != http.StatusForbidden {
+			t.Errorf("a child's session redeemed a parent slip: %d %s", code, title(body))
+		}
+		childID := ""
+		if c, err := s.ChildByStudent(context.Background(), "s-1"); err == nil {
+			childID = c.AccountID
+		}
+		if ls, _ := s.Links(context.Background(), childID, false); len(ls) != 0 {
+			t.Errorf("the child's account got links: %+v", ls)
+		}
+		_, acct := e.get(t, child, "/account")
+		if code, _ := e.postPage(t, child, "/account/child", acct, url.Values{"action": {"reset"}, "student": {"s-1"}, "password": {"child-chose-this"}}); code == http.StatusOK {
+			t.Error("a child's session reset a password")
+		}
+	})
 }
