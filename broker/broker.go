@@ -50,6 +50,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Extra routes mounted on the broker's router (the dev server's demo RP and emulator).
 	Mount func(r *mux.Router)
+	// Calendar is the day on which ages are reckoned (the 14th birthday's cut-offs, who is an
+	// adult); nil is time.Now. Tests pin it, so that no test depends on today's date.
+	Calendar func() time.Time
 }
 
 // Broker is one provider process.
@@ -72,6 +75,7 @@ type Broker struct {
 	// keyDigestKey keys the digests of activation keys.
 	keyDigestKey []byte
 	proxies      []*net.IPNet
+	calendar     func() time.Time
 }
 
 // New composes the provider. It loads the signing keys (creating the first ones when there are
@@ -186,6 +190,11 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 			return nil, fmt.Errorf("region.logo_file: %w", err)
 		}
 		b.brand.Logo = true
+	}
+	b.calendar = time.Now
+	if o.Calendar != nil {
+		b.calendar = o.Calendar
+		b.linker.SetClock(o.Calendar)
 	}
 	if b.proxies, err = cfg.HTTP.TrustedProxyNets(); err != nil {
 		return nil, fmt.Errorf("http.trusted_proxies: %w", err)

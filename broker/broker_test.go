@@ -128,7 +128,7 @@ func TestRelyingPartyFullFlow(t *testing.T) {
 		if err := idt.Claims(&claims); err != nil {
 			t.Fatal(err)
 		}
-		if claims.Name != "Иванова Мария Петровна" || claims.Birthdate != "1985-03-04" || len(claims.AMR) != 1 || claims.AMR[0] != "esia" || claims.AuthTime == 0 {
+		if claims.Name != "Иванова Мария Петровна" || claims.Birthdate != day("1985-03-04") || len(claims.AMR) != 1 || claims.AMR[0] != "esia" || claims.AuthTime == 0 {
 			t.Errorf("id token claims = %+v", claims)
 		}
 		acct, err := s.AccountByUpstream(context.Background(), "fake", "1000299654")

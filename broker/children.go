@@ -106,7 +106,7 @@ func (b *Broker) renderAccount(w http.ResponseWriter, r *http.Request, account *
 	}
 	var children []childView
 	for _, l := range linked {
-		if l.Relation != "parent" || linking.IsAdult(l.Birthdate, time.Now()) {
+		if l.Relation != "parent" || linking.IsAdult(l.Birthdate, b.calendar()) {
 			continue
 		}
 		cv := childView{ID: l.StudentID, Name: storage.FullName(l.Family, l.Given, l.Middle)}

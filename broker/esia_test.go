@@ -35,7 +35,7 @@ func esiaUpstream(t *testing.T, base string, timeout time.Duration) (func(string
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return func(issuer string) []broker.Connector {
-		emu, err = esiatest.New(esiatest.Options{Clients: []esiatest.Client{{ID: "ESIA_BROKER_TEST", CertDER: cert, RedirectURIs: []string{issuer + "/esia/callback"}, Scopes: esiaScopes}}})
+		emu, err = esiatest.New(esiatest.Options{Personas: esiatest.PersonasOn(esiatest.TestDay()), Clients: []esiatest.Client{{ID: "ESIA_BROKER_TEST", CertDER: cert, RedirectURIs: []string{issuer + "/esia/callback"}, Scopes: esiaScopes}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"github.com/esia-broker/esia-broker/esia/esiatest"
 	"io"
 	"log/slog"
 	"net"
@@ -41,7 +42,7 @@ func (f *fakeConnector) HandleCallback(_ context.Context, r *http.Request, data 
 	if data != "data-for-"+r.URL.Query().Get("state") {
 		return nil, fmt.Errorf("flow data lost: %q", data)
 	}
-	return &broker.Identity{Subject: f.Subject, FamilyName: "Иванова", GivenName: "Мария", MiddleName: "Петровна", Birthdate: "1985-03-04", AMR: []string{"esia"}}, nil
+	return &broker.Identity{Subject: f.Subject, FamilyName: "Иванова", GivenName: "Мария", MiddleName: "Петровна", Birthdate: day("1985-03-04"), AMR: []string{"esia"}}, nil
 }
 
 type harness struct {
@@ -53,6 +54,12 @@ type harness struct {
 	Store  *storage.Store
 	Conn   *fakeConnector
 	Srv    *httptest.Server
+}
+
+// day moves the dates in a fixture to the test's calendar (esiatest.TestDay), so that everyone
+// keeps the age the fixture was written with.
+func day(text string) string {
+	return esiatest.ShiftDates(text, esiatest.OffsetOf(esiatest.TestDay()))
 }
 
 func secret() string { return base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32))) }
@@ -102,7 +109,7 @@ func newHarnessAt(t *testing.T, store *storage.Store, issuer string, conns func(
 	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b, err := broker.New(context.Background(), broker.Options{Config: testConfig(t, issuer, extraEnv...), Store: store, Connectors: connectors, Logger: logger})
+	b, err := broker.New(context.Background(), broker.Options{Config: testConfig(t, issuer, extraEnv...), Store: store, Connectors: connectors, Logger: logger, Calendar: esiatest.TestDay})
 	if err != nil {
 		t.Fatalf("broker.New: %v", err)
 	}

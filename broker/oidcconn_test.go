@@ -96,7 +96,7 @@ func TestGenericOIDCUpstream(t *testing.T) {
 			}
 			var c struct{ Name, Birthdate string }
 			_ = idt.Claims(&c)
-			if c.Name != "Иванова Мария Петровна" || c.Birthdate != "1985-03-04" {
+			if c.Name != "Иванова Мария Петровна" || c.Birthdate != day("1985-03-04") {
 				t.Errorf("claims through the OIDC upstream: %+v", c)
 			}
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/esia-broker/esia-broker/esia/esiatest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,7 +136,7 @@ func TestWhoMayBeAParent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		teen := mustAccountBorn(t, f.store, "teen", time.Now().AddDate(-15, 0, 0).Format("2006-01-02"))
+		teen := mustAccountBorn(t, f.store, "teen", esiatest.TestDay().AddDate(-15, 0, 0).Format("2006-01-02"))
 		unknown := mustAccountBorn(t, f.store, "no-birthdate", "")
 		for _, tc := range []struct {
 			name    string
@@ -168,7 +169,7 @@ func TestWhoMayBeAParent(t *testing.T) {
 		if _, err := f.link.RedeemCode(ctx, mustAccount(t, f.store, "adult-2"), stu[0].Code, invites.RoleStudent, "10.40.0.4"); !errors.Is(err, linking.ErrNotThisStudent) {
 			t.Errorf("an adult redeemed a student's code: %v", err)
 		}
-		if _, err := f.link.RedeemCode(ctx, mustAccountBorn(t, f.store, "ivan", "2011-01-10"), stu[0].Code, invites.RoleStudent, "10.40.0.5"); err != nil {
+		if _, err := f.link.RedeemCode(ctx, mustAccountBorn(t, f.store, "ivan", day("2011-01-10")), stu[0].Code, invites.RoleStudent, "10.40.0.5"); err != nil {
 			t.Errorf("the student's own account: %v", err)
 		}
 		// A diary's self intent follows the same rule.

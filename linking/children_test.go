@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/esia-broker/esia-broker/esia/esiatest"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func TestChildSubAccounts(t *testing.T) {
 	forEachStore(t, func(t *testing.T, f *fixture) {
 		ctx := context.Background()
 		fastArgon(f)
-		today := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+		today := esiatest.TestDay()
 		f.link.SetClock(func() time.Time { return today })
 		f.importRoster(t, roster, linking.ImportOptions{})
 		parent := mustAccount(t, f.store, "1000300001")
@@ -75,12 +76,14 @@ func TestChildSubAccounts(t *testing.T) {
 		if err := f.link.ResetChildPassword(ctx, stranger, "s-1", "new-secret-43"); !errors.Is(err, linking.ErrNotGuardian) {
 			t.Errorf("reset by a stranger: %v", err)
 		}
-		// The 14th birthday (12.09.2027) cuts the sub-account off; grace days extend it.
-		f.link.SetClock(func() time.Time { return time.Date(2027, 9, 11, 12, 0, 0, 0, time.UTC) })
+		// The 14th birthday (12.09.2027 on the reference calendar) cuts the sub-account off;
+		// grace days extend it.
+		birthday14 := shiftedDate(t, "2027-09-12")
+		f.link.SetClock(func() time.Time { return birthday14.AddDate(0, 0, -1).Add(12 * time.Hour) })
 		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "new-secret-42", "10.0.0.3"); err != nil {
 			t.Errorf("the day before the 14th birthday: %v", err)
 		}
-		f.link.SetClock(func() time.Time { return time.Date(2027, 9, 12, 8, 0, 0, 0, time.UTC) })
+		f.link.SetClock(func() time.Time { return birthday14.Add(8 * time.Hour) })
 		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "new-secret-42", "10.0.0.3"); !errors.Is(err, linking.ErrChildTooOld) {
 			t.Errorf("on the 14th birthday: %v", err)
 		}
@@ -109,7 +112,7 @@ func TestChildLockoutAndExpiry(t *testing.T) {
 	forEachStore(t, func(t *testing.T, f *fixture) {
 		ctx := context.Background()
 		fastArgon(f)
-		f.link.SetClock(func() time.Time { return time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC) })
+		f.link.SetClock(esiatest.TestDay)
 		f.importRoster(t, roster, linking.ImportOptions{})
 		parent := mustAccount(t, f.store, "1000300001")
 		f.link.Resolve(ctx, parent, "112-233-445 95")

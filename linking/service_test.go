@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/esia-broker/esia-broker/esia/esiatest"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ func newFixture(t *testing.T, s *storage.Store) *fixture {
 	d := linking.NewDigester([]byte("test-pepper-test-pepper-test-pep"))
 	inv := invites.NewService(s, d.InviteKey(), invites.DefaultLimits())
 	f := &fixture{store: s, link: linking.NewService(s, d, inv), inv: inv}
+	f.link.SetClock(esiatest.TestDay) // no test depends on today's date
 	ctx := context.Background()
 	for id, name := range map[string]string{"sch-1": "МБОУ СШ № 1", "sch-2": "Гимназия № 2"} {
 		if err := s.UpsertSchool(ctx, id, name); err != nil {
@@ -66,9 +68,25 @@ func mustAccountBorn(t testing.TB, s *storage.Store, sub, birthdate string) stri
 	return a.ID
 }
 
+// day moves the dates in a fixture to the test calendar (esiatest.TestDay): everyone keeps the
+// age the fixture was written with.
+func day(text string) string {
+	return esiatest.ShiftDates(text, esiatest.OffsetOf(esiatest.TestDay()))
+}
+
+// shiftedDate is a YYYY-MM-DD date of the reference calendar moved to the test calendar.
+func shiftedDate(t *testing.T, d string) time.Time {
+	t.Helper()
+	v, err := time.Parse("2006-01-02", day(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 func (f *fixture) importRoster(t *testing.T, body string, o linking.ImportOptions) *linking.ImportReport {
 	t.Helper()
-	rep, err := f.link.Import(context.Background(), strings.NewReader(body), o)
+	rep, err := f.link.Import(context.Background(), strings.NewReader(day(body)), o)
 	if err != nil {
 		t.Fatalf("import: %v (%v)", err, rep)
 	}
@@ -159,7 +177,7 @@ s-1,sch-1,1А,Орлов,Пётр,,2018-01-01,,1,999-999-999 99,,,
 func TestAutoLinkBySNILS(t *testing.T) {
 	forEachStore(t, func(t *testing.T, f *fixture) {
 		ctx := context.Background()
-		f.link.SetClock(func() time.Time { return time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC) })
+		f.link.SetClock(esiatest.TestDay)
 		f.importRoster(t, roster, linking.ImportOptions{})
 		parent := mustAccount(t, f.store, "1000300001")
 		ch, err := f.link.Resolve(ctx, parent, "112-233-445 95")
@@ -198,7 +216,7 @@ func TestAutoLinkBySNILS(t *testing.T) {
 func TestInviteRedemption(t *testing.T) {
 	forEachStore(t, func(t *testing.T, f *fixture) {
 		ctx := context.Background()
-		f.link.SetClock(func() time.Time { return time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC) })
+		f.link.SetClock(esiatest.TestDay)
 		f.importRoster(t, roster, linking.ImportOptions{})
 		slips, err := f.inv.Issue(ctx, invites.IssueRequest{Selection: invites.Selection{SchoolID: "sch-1", Class: "7А"}, Role: invites.RoleParent, TTL: 30 * 24 * time.Hour, Operator: "cli:teacher"})
 		if err != nil || len(slips) != 2 {

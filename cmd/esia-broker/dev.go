@@ -180,6 +180,8 @@ func devESIA(cfg *config.Config, population int, skipSig bool, tokenAlg string) 
 		TokenAlg:            tokenAlg,
 		RandomPopulation:    population,
 		SkipSignatureChecks: skipSig,
+		// The personas keep their ages whatever the date (a demo child never turns 14).
+		Personas: esiatest.PersonasOn(time.Now()),
 		Clients: []esiatest.Client{{ID: "ESIA_BROKER_DEV", CertDER: cert.Raw, RedirectURIs: []string{issuer + "/esia/callback"},
 			Scopes: []string{"openid", "fullname", "birthdate", "gender", "snils", "email", "mobile", "contacts", "kid_fullname", "kid_birthdate", "kid_snils"}}},
 	})
@@ -201,7 +203,9 @@ func seedDevRoster(ctx context.Context, cfg *config.Config, s *storage.Store) ([
 	if err != nil {
 		return nil, err
 	}
-	if _, err := link.Import(ctx, strings.NewReader(devRoster), linking.ImportOptions{Operator: "dev"}); err != nil {
+	// Birth dates move with today, as the personas' do: the demo children keep their ages.
+	roster := esiatest.ShiftDates(devRoster, esiatest.OffsetOf(time.Now()))
+	if _, err := link.Import(ctx, strings.NewReader(roster), linking.ImportOptions{Operator: "dev"}); err != nil {
 		return nil, fmt.Errorf("dev roster: %w", err)
 	}
 	slips, err := inv.Issue(ctx, invites.IssueRequest{Selection: invites.Selection{SchoolID: "demo-sch-1", Class: "5А"}, Role: invites.RoleParent, TTL: 30 * 24 * time.Hour, Operator: "dev"})
