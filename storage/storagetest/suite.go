@@ -45,6 +45,11 @@ func Run(t *testing.T, newStore func(t testing.TB) *storage.Store) {
 		{"RateBuckets", testRateBuckets},
 		{"ClientCache", testClientCache},
 		{"AttemptLimits", testAttemptLimits},
+		{"RosterAndLinks", testRosterAndLinks},
+		{"Invites", testInvites},
+		{"ChildrenAndKeys", testChildrenAndKeys},
+		{"ConsentsIntentsAndRequests", testConsentsIntentsAndRequests},
+		{"RevokedFamilyInGrace", testRevokedFamilyInGrace},
 		{"FailedTokenRequestRollsBack", testAbortRequestTx},
 		{"EndOrphanedChildAccess", testEndOrphanedChildAccess},
 	}
