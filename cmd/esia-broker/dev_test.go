@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/esia-broker/esia-broker/internal/testwait"
 	"io"
 	"net"
 	"net/http"
@@ -87,41 +88,36 @@ func startDev(t *testing.T) (string, *lockedBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := l.Addr().String() // the dev server serves this listener: no port closed and reused
 	base := "http://" + addr
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	out := &lockedBuffer{}
 	go func() {
-		root := newRoot(&app{stdout: out, stderr: io.Discard, environ: []string{"ESIA_BROKER_LISTEN=" + addr, "ESIA_BROKER_ISSUER=" + base, "ESIA_BROKER_HTTP_METRICS_LISTEN=127.0.0.1:0"}})
+		root := newRoot(&app{stdout: out, stderr: io.Discard, listener: l, environ: []string{"ESIA_BROKER_LISTEN=" + addr, "ESIA_BROKER_ISSUER=" + base, "ESIA_BROKER_HTTP_METRICS_LISTEN=127.0.0.1:0"}})
 		root.SetArgs([]string{"dev"})
 		done <- root.ExecuteContext(ctx)
 	}()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := testwait.Recv(t, done, 30*time.Second, "the dev server to stop"); err != nil {
 			t.Errorf("dev: %v", err)
 		}
 	})
-	for i := 0; ; i++ {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
+	testwait.Until(t, 60*time.Second, "the dev server's banner", func() bool {
+		select {
+		case err := <-done:
+			done <- err // for the clean-up
+			t.Fatalf("the dev server stopped before it started: %v\n%s", err, out.String())
+		default:
 		}
-		if i > 100 {
-			t.Fatalf("dev server did not start: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return strings.Contains(out.String(), "Stop with Ctrl+C")
+	})
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatalf("dev server: %v", err)
 	}
-
-	for i := 0; !strings.Contains(out.String(), "Stop with Ctrl+C"); i++ {
-		if i > 200 {
-			t.Fatalf("the dev server did not print its banner: %s", out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	resp.Body.Close()
 	return base, out
 }
 

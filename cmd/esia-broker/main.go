@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"os/user"
@@ -33,6 +34,9 @@ type app struct {
 	stdout     io.Writer
 	stderr     io.Writer
 	environ    []string
+	// listener, when set, is served instead of listening on cfg.Listen (tests hand over a
+	// listener they hold, so no port is picked, closed and reused).
+	listener net.Listener
 }
 
 func main() {

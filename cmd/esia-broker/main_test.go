@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"github.com/esia-broker/esia-broker/internal/testwait"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -158,7 +159,15 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 			})
 		}, ready: func(a string) { addr <- a }})
 	}()
-	base := "http://" + <-addr
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("serve ended before it listened: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not listen within 30 s")
+	}
 	resp, err := http.Get(base + "/readyz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("readyz: %v %v", resp, err)
@@ -175,12 +184,12 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		resp.Body.Close()
 		got <- string(b)
 	}()
-	<-started
+	testwait.Recv(t, started, 10*time.Second, "the slow request to arrive")
 	cancel()
-	if body := <-got; body != "finished" {
+	if body := testwait.Recv(t, got, 10*time.Second, "the in-flight answer"); body != "finished" {
 		t.Errorf("in-flight request got %q", body)
 	}
-	if err := <-done; err != nil {
+	if err := testwait.Recv(t, done, 10*time.Second, "serve to return"); err != nil {
 		t.Errorf("serve: %v", err)
 	}
 	if _, err := http.Get(base + "/healthz"); err == nil {

@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -64,9 +67,9 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", cfg.Listen)
+	l, err := a.listen(cfg)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		return err
 	}
 	srv := &http.Server{
 		Handler:           b.Handler(),
@@ -116,6 +119,40 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// listen returns the socket to serve: one handed over by a test, one passed by systemd socket
+// activation (LISTEN_FDS=1: file descriptor 3), or a new one on cfg.Listen.
+func (a *app) listen(cfg *config.Config) (net.Listener, error) {
+	if a.listener != nil {
+		return a.listener, nil
+	}
+	env := map[string]string{}
+	for _, kv := range a.environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	if n := env["LISTEN_FDS"]; n != "" {
+		if pid := env["LISTEN_PID"]; pid != "" && pid != strconv.Itoa(os.Getpid()) {
+			return net.Listen("tcp", cfg.Listen) // meant for another process
+		}
+		if n != "1" {
+			return nil, fmt.Errorf("socket activation: LISTEN_FDS=%s, want 1", n)
+		}
+		f := os.NewFile(3, "listen-fd-3")
+		l, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("socket activation: file descriptor 3 is not a listening socket: %w", err)
+		}
+		return l, nil
+	}
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	return l, nil
 }
 
 // serveMetrics serves /metrics on its own listener (http.metrics_listen), never on the broker's

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"github.com/esia-broker/esia-broker/internal/testwait"
 	"io"
 	"net"
 	"net/http"
@@ -25,29 +26,38 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	// The server gets the test's listening socket (socket activation, file descriptor 3): no
+	// port is picked, closed and reused by someone else in between.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr := l.Addr().String()
-	l.Close()
+	lf, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(), testEnv(storagetest.NewSQLiteDSN(t))...)
-	cmd.Env = append(cmd.Env, "ESIA_BROKER_LISTEN="+addr, "ESIA_BROKER_ISSUER=http://"+addr, "ESIA_BROKER_HTTP_METRICS_LISTEN=127.0.0.1:0")
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
+	cmd.Env = append(cmd.Env, "LISTEN_FDS=1", "ESIA_BROKER_LISTEN="+addr, "ESIA_BROKER_ISSUER=http://"+addr, "ESIA_BROKER_HTTP_METRICS_LISTEN=127.0.0.1:0")
+	cmd.ExtraFiles = []*os.File{lf}
+	logs := &lockedBuffer{}
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Only the server holds the socket now: when it closes it, connections are refused.
+	lf.Close()
+	l.Close()
 	base := "http://" + addr
-	for i := 0; ; i++ {
-		if resp, err := http.Get(base + "/readyz"); err == nil && resp.StatusCode == 200 {
-			resp.Body.Close()
-			break
+	testwait.Until(t, 30*time.Second, "the server to get ready", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
 		}
-		if i > 200 {
-			cmd.Process.Kill()
-			t.Fatalf("the server did not get ready:\n%s", logs.String())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 	var (
 		mu                  sync.Mutex
 		ok, refused, broken int
@@ -85,11 +95,16 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	// SIGTERM once the load is really flowing (not after a guessed sleep).
+	testwait.Until(t, 30*time.Second, "50 answered requests before SIGTERM", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return ok >= 50
+	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	err := cmd.Wait()
+	err = cmd.Wait()
 	close(stop)
 	wg.Wait()
 	if err != nil {

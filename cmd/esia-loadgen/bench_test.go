@@ -12,21 +12,39 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-func freeAddr(t *testing.T) string {
+func listen(t *testing.T) net.Listener {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return l
 }
 
-func waitReady(t *testing.T, url string, logs *bytes.Buffer) {
+// syncBuffer collects a process's output, written from another goroutine, for the test to read.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitReady(t *testing.T, url string, logs *syncBuffer) {
 	t.Helper()
 	for i := 0; ; i++ {
 		if resp, err := http.Get(url); err == nil {
@@ -53,7 +71,9 @@ func TestBenchEndToEnd(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../esia-broker").CombinedOutput(); err != nil {
 		t.Fatalf("build the broker: %v\n%s", err, out)
 	}
-	brokerAddr, esiaAddr := freeAddr(t), freeAddr(t)
+	// Both servers get listeners the test holds: no port is picked, closed and reused.
+	brokerLn, esiaLn := listen(t), listen(t)
+	brokerAddr, esiaAddr := brokerLn.Addr().String(), esiaLn.Addr().String()
 	issuer := "http://" + brokerAddr
 	k := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("q", 32)))
 	env := append(os.Environ(),
@@ -94,29 +114,40 @@ func TestBenchEndToEnd(t *testing.T) {
 	ctx, stopEmulator := context.WithCancel(context.Background())
 	emuDone := make(chan error, 1)
 	go func() {
-		emuDone <- emulator(ctx, []string{"-listen", esiaAddr, "-dir", dir, "-population", "6", "-in-order-first",
-			"-redirect-uri", issuer + "/esia/callback"})
+		emuDone <- emulatorOn(ctx, []string{"-dir", dir, "-population", "6", "-in-order-first",
+			"-redirect-uri", issuer + "/esia/callback"}, esiaLn)
 	}()
 	t.Cleanup(func() {
 		stopEmulator()
-		if err := <-emuDone; err != nil {
-			t.Errorf("emulator: %v", err)
+		select {
+		case err := <-emuDone:
+			if err != nil {
+				t.Errorf("emulator: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("the emulator did not stop within 30 s")
 		}
 	})
-	var emuLogs bytes.Buffer
-	waitReady(t, "http://"+esiaAddr+"/rs/prns/1", &emuLogs)
+	waitReady(t, "http://"+esiaAddr+"/rs/prns/1", &syncBuffer{})
 
-	var logs bytes.Buffer
+	logs := &syncBuffer{}
+	lf, err := brokerLn.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
 	serve := exec.Command(bin, "serve")
-	serve.Env, serve.Dir, serve.Stderr = env, dir, &logs
+	serve.Env, serve.Dir, serve.Stderr = append(env, "LISTEN_FDS=1"), dir, logs
+	serve.ExtraFiles = []*os.File{lf} // socket activation: the broker serves the test's listener
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
 	}
+	lf.Close()
+	brokerLn.Close()
 	t.Cleanup(func() {
 		_ = serve.Process.Signal(os.Interrupt)
 		_ = serve.Wait()
 	})
-	waitReady(t, issuer+"/readyz", &logs)
+	waitReady(t, issuer+"/readyz", logs)
 
 	out := filepath.Join(dir, "report.json")
 	if err := run([]string{"-issuer", issuer, "-client-id", "bench", "-client-secret", m[1], "-users", "2", "-duration", "1s",

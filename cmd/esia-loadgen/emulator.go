@@ -24,7 +24,11 @@ import (
 // broker's CPU alone. It writes into -dir the broker's GOST client key and certificate (made
 // once) and the certificate of its own token key (new at every start), for the broker's
 // upstream.esia.key_file, cert_file and verify_cert_files.
-func emulator(ctx context.Context, args []string) error {
+func emulator(ctx context.Context, args []string) error { return emulatorOn(ctx, args, nil) }
+
+// emulatorOn is emulator serving ln when it is not nil (tests hand over a listener they hold)
+// instead of listening on -listen.
+func emulatorOn(ctx context.Context, args []string, ln net.Listener) error {
 	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:18090", "address to serve on")
 	dir := fs.String("dir", ".", "folder for client-key.pem, client-cert.pem and esia-cert.pem")
@@ -54,9 +58,10 @@ func emulator(ctx context.Context, args []string) error {
 	if err := writeFileAtomic(filepath.Join(*dir, "esia-cert.pem"), tokenCert); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *listen, err)
+	if ln == nil {
+		if ln, err = net.Listen("tcp", *listen); err != nil {
+			return fmt.Errorf("listen on %s: %w", *listen, err)
+		}
 	}
 	srv := &http.Server{Handler: emu.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)

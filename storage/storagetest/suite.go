@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/esia-broker/esia-broker/internal/testwait"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -857,7 +858,10 @@ func testRunExclusive(t *testing.T, s *storage.Store) {
 	ctx := context.Background()
 	inside := make(chan struct{})
 	release := make(chan struct{})
-	done := make(chan bool)
+	done := make(chan bool, 1)
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // a failed assertion below must not leave the first job waiting for ever
 	go func() {
 		ran, err := s.RunExclusive(ctx, 4242, func(context.Context) error {
 			close(inside)
@@ -866,10 +870,11 @@ func testRunExclusive(t *testing.T, s *storage.Store) {
 		})
 		if err != nil {
 			t.Error(err)
+			close(inside)
 		}
 		done <- ran
 	}()
-	<-inside
+	testwait.Recv(t, inside, 10*time.Second, "the first RunExclusive to start its job")
 	ran, err := s.RunExclusive(ctx, 4242, func(context.Context) error { return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -878,8 +883,8 @@ func testRunExclusive(t *testing.T, s *storage.Store) {
 	if ran != wantSecond {
 		t.Errorf("second RunExclusive while the first holds the job: ran=%v, want %v (%s)", ran, wantSecond, s.Dialect())
 	}
-	close(release)
-	if !<-done {
+	free()
+	if !testwait.Recv(t, done, 10*time.Second, "the first RunExclusive to finish") {
 		t.Error("the first RunExclusive did not run")
 	}
 	if ran, _ := s.RunExclusive(ctx, 4242, func(context.Context) error { return nil }); !ran {
