@@ -275,17 +275,13 @@ func TestLinkingJourneys(t *testing.T) {
 				e.codes = append(e.codes, sl.Code, strings.ReplaceAll(sl.Code, "-", ""))
 			}
 			br := newBrowser(t)
-			step := 0
 			var seen []string
 			res := e.esiaLogin(t, br, "parent-no-match", nil, func(body string, resp *http.Response) *http.Response {
-				step++
 				seen = append(seen, body)
 				switch {
 				case title(body) == "Выберите роль":
 					// The student role with a 13-year-old's code is refused first.
-					login := formField("login").FindStringSubmatch(body)
 					lid := regexp.MustCompile(`login=([0-9a-f-]+)`).FindStringSubmatch(body)[1]
-					_ = login
 					r, _ := br.Get(e.h.URL + "/link/code?role=student&login=" + lid)
 					return r
 				case strings.Contains(body, `name="role" value="student"`):

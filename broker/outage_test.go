@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"github.com/esia-broker/esia-broker/internal/testwait"
 	"io"
 	"net"
 	"net/http"
@@ -118,7 +119,12 @@ func TestPostgresOutage(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	count := func(code int) int {
+		loadMu.Lock()
+		defer loadMu.Unlock()
+		return statuses[code]
+	}
+	testwait.Until(t, 10*time.Second, "the load to get tokens before the outage", func() bool { return count(http.StatusOK) >= 4 })
 	proxy.cut()
 	start := time.Now()
 	br := newBrowser(t)
@@ -145,9 +151,9 @@ func TestPostgresOutage(t *testing.T) {
 		t.Error("healthz is not 200 during the outage")
 	}
 
-	// Keep the database away long enough that the load surely meets the outage: the answers
-	// above are fail-fast and may all come within a few milliseconds.
-	time.Sleep(300 * time.Millisecond)
+	// Keep the database away until the load has met the outage: the answers above are
+	// fail-fast and may all come within a few milliseconds.
+	testwait.Until(t, 10*time.Second, "the load to meet the outage", func() bool { return count(http.StatusServiceUnavailable) >= 4 })
 	proxy.restore()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -161,7 +167,8 @@ func TestPostgresOutage(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond)
+	recovered := count(http.StatusOK)
+	testwait.Until(t, 10*time.Second, "the load to get tokens again after the recovery", func() bool { return count(http.StatusOK) >= recovered+4 })
 	close(stopLoad)
 	loadWG.Wait()
 	loadMu.Lock()

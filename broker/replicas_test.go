@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/esia-broker/esia-broker/internal/testwait"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -94,8 +95,11 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 		var set jose.JSONWebKeySet
-		_ = json.NewDecoder(resp.Body).Decode(&set)
+		err = json.NewDecoder(resp.Body).Decode(&set)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("replica B's JWKS: %v", err)
+		}
 		if len(set.Key(kid)) == 1 {
 			break
 		}
@@ -106,7 +110,17 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 	}
 	// Both replicas now sign with the new key, and the balancer's JWKS verifies it whichever
 	// replica answers the discovery and JWKS requests.
-	time.Sleep(1100 * time.Millisecond) // B's reload interval: B picks up that the old key retired
+	// B picks up that the old key retired at its next reload: wait until two tokens in a row (one
+	// from each replica behind the balancer) carry the new key, instead of sleeping for it.
+	testwait.Until(t, 15*time.Second, "both replicas to sign with the rotated key", func() bool {
+		for range 2 {
+			hdr, err := jose.ParseSignedCompact(mustRawIDToken(t, r), []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+			if err != nil || hdr.Signatures[0].Header.KeyID != kid {
+				return false
+			}
+		}
+		return true
+	})
 	for range 2 {
 		raw := mustRawIDToken(t, r)
 		hdr, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})

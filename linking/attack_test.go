@@ -27,7 +27,9 @@ func TestConcurrentGuessesAreCountedOneByOne(t *testing.T) {
 		f.link.SetChildOptions(o)
 		f.importRoster(t, roster, linking.ImportOptions{})
 		parent := mustAccount(t, f.store, "1000300001")
-		f.link.Resolve(ctx, parent, "112-233-445 95")
+		if _, err := f.link.Resolve(ctx, parent, "112-233-445 95"); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := f.link.CreateChildLogin(ctx, parent, "s-1", "alex", "correct-horse"); err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +130,9 @@ func TestWhoMayBeAParent(t *testing.T) {
 			t.Fatal(err)
 		}
 		parent := mustAccount(t, f.store, "1000300001")
-		f.link.Resolve(ctx, parent, "112-233-445 95")
+		if _, err := f.link.Resolve(ctx, parent, "112-233-445 95"); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := f.link.CreateChildLogin(ctx, parent, "s-1", "alex", "correct-horse"); err != nil {
 			t.Fatal(err)
 		}

@@ -59,7 +59,9 @@ func TestFourteenthBirthday(t *testing.T) {
 				}
 				// The sub-account: made the day before (a parent may only make it under 14).
 				parent := mustAccount(t, f.store, "parent-"+born)
-				f.link.Resolve(ctx, parent, "112-233-445 95")
+				if _, err := f.link.Resolve(ctx, parent, "112-233-445 95"); err != nil {
+					t.Fatal(err)
+				}
 				f.link.SetClock(func() time.Time { return birthday.AddDate(0, 0, -1) })
 				if _, err := f.link.CreateChildLogin(ctx, parent, "b-1", "oleg", "correct-horse"); err != nil {
 					t.Fatal(err)

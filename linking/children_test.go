@@ -115,7 +115,9 @@ func TestChildLockoutAndExpiry(t *testing.T) {
 		f.link.SetClock(esiatest.TestDay)
 		f.importRoster(t, roster, linking.ImportOptions{})
 		parent := mustAccount(t, f.store, "1000300001")
-		f.link.Resolve(ctx, parent, "112-233-445 95")
+		if _, err := f.link.Resolve(ctx, parent, "112-233-445 95"); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := f.link.CreateChildLogin(ctx, parent, "s-1", "alex", "correct-horse"); err != nil {
 			t.Fatal(err)
 		}
