@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: dev test lint build clean fuzz bench
+.PHONY: dev test lint build clean fuzz bench mutate
 
 FUZZTIME ?= 10s
 FUZZ_TARGETS = FuzzNormalizeSNILS:./linking FuzzRosterCSV:./linking FuzzNormalize:./invites FuzzVerifyAccessToken:./esia FuzzTimestampAndDates:./esia
@@ -31,6 +31,10 @@ fuzz:
 bench:
 	./scripts/bench.sh
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./esia/gost/ ./broker/ ./linking/ ./invites/
+
+## mutate: mutation testing of linking, invites and storage (gremlins; minutes, not in CI)
+mutate:
+	./scripts/mutate.sh
 
 ## build: the binary in ./bin
 build:
