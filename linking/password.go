@@ -42,6 +42,22 @@ func HashPassword(password string, p Argon2Params) (string, error) {
 
 var phc = regexp.MustCompile(`^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$`)
 
+// The argon2id parameters a stored hash may carry: a hash is data (imported from a regional
+// system, or tampered with), and its parameters decide how much memory and time one check takes.
+const (
+	maxArgon2MemoryKiB = 1 << 22 // 4 GiB
+	maxArgon2Time      = 100
+	maxArgon2Threads   = 64
+)
+
+// checkArgon2 refuses parameters out of range; a time of 0 would make argon2 panic.
+func checkArgon2(mem, t, par uint64) error {
+	if mem == 0 || mem > maxArgon2MemoryKiB || t == 0 || t > maxArgon2Time || par == 0 || par > maxArgon2Threads {
+		return errors.New("argon2id parameters out of range")
+	}
+	return nil
+}
+
 // VerifyPassword checks a password against a PHC string, in constant time.
 func VerifyPassword(encoded, password string) (bool, error) {
 	m := phc.FindStringSubmatch(encoded)
@@ -59,8 +75,8 @@ func VerifyPassword(encoded, password string) (bool, error) {
 	if _, err := fmt.Sscan(m[3], &par); err != nil {
 		return false, err
 	}
-	if mem > 1<<22 || t > 100 || par == 0 || par > 64 {
-		return false, errors.New("argon2id parameters out of range")
+	if err := checkArgon2(mem, t, par); err != nil {
+		return false, err
 	}
 	p = Argon2Params{Time: uint32(t), MemoryKiB: uint32(mem), Threads: uint8(par)}
 	salt, err1 := base64.RawStdEncoding.DecodeString(m[4])

@@ -136,7 +136,7 @@ func (s *Service) Validate(c Card, line int, schools map[string]bool) (*storage.
 		}
 		name, ok := cleanName(g.Name)
 		if !ok {
-			bad(fmt.Sprintf("guardian%d_name", i+1), "too long or has control characters or < >")
+			bad(fmt.Sprintf("guardian%d_name", i+1), "too long or has control, bidi or zero-width characters or < >")
 		}
 		gs = append(gs, storage.Guardian{SNILSDigest: d, Name: name})
 	}
@@ -233,12 +233,11 @@ func parseCSV(r io.Reader) ([]parsedRow, []RowError) {
 			c.Active = &v
 		}
 		for n := 1; ; n++ {
-			si, ok1 := col["guardian"+strconv.Itoa(n)+"_snils"]
+			_, ok1 := col["guardian"+strconv.Itoa(n)+"_snils"]
 			_, ok2 := col["guardian"+strconv.Itoa(n)+"_name"]
 			if !ok1 && !ok2 {
 				break
 			}
-			_ = si
 			c.Guardians = append(c.Guardians, GuardianEntry{SNILS: get("guardian" + strconv.Itoa(n) + "_snils"), Name: get("guardian" + strconv.Itoa(n) + "_name")})
 		}
 		rows = append(rows, parsedRow{line: line, card: c})
