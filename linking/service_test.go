@@ -343,6 +343,14 @@ func TestLargeImportRefreshesStatistics(t *testing.T) {
 	for i := range 600 {
 		fmt.Fprintf(&big, "b-%d,sch-1,5А,Иванов,Иван,,2014-01-01,,1\n", i)
 	}
+	cards := func(prefix string, n int) string {
+		var b strings.Builder
+		b.WriteString("student_id,school_id,class,family_name,given_name,middle_name,birthdate,snils,active\n")
+		for i := range n {
+			fmt.Fprintf(&b, "%s-%d,sch-1,5А,Иванов,Иван,,2014-01-01,,1\n", prefix, i)
+		}
+		return b.String()
+	}
 	forEachStore(t, func(t *testing.T, f *fixture) {
 		cs := &countingStore{Store: f.store}
 		d := linking.NewDigester([]byte("test-pepper-test-pepper-test-pep"))
@@ -357,6 +365,8 @@ func TestLargeImportRefreshesStatistics(t *testing.T) {
 			{"large dry run", big.String(), true, 0},
 			{"large import", big.String(), false, 1},
 			{"same file again: nothing changed", big.String(), false, 0},
+			{"499 new cards: one short", cards("x", 499), false, 0},
+			{"500 new cards: the threshold", cards("y", 500), false, 1},
 		}
 		for _, tc := range tests {
 			cs.analyzed = 0

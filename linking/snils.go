@@ -44,11 +44,10 @@ func snilsControl(nine string) string {
 	for i := range 9 {
 		sum += int(nine[i]-'0') * (9 - i)
 	}
-	c := sum
-	if c > 101 {
-		c %= 101
-	}
-	if c == 100 || c == 101 {
+	// Under 100 the sum itself; 100 and 101 give 00; above, the sum mod 101, where 100 gives
+	// 00 again — which is sum mod 101 with 100 written as 00, in every case.
+	c := sum % 101
+	if c == 100 {
 		c = 0
 	}
 	return string([]byte{byte('0' + c/10), byte('0' + c%10)})

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/esia-broker/esia-broker/esia/esiatest"
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
 )
@@ -31,7 +32,9 @@ func TestChildAccountDetails(t *testing.T) {
 			t.Fatal(err)
 		}
 		ev, err := f.store.AuditEvents(ctx, 10)
-		if err != nil || !slices.ContainsFunc(ev, func(e storage.AuditEvent) bool { return e.Action == "child.reset_password" && e.Actor == "account:"+parent }) {
+		if err != nil || !slices.ContainsFunc(ev, func(e storage.AuditEvent) bool {
+			return e.Action == "child.reset_password" && e.Actor == "account:"+parent
+		}) {
 			t.Errorf("the reset is not in the audit log: %+v %v", ev, err)
 		}
 		var mu sync.Mutex
@@ -66,6 +69,65 @@ func TestImportProgress(t *testing.T) {
 		}
 		if want := [][2]int{{500, 1001}, {1000, 1001}, {1001, 1001}}; !slices.Equal(calls, want) {
 			t.Errorf("progress %v, want %v", calls, want)
+		}
+	})
+}
+
+// TestDeactivateTwiceAuditsOnce and the default limits.
+func TestDeactivateTwiceAuditsOnce(t *testing.T) {
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		f.importRoster(t, roster, linking.ImportOptions{})
+		for i, want := range []bool{true, false} {
+			if changed, err := f.link.Deactivate(ctx, "s-4", "api:diary"); err != nil || changed != want {
+				t.Errorf("deactivation %d: changed=%v %v", i+1, changed, err)
+			}
+		}
+		ev, _ := f.store.AuditEvents(ctx, 50)
+		n := 0
+		for _, e := range ev {
+			if e.Action == "roster.deactivate" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d deactivation events for one change", n)
+		}
+	})
+	o := linking.DefaultChildOptions()
+	if o.PerLogin != (storage.AttemptLimit{Max: 5, Window: 15 * 60e9, Lockout: 15 * 60e9}) || o.PerIP != (storage.AttemptLimit{Max: 30, Window: 15 * 60e9, Lockout: 15 * 60e9}) ||
+		o.PerLoginAll != (storage.AttemptLimit{Max: 20, Window: 15 * 60e9, Lockout: 60e9}) || o.CreatePerAccount != (storage.AttemptLimit{Max: 10, Window: 3600e9, Lockout: 3600e9}) {
+		t.Errorf("default child limits %+v", o)
+	}
+}
+
+// TestResolveRevokesAndAddsInOnePass: a SNILS that left one card and appears on another loses
+// the first link and gains the second in one re-check, both audited.
+func TestResolveRevokesAndAddsInOnePass(t *testing.T) {
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		f.importRoster(t, roster, linking.ImportOptions{})
+		parent := mustAccount(t, f.store, "1000300001")
+		if ch, err := f.link.Resolve(ctx, parent, "112-233-445 95"); err != nil || ch.Added != 2 {
+			t.Fatalf("first resolve: %+v %v", ch, err)
+		}
+		moved := strings.Replace(roster, "2017-05-21,234-567-890 99,да,112-233-445 95,Иванова Мария Петровна", "2017-05-21,234-567-890 99,да,,", 1) +
+			"s-9,sch-1,2А,Иванов,Олег,Игоревич,2018-01-01,,1,112-233-445 95,Иванова Мария Петровна,,\n"
+		if moved == roster {
+			t.Fatal("the fixture did not change")
+		}
+		f.importRoster(t, moved, linking.ImportOptions{})
+		ch, err := f.link.Resolve(ctx, parent, "112-233-445 95")
+		if err != nil || ch.Added != 1 || ch.Revoked != 1 {
+			t.Errorf("second resolve: %+v %v, want one added and one revoked", ch, err)
+		}
+		ev, _ := f.store.AuditEvents(ctx, 20)
+		var actions []string
+		for _, e := range ev {
+			actions = append(actions, e.Action+":"+e.Target)
+		}
+		if !slices.Contains(actions, "link.revoke:s-2") || !slices.Contains(actions, "link.add:s-9") {
+			t.Errorf("audit %v", actions)
 		}
 	})
 }
