@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/esia-broker/esia-broker/esia/esiatest"
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
 )
