@@ -36,7 +36,7 @@ func GenerateLen(random io.Reader, n int) (string, error) {
 	if _, err := io.ReadFull(random, b); err != nil {
 		return "", fmt.Errorf("generate code: %w", err)
 	}
-	out := make([]byte, 0, n+n/4)
+	var out []byte
 	bit := 0
 	for i := range n {
 		if i > 0 && i%4 == 0 {
@@ -72,7 +72,7 @@ func NormalizeLen(s string, n int) (string, error) {
 			r = '1'
 		}
 		r = latinLookalike(r)
-		if r > 127 || !strings.ContainsRune(alphabet, r) {
+		if !strings.ContainsRune(alphabet, r) { // the alphabet is ASCII: this refuses the rest too
 			return "", ErrCodeFormat
 		}
 		b.WriteRune(r)
