@@ -132,6 +132,21 @@ func testAttemptLimits(t *testing.T, s *storage.Store) {
 		}
 	})
 
+	t.Run("attempts older than the window no longer count", func(t *testing.T) {
+		k := storage.LimitKey{Key: "window:d", Limit: lim}
+		for range 3 {
+			if u, _ := s.ReserveAttempt(ctx, k); !u.IsZero() {
+				t.Fatal("refused inside the limit")
+			}
+		}
+		clk.add(lim.Window)
+		for i := range lim.Max {
+			if u, _ := s.ReserveAttempt(ctx, k); !u.IsZero() {
+				t.Fatalf("attempt %d of a new window refused: the old window's 3 still counted", i+1)
+			}
+		}
+	})
+
 	t.Run("the window resets the count", func(t *testing.T) {
 		k := storage.LimitKey{Key: "window:c", Limit: lim}
 		for range lim.Max {
