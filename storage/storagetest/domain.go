@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ory/fosite"
+
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -393,5 +395,72 @@ func testRevokedFamilyInGrace(t *testing.T, s *storage.Store) {
 	must(t, s.RevokeRefreshToken(ctx, r.GetID()))
 	if _, err := s.GetRefreshTokenSession(ctx, "rt-g", newRequest(c, "x").Session); err == nil {
 		t.Error("a token in its grace window outlived the revocation of its family")
+	}
+}
+
+// testEdges: the grace window to its last instant, a login without SNILS that keeps the stored
+// digest, a code whose request carries no expiry, and the count of sub-accounts ended.
+func testEdges(t *testing.T, s *storage.Store) {
+	ctx := context.Background()
+	clk := withClock(s)
+	s.RefreshGrace = 10 * time.Second
+	c := mustClient(t, s, "rp")
+	r := newRequest(c, "u")
+	must(t, s.CreateRefreshTokenSession(ctx, "rt-edge", "", r))
+	must(t, s.RotateRefreshToken(ctx, r.GetID(), "rt-edge"))
+	clk.add(10 * time.Second)
+	if _, err := s.GetRefreshTokenSession(ctx, "rt-edge", newRequest(c, "x").Session); err != nil {
+		t.Errorf("at the last instant of the grace window: %v", err)
+	}
+	clk.add(time.Millisecond)
+	if _, err := s.GetRefreshTokenSession(ctx, "rt-edge", newRequest(c, "x").Session); err == nil {
+		t.Error("a rotated token used after its grace window")
+	}
+
+	a, err := s.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: sptr("oid-e"), SNILSDigest: "d1"})
+	must(t, err)
+	if b, err := s.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: sptr("oid-e"), FamilyName: "Новая"}); err != nil || b.SNILSDigest != "d1" || b.FamilyName != "Новая" {
+		t.Errorf("a login without SNILS: %+v %v (the stored digest stays)", b, err)
+	}
+	if b, _ := s.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: sptr("oid-e"), FamilyName: "Новая", SNILSDigest: "d2"}); b.SNILSDigest != "d2" {
+		t.Errorf("a new SNILS: %+v", b)
+	}
+	if got, _ := s.Account(ctx, a.ID); got.SNILSDigest != "d2" {
+		t.Errorf("stored %+v", got)
+	}
+
+	bare := newRequest(c, "u")
+	bare.Session.(interface {
+		SetExpiresAt(fosite.TokenType, time.Time)
+	}).SetExpiresAt(fosite.AuthorizeCode, time.Time{})
+	must(t, s.CreateAuthorizeCodeSession(ctx, "code-bare", bare))
+	clk.add(9 * time.Minute)
+	if _, err := s.DeleteExpired(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAuthorizeCodeSession(ctx, "code-bare", newRequest(c, "x").Session); err != nil {
+		t.Errorf("a code without an expiry of its own, 9 minutes on: %v", err)
+	}
+	clk.add(2 * time.Minute)
+	if _, err := s.DeleteExpired(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAuthorizeCodeSession(ctx, "code-bare", newRequest(c, "x").Session); err == nil {
+		t.Error("a code without an expiry of its own outlived 10 minutes")
+	}
+
+	seedRoster(t, s)
+	child := &storage.Account{FamilyName: "Иванов", GivenName: "Пётр"}
+	must(t, s.CreateChild(ctx, child, &storage.ChildCredential{StudentID: "s-1", Login: "petya-e", PasswordHash: "h", CreatedBy: "p"}))
+	if n, err := s.EndOrphanedChildAccess(ctx, "s-1", "s-2"); err != nil || n != 1 {
+		t.Errorf("orphaned sub-accounts ended: %d %v, want 1 (s-1 has no parent; s-2 has no sub-account)", n, err)
+	}
+	p, err := s.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: sptr("oid-p"), Birthdate: "1980-01-01"})
+	must(t, err)
+	if _, err := s.AddLink(ctx, p.ID, "s-1", "parent", "invite"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.EndOrphanedChildAccess(ctx, "s-1"); err != nil || n != 0 {
+		t.Errorf("a sub-account with a parent ended: %d %v", n, err)
 	}
 }

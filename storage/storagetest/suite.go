@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t testing.TB) *storage.Store) {
 		{"ChildrenAndKeys", testChildrenAndKeys},
 		{"ConsentsIntentsAndRequests", testConsentsIntentsAndRequests},
 		{"RevokedFamilyInGrace", testRevokedFamilyInGrace},
+		{"Edges", testEdges},
 		{"FailedTokenRequestRollsBack", testAbortRequestTx},
 		{"EndOrphanedChildAccess", testEndOrphanedChildAccess},
 	}
