@@ -281,6 +281,19 @@ func TestChildLoginNameProbingIsLimited(t *testing.T) {
 	if last != http.StatusTooManyRequests {
 		t.Errorf("12 probes of taken logins were all answered; want a lock-out after 10")
 	}
+	ev, err := e.store.AuditEvents(context.Background(), 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, a := range ev {
+		if a.Action == "child.create_login_taken" {
+			n++
+		}
+	}
+	if n != 10 {
+		t.Errorf("%d probes of taken logins audited, want 10", n)
+	}
 }
 
 // TestChildSessionCannotBecomeAParent: a child logged in with a sub-account cannot redeem a

@@ -112,6 +112,10 @@ func (s *Service) CreateChildLogin(ctx context.Context, parentID, studentID, log
 	})
 	switch {
 	case errors.Is(err, ErrLoginTaken):
+		// Visible to operators: a parent who keeps hitting taken logins may be probing for them.
+		if aerr := s.store.Audit(ctx, "account:"+parentID, "child.create_login_taken", studentID, nil); aerr != nil {
+			return "", aerr
+		}
 		if until, ferr := s.store.Failed(ctx, tries); ferr != nil {
 			return "", ferr
 		} else if !until.IsZero() {
