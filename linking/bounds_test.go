@@ -142,6 +142,11 @@ func TestRosterParsingEdges(t *testing.T) {
 	if _, errs := parseCSV(strings.NewReader(CSVHeader + "\n\"unterminated,x\n")); len(errs) != 1 || !strings.Contains(errs[0].Reason, "not valid CSV") {
 		t.Errorf("bad CSV: %+v", errs)
 	}
+	// A bad line is reported and the reading goes on with the next one.
+	rows, errs = parseCSV(strings.NewReader("student_id,school_id,class,family_name,given_name,birthdate\nb\"ad,x,y,z,w,v\na-9,sch-1,1А,Иванов,Иван,2019-01-01\n"))
+	if len(errs) != 1 || errs[0].Line != 2 || len(rows) != 1 || rows[0].card.StudentID != "a-9" {
+		t.Errorf("after a bad line: rows %+v errors %+v", rows, errs)
+	}
 	bad := Card{StudentID: "g-1", SchoolID: "sch-1", Class: "1А", FamilyName: "А", GivenName: "Б", Birthdate: "2019-01-01", Guardians: []GuardianEntry{{SNILS: "112-233-445 95", Name: "<script>"}}}
 	s := &Service{digester: NewDigester([]byte("test-pepper-test-pepper-test-pep")), now: func() time.Time { return time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC) }}
 	if _, _, probs := s.Validate(bad, 1, map[string]bool{"sch-1": true}); len(probs) == 0 || probs[0].Field != "guardian1_name" {
