@@ -208,3 +208,32 @@ func TestPlantedBrowserCookieIsRefused(t *testing.T) {
 		t.Errorf("secure cookie: %q", sc)
 	}
 }
+
+// TestClientCredentialsTokenExpires: a client-credentials access token carries its exp (fosite
+// refuses a JWT past it; before, the claim was missing and the token lived until the row was
+// cleaned up, about an hour).
+func TestClientCredentialsTokenExpires(t *testing.T) {
+	h := newHarness(t, openSQLite(t))
+	c := h.client("diary", "secret-secret-secret", "openid", "roster:write")
+	c.GrantTypes = []string{"client_credentials"}
+	if err := h.Store.UpdateClient(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	code, m := postForm(t, h.URL+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"roster:write"}}, "diary", "secret-secret-secret")
+	if code != 200 {
+		t.Fatalf("client credentials: %d %v", code, m)
+	}
+	claims, err := jwtPayload(m["access_token"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, _ := claims["exp"].(float64)
+	iat, _ := claims["iat"].(float64)
+	if exp == 0 || exp-iat < 800 || exp-iat > 1000 {
+		t.Errorf("exp %v, iat %v: want an exp 15 minutes on", exp, iat)
+	}
+	_, in := postForm(t, h.URL+"/oauth2/introspect", url.Values{"token": {m["access_token"].(string)}}, "diary", "secret-secret-secret")
+	if in["exp"] == nil {
+		t.Errorf("introspection without exp: %v", in)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/esia-broker/esia-broker/esia/esiatest"
 	"github.com/esia-broker/esia-broker/invites"
 	"github.com/esia-broker/esia-broker/storage"
 )
@@ -328,6 +329,37 @@ func TestChildSessionCannotBecomeAParent(t *testing.T) {
 		_, acct := e.get(t, child, "/account")
 		if code, _ := e.postPage(t, child, "/account/child", acct, url.Values{"action": {"reset"}, "student": {"s-1"}, "password": {"child-chose-this"}}); code == http.StatusOK {
 			t.Error("a child's session reset a password")
+		}
+	})
+}
+
+// TestCodeAfterTheCutOff: a code a child got before the 14th birthday is not exchanged after it
+// (the exchange re-checks the right, as refresh does).
+func TestCodeAfterTheCutOff(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		e, _ := childEnv(t, s)
+		ctx := context.Background()
+		child := newBrowser(t)
+		verifier := oauth2.GenerateVerifier()
+		form := e.childForm(t, child, verifier)
+		resp := e.post(t, child, "/child/login", form, url.Values{"login_request": {formField("login_request").FindStringSubmatch(form)[1]}, "login": {"alex.ivanov"}, "password": {"correct-horse"}})
+		resp.Body.Close()
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		code := loc.Query().Get("code")
+		if code == "" {
+			t.Fatalf("no code: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		st, err := s.Student(ctx, "s-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, _ := s.Guardians(ctx, "s-1")
+		st.Birthdate = esiatest.TestDay().AddDate(-14, 0, 0).Format("2006-01-02") // the roster now says: 14 today
+		if _, err := s.UpsertStudent(ctx, st, g); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.rp.conf.Exchange(e.rp.ctx, code, oauth2.VerifierOption(verifier)); err == nil {
+			t.Error("a code issued before the 14th birthday was exchanged after it")
 		}
 	})
 }

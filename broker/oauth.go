@@ -557,9 +557,10 @@ func (b *Broker) tokenExchange(ctx context.Context, r *http.Request) tokenOutcom
 	if gt := ar.GetGrantTypes(); len(gt) == 1 {
 		grant = gt[0]
 	}
-	if ar.GetGrantTypes().ExactOne("refresh_token") {
-		// The session is the one of the original grant: bring names and links up to date, so a
-		// student who left or a revoked link disappears from refreshed tokens.
+	if ar.GetGrantTypes().ExactOne("refresh_token") || ar.GetGrantTypes().ExactOne("authorization_code") {
+		// The session is the one of the original grant: the account must still have its right
+		// (a code issued before the 14th birthday is not exchanged after it), and names and links
+		// are brought up to date, so a student who left or a revoked link disappears.
 		if sess, ok := ar.GetSession().(*Session); ok && sess.Subject != "" && sess.Subject != sess.ClientID {
 			a, err := b.store.Account(ctx, sess.Subject)
 			if isUnavailable(err) {
@@ -586,7 +587,10 @@ func (b *Broker) tokenExchange(ctx context.Context, r *http.Request) tokenOutcom
 			ar.GrantScope(s)
 		}
 		ar.GrantAudience(ar.GetClient().GetID())
-		ar.SetSession(clientSession(ar.GetClient().GetID()))
+		// fosite set the token's expiry on the session it made; the client's session keeps it.
+		cs := clientSession(ar.GetClient().GetID())
+		cs.SetExpiresAt(fosite.AccessToken, ar.GetSession().GetExpiresAt(fosite.AccessToken))
+		ar.SetSession(cs)
 	}
 	resp, err := b.provider.NewAccessResponse(ctx, ar)
 	if isUnavailable(err) {
