@@ -367,6 +367,7 @@ func TestLargeImportRefreshesStatistics(t *testing.T) {
 			{"same file again: nothing changed", big.String(), false, 0},
 			{"499 new cards: one short", cards("x", 499), false, 0},
 			{"500 new cards: the threshold", cards("y", 500), false, 1},
+			{"the same 500 cards changed: updates count too", strings.ReplaceAll(cards("y", 500), "5А", "6А"), false, 1},
 		}
 		for _, tc := range tests {
 			cs.analyzed = 0
