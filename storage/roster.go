@@ -116,7 +116,8 @@ func (s *Store) UpsertStudent(ctx context.Context, st *Student, guardians []Guar
 		want := slices.Clone(guardians)
 		slices.SortFunc(want, func(a, b Guardian) int { return strings.Compare(a.SNILSDigest, b.SNILSDigest) })
 		want = slices.CompactFunc(want, func(a, b Guardian) bool { return a.SNILSDigest == b.SNILSDigest })
-		if !slices.Equal(have, want) {
+		guardiansChanged := !slices.Equal(have, want)
+		if guardiansChanged {
 			changed = true
 			if _, err := s.exec(ctx, `DELETE FROM student_guardians WHERE student_id = ?`, st.ID); err != nil {
 				return fmt.Errorf("replace guardians of %s: %w", st.ID, err)
@@ -126,6 +127,9 @@ func (s *Store) UpsertStudent(ctx context.Context, st *Student, guardians []Guar
 					return fmt.Errorf("insert guardian of %s: %w", st.ID, err)
 				}
 			}
+		}
+		if guardiansChanged || (old != nil && old.SNILSDigest != st.SNILSDigest) {
+			return s.revokeStaleSNILSLinks(ctx, st.ID)
 		}
 		return nil
 	})
@@ -225,4 +229,31 @@ func (s *Store) AnalyzeRoster(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// revokeStaleSNILSLinks ends, at once, the links made by SNILS to a card that no longer names
+// that SNILS — a guardian taken off the card, the card's own SNILS changed — instead of waiting
+// for the person's next login; and with them a sub-account that has no parent left.
+func (s *Store) revokeStaleSNILSLinks(ctx context.Context, studentID string) error {
+	var stale []Link
+	err := s.selectAll(ctx, &stale, `SELECT l.id, l.account_id, l.student_id, l.relation, l.method, l.created_at, l.revoked_at
+		FROM links l JOIN accounts a ON a.id = l.account_id
+		WHERE l.student_id = ? AND l.method = 'snils' AND l.revoked_at IS NULL AND (
+			(l.relation = 'parent' AND NOT EXISTS (SELECT 1 FROM student_guardians g WHERE g.student_id = l.student_id AND g.snils_digest = a.snils_digest AND a.snils_digest <> ''))
+			OR (l.relation = 'self' AND NOT EXISTS (SELECT 1 FROM students st WHERE st.id = l.student_id AND st.snils_digest = a.snils_digest AND a.snils_digest <> '')))`, studentID)
+	if err != nil {
+		return fmt.Errorf("find stale SNILS links of %s: %w", studentID, err)
+	}
+	for _, l := range stale {
+		if _, err := s.exec(ctx, `UPDATE links SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, s.clock(), l.ID); err != nil {
+			return fmt.Errorf("revoke stale SNILS link: %w", err)
+		}
+		if err := s.Audit(ctx, "roster", "link.revoke", l.StudentID, map[string]any{"account": l.AccountID, "method": "snils", "reason": "snils no longer on the card"}); err != nil {
+			return err
+		}
+	}
+	if len(stale) > 0 {
+		_, err = s.EndOrphanedChildAccess(ctx, studentID)
+	}
+	return err
 }

@@ -464,3 +464,54 @@ func testEdges(t *testing.T, s *storage.Store) {
 		t.Errorf("a sub-account with a parent ended: %d %v", n, err)
 	}
 }
+
+// testRosterChangeEndsSNILSLinks: a guardian taken off a card, or the card's own SNILS changed,
+// ends the links made by that SNILS at once (not at the person's next login), and a sub-account
+// left without a parent; links made by code stay.
+func testRosterChangeEndsSNILSLinks(t *testing.T, s *storage.Store) {
+	ctx := context.Background()
+	c := mustClient(t, s, "rp")
+	seedRoster(t, s)
+	mom, err := s.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: sptr("oid-mom"), SNILSDigest: "mom", Birthdate: "1980-01-01"})
+	must(t, err)
+	aunt, err := s.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: sptr("oid-aunt"), SNILSDigest: "aunt", Birthdate: "1979-01-01"})
+	must(t, err)
+	self, err := s.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: sptr("oid-self"), SNILSDigest: "own-2", Birthdate: "2011-05-01"})
+	must(t, err)
+	for _, l := range []struct{ acct, student, rel, method string }{{mom.ID, "s-1", "parent", "snils"}, {mom.ID, "s-2", "parent", "snils"}, {aunt.ID, "s-2", "parent", "invite"}, {self.ID, "s-2", "self", "snils"}} {
+		if _, err := s.AddLink(ctx, l.acct, l.student, l.rel, l.method); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, s.CreateChild(ctx, &storage.Account{FamilyName: "Иванов"}, &storage.ChildCredential{StudentID: "s-1", Login: "petya-r", PasswordHash: "h", CreatedBy: mom.ID}))
+	kid, _ := s.ChildByStudent(ctx, "s-1")
+	must(t, s.CreateRefreshTokenSession(ctx, "rt-kid", "", newRequest(c, kid.AccountID)))
+
+	// s-1 loses its only guardian on the roster.
+	st, _ := s.Student(ctx, "s-1")
+	if _, err := s.UpsertStudent(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ls, _ := s.Links(ctx, mom.ID, false); len(ls) != 1 || ls[0].StudentID != "s-2" {
+		t.Errorf("mom's links after the roster dropped her from s-1: %+v", ls)
+	}
+	if _, err := s.GetRefreshTokenSession(ctx, "rt-kid", newRequest(c, "x").Session); err == nil {
+		t.Error("the sub-account of a child whose only parent was dropped still refreshes")
+	}
+	// s-2's own SNILS changes: the self link by the old SNILS ends, the aunt's code link stays.
+	st2, _ := s.Student(ctx, "s-2")
+	g2, _ := s.Guardians(ctx, "s-2")
+	st2.SNILSDigest = "own-2-new"
+	if _, err := s.UpsertStudent(ctx, st2, g2); err != nil {
+		t.Fatal(err)
+	}
+	if ls, _ := s.Links(ctx, self.ID, false); len(ls) != 0 {
+		t.Errorf("a self link by a SNILS the card no longer has: %+v", ls)
+	}
+	if ls, _ := s.Links(ctx, aunt.ID, false); len(ls) != 1 {
+		t.Errorf("a link made by code was touched: %+v", ls)
+	}
+	if ls, _ := s.Links(ctx, mom.ID, false); len(ls) != 1 {
+		t.Errorf("mom, still on s-2's card, lost her link: %+v", ls)
+	}
+}

@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t testing.TB) *storage.Store) {
 		{"ConsentsIntentsAndRequests", testConsentsIntentsAndRequests},
 		{"RevokedFamilyInGrace", testRevokedFamilyInGrace},
 		{"Edges", testEdges},
+		{"RosterChangeEndsSNILSLinks", testRosterChangeEndsSNILSLinks},
 		{"FailedTokenRequestRollsBack", testAbortRequestTx},
 		{"EndOrphanedChildAccess", testEndOrphanedChildAccess},
 	}
