@@ -146,7 +146,10 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 // SetClock replaces the store's clock; tests use it to step past expiries.
 func (s *Store) SetClock(now func() time.Time) { s.now = now }
 
-func (s *Store) clock() time.Time { return s.now().UTC() }
+// clock is the store's now, to the microsecond: what PostgreSQL keeps (it rounds finer times),
+// so that a time written and read back compares as it did before (a window of exactly its
+// length has ended on both dialects).
+func (s *Store) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
 
 type txKey struct{}
 
