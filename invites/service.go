@@ -343,11 +343,15 @@ func (s *Service) Redeem(ctx context.Context, input, role, accountID, ip string)
 	case err != nil:
 		return nil, err
 	}
-	// A success refunds the account's attempts, never the IP's.
-	if err := s.store.Succeeded(ctx, keys[0].Key); err != nil {
-		return nil, err
-	}
+
 	return in, s.store.Audit(ctx, "account:"+accountID, "invite.redeem", in.ID, map[string]any{"role": role, "student": in.StudentID})
+}
+
+// Settled refunds the account's attempts once the code it redeemed was used for a link: only a
+// code spent for good counts, so giving one back (already linked, wrong birth date) cannot be
+// used to clear the count between guesses. The IP's attempts are never refunded.
+func (s *Service) Settled(ctx context.Context, accountID string) error {
+	return s.store.Succeeded(ctx, "invite:account:"+accountID)
 }
 
 // GiveBack returns a redeemed invite to open (the link it was for was refused, e.g. by age).

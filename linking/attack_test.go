@@ -234,3 +234,36 @@ func TestHashGateBoundsMemory(t *testing.T) {
 		}
 	})
 }
+
+// TestGivenBackCodeDoesNotClearTheCount: a valid code that links nothing (the child is already
+// linked) is given back and must not reset the account's count between guesses (the attack
+// found 12 wrong codes checked on one account in a window of 5).
+func TestGivenBackCodeDoesNotClearTheCount(t *testing.T) {
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		f.importRoster(t, roster, linking.ImportOptions{})
+		acct := mustAccount(t, f.store, "cycler")
+		slips, err := f.inv.Issue(ctx, invites.IssueRequest{Selection: invites.Selection{SchoolID: "sch-1", IDs: []string{"s-4"}}, Role: invites.RoleParent, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.link.RedeemCode(ctx, acct, slips[0].Code, invites.RoleParent, "10.80.0.1"); err != nil {
+			t.Fatal(err)
+		}
+		other, err := f.inv.Issue(ctx, invites.IssueRequest{Selection: invites.Selection{SchoolID: "sch-1", IDs: []string{"s-4"}}, Role: invites.RoleParent, TTL: time.Hour, Force: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 4 {
+			if _, err := f.link.RedeemCode(ctx, acct, fmt.Sprintf("AAAA-BBBB-%04d", i), invites.RoleParent, fmt.Sprintf("10.81.0.%d", i)); !errors.Is(err, invites.ErrInvalidCode) {
+				t.Fatalf("wrong code %d: %v", i+1, err)
+			}
+		}
+		if _, err := f.link.RedeemCode(ctx, acct, other[0].Code, invites.RoleParent, "10.82.0.1"); !errors.Is(err, linking.ErrAlreadyLinked) {
+			t.Fatalf("the valid code for a linked child: %v", err)
+		}
+		if _, err := f.link.RedeemCode(ctx, acct, "AAAA-BBBB-9999", invites.RoleParent, "10.83.0.1"); !errors.Is(err, invites.ErrLocked) {
+			t.Errorf("the sixth code in the window: %v, want locked", err)
+		}
+	})
+}

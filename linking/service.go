@@ -252,6 +252,9 @@ func (s *Service) RedeemCode(ctx context.Context, accountID, code, role, ip stri
 	if !added {
 		return refuse(ErrAlreadyLinked)
 	}
+	if err := s.invites.Settled(ctx, accountID); err != nil {
+		return nil, err
+	}
 	return st, s.store.Audit(ctx, "account:"+accountID, "link.add", st.ID, map[string]any{"method": "invite", "relation": relation, "invite": in.ID})
 }
 
