@@ -45,7 +45,8 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 	again := func(status int, msg string) {
 		b.render(w, r, status, "child_login", pageData{Title: "Вход для детей до 14 лет", LoginID: lr.ID, CSRF: b.csrfToken(b.browser(r)), Code: login, FieldError: msg})
 	}
-	accountID, err := b.linker.ChildLogin(ctx, login, r.PostFormValue("password"), b.clientIP(r))
+	norm, _ := linking.NormalizeLogin(login)
+	accountID, err := b.linker.ChildLogin(ctx, login, r.PostFormValue("password"), b.clientIP(r), b.knownDevice(r, norm))
 	var le *linking.ChildLockedError
 	switch {
 	case errors.As(err, &le):
@@ -91,6 +92,7 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.metrics.logins.WithLabelValues("child", "ok").Inc()
+	b.rememberDevice(w, norm)
 	b.setCookie(w, b.cfg.Session.CookieName, raw, b.cfg.Session.Lifespan)
 	b.setBrowser(w, r, browser)
 	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)

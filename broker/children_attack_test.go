@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -37,7 +38,7 @@ func childEnv(t *testing.T, s *storage.Store, env ...string) (*linkEnv, *browser
 // childForm opens the child login form in br and returns the form page.
 func (e *linkEnv) childForm(t *testing.T, br *browser, verifier string) string {
 	t.Helper()
-	_, start := e.get(t, br, strings.TrimPrefix(e.rp.conf.AuthCodeURL("state-child-1", oauth2.S256ChallengeOption(verifier), oidc.Nonce("nonce-child")), e.h.URL))
+	_, start := e.get(t, br, strings.TrimPrefix(e.rp.conf.AuthCodeURL("state-child-1", oauth2.S256ChallengeOption(verifier), oidc.Nonce("nonce-child"), oauth2.SetAuthURLParam("prompt", "login")), e.h.URL))
 	m := regexp.MustCompile(`href="(/child/login\?login=[^"]+)"`).FindStringSubmatch(start)
 	if m == nil {
 		t.Fatalf("no child login link: %s", start)
@@ -362,4 +363,39 @@ func TestCodeAfterTheCutOff(t *testing.T) {
 			t.Error("a code issued before the 14th birthday was exchanged after it")
 		}
 	})
+}
+
+// TestStrangersCannotKeepAChildOut: wrong passwords from many sources lock the login's limit
+// from everywhere; the child's own browser (where the login succeeded before) still gets in,
+// while a new browser waits out the short slow-down.
+func TestStrangersCannotKeepAChildOut(t *testing.T) {
+	e, _ := childEnv(t, openSQLite(t), "ESIA_BROKER_HTTP_TRUSTED_PROXIES=127.0.0.1/32")
+	try := func(br *browser, password, source string) int {
+		t.Helper()
+		form := e.childForm(t, br, oauth2.GenerateVerifier())
+		v := url.Values{"login_request": {formField("login_request").FindStringSubmatch(form)[1]}, "login": {"alex.ivanov"}, "password": {password}, "csrf": {formField("csrf").FindStringSubmatch(form)[1]}}
+		req, _ := http.NewRequest(http.MethodPost, e.h.URL+"/child/login", strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", source)
+		resp, err := br.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	childBrowser := newBrowser(t)
+	if code := try(childBrowser, "correct-horse", "192.0.2.10"); code != http.StatusSeeOther {
+		t.Fatalf("the child's first login: %d", code)
+	}
+	for i := range 20 {
+		try(newBrowser(t), "wrong-guess", "198.51.100."+strconv.Itoa(i+1))
+	}
+	if code := try(newBrowser(t), "correct-horse", "192.0.2.11"); code != http.StatusTooManyRequests {
+		t.Errorf("a new browser during the slow-down: %d, want 429", code)
+	}
+	if code := try(childBrowser, "correct-horse", "192.0.2.10"); code != http.StatusSeeOther {
+		t.Errorf("the child's own browser during strangers' guessing: %d, want a login", code)
+	}
 }

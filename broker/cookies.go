@@ -137,3 +137,30 @@ func (b *Broker) sessionCookie(r *http.Request) string {
 type randReader struct{}
 
 func (randReader) Read(p []byte) (int, error) { return rand.Read(p) }
+
+// knownDeviceCookie marks a browser in which a child's login succeeded (OWASP's device cookie):
+// from it the child is not slowed down when strangers guess the login from many sources.
+const knownDeviceCookie = "esia_broker_known"
+
+// deviceMAC authenticates a device cookie for one login.
+func (b *Broker) deviceMAC(login, nonce string) string {
+	m := hmac.New(sha256.New, b.cookieKey)
+	m.Write([]byte("known\x00" + login + "\x00" + nonce))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
+}
+
+// knownDevice tells whether the request carries a device cookie for login (normalised).
+func (b *Broker) knownDevice(r *http.Request, login string) bool {
+	c, err := r.Cookie(b.cookieName(knownDeviceCookie))
+	if err != nil || login == "" {
+		return false
+	}
+	nonce, mac, ok := strings.Cut(c.Value, ".")
+	return ok && len(nonce) == 43 && hmac.Equal([]byte(mac), []byte(b.deviceMAC(login, nonce)))
+}
+
+// rememberDevice sets the device cookie for login, for a year.
+func (b *Broker) rememberDevice(w http.ResponseWriter, login string) {
+	nonce := randomToken()
+	b.setCookie(w, knownDeviceCookie, nonce+"."+b.deviceMAC(login, nonce), 365*24*time.Hour)
+}

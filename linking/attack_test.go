@@ -46,7 +46,7 @@ func TestConcurrentGuessesAreCountedOneByOne(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, err := f.link.ChildLogin(ctx, "alex", "wrong-guess", "10.20.0.1")
+				_, err := f.link.ChildLogin(ctx, "alex", "wrong-guess", "10.20.0.1", false)
 				var le *linking.ChildLockedError
 				switch {
 				case errors.As(err, &le):
@@ -65,7 +65,7 @@ func TestConcurrentGuessesAreCountedOneByOne(t *testing.T) {
 		}
 		t.Logf("%d checked, %d locked out, %d told to come back", checked.Load(), locked.Load(), busy.Load())
 		var le *linking.ChildLockedError
-		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.20.0.1"); !errors.As(err, &le) {
+		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.20.0.1", false); !errors.As(err, &le) {
 			t.Errorf("the right password after the flood from the same source: %v", err)
 		}
 	})
@@ -136,7 +136,7 @@ func TestWhoMayBeAParent(t *testing.T) {
 		if _, err := f.link.CreateChildLogin(ctx, parent, "s-1", "alex", "correct-horse"); err != nil {
 			t.Fatal(err)
 		}
-		childAcct, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.40.0.1")
+		childAcct, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.40.0.1", false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +216,7 @@ func TestHashGateBoundsMemory(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, err := f.link.ChildLogin(ctx, fmt.Sprintf("kid%d", i), "whatever-pass", fmt.Sprintf("10.50.0.%d", i))
+				_, err := f.link.ChildLogin(ctx, fmt.Sprintf("kid%d", i), "whatever-pass", fmt.Sprintf("10.50.0.%d", i), false)
 				answered.Add(1)
 				if errors.Is(err, linking.ErrBusy) {
 					busy.Add(1)

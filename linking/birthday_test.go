@@ -67,7 +67,7 @@ func TestFourteenthBirthday(t *testing.T) {
 					t.Fatal(err)
 				}
 				f.link.SetClock(func() time.Time { return now })
-				_, err = f.link.ChildLogin(ctx, "oleg", "correct-horse", "10.60.0.2")
+				_, err = f.link.ChildLogin(ctx, "oleg", "correct-horse", "10.60.0.2", false)
 				if tc.childUses && err != nil {
 					t.Errorf("sub-account the day before the 14th birthday: %v", err)
 				}

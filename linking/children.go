@@ -158,12 +158,15 @@ func (s *Service) ResetChildPassword(ctx context.Context, parentID, studentID, p
 }
 
 // childLimitKeys are the attempt limits of a child login from source src (clientip.Key).
-func (s *Service) childLimitKeys(login string, loginOK bool, src string) []storage.LimitKey {
+// A known device (a browser the login succeeded in before) is not slowed down by the login's
+// limit from everywhere, so strangers guessing from many sources cannot keep the child out.
+func (s *Service) childLimitKeys(login string, loginOK bool, src string, knownDevice bool) []storage.LimitKey {
 	keys := []storage.LimitKey{{Key: "child:ip:" + src, Limit: s.children.PerIP}}
 	if loginOK {
-		keys = append(keys,
-			storage.LimitKey{Key: "child:login:" + login + ":src:" + src, Limit: s.children.PerLogin},
-			storage.LimitKey{Key: "child:login:" + login, Limit: s.children.PerLoginAll})
+		keys = append(keys, storage.LimitKey{Key: "child:login:" + login + ":src:" + src, Limit: s.children.PerLogin})
+		if !knownDevice {
+			keys = append(keys, storage.LimitKey{Key: "child:login:" + login, Limit: s.children.PerLoginAll})
+		}
 	}
 	return keys
 }
@@ -171,12 +174,14 @@ func (s *Service) childLimitKeys(login string, loginOK bool, src string) []stora
 // ChildLogin checks a child's login and password. Each attempt is reserved against the limits
 // (per login and source, per source, per login from everywhere) before the password is
 // checked, so that concurrent guesses are counted one by one; the error does not tell whether
-// the login exists. Password checks run under the hash gate (ErrBusy past it). From the 14th
+// the login exists. knownDevice says the browser proved an earlier success for this login (the
+// broker's device cookie): the login's limit from everywhere then does not apply. Password
+// checks run under the hash gate (ErrBusy past it). From the 14th
 // birthday (plus grace days), when the card is inactive and when no parent link remains, the
 // sub-account no longer logs in.
-func (s *Service) ChildLogin(ctx context.Context, login, password, ip string) (accountID string, err error) {
+func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, knownDevice bool) (accountID string, err error) {
 	l, lerr := NormalizeLogin(login)
-	keys := s.childLimitKeys(l, lerr == nil, clientip.Key(ip))
+	keys := s.childLimitKeys(l, lerr == nil, clientip.Key(ip), knownDevice)
 	release, err := s.gate.acquire(ctx)
 	if err != nil {
 		return "", err

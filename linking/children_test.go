@@ -55,22 +55,22 @@ func TestChildSubAccounts(t *testing.T) {
 		if err != nil || !strings.HasPrefix(c.PasswordHash, "$argon2id$v=19$m=8192,t=1,p=1$") || strings.Contains(c.PasswordHash, "correct-horse") {
 			t.Fatalf("stored credential %+v %v", c, err)
 		}
-		if id, err := f.link.ChildLogin(ctx, "ALEX.IVANOV", "correct-horse", "10.0.0.1"); err != nil || id != c.AccountID {
+		if id, err := f.link.ChildLogin(ctx, "ALEX.IVANOV", "correct-horse", "10.0.0.1", false); err != nil || id != c.AccountID {
 			t.Errorf("child login: %q %v", id, err)
 		}
-		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "wrong-password", "10.0.0.1"); !errors.Is(err, linking.ErrBadCredentials) {
+		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "wrong-password", "10.0.0.1", false); !errors.Is(err, linking.ErrBadCredentials) {
 			t.Errorf("wrong password: %v", err)
 		}
-		if _, err := f.link.ChildLogin(ctx, "nobody", "correct-horse", "10.0.0.1"); !errors.Is(err, linking.ErrBadCredentials) {
+		if _, err := f.link.ChildLogin(ctx, "nobody", "correct-horse", "10.0.0.1", false); !errors.Is(err, linking.ErrBadCredentials) {
 			t.Errorf("unknown login gives another error: %v", err)
 		}
 		if err := f.link.ResetChildPassword(ctx, parent, "s-1", "new-secret-42"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "correct-horse", "10.0.0.2"); !errors.Is(err, linking.ErrBadCredentials) {
+		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "correct-horse", "10.0.0.2", false); !errors.Is(err, linking.ErrBadCredentials) {
 			t.Errorf("old password after reset: %v", err)
 		}
-		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "new-secret-42", "10.0.0.2"); err != nil {
+		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "new-secret-42", "10.0.0.2", false); err != nil {
 			t.Errorf("new password: %v", err)
 		}
 		if err := f.link.ResetChildPassword(ctx, stranger, "s-1", "new-secret-43"); !errors.Is(err, linking.ErrNotGuardian) {
@@ -80,17 +80,17 @@ func TestChildSubAccounts(t *testing.T) {
 		// grace days extend it.
 		birthday14 := shiftedDate(t, "2027-09-12")
 		f.link.SetClock(func() time.Time { return birthday14.AddDate(0, 0, -1).Add(12 * time.Hour) })
-		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "new-secret-42", "10.0.0.3"); err != nil {
+		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "new-secret-42", "10.0.0.3", false); err != nil {
 			t.Errorf("the day before the 14th birthday: %v", err)
 		}
 		f.link.SetClock(func() time.Time { return birthday14.Add(8 * time.Hour) })
-		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "new-secret-42", "10.0.0.3"); !errors.Is(err, linking.ErrChildTooOld) {
+		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "new-secret-42", "10.0.0.3", false); !errors.Is(err, linking.ErrChildTooOld) {
 			t.Errorf("on the 14th birthday: %v", err)
 		}
 		o := linking.DefaultChildOptions()
 		o.Argon2, o.GraceDays = linking.Argon2Params{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}, 30
 		f.link.SetChildOptions(o)
-		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "new-secret-42", "10.0.0.3"); err != nil {
+		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "new-secret-42", "10.0.0.3", false); err != nil {
 			t.Errorf("within 30 grace days: %v", err)
 		}
 		fastArgon(f)
@@ -102,7 +102,7 @@ func TestChildSubAccounts(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "new-secret-42", "10.0.0.4"); !errors.Is(err, linking.ErrNoGuardianLeft) {
+		if _, err := f.link.ChildLogin(ctx, "alex.ivanov", "new-secret-42", "10.0.0.4", false); !errors.Is(err, linking.ErrNoGuardianLeft) {
 			t.Errorf("after the parent's link is revoked: %v", err)
 		}
 	})
@@ -124,23 +124,23 @@ func TestChildLockoutAndExpiry(t *testing.T) {
 		var err error
 		// Five wrong passwords from one source lock the login for that source.
 		for range 5 {
-			_, err = f.link.ChildLogin(ctx, "alex", "wrong", "10.9.0.1")
+			_, err = f.link.ChildLogin(ctx, "alex", "wrong", "10.9.0.1", false)
 		}
 		var le *linking.ChildLockedError
 		if !errors.As(err, &le) {
 			t.Fatalf("fifth wrong password: %v", err)
 		}
-		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.1"); !errors.As(err, &le) {
+		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.1", false); !errors.As(err, &le) {
 			t.Errorf("the right password from the locked source during the lock-out: %v", err)
 		}
 		// The stranger's lock does not keep the child out: from the child's own source the
 		// right password works.
-		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.9"); err != nil {
+		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.9", false); err != nil {
 			t.Errorf("the child from another source during a stranger's lock-out: %v", err)
 		}
 		// Wrong passwords from many sources reach the login's global limit: a short slow-down.
 		for i := range 20 {
-			_, err = f.link.ChildLogin(ctx, "alex", "wrong", fmt.Sprintf("10.8.%d.1", i))
+			_, err = f.link.ChildLogin(ctx, "alex", "wrong", fmt.Sprintf("10.8.%d.1", i), false)
 		}
 		if !errors.As(err, &le) {
 			t.Fatalf("twentieth wrong password from as many sources: %v", err)
@@ -148,11 +148,11 @@ func TestChildLockoutAndExpiry(t *testing.T) {
 		if d := time.Until(le.Until); d > 2*time.Minute {
 			t.Errorf("the global slow-down lasts %v; it must be short (the per-login default is 1m)", d)
 		}
-		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.9"); !errors.As(err, &le) {
+		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.9", false); !errors.As(err, &le) {
 			t.Errorf("the right password during the global slow-down: %v", err)
 		}
 		f.store.SetClock(func() time.Time { return time.Now().Add(16 * time.Minute) })
-		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.1"); err != nil {
+		if _, err := f.link.ChildLogin(ctx, "alex", "correct-horse", "10.9.0.1", false); err != nil {
 			t.Errorf("after the lock-out expired: %v", err)
 		}
 		f.store.SetClock(time.Now)

@@ -44,7 +44,7 @@ func TestChildAccountDetails(t *testing.T) {
 			mu.Unlock()
 			return linking.VerifyPassword(h, pw)
 		})
-		if _, err := f.link.ChildLogin(ctx, "nobody-has-this", "whatever-pass", "10.70.0.1"); err != linking.ErrBadCredentials {
+		if _, err := f.link.ChildLogin(ctx, "nobody-has-this", "whatever-pass", "10.70.0.1", false); err != linking.ErrBadCredentials {
 			t.Errorf("unknown login: %v", err)
 		}
 		if len(hashes) != 1 || !strings.HasPrefix(hashes[0], "$argon2id$") {
