@@ -290,6 +290,7 @@ func (b *Broker) Handler() http.Handler {
 	route("/link/code", "link_code", b.codePage, http.MethodGet)
 	route("/link/code", "link_code_post", b.limited("code", pages, b.redeemCode), http.MethodPost)
 	route("/link/{intent}", "link_intent", b.linkIntentPage, http.MethodGet)
+	route("/link/{intent}", "link_intent_start", b.limited("link_intent", pages, b.linkIntentStart), http.MethodPost)
 	route("/consent", "consent", b.consent, http.MethodPost)
 	route("/select", "select", b.selectStudent, http.MethodPost)
 	route("/account", "account", b.accountPage, http.MethodGet)

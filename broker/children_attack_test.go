@@ -245,12 +245,28 @@ func TestBrowsersAndIntents(t *testing.T) {
 	if intentURL == nil {
 		t.Fatalf("intent: %d %s", r.StatusCode, body)
 	}
-	first, second := newBrowser(t), newBrowser(t)
-	if c, page := e.get(t, first, strings.TrimPrefix(intentURL[1], e.h.URL)); c != 200 || !strings.Contains(page, "Петров") {
-		t.Errorf("the intent in the first browser: %d", c)
+	// A link-preview bot (no cookies) opens it first: that binds nothing.
+	if resp, err := http.Get(intentURL[1]); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a preview bot's GET: %v %v", resp, err)
 	}
-	if c, _ := e.get(t, second, strings.TrimPrefix(intentURL[1], e.h.URL)); c != http.StatusForbidden {
-		t.Errorf("the intent in a second browser: %d, want 403", c)
+	first, second := newBrowser(t), newBrowser(t)
+	path := strings.TrimPrefix(intentURL[1], e.h.URL)
+	c, page := e.get(t, first, path)
+	if c != 200 || !strings.Contains(page, "Петров") {
+		t.Fatalf("the intent in the first browser: %d", c)
+	}
+	if c, _ := e.get(t, second, path); c != 200 {
+		t.Errorf("before anyone pressed the button, a second browser sees the page: %d", c)
+	}
+	if c, body := e.postPage(t, first, path, page, url.Values{"connector": {"esia"}}); c != 200 || formField("request").FindStringSubmatch(body) == nil {
+		t.Errorf("the first browser's button did not lead to ESIA's page: %d %s", c, title(body))
+	}
+	if c, _ := e.get(t, second, path); c != http.StatusForbidden {
+		t.Errorf("the intent in a second browser after the first pressed the button: %d, want 403", c)
+	}
+	_, page2 := e.get(t, first, path)
+	if c, _ := e.postPage(t, second, path, page2, url.Values{"connector": {"esia"}}); c != http.StatusForbidden {
+		t.Errorf("the second browser pressing the button: %d, want 403", c)
 	}
 	secret := intentURL[1][strings.LastIndex(intentURL[1], "/")+1:]
 	if strings.Contains(e.h.Logs.String(), secret) {

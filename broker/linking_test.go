@@ -542,12 +542,19 @@ func TestRosterAndLinkIntentAPI(t *testing.T) {
 		}
 		page, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		// The page names the student before anyone goes to ESIA.
-		lm := regexp.MustCompile(`href="(/login/esia\?login=[^"]+)"`).FindSubmatch(page)
-		if resp.StatusCode != http.StatusOK || lm == nil || !strings.Contains(string(page), "Петров Максим Сергеевич") {
+		// The page names the student before anyone goes to ESIA; the button binds the intent.
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "Петров Максим Сергеевич") {
 			t.Fatalf("intent page: %d %s", resp.StatusCode, page)
 		}
-		resp, err = stop.Get(e.h.URL + strings.ReplaceAll(string(lm[1]), "&amp;", "&"))
+		resp, err = stop.PostForm(linkURL, url.Values{"csrf": {formField("csrf").FindStringSubmatch(string(page))[1]}, "connector": {"esia"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if !strings.HasPrefix(resp.Header.Get("Location"), "/login/esia?login=") {
+			t.Fatalf("the intent's button: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		resp, err = stop.Get(e.h.URL + resp.Header.Get("Location"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -247,25 +247,14 @@ func errIntentGone(err error) error {
 		Message: "Ссылка для привязки к Госуслугам уже использована или устарела. Вернитесь в дневник и нажмите «выполнить привязку к ЕСИА» ещё раз."}
 }
 
-// linkIntentPage opens a diary's link intent. The intent is bound to the first browser that
-// opens it, and the page names the students it links before anyone goes to ESIA: the person
-// logs in with ESIA only when they see it is their child (or themselves).
+// linkIntentPage shows a diary's link intent: the students it links, before anyone goes to ESIA.
+// Opening it binds nothing (a link-preview bot or a mail scanner opens links too); the person's
+// «Войти через Госуслуги» (linkIntentStart) binds it to their browser.
 func (b *Broker) linkIntentPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	raw := mux.Vars(r)["intent"]
 	browser := b.browserID(w, r)
-	intent, err := b.store.BindLinkIntent(ctx, hashToken(raw), hashToken(browser))
-	if errors.Is(err, storage.ErrIntentElsewhere) {
-		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Ссылка открыта в другом браузере",
-			Message: "Эту ссылку для привязки уже открыли в другом браузере. Вернитесь в дневник и нажмите «выполнить привязку к ЕСИА» ещё раз.", Err: err})
-		return
-	}
-	if err != nil {
-		b.renderError(w, r, errIntentGone(err))
-		return
-	}
-	if len(b.connOrder) == 0 {
-		b.renderError(w, r, &UserError{Status: http.StatusServiceUnavailable, Title: "Вход недоступен", Message: "Не настроен ни один способ входа. Сообщите в службу поддержки."})
+	intent, ok := b.openIntent(w, r, browser)
+	if !ok {
 		return
 	}
 	var students []storage.LinkedStudent
@@ -280,21 +269,69 @@ func (b *Broker) linkIntentPage(w http.ResponseWriter, r *http.Request) {
 		b.renderError(w, r, errIntentGone(errors.New("no active student in the intent")))
 		return
 	}
+	name := intent.ClientID
+	if c, err := b.store.Client(ctx, intent.ClientID); err == nil && c.Name != "" {
+		name = c.Name
+	}
+	conn := b.intentConnector()
+	b.render(w, r, http.StatusOK, "intent", pageData{Title: "Привязка к Госуслугам", ClientName: name, CSRF: b.csrfToken(browser),
+		Students: studentViews(students), ForStudent: intent.Relation == "self", Connectors: []connectorLink{{ID: conn.ID(), Name: conn.DisplayName()}}})
+}
+
+// linkIntentStart binds the intent to this browser (the first that asks keeps it) and starts
+// the ESIA trip that completes it.
+func (b *Broker) linkIntentStart(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if b.csrfRefused(w, r) {
+		return
+	}
+	browser := b.browser(r)
+	raw := mux.Vars(r)["intent"]
+	if _, err := b.store.BindLinkIntent(ctx, hashToken(raw), hashToken(browser)); err != nil {
+		b.renderError(w, r, intentError(err))
+		return
+	}
+	conn := b.intentConnector()
 	lr := &storage.LoginRequest{ID: uuid.NewString(), BrowserHash: hashToken(browser), LinkIntent: hashToken(raw), ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
 	if err := b.store.CreateLoginRequest(ctx, lr); err != nil {
 		b.renderError(w, r, err)
 		return
 	}
-	conn := b.connOrder[0]
+	http.Redirect(w, r, "/login/"+url.PathEscape(conn.ID())+"?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)
+}
+
+// openIntent reads the intent of the path; one bound to another browser, gone or expired is a
+// page.
+func (b *Broker) openIntent(w http.ResponseWriter, r *http.Request, browser string) (*storage.LinkIntent, bool) {
+	if len(b.connOrder) == 0 {
+		b.renderError(w, r, &UserError{Status: http.StatusServiceUnavailable, Title: "Вход недоступен", Message: "Не настроен ни один способ входа. Сообщите в службу поддержки."})
+		return nil, false
+	}
+	intent, err := b.store.LinkIntent(r.Context(), hashToken(mux.Vars(r)["intent"]))
+	if err == nil && intent.BrowserHash != "" && intent.BrowserHash != hashToken(browser) {
+		err = storage.ErrIntentElsewhere
+	}
+	if err != nil {
+		b.renderError(w, r, intentError(err))
+		return nil, false
+	}
+	return intent, true
+}
+
+func intentError(err error) error {
+	if errors.Is(err, storage.ErrIntentElsewhere) {
+		return &UserError{Status: http.StatusForbidden, Title: "Ссылка открыта в другом браузере",
+			Message: "Эту ссылку для привязки уже открыли в другом браузере. Вернитесь в дневник и нажмите «выполнить привязку к ЕСИА» ещё раз.", Err: err}
+	}
+	return errIntentGone(err)
+}
+
+// intentConnector is the upstream that completes a link intent: ESIA when configured.
+func (b *Broker) intentConnector() Connector {
 	if c, ok := b.connectors["esia"]; ok {
-		conn = c
+		return c
 	}
-	name := intent.ClientID
-	if c, err := b.store.Client(ctx, intent.ClientID); err == nil && c.Name != "" {
-		name = c.Name
-	}
-	b.render(w, r, http.StatusOK, "intent", pageData{Title: "Привязка к Госуслугам", LoginID: lr.ID, ClientName: name,
-		Students: studentViews(students), ForStudent: intent.Relation == "self", Connectors: []connectorLink{{ID: conn.ID(), Name: conn.DisplayName()}}})
+	return b.connOrder[0]
 }
 
 // logout is RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). With a valid
