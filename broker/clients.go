@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -33,6 +34,9 @@ func ValidateClient(c *storage.Client) error {
 	var p []string
 	if !clientIDPattern.MatchString(c.ID) {
 		p = append(p, "id: 2-64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
+	}
+	if _, ok := linking.CleanName(c.Name); !ok {
+		p = append(p, "name: at most 100 letters, digits, spaces and - ' . , ( ) № « »; no control, bidi or zero-width characters (it is shown on the consent page)")
 	}
 	for _, u := range c.RedirectURIs {
 		if err := checkRedirectURI(u); err != nil {

@@ -1,6 +1,7 @@
 package linking
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -23,6 +24,16 @@ func TestNamesRefuseInvisibleCharacters(t *testing.T) {
 		{"word joiner", "Ива\u2060нов", false},
 		{"byte order mark", "\uFEFFИванов", false},
 		{"control character", "Ива\x07нов", false},
+		{"line separator", "Ива\u2028нов", false},
+		{"Hangul filler only", "\u3164\u3164", false},
+		{"braille blank", "\u2800", false},
+		{"private use", "Ива\ue000нов", false},
+		{"noncharacter", "Ива\ufffeнов", false},
+		{"Khmer inherent vowel", "Ива\u17b4нов", false},
+		{"stacked marks", "Иван" + strings.Repeat("\u0301", 20), false},
+		{"one combining mark", "Ива\u0301нов", true},
+		{"apostrophe and dot", "Д'Артаньян Ж.", true},
+		{"only punctuation", "- . -", false},
 	} {
 		_, _, probs := s.Validate(Card{StudentID: "s-1", SchoolID: "sch-1", Class: "1А", FamilyName: tc.family, GivenName: "Пётр", Birthdate: "2015-01-01"}, 1, schools)
 		if got := len(probs) == 0; got != tc.ok {

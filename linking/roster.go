@@ -54,20 +54,46 @@ func (e RowError) String() string {
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 
-func cleanName(s string) (string, bool) {
+func cleanName(s string) (string, bool) { return CleanName(s) }
+
+// nameMarks are the combining marks a Russian name may carry (й, ё written as a letter and a
+// mark); others — a stack of marks, a Khmer vowel that renders nothing — make a name that reads
+// as another or as nothing.
+var nameMarks = &unicode.RangeTable{R16: []unicode.Range16{{Lo: 0x0300, Hi: 0x036f, Stride: 1}}}
+
+// blankLetters are letters that render as nothing (Hangul fillers).
+var blankLetters = map[rune]bool{0x115f: true, 0x1160: true, 0x3164: true, 0xffa0: true}
+
+// CleanName checks a name shown to people — a student's or guardian's, a class, a school, a
+// diary's — and returns it trimmed: at most 100 characters; letters, digits, spaces and the
+// punctuation names use (- ' ’ . , ( ) № « » "); a combining mark only after a letter and at
+// most one; at least one letter or digit (or nothing at all). Everything else (control, bidi and zero-width
+// characters, blank-looking letters, private-use and unassigned code points, < >) is refused.
+func CleanName(s string) (string, bool) {
 	s = strings.TrimSpace(s)
 	if len([]rune(s)) > 100 {
 		return "", false
 	}
+	visible, marks := false, 0
+	prevLetter := false
 	for _, r := range s {
-		// Cf holds the bidi overrides and isolates (U+202A–U+202E, U+2066–U+2069) and the
-		// zero-width characters (U+200B–U+200D, U+2060, U+FEFF): they make a name read as
-		// another on a page or a printed slip.
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '<' || r == '>' {
+		switch {
+		case blankLetters[r]:
+			return "", false
+		case unicode.IsLetter(r) || unicode.IsDigit(r):
+			visible, marks, prevLetter = true, 0, unicode.IsLetter(r)
+		case unicode.Is(nameMarks, r):
+			marks++
+			if !prevLetter || marks > 1 {
+				return "", false
+			}
+		case r == ' ' || strings.ContainsRune("-'’.,()№«»\"", r):
+			marks, prevLetter = 0, false
+		default:
 			return "", false
 		}
 	}
-	return s, true
+	return s, visible || s == "" // empty is for the caller to judge (a middle name may be)
 }
 
 // ParseBirthdate accepts YYYY-MM-DD or DD.MM.YYYY and returns YYYY-MM-DD.

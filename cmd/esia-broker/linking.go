@@ -102,6 +102,9 @@ func (a *app) rosterCmd() *cobra.Command {
 			if !validID(args[0]) {
 				return fmt.Errorf("school id %q: use 1-64 letters, digits or . _ : -", args[0])
 			}
+			if n, ok := linking.CleanName(args[1]); !ok || n == "" {
+				return fmt.Errorf("school name: 1-100 letters, digits, spaces and - ' . , ( ) № « »; no control, bidi or zero-width characters")
+			}
 			return a.withStore(cmd.Context(), func(_ *config.Config, s *storage.Store) error {
 				if err := s.UpsertSchool(cmd.Context(), args[0], strings.TrimSpace(args[1])); err != nil {
 					return err
@@ -123,8 +126,11 @@ func (a *app) rosterCmd() *cobra.Command {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			for i, r := range rows {
-				if len(r) != 2 || !validID(r[0]) || strings.TrimSpace(r[1]) == "" {
+				if len(r) != 2 || !validID(r[0]) {
 					return fmt.Errorf("%s line %d: want id,name with an id of 1-64 letters, digits or . _ : -; nothing was imported", args[0], i+1)
+				}
+				if n, ok := linking.CleanName(r[1]); !ok || n == "" {
+					return fmt.Errorf("%s line %d: the school name must be 1-100 letters, digits, spaces and - ' . , ( ) № « », with no control, bidi or zero-width characters; nothing was imported", args[0], i+1)
 				}
 			}
 			return a.withStore(cmd.Context(), func(_ *config.Config, s *storage.Store) error {
