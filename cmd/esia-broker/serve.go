@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +63,12 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 		if len(applied) > 0 {
 			log.Info("applied migrations", "versions", applied)
 		}
+	}
+	// argon2 leaves each check's memory to the garbage collector: without a limit the heap grows
+	// to a few times children.hash_memory_mib before it is collected. A soft limit (unless
+	// GOMEMLIMIT is set) keeps the process near the budget plus what the rest needs.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(cfg.Children.HashMemoryMiB+256) << 20)
 	}
 	b, err := broker.New(ctx, broker.Options{Config: cfg, Store: store, Logger: log, Mount: o.mount, Connectors: o.connectors})
 	if err != nil {
