@@ -162,6 +162,11 @@ func testInvites(t *testing.T, s *storage.Store) {
 	if err != nil || len(rows) != 1 || rows[0].ID != "i-2" || rows[0].FamilyName != "Иванова" {
 		t.Errorf("list %+v %v", rows, err)
 	}
+	for f, want := range map[storage.InviteFilter]int{{SchoolID: "sch-2"}: 0, {SchoolID: "sch-1", Class: "5А"}: 1, {Class: "5Б"}: 2, {Role: "parent"}: 2, {}: 3} {
+		if rows, err := s.ListInvites(ctx, f); err != nil || len(rows) != want {
+			t.Errorf("list %+v: %d rows %v, want %d", f, len(rows), err, want)
+		}
+	}
 	if _, err := s.RedeemInvite(ctx, "d-2", "parent", "a"); !errors.Is(err, storage.ErrInviteWrongUse) {
 		t.Errorf("wrong role: %v", err)
 	}
@@ -429,24 +434,45 @@ func testEdges(t *testing.T, s *storage.Store) {
 		t.Errorf("stored %+v", got)
 	}
 
+	// Rows whose request carries no expiry of its own: a code and its PKCE and OpenID Connect
+	// rows live 10 minutes, a refresh token (a grant that never expires) stays.
 	bare := newRequest(c, "u")
-	bare.Session.(interface {
+	setExp := bare.Session.(interface {
 		SetExpiresAt(fosite.TokenType, time.Time)
-	}).SetExpiresAt(fosite.AuthorizeCode, time.Time{})
+	})
+	setExp.SetExpiresAt(fosite.AuthorizeCode, time.Time{})
+	setExp.SetExpiresAt(fosite.RefreshToken, time.Time{})
 	must(t, s.CreateAuthorizeCodeSession(ctx, "code-bare", bare))
+	must(t, s.CreatePKCERequestSession(ctx, "pkce-bare", bare))
+	must(t, s.CreateOpenIDConnectSession(ctx, "oidc-bare", bare))
+	must(t, s.CreateRefreshTokenSession(ctx, "rt-bare", "", bare))
+	alive := func() (code, pkce, oidc, refresh bool) {
+		_, e1 := s.GetAuthorizeCodeSession(ctx, "code-bare", newRequest(c, "x").Session)
+		_, e2 := s.GetPKCERequestSession(ctx, "pkce-bare", newRequest(c, "x").Session)
+		_, e3 := s.GetOpenIDConnectSession(ctx, "oidc-bare", newRequest(c, "x"))
+		_, e4 := s.GetRefreshTokenSession(ctx, "rt-bare", newRequest(c, "x").Session)
+		return e1 == nil, e2 == nil, e3 == nil, e4 == nil
+	}
 	clk.add(9 * time.Minute)
 	if _, err := s.DeleteExpired(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetAuthorizeCodeSession(ctx, "code-bare", newRequest(c, "x").Session); err != nil {
-		t.Errorf("a code without an expiry of its own, 9 minutes on: %v", err)
+	if code, pkce, oidc, refresh := alive(); !code || !pkce || !oidc || !refresh {
+		t.Errorf("rows without an expiry of their own, 9 minutes on: code %v, PKCE %v, OIDC %v, refresh %v", code, pkce, oidc, refresh)
 	}
 	clk.add(2 * time.Minute)
 	if _, err := s.DeleteExpired(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetAuthorizeCodeSession(ctx, "code-bare", newRequest(c, "x").Session); err == nil {
-		t.Error("a code without an expiry of its own outlived 10 minutes")
+	if code, pkce, oidc, _ := alive(); code || pkce || oidc {
+		t.Errorf("rows without an expiry of their own outlived 10 minutes: code %v, PKCE %v, OIDC %v", code, pkce, oidc)
+	}
+	clk.add(10 * 365 * 24 * time.Hour)
+	if _, err := s.DeleteExpired(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, refresh := alive(); !refresh {
+		t.Error("a refresh token without an expiry was removed within ten years")
 	}
 
 	seedRoster(t, s)

@@ -132,6 +132,28 @@ func testAttemptLimits(t *testing.T, s *storage.Store) {
 		}
 	})
 
+	t.Run("a refused attempt locks only the keys it would pass", func(t *testing.T) {
+		spent := storage.LimitKey{Key: "spent:e", Limit: storage.AttemptLimit{Max: 1, Window: lim.Window, Lockout: lim.Lockout}}
+		near := storage.LimitKey{Key: "near:e", Limit: lim}
+		if u, _ := s.ReserveAttempt(ctx, spent); !u.IsZero() {
+			t.Fatal("first attempt refused")
+		}
+		for range lim.Max - 1 {
+			if u, _ := s.ReserveAttempt(ctx, near); !u.IsZero() {
+				t.Fatal("refused inside the limit")
+			}
+		}
+		if u, _ := s.ReserveAttempt(ctx, spent, near); u.IsZero() {
+			t.Fatal("an attempt with a spent key went ahead")
+		}
+		if u, _ := s.LockedUntil(ctx, near.Key); !u.IsZero() {
+			t.Error("a key with one attempt left was locked with the spent one")
+		}
+		if u, _ := s.ReserveAttempt(ctx, near); !u.IsZero() {
+			t.Error("the last attempt of the other key was refused")
+		}
+	})
+
 	t.Run("attempts older than the window no longer count", func(t *testing.T) {
 		k := storage.LimitKey{Key: "window:d", Limit: lim}
 		for range 3 {
