@@ -20,7 +20,9 @@ func TestValidateClient(t *testing.T) {
 		{"loopback http", func(c *storage.Client) { c.RedirectURIs = []string{"http://127.0.0.1:8080/cb"} }, ""},
 		{"app scheme", func(c *storage.Client) { c.RedirectURIs = []string{"ru.region.diary:/cb"} }, ""},
 		{"bad id", func(c *storage.Client) { c.ID = "Кто <b>" }, "id:"},
-		{"display name", func(c *storage.Client) { c.Name = "Электронный дневник «КИАСУО» (Красноярск)" }, ""},
+		{"display name", func(c *storage.Client) {
+			c.Name = "Электронный дневник «КИАСУО» (Красноярск)"
+		}, ""},
 		{"bidi in the name", func(c *storage.Client) { c.Name = "Дневник \u202eОУСАИК" }, "name:"},
 		{"zero-width in the name", func(c *storage.Client) { c.Name = "КИА\u200bСУО" }, "name:"},
 		{"plain http", func(c *storage.Client) { c.RedirectURIs = []string{"http://diary.example/cb"} }, "http is allowed only on loopback"},
