@@ -389,6 +389,9 @@ func testConsentsIntentsAndRequests(t *testing.T, s *storage.Store) {
 func testRevokedFamilyInGrace(t *testing.T, s *storage.Store) {
 	ctx := context.Background()
 	withClock(s)
+	if s.RefreshGrace != 5*time.Second {
+		t.Errorf("default refresh grace %v, want 5s", s.RefreshGrace)
+	}
 	s.RefreshGrace = time.Minute
 	c := mustClient(t, s, "rp")
 	r := newRequest(c, "u")
@@ -539,5 +542,23 @@ func testRosterChangeEndsSNILSLinks(t *testing.T, s *storage.Store) {
 	}
 	if ls, _ := s.Links(ctx, mom.ID, false); len(ls) != 1 {
 		t.Errorf("mom, still on s-2's card, lost her link: %+v", ls)
+	}
+}
+
+// testDeactivateAndRegroupInOneUpsert: a card made inactive with new guardians in the same write
+// gets both.
+func testDeactivateAndRegroupInOneUpsert(t *testing.T, s *storage.Store) {
+	ctx := context.Background()
+	seedRoster(t, s)
+	st, _ := s.Student(ctx, "s-1")
+	st.Active = false
+	if changed, err := s.UpsertStudent(ctx, st, []storage.Guardian{{SNILSDigest: "dad", Name: "Иванов И."}}); err != nil || !changed {
+		t.Fatalf("upsert: %v %v", changed, err)
+	}
+	if got, _ := s.Student(ctx, "s-1"); got.Active {
+		t.Error("the card is still active")
+	}
+	if g, _ := s.Guardians(ctx, "s-1"); len(g) != 1 || g[0].SNILSDigest != "dad" {
+		t.Errorf("guardians %+v, want only dad", g)
 	}
 }

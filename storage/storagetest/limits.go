@@ -202,6 +202,9 @@ func testAbortRequestTx(t *testing.T, s *storage.Store) {
 	if err := s.CreateRefreshTokenSession(ctx, "rt-replayed", "", replayed); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.CreateAccessTokenSession(ctx, "at-replayed", replayed); err != nil {
+		t.Fatal(err)
+	}
 	tctx, err := s.BeginRequestTx(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -212,6 +215,9 @@ func testAbortRequestTx(t *testing.T, s *storage.Store) {
 	if err := s.RevokeRefreshToken(tctx, replayed.GetID()); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.RevokeAccessToken(tctx, replayed.GetID()); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.AbortRequestTx(tctx); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +225,10 @@ func testAbortRequestTx(t *testing.T, s *storage.Store) {
 		t.Errorf("the PKCE row deleted by a failed request is gone: %v", err)
 	}
 	if _, err := s.GetRefreshTokenSession(ctx, "rt-replayed", newRequest(c, "u").Session); err == nil {
-		t.Error("the revocation of a replayed grant was rolled back with the failed request")
+		t.Error("the revocation of a replayed grant's refresh tokens was rolled back with the failed request")
+	}
+	if _, err := s.GetAccessTokenSession(ctx, "at-replayed", newRequest(c, "u").Session); err == nil {
+		t.Error("the revocation of a replayed grant's access tokens was rolled back with the failed request")
 	}
 	// Without a deliberate revocation nothing at all is written.
 	tctx, err = s.BeginRequestTx(ctx)

@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore func(t testing.TB) *storage.Store) {
 		{"RevokedFamilyInGrace", testRevokedFamilyInGrace},
 		{"Edges", testEdges},
 		{"RosterChangeEndsSNILSLinks", testRosterChangeEndsSNILSLinks},
+		{"DeactivateAndRegroupInOneUpsert", testDeactivateAndRegroupInOneUpsert},
 		{"FailedTokenRequestRollsBack", testAbortRequestTx},
 		{"EndOrphanedChildAccess", testEndOrphanedChildAccess},
 	}
