@@ -156,7 +156,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 			return expiredLogin(err)
 		}
 		// Links by SNILS are re-checked at every login.
-		if _, err := b.linker.Resolve(ctx, account.ID, id.SNILS); err != nil {
+		if _, err := b.linker.ResolveAccount(ctx, account, id.SNILS); err != nil {
 			return err
 		}
 		if lr.LinkIntent != "" {

@@ -557,10 +557,26 @@ func (b *Broker) tokenExchange(ctx context.Context, r *http.Request) tokenOutcom
 	if gt := ar.GetGrantTypes(); len(gt) == 1 {
 		grant = gt[0]
 	}
-	if ar.GetGrantTypes().ExactOne("refresh_token") || ar.GetGrantTypes().ExactOne("authorization_code") {
-		// The session is the one of the original grant: the account must still have its right
-		// (a code issued before the 14th birthday is not exchanged after it), and names and links
-		// are brought up to date, so a student who left or a revoked link disappears.
+	if ar.GetGrantTypes().ExactOne("authorization_code") {
+		// A child's code is not exchanged once the right has ended (the 14th birthday ends it
+		// without any event); every other end of a right deletes the codes with the tokens.
+		if sess, ok := ar.GetSession().(*Session); ok && sess.Claims != nil && sess.Claims.AuthenticationContextClassReference == "child" {
+			a, err := b.store.Account(ctx, sess.Subject)
+			if err == nil {
+				err = b.accountMayUse(ctx, a)
+			}
+			if isUnavailable(err) {
+				return tokenOutcome{unavailable: true}
+			}
+			if err != nil {
+				return tokenOutcome{ar: ar, err: fosite.ErrInvalidGrant.WithHint("The account may no longer log in.")}
+			}
+		}
+	}
+	if ar.GetGrantTypes().ExactOne("refresh_token") {
+		// The session is the one of the original grant: the account must still have its right,
+		// and names and links are brought up to date, so a student who left or a revoked link
+		// disappears from refreshed tokens.
 		if sess, ok := ar.GetSession().(*Session); ok && sess.Subject != "" && sess.Subject != sess.ClientID {
 			a, err := b.store.Account(ctx, sess.Subject)
 			if isUnavailable(err) {

@@ -124,7 +124,21 @@ type Changes struct {
 // no longer match are revoked; links made by code or by the diary stay. A login without SNILS
 // (scope not granted) changes nothing.
 func (s *Service) Resolve(ctx context.Context, accountID, snils string) (Changes, error) {
+	if snils == "" {
+		return Changes{}, nil
+	}
+	a, err := s.store.Account(ctx, accountID)
+	if err != nil {
+		return Changes{}, fmt.Errorf("read account: %w", err)
+	}
+	return s.ResolveAccount(ctx, a, snils)
+}
+
+// ResolveAccount is Resolve for an account already read (the login callback has it: no second
+// read on the login path).
+func (s *Service) ResolveAccount(ctx context.Context, a *storage.Account, snils string) (Changes, error) {
 	var ch Changes
+	accountID := a.ID
 	if snils == "" {
 		return ch, nil
 	}
@@ -140,10 +154,6 @@ func (s *Service) Resolve(ctx context.Context, accountID, snils string) (Changes
 			return err
 		}
 		today := s.now()
-		a, err := s.store.Account(ctx, accountID)
-		if err != nil {
-			return fmt.Errorf("read account: %w", err)
-		}
 		if MayLink(a, nil, "parent", today) == nil {
 			for _, st := range parents {
 				wanted[st.ID] = want{"parent"}
