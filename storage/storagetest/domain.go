@@ -383,6 +383,9 @@ func testConsentsIntentsAndRequests(t *testing.T, s *storage.Store) {
 	if err := s.SetClientAssertionJWT(ctx, "jti", time.Now()); err == nil {
 		t.Error("a client assertion was stored, though the broker does not support them")
 	}
+	if err := s.ClientAssertionJWTValid(ctx, "jti"); err != nil {
+		t.Errorf("no assertion JTI is ever known, so none is a replay: %v", err)
+	}
 }
 
 // testRevokedFamilyInGrace: a rotated refresh token in its grace window dies with its family.
