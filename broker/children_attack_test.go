@@ -47,6 +47,17 @@ func (e *linkEnv) childForm(t *testing.T, br *browser, verifier string) string {
 	return form
 }
 
+// childSignIn logs alex.ivanov in with the right password in br and returns the answer (the
+// redirect with the code) and the PKCE verifier of the authorization.
+func (e *linkEnv) childSignIn(t *testing.T, br *browser) (*http.Response, string) {
+	t.Helper()
+	verifier := oauth2.GenerateVerifier()
+	form := e.childForm(t, br, verifier)
+	resp := e.post(t, br, "/child/login", form, url.Values{"login_request": {formField("login_request").FindStringSubmatch(form)[1]}, "login": {"alex.ivanov"}, "password": {"correct-horse"}})
+	resp.Body.Close()
+	return resp, verifier
+}
+
 // TestChildGuessesOverHTTP: 60 wrong passwords for one child login at once from one address;
 // at most 5 are answered «wrong password» (a password checked), the rest are refused as locked,
 // and the right password is then refused from that address (before: 20–41 of 32–60 checked,
@@ -145,10 +156,7 @@ func TestEndOfRightEndsChildAccess(t *testing.T) {
 		e, _ := childEnv(t, s)
 		ctx := context.Background()
 		child := newBrowser(t)
-		verifier := oauth2.GenerateVerifier()
-		form := e.childForm(t, child, verifier)
-		resp := e.post(t, child, "/child/login", form, url.Values{"login_request": {formField("login_request").FindStringSubmatch(form)[1]}, "login": {"alex.ivanov"}, "password": {"correct-horse"}})
-		resp.Body.Close()
+		resp, verifier := e.childSignIn(t, child)
 		tok, _ := e.tokens(t, loginResult{final: resp, verifier: verifier})
 		if tok.RefreshToken == "" {
 			t.Fatal("no refresh token for the child")
@@ -324,10 +332,7 @@ func TestChildSessionCannotBecomeAParent(t *testing.T) {
 			t.Fatal(err)
 		}
 		child := newBrowser(t)
-		verifier := oauth2.GenerateVerifier()
-		form := e.childForm(t, child, verifier)
-		resp := e.post(t, child, "/child/login", form, url.Values{"login_request": {formField("login_request").FindStringSubmatch(form)[1]}, "login": {"alex.ivanov"}, "password": {"correct-horse"}})
-		resp.Body.Close()
+		resp, _ := e.childSignIn(t, child)
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("child login: %d", resp.StatusCode)
 		}
@@ -357,10 +362,7 @@ func TestCodeAfterTheCutOff(t *testing.T) {
 		e, _ := childEnv(t, s)
 		ctx := context.Background()
 		child := newBrowser(t)
-		verifier := oauth2.GenerateVerifier()
-		form := e.childForm(t, child, verifier)
-		resp := e.post(t, child, "/child/login", form, url.Values{"login_request": {formField("login_request").FindStringSubmatch(form)[1]}, "login": {"alex.ivanov"}, "password": {"correct-horse"}})
-		resp.Body.Close()
+		resp, verifier := e.childSignIn(t, child)
 		loc, _ := url.Parse(resp.Header.Get("Location"))
 		code := loc.Query().Get("code")
 		if code == "" {
