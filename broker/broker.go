@@ -217,8 +217,30 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		}
 		b.connectors[c.ID()] = c
 		b.connOrder = append(b.connOrder, c)
+		if ch, ok := c.(certificateHolder); ok {
+			b.watchCertificates(c.ID(), ch.Certificates())
+		}
 	}
 	return b, nil
+}
+
+// watchCertificates logs when each certificate expires and exports it as a metric: ESIA
+// replaces its test certificate every year, and a lapsed certificate stops every login.
+func (b *Broker) watchCertificates(connector string, certs []CertificateInfo) {
+	now := time.Now()
+	for _, c := range certs {
+		b.metrics.certExpiry.WithLabelValues(connector, c.Role, c.Subject).Set(float64(c.NotAfter.Unix()))
+		days := int(c.NotAfter.Sub(now).Hours() / 24)
+		attrs := []any{"connector", connector, "role", c.Role, "subject", c.Subject, "not_after", c.NotAfter.UTC().Format(time.RFC3339), "days_left", days}
+		switch {
+		case !now.Before(c.NotAfter):
+			b.log.Error("certificate has expired", attrs...)
+		case days < 30:
+			b.log.Warn("certificate expires soon", attrs...)
+		default:
+			b.log.Info("certificate", attrs...)
+		}
+	}
 }
 
 // Keys gives the broker's signing key set (for the CLI and tests).
@@ -281,6 +303,7 @@ func (b *Broker) Handler() http.Handler {
 	route("/oauth2/introspect", "introspect", b.introspect, http.MethodPost)
 	route("/oauth2/userinfo", "userinfo", b.userinfo, http.MethodGet, http.MethodPost)
 	route("/oauth2/logout", "logout", b.logout, http.MethodGet, http.MethodPost)
+	route("/oauth2/logout/done", "logout_done", b.logoutDone, http.MethodGet)
 	route("/login/{connector}", "login", b.limited("login", pages, b.loginStart), http.MethodGet)
 	for _, c := range b.connOrder {
 		id := c.ID()

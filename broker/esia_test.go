@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +27,14 @@ var esiaScopes = []string{"openid", "fullname", "birthdate", "gender", "snils"}
 // when not empty, replaces the emulator's address for the ESIA client (a dead or fake ESIA).
 func esiaUpstream(t *testing.T, base string, timeout time.Duration) (func(string) []broker.Connector, *httptest.Server) {
 	t.Helper()
+	conns, srv, _ := esiaUpstreamWith(t, base, timeout, broker.ESIAOptions{})
+	return conns, srv
+}
+
+// esiaUpstreamWith is esiaUpstream with connector options; the last result gives the emulator
+// once the harness has made the connectors.
+func esiaUpstreamWith(t *testing.T, base string, timeout time.Duration, opts broker.ESIAOptions) (func(string) []broker.Connector, *httptest.Server, func() *esiatest.Server) {
+	t.Helper()
 	key, cert, err := esiatest.NewClientCredentials("ESIA_BROKER_TEST")
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +44,7 @@ func esiaUpstream(t *testing.T, base string, timeout time.Duration) (func(string
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return func(issuer string) []broker.Connector {
-		emu, err = esiatest.New(esiatest.Options{Personas: esiatest.PersonasOn(esiatest.TestDay()), Clients: []esiatest.Client{{ID: "ESIA_BROKER_TEST", CertDER: cert, RedirectURIs: []string{issuer + "/esia/callback"}, Scopes: esiaScopes}}})
+		emu, err = esiatest.New(esiatest.Options{Personas: esiatest.PersonasOn(esiatest.TestDay()), Clients: []esiatest.Client{{ID: "ESIA_BROKER_TEST", CertDER: cert, RedirectURIs: []string{issuer + "/esia/callback", issuer + "/oauth2/logout/done"}, Scopes: esiaScopes}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,8 +60,14 @@ func esiaUpstream(t *testing.T, base string, timeout time.Duration) (func(string
 		if err != nil {
 			t.Fatal(err)
 		}
-		return []broker.Connector{broker.NewESIAConnector(c)}
-	}, srv
+		return []broker.Connector{broker.NewESIAConnector(c, opts)}
+	}, srv, func() *esiatest.Server { return emu }
+}
+
+// forgetESIA drops the emulator's single sign-on cookie from the browser, as if its ESIA session
+// had ended: the next visit to ESIA shows the persona page again.
+func forgetESIA(br *browser, esiaURL *url.URL) {
+	br.Jar.SetCookies(esiaURL, []*http.Cookie{{Name: esiatest.SSOCookie, Value: "", Path: "/", MaxAge: -1}})
 }
 
 var esiaLink = regexp.MustCompile(`href="(/login/esia\?login=[^"]+)"`)
@@ -216,10 +231,10 @@ func TestESIAFailuresWriteNothing(t *testing.T) {
 		page(400, "Вход отменён")(t, resp.StatusCode, body)
 		nothingWritten(t, s)
 	})
-	// Every ESIA error code of DESIGN §4, as ESIA puts it on the redirect back.
-	for _, code := range []string{esia.CodeCertificateMismatch, esia.CodeUnknownClient, esia.CodeBadScope, esia.CodeCodeInvalid,
-		esia.CodeMissingParameter, esia.CodeRequestTime, esia.CodeRedirectURI, esia.CodeClientSecret, esia.CodeUnconfirmedAccount} {
-		t.Run("ESIA error "+code, func(t *testing.T) {
+	// Every ESIA error code the broker knows, as ESIA puts it on the redirect back, with the
+	// OAuth error ESIA sends with it: the code decides, not the OAuth error.
+	for _, info := range esia.Codes() {
+		t.Run("ESIA error "+info.Code, func(t *testing.T) {
 			s := openSQLite(t)
 			conns, _ := esiaUpstream(t, "", 5*time.Second)
 			h := newHarnessWith(t, s, conns)
@@ -227,24 +242,64 @@ func TestESIAFailuresWriteNothing(t *testing.T) {
 			r := newRP(t, h, "kiasuo", "secret-secret-secret")
 			br := newBrowser(t)
 			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
-			q := url.Values{"state": {u.Query().Get("state")}, "error": {"invalid_request"}, "error_description": {code + ": something went wrong"}}
+			q := url.Values{"state": {u.Query().Get("state")}, "error": {info.OAuthError}, "error_description": {info.Code + ": something went wrong"}}
 			resp, err := br.Get(h.URL + "/esia/callback?" + q.Encode())
 			if err != nil {
 				t.Fatal(err)
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			want := code
-			switch code {
-			case esia.CodeUnconfirmedAccount:
-				want = "не подтверждена"
-			case esia.CodeCodeInvalid:
-				want = "Время входа истекло"
+			var status int
+			var want []string
+			switch info.Class {
+			case esia.ClassCancelled:
+				status, want = 400, []string{"Вход отменён"}
+			case esia.ClassUnconfirmed:
+				status, want = 403, []string{"не подтверждена"}
+			case esia.ClassExpired:
+				status, want = 400, []string{"Время входа истекло"}
+			case esia.ClassConfiguration:
+				status, want = 503, []string{"Сервис временно недоступен", info.Code, "не ошибка в ваших действиях"}
+			case esia.ClassUnavailable:
+				status, want = 503, []string{"Госуслуги не отвечают"}
+			default:
+				t.Fatalf("class %d has no page", info.Class)
 			}
-			if resp.StatusCode < 400 || !strings.Contains(string(body), want) || !strings.Contains(string(body), "Попробовать снова") {
-				t.Errorf("%d, page lacks %q: %s", resp.StatusCode, want, body)
+			page(status, want...)(t, resp.StatusCode, string(body))
+			if info.Class != esia.ClassCancelled && strings.Contains(string(body), "отменили") {
+				t.Errorf("%s (%s) told the parent they cancelled: %s", info.Code, info.OAuthError, body)
+			}
+			logs := h.Logs.String()
+			if alarm := strings.Contains(logs, "upstream refuses the broker's configuration") && strings.Contains(logs, info.Code); alarm != (info.Class == esia.ClassConfiguration) {
+				t.Errorf("operator alarm in the log = %v for class %d: %s", alarm, info.Class, logs)
 			}
 			nothingWritten(t, s)
+		})
+	}
+	// access_denied without a code is a refusal; with an unknown code the code is shown.
+	for _, tc := range []struct{ oauth, desc, want string }{
+		{"access_denied", "the user said no", "Вход отменён"},
+		{"access_denied", "ESIA-009999: something new", "ESIA-009999"},
+		{"invalid_client", "no code at all", "Сервис временно недоступен"},
+	} {
+		t.Run("callback error "+tc.oauth+" "+tc.desc, func(t *testing.T) {
+			s := openSQLite(t)
+			conns, _ := esiaUpstream(t, "", 5*time.Second)
+			h := newHarnessWith(t, s, conns)
+			h.client("kiasuo", "secret-secret-secret")
+			r := newRP(t, h, "kiasuo", "secret-secret-secret")
+			br := newBrowser(t)
+			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+			q := url.Values{"state": {u.Query().Get("state")}, "error": {tc.oauth}, "error_description": {tc.desc}}
+			resp, err := br.Get(h.URL + "/esia/callback?" + q.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode < 400 || !strings.Contains(string(body), tc.want) {
+				t.Errorf("%d, page lacks %q: %s", resp.StatusCode, tc.want, body)
+			}
 		})
 	}
 	fake := func(te http.HandlerFunc) func(t *testing.T) (*harness, *storage.Store, *rp) {
@@ -387,6 +442,7 @@ func TestIdpGoesStraightToUpstream(t *testing.T) {
 				}
 			} else {
 				// Through the persona page by hand, to see what the callback itself answers.
+				forgetESIA(br, esiaURL)
 				page, _ := br.Get(esiaURL.String())
 				body, _ := io.ReadAll(page.Body)
 				page.Body.Close()
@@ -437,7 +493,7 @@ func TestIdpWithBrokenSigner(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return []broker.Connector{broker.NewESIAConnector(c)}
+		return []broker.Connector{broker.NewESIAConnector(c, broker.ESIAOptions{})}
 	}
 	h := newHarnessWith(t, s, conns)
 	h.client("kiasuo", "secret-secret-secret")
@@ -461,6 +517,155 @@ func TestIdpWithBrokenSigner(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode < 500 || strings.Contains(string(body), "Время входа истекло") {
 		t.Errorf("retry: %d, want the upstream error again (the login request kept), got: %s", resp.StatusCode, body)
+	}
+	nothingWritten(t, s)
+}
+
+// TestLogoutEndsESIASession: on a shared school computer, parent A logs out of the diary; the
+// broker's logout also ends ESIA's session, so parent B who presses «Войти через Госуслуги»
+// next sees ESIA's login, not A's account. With the session kept (KeepESIASession) or before
+// the fix, B is logged in as A at once.
+func TestLogoutEndsESIASession(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "ESIA session kept"}[keep], func(t *testing.T) {
+			s := openSQLite(t)
+			conns, _, emu := esiaUpstreamWith(t, "", 5*time.Second, broker.ESIAOptions{KeepESIASession: keep})
+			h := newHarnessWith(t, s, conns)
+			h.client("kiasuo", "secret-secret-secret")
+			r := newRP(t, h, "kiasuo", "secret-secret-secret")
+			br := newBrowser(t)
+			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+			resp, body := choosePersona(t, br, u, "parent-two-kids")
+			back, _ := url.Parse(resp.Header.Get("Location"))
+			if back == nil || back.Query().Get("code") == "" {
+				t.Fatalf("A's login: %d %s", resp.StatusCode, body)
+			}
+			if emu().Sessions() != 1 {
+				t.Fatalf("ESIA sessions after login: %d", emu().Sessions())
+			}
+			// A logs out from the diary's page (the account page's «Выйти» posts the same form).
+			stop := *br.Client
+			stop.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			resp, err := stop.Get(h.URL + "/oauth2/logout?" + url.Values{"client_id": {"kiasuo"}, "post_logout_redirect_uri": {rpPostLogout}, "state": {"bye-1"}}.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
+			if csrf == nil {
+				t.Fatalf("no logout confirmation: %d %s", resp.StatusCode, page)
+			}
+			resp, err = stop.PostForm(h.URL+"/oauth2/logout", url.Values{"csrf": {string(csrf[1])}, "client_id": {"kiasuo"}, "post_logout_redirect_uri": {rpPostLogout}, "state": {"bye-1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			loc := resp.Header.Get("Location")
+			if keep {
+				if loc != rpPostLogout+"?state=bye-1" {
+					t.Fatalf("logout with the ESIA session kept: %d → %q", resp.StatusCode, loc)
+				}
+			} else {
+				want := emuURL(t, u) + "/idp/ext/Logout?" + url.Values{"client_id": {"ESIA_BROKER_TEST"}, "redirect_url": {h.URL + "/oauth2/logout/done"}}.Encode()
+				if resp.StatusCode != http.StatusFound || loc != want {
+					t.Fatalf("logout: %d → %q, want ESIA's logout %q", resp.StatusCode, loc, want)
+				}
+				// Through ESIA's logout and back: the broker ends where the diary asked.
+				for range 2 {
+					resp, err = stop.Get(loc)
+					if err != nil {
+						t.Fatal(err)
+					}
+					resp.Body.Close()
+					loc = resp.Header.Get("Location")
+				}
+				if loc != rpPostLogout+"?state=bye-1" {
+					t.Fatalf("after ESIA's logout: %d → %q, want the diary's post-logout address", resp.StatusCode, loc)
+				}
+			}
+			// Parent B at the same computer presses «Войти через Госуслуги».
+			u = startESIA(t, h, br, r.conf.AuthCodeURL("state-87654321", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+			resp, err = stop.Get(u.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			sawLogin := resp.StatusCode == http.StatusOK
+			if sawLogin == keep {
+				t.Errorf("B sees ESIA's login page = %v (status %d), want %v; ESIA sessions: %d", sawLogin, resp.StatusCode, !keep, emu().Sessions())
+			}
+		})
+	}
+	t.Run("a forged return address in the logout cookie is checked again", func(t *testing.T) {
+		s := openSQLite(t)
+		conns, _ := esiaUpstream(t, "", 5*time.Second)
+		h := newHarnessWith(t, s, conns)
+		h.client("kiasuo", "secret-secret-secret")
+		for _, tc := range []struct{ cookie, wantLoc string }{
+			{base64.RawURLEncoding.EncodeToString([]byte(url.Values{"c": {"kiasuo"}, "u": {"https://evil.example/"}}.Encode())), ""},
+			{base64.RawURLEncoding.EncodeToString([]byte(url.Values{"c": {"nosuch"}, "u": {rpPostLogout}}.Encode())), ""},
+			{"!!garbage", ""},
+			{base64.RawURLEncoding.EncodeToString([]byte(url.Values{"c": {"kiasuo"}, "u": {rpPostLogout}, "s": {"x"}}.Encode())), rpPostLogout + "?state=x"},
+		} {
+			req, _ := http.NewRequest(http.MethodGet, h.URL+"/oauth2/logout/done", nil)
+			req.AddCookie(&http.Cookie{Name: "esia_broker_logout", Value: tc.cookie})
+			resp, err := http.DefaultTransport.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("Location"); got != tc.wantLoc {
+				t.Errorf("cookie %q: %d → %q, want %q", tc.cookie, resp.StatusCode, got, tc.wantLoc)
+			}
+		}
+	})
+}
+
+// emuURL is the emulator's base address, from a URL on it.
+func emuURL(t *testing.T, u *url.URL) string {
+	t.Helper()
+	return u.Scheme + "://" + u.Host
+}
+
+// TestMisconfiguredESIA: a broker whose key is not the one registered at ESIA gets
+// access_denied with ESIA-007053 on the redirect back. Parents see «сервис временно
+// недоступен», not «Вы отменили вход», and the operator gets an error-level log and a metric.
+func TestMisconfiguredESIA(t *testing.T) {
+	s := openSQLite(t)
+	_, registeredCert, _ := esiatest.NewClientCredentials("ESIA_BROKER_TEST")
+	key, cert, _ := esiatest.NewClientCredentials("ESIA_BROKER_TEST")
+	srv := httptest.NewServer(nil)
+	t.Cleanup(srv.Close)
+	conns := func(issuer string) []broker.Connector {
+		emu, err := esiatest.New(esiatest.Options{Personas: esiatest.PersonasOn(esiatest.TestDay()), Clients: []esiatest.Client{{ID: "ESIA_BROKER_TEST", CertDER: registeredCert, RedirectURIs: []string{issuer + "/esia/callback"}, Scopes: esiaScopes}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Config.Handler = emu.Handler()
+		signer, _ := esia.NewKeySigner(key, cert)
+		c, err := esia.New(esia.Config{BaseURL: srv.URL, ClientID: "ESIA_BROKER_TEST", RedirectURI: issuer + "/esia/callback", Scopes: esiaScopes, Verifier: emu.TokenVerifier()}, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []broker.Connector{broker.NewESIAConnector(c, broker.ESIAOptions{})}
+	}
+	h := newHarnessWith(t, s, conns)
+	h.client("kiasuo", "secret-secret-secret")
+	r := newRP(t, h, "kiasuo", "secret-secret-secret")
+	br := newBrowser(t)
+	u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+	resp, err := br.Get(u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "Сервис временно недоступен") || !strings.Contains(string(body), esia.CodeClientSecret) || strings.Contains(string(body), "отменили") {
+		t.Errorf("misconfigured broker: %d %s", resp.StatusCode, body)
+	}
+	if logs := h.Logs.String(); !strings.Contains(logs, "upstream refuses the broker's configuration") || !strings.Contains(logs, esia.CodeClientSecret) || !strings.Contains(logs, `"level":"ERROR"`) {
+		t.Errorf("no error-level log for the operator: %s", logs)
 	}
 	nothingWritten(t, s)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/esia-broker/esia-broker/esia"
 )
@@ -13,16 +14,51 @@ type esiaClient interface {
 	AuthURL(ctx context.Context, state string) (string, error)
 	Exchange(ctx context.Context, code string) (*esia.Tokens, error)
 	Person(ctx context.Context, accessToken, oid string) (*esia.Person, error)
+	LogoutURL(redirectURL string) string
 }
 
 // ESIAConnector logs people in through ESIA directly, GOST-signed. It admits only confirmed
 // accounts.
 type ESIAConnector struct {
 	client esiaClient
+	opts   ESIAOptions
+}
+
+// ESIAOptions tune the ESIA connector.
+type ESIAOptions struct {
+	// KeepESIASession leaves ESIA's own single sign-on session open when a person logs out of
+	// the broker. By default logout ends it too (/idp/ext/Logout): on a shared school computer
+	// the next parent would otherwise be logged in as the previous one.
+	KeepESIASession bool
+	// Certificates are the ones the connector depends on (the system's own, ESIA's), for the
+	// expiry metric and the log at start.
+	Certificates []CertificateInfo
+}
+
+// CertificateInfo is a certificate whose expiry the operator watches.
+type CertificateInfo struct {
+	// Role is client (the system's certificate registered at ESIA) or esia (ESIA's).
+	Role     string
+	Subject  string
+	NotAfter time.Time
 }
 
 // NewESIAConnector wraps an ESIA client.
-func NewESIAConnector(c *esia.Client) *ESIAConnector { return &ESIAConnector{client: c} }
+func NewESIAConnector(c *esia.Client, opts ESIAOptions) *ESIAConnector {
+	return &ESIAConnector{client: c, opts: opts}
+}
+
+// Certificates implements certificateHolder.
+func (c *ESIAConnector) Certificates() []CertificateInfo { return c.opts.Certificates }
+
+// UpstreamLogoutURL implements upstreamLogout: ESIA's logout, coming back to returnTo; "" when
+// the ESIA session is to be kept.
+func (c *ESIAConnector) UpstreamLogoutURL(returnTo string) string {
+	if c.opts.KeepESIASession {
+		return ""
+	}
+	return c.client.LogoutURL(returnTo)
+}
 
 // ID implements Connector: the callback is /esia/callback.
 func (c *ESIAConnector) ID() string { return "esia" }
@@ -68,28 +104,56 @@ func errUnconfirmed(err error) *UserError {
 			"После подтверждения войдите снова.", Err: err}
 }
 
-// esiaUserError turns what went wrong with ESIA into a page a parent can act on.
+// esiaUserError turns what went wrong with ESIA into a page a parent can act on. ESIA's code
+// decides before the OAuth error: a wrong client secret comes back as access_denied
+// (ESIA-007053), like a person's own refusal (ESIA-007004), and must not tell every parent
+// that they cancelled.
 func esiaUserError(err error) error {
 	var ee *esia.Error
-	switch {
-	case errors.As(err, &ee) && ee.OAuthError == "access_denied":
+	code := ""
+	if errors.As(err, &ee) {
+		code = ee.Code
+	}
+	switch esia.Classify(err) {
+	case esia.ClassCancelled:
 		return &UserError{Status: http.StatusBadRequest, Title: "Вход отменён", Err: err,
 			Message: "Вы отменили вход на Госуслугах. Чтобы открыть дневник, войдите ещё раз."}
-	case errors.As(err, &ee) && ee.Code == esia.CodeUnconfirmedAccount:
+	case esia.ClassUnconfirmed:
 		return errUnconfirmed(err)
-	case errors.As(err, &ee) && ee.Code == esia.CodeCodeInvalid:
+	case esia.ClassExpired:
 		return &UserError{Status: http.StatusBadRequest, Title: "Время входа истекло", Err: err,
 			Message: "Госуслуги не приняли код входа: он устарел или уже был использован. Войдите ещё раз."}
-	case errors.As(err, &ee) && ee.Code == esia.CodeRequestTime:
-		return &UserError{Status: http.StatusBadGateway, Title: "Госуслуги отклонили вход", Err: err,
-			Message: "Госуслуги отклонили запрос из-за расхождения времени (код ESIA-007015). Попробуйте ещё раз через минуту; если ошибка повторится, сообщите в службу поддержки."}
-	case errors.As(err, &ee) && ee.Code != "":
-		return &UserError{Status: http.StatusBadGateway, Title: "Госуслуги отклонили вход", Err: err,
-			Message: "Госуслуги отклонили запрос на вход (код " + ee.Code + "). Попробуйте ещё раз; если ошибка повторится, сообщите в службу поддержки этот код."}
-	case errors.Is(err, esia.ErrUnavailable):
+	case esia.ClassConfiguration:
+		info, _ := esia.LookupCode(code)
+		hint := info.Operator
+		if hint == "" {
+			hint = "ESIA refused the broker's request (" + firstNonEmpty(ee.OAuthError, "no OAuth error") + "): check upstream.esia"
+		}
+		shown := ""
+		if code != "" {
+			shown = " (код " + code + ")"
+		}
+		return &UserError{Status: http.StatusServiceUnavailable, Title: "Сервис временно недоступен", Err: err,
+			Operator: hint, OperatorCode: code,
+			Message: "Вход через Госуслуги сейчас не работает: Госуслуги не приняли запрос электронного дневника" + shown +
+				". Это не ошибка в ваших действиях, и повторный вход сейчас не поможет. Ошибка записана для администраторов; попробуйте войти позже."}
+	case esia.ClassUnavailable:
 		return &UserError{Status: http.StatusServiceUnavailable, Title: "Госуслуги не отвечают", Err: err,
 			Message: "Сервис Госуслуг сейчас недоступен или отвечает слишком долго. Попробуйте войти через несколько минут."}
 	}
+	if code != "" {
+		return &UserError{Status: http.StatusBadGateway, Title: "Госуслуги отклонили вход", Err: err,
+			Message: "Госуслуги отклонили запрос на вход (код " + code + "). Попробуйте ещё раз; если ошибка повторится, сообщите в службу поддержки этот код."}
+	}
 	return &UserError{Status: http.StatusBadGateway, Title: "Госуслуги прислали неверный ответ", Err: err,
 		Message: "Не удалось завершить вход: ответ Госуслуг не прошёл проверку. Попробуйте ещё раз; если ошибка повторится, сообщите в службу поддержки."}
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/url"
@@ -361,20 +362,11 @@ func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var redirect string
 	if postLogout != "" {
-		client, err := b.store.Client(ctx, clientID)
-		if err != nil || !slices.Contains(client.PostLogoutRedirectURIs, postLogout) {
-			b.renderError(w, r, &UserError{Status: http.StatusBadRequest, Title: "Неверный адрес возврата", Message: "Адрес, на который дневник просит вернуться после выхода, не зарегистрирован. Закройте браузер, чтобы выйти."})
+		if _, err := b.postLogoutRedirect(ctx, clientID, postLogout, ""); err != nil {
+			b.renderError(w, r, err)
 			return
 		}
-		u, _ := url.Parse(postLogout)
-		if st := r.Form.Get("state"); st != "" {
-			q := u.Query()
-			q.Set("state", st)
-			u.RawQuery = q.Encode()
-		}
-		redirect = u.String()
 	}
 	bs, _, err := b.currentSession(ctx, r)
 	if err != nil {
@@ -409,11 +401,98 @@ func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	b.clearCookie(w, b.cfg.Session.CookieName)
 	b.clearCookie(w, b.cfg.Session.BrowserCookieName)
-	if redirect != "" {
-		http.Redirect(w, r, redirect, http.StatusFound)
+	back := logoutReturn{ClientID: clientID, URI: postLogout, State: r.Form.Get("state")}
+	if to := b.upstreamLogoutURL(); to != "" {
+		// ESIA keeps a session of its own: end it too, then come back to /oauth2/logout/done,
+		// which finishes where the relying party asked.
+		b.setCookie(w, logoutCookie, back.encode(), 10*time.Minute)
+		http.Redirect(w, r, to, http.StatusFound)
+		return
+	}
+	b.finishLogout(w, r, back)
+}
+
+// logoutCookie carries where a logout ends while the browser visits ESIA's logout.
+const logoutCookie = "esia_broker_logout"
+
+// logoutReturn is where a logout ends: a relying party's registered post-logout URI with its
+// state, or (URI empty) the broker's «Вы вышли» page.
+type logoutReturn struct {
+	ClientID, URI, State string
+}
+
+func (l logoutReturn) encode() string {
+	v := url.Values{"c": {l.ClientID}, "u": {l.URI}, "s": {l.State}}
+	return base64.RawURLEncoding.EncodeToString([]byte(v.Encode()))
+}
+
+func decodeLogoutReturn(s string) (logoutReturn, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) > 4096 {
+		return logoutReturn{}, false
+	}
+	v, err := url.ParseQuery(string(b))
+	if err != nil {
+		return logoutReturn{}, false
+	}
+	return logoutReturn{ClientID: v.Get("c"), URI: v.Get("u"), State: v.Get("s")}, true
+}
+
+// upstreamLogoutURL is where to end the upstream's own session (ESIA's), coming back to
+// /oauth2/logout/done; "" when no upstream keeps one.
+func (b *Broker) upstreamLogoutURL() string {
+	for _, c := range b.connOrder {
+		if lo, ok := c.(upstreamLogout); ok {
+			if u := lo.UpstreamLogoutURL(b.issuer() + "/oauth2/logout/done"); u != "" {
+				return u
+			}
+		}
+	}
+	return ""
+}
+
+// postLogoutRedirect checks a post-logout redirect URI against the client's registration and
+// returns it with state added.
+func (b *Broker) postLogoutRedirect(ctx context.Context, clientID, uri, state string) (string, error) {
+	client, err := b.store.Client(ctx, clientID)
+	if err != nil || !slices.Contains(client.PostLogoutRedirectURIs, uri) {
+		return "", &UserError{Status: http.StatusBadRequest, Title: "Неверный адрес возврата", Message: "Адрес, на который дневник просит вернуться после выхода, не зарегистрирован. Закройте браузер, чтобы выйти."}
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", &UserError{Status: http.StatusBadRequest, Title: "Неверный адрес возврата", Message: "Адрес, на который дневник просит вернуться после выхода, повреждён. Закройте браузер, чтобы выйти.", Err: err}
+	}
+	if state != "" {
+		q := u.Query()
+		q.Set("state", state)
+		u.RawQuery = q.Encode()
+	}
+	return u.String(), nil
+}
+
+// finishLogout sends the browser where the logout was asked to end.
+func (b *Broker) finishLogout(w http.ResponseWriter, r *http.Request, back logoutReturn) {
+	if back.URI != "" {
+		to, err := b.postLogoutRedirect(r.Context(), back.ClientID, back.URI, back.State)
+		if err != nil {
+			b.renderError(w, r, err)
+			return
+		}
+		http.Redirect(w, r, to, http.StatusFound)
 		return
 	}
 	b.render(w, r, http.StatusOK, "logged_out", pageData{Title: "Вы вышли"})
+}
+
+// logoutDone is where ESIA's logout comes back. The return address is checked again against
+// the client's registration: the cookie only says which one was asked for.
+func (b *Broker) logoutDone(w http.ResponseWriter, r *http.Request) {
+	var back logoutReturn
+	if c, err := r.Cookie(b.cookieName(logoutCookie)); err == nil {
+		back, _ = decodeLogoutReturn(c.Value)
+		b.clearCookie(w, logoutCookie)
+	}
+	b.finishLogout(w, r, back)
 }
 
 func audiences(v any) []string {

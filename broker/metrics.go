@@ -16,6 +16,9 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 	tokens   *prometheus.CounterVec
 	logins   *prometheus.CounterVec
+	// upstreamRefusals counts logins ESIA refused for the broker's own configuration.
+	upstreamRefusals *prometheus.CounterVec
+	certExpiry       *prometheus.GaugeVec
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -34,8 +37,16 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "esia_broker_logins_total", Help: "Upstream logins by connector and result.",
 		}, []string{"connector", "result"}),
+		upstreamRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "esia_broker_upstream_configuration_errors_total",
+			Help: "Logins that ESIA refused because of the broker's configuration (key, certificate, мнемоника, scopes, redirect URI, clock), by ESIA code. Anything above zero needs the operator.",
+		}, []string{"code"}),
+		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "esia_broker_certificate_expiry_timestamp_seconds",
+			Help: "When a certificate the broker depends on expires (Unix time): role client is the system's own certificate registered at ESIA, role esia each certificate ESIA signs tokens with.",
+		}, []string{"connector", "role", "subject"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.tokens, m.logins)
+	reg.MustRegister(m.requests, m.latency, m.tokens, m.logins, m.upstreamRefusals, m.certExpiry)
 	return m
 }
 

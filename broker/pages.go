@@ -92,6 +92,9 @@ func (b *Broker) renderError(w http.ResponseWriter, r *http.Request, err error) 
 	case ue == nil:
 		b.logger(r.Context()).Error("request failed", "err", err)
 		ue = errInternal
+	case ue.Operator != "":
+		b.metrics.upstreamRefusals.WithLabelValues(ue.OperatorCode).Inc()
+		b.logger(r.Context()).Error("upstream refuses the broker's configuration", "esia_code", ue.OperatorCode, "fix", ue.Operator, "err", ue.Err)
 	case ue.Err != nil:
 		b.logger(r.Context()).Warn("request refused", "title", ue.Title, "err", ue.Err)
 	}

@@ -50,6 +50,7 @@ func TestTwoBrowsers(t *testing.T) {
 
 		// A's ESIA callback (code and state) replayed in B.
 		u := startESIA(t, e.h, a, e.rp.conf.AuthCodeURL("state-a-87654321", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("prompt", "login")))
+		forgetESIA(a, u)
 		resp, err := a.Get(u.String())
 		if err != nil {
 			t.Fatal(err)

@@ -20,6 +20,19 @@ type Connector interface {
 	HandleCallback(ctx context.Context, r *http.Request, data string) (*Identity, error)
 }
 
+// upstreamLogout is a connector whose upstream keeps a session of its own that the broker's
+// logout must end too (ESIA's single sign-on).
+type upstreamLogout interface {
+	// UpstreamLogoutURL is where to send the browser to end the upstream session, coming back
+	// to returnTo; "" to skip.
+	UpstreamLogoutURL(returnTo string) string
+}
+
+// certificateHolder is a connector that depends on certificates that expire.
+type certificateHolder interface {
+	Certificates() []CertificateInfo
+}
+
 // Identity is who the upstream says logged in.
 type Identity struct {
 	// Subject is the upstream's stable id (the ESIA oid).
@@ -45,6 +58,10 @@ type UserError struct {
 	Err     error
 	// Retry is set by the broker: where «Попробовать снова» leads.
 	Retry string
+	// Operator, when set, is a fault only the operator can fix (ESIA refuses the broker's
+	// configuration): it is logged at error level, in English, with OperatorCode.
+	Operator     string
+	OperatorCode string
 }
 
 func (e *UserError) Error() string {

@@ -133,10 +133,14 @@ type ESIA struct {
 	CertFile      string `mapstructure:"cert_file"`
 	SignerCommand string `mapstructure:"signer_command"`
 	SignerReverse bool   `mapstructure:"signer_reverse"`
-	TokenIssuer   string `mapstructure:"token_issuer"`
-	// VerifyCertFiles are ESIA's certificates (PEM files, comma-separated) for token signature
-	// checks; empty checks claims only.
+	// TokenIssuer is the iss of ESIA's tokens; empty derives it from BaseURL
+	// (http://esia.gosuslugi.ru/ in production, http://esia-portal1.test.gosuslugi.ru/ in ТЕСИА).
+	TokenIssuer string `mapstructure:"token_issuer"`
+	// VerifyCertFiles are ESIA's certificates (PEM or DER files, comma-separated) for token
+	// signature checks. Required outside dev.
 	VerifyCertFiles string `mapstructure:"verify_cert_files"`
+	// Logout ends ESIA's own session when a person logs out of the broker (default true).
+	Logout bool `mapstructure:"logout"`
 }
 
 // OIDC configures the generic OpenID Connect upstream.
@@ -358,7 +362,8 @@ func Defaults() map[string]any {
 		"upstream.esia.cert_file":            "",
 		"upstream.esia.signer_command":       "",
 		"upstream.esia.signer_reverse":       false,
-		"upstream.esia.token_issuer":         "http://esia.gosuslugi.ru/",
+		"upstream.esia.token_issuer":         "",
+		"upstream.esia.logout":               true,
 		"upstream.esia.verify_cert_files":    "",
 		"upstream.oidc.enabled":              false,
 		"upstream.oidc.issuer":               "",
@@ -578,6 +583,9 @@ func (c *Config) validate() []string {
 		bad("log.format", "must be json or text, got %q", c.Log.Format)
 	}
 	p = append(p, c.Upstream.validate()...)
+	if e := c.Upstream.ESIA; e.Enabled && !c.Dev && strings.TrimSpace(e.VerifyCertFiles) == "" {
+		p = append(p, "upstream.esia.verify_cert_files: is required: ESIA's certificates (PEM, or DER .cer as ESIA publishes them), so that the broker verifies ESIA's tokens")
+	}
 	if c.Limits.PagesPerIPPerMinute < 0 || c.Limits.TokenPerIPPerMinute < 0 {
 		bad("limits", "pages_per_ip_per_minute and token_per_ip_per_minute must not be negative (0 turns them off)")
 	}
@@ -674,7 +682,7 @@ func (u *Upstream) validate() []string {
 			bad("upstream.esia.timeout", "must be at least 1s")
 		}
 		if e.CertFile == "" {
-			bad("upstream.esia.cert_file", "is required (the certificate registered at ESIA, PEM)")
+			bad("upstream.esia.cert_file", "is required (the certificate registered at ESIA, PEM or DER)")
 		}
 		switch e.Signer {
 		case "gost":

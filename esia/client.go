@@ -16,12 +16,15 @@ import (
 	"github.com/google/uuid"
 )
 
-// Hosts and token issuer of ESIA (DESIGN §4).
+// Hosts and token issuers of ESIA's two environments (DESIGN §4): production, and the test
+// environment (ТЕСИА) every system passes before it is let into production.
 const (
 	ProductionURL = "https://esia.gosuslugi.ru"
 	TestURL       = "https://esia-portal1.test.gosuslugi.ru"
-	// DefaultIssuer is the iss of ESIA's tokens: http and a trailing slash.
+	// DefaultIssuer is the iss of production ESIA's tokens: http and a trailing slash.
 	DefaultIssuer = "http://esia.gosuslugi.ru/"
+	// TestIssuer is the iss of ТЕСИА's tokens.
+	TestIssuer = "http://esia-portal1.test.gosuslugi.ru/"
 	// TimestampLayout is ESIA's timestamp format, yyyy.MM.dd HH:mm:ss Z.
 	TimestampLayout = "2006.01.02 15:04:05 -0700"
 )
@@ -38,7 +41,7 @@ type Config struct {
 	ScopeOrg string
 	// AccessType is online (default) or offline (refresh tokens).
 	AccessType string
-	// Issuer is the expected iss of tokens; DefaultIssuer when empty.
+	// Issuer is the expected iss of tokens; when empty, IssuerFor(BaseURL).
 	Issuer string
 	// Timeout bounds every call; 10s when zero.
 	Timeout time.Duration
@@ -91,7 +94,7 @@ func New(cfg Config, signer Signer) (*Client, error) {
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	if cfg.Issuer == "" {
-		cfg.Issuer = DefaultIssuer
+		cfg.Issuer = IssuerFor(cfg.BaseURL)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
@@ -121,6 +124,31 @@ func newTransport() *http.Transport {
 	t.MaxIdleConnsPerHost = 128
 	t.IdleConnTimeout = 90 * time.Second
 	return t
+}
+
+// IssuerFor is the iss that tokens of the ESIA at baseURL carry: TestIssuer for ТЕСИА's host,
+// DefaultIssuer for production's and for any other address (an emulator or a proxy of
+// production; configure the issuer explicitly when it differs).
+func IssuerFor(baseURL string) string {
+	u, err := url.Parse(baseURL)
+	if err == nil && strings.EqualFold(u.Hostname(), "esia-portal1.test.gosuslugi.ru") {
+		return TestIssuer
+	}
+	return DefaultIssuer
+}
+
+// Issuer is the iss this client expects of ESIA's tokens.
+func (c *Client) Issuer() string { return c.cfg.Issuer }
+
+// ClientID is the system's мнемоника.
+func (c *Client) ClientID() string { return c.cfg.ClientID }
+
+// LogoutURL is where a browser ends its ESIA session (/idp/ext/Logout) and then comes back to
+// redirectURL. ESIA keeps a single sign-on session of its own: without this, the next person
+// at a shared computer who presses «Войти через Госуслуги» is logged in as the previous one.
+func (c *Client) LogoutURL(redirectURL string) string {
+	q := url.Values{"client_id": {c.cfg.ClientID}, "redirect_url": {redirectURL}}
+	return c.cfg.BaseURL + "/idp/ext/Logout?" + q.Encode()
 }
 
 func (c *Client) scope() string { return strings.Join(c.cfg.Scopes, " ") }

@@ -240,14 +240,17 @@ func TestProtocolErrors(t *testing.T) {
 	t.Run("certificate hash of another certificate", func(t *testing.T) {
 		c, _ := esia.New(esia.Config{BaseURL: e.srv.URL, ClientID: "ESIA_BROKER_TEST", RedirectURI: redirect, Scopes: scopes}, wrongKey)
 		au, _ := c.AuthURL(ctx, uuid.NewString())
-		if q := authorize(t, au, "x"); !strings.Contains(q.Get("body"), esia.CodeCertificateMismatch) {
+		// ESIA answers it on the redirect, as access_denied with ESIA-007053, like a bad secret.
+		q := authorize(t, au, "x")
+		err := esia.CallbackError(q)
+		if q.Get("error") != "access_denied" || esia.ErrorCode(err) != esia.CodeClientSecret || esia.Classify(err) != esia.ClassConfiguration {
 			t.Errorf("got %v", q)
 		}
 	})
 	t.Run("secret signed by another key", func(t *testing.T) {
 		c, _ := esia.New(esia.Config{BaseURL: e.srv.URL, ClientID: "ESIA_BROKER_TEST", RedirectURI: redirect, Scopes: scopes}, forgedSigner{wrongKey, e.signer.CertificateHash()})
 		au, _ := c.AuthURL(ctx, uuid.NewString())
-		if q := authorize(t, au, "x"); !strings.HasPrefix(q.Get("error_description"), esia.CodeClientSecret) {
+		if q := authorize(t, au, "x"); q.Get("error") != "access_denied" || !strings.HasPrefix(q.Get("error_description"), esia.CodeClientSecret) {
 			t.Errorf("got %v", q)
 		}
 	})

@@ -11,8 +11,40 @@ import (
 	"time"
 )
 
+// ID is an ESIA identifier: a person's oid, a kid's or a contact's id. ESIA's guide shows them
+// as JSON numbers in some resources and strings in others, and versions differ; an ID takes
+// either and keeps the digits as text, so no id is rounded through a float.
+type ID string
+
+// UnmarshalJSON implements json.Unmarshaler: a string, an integer number, or null.
+func (id *ID) UnmarshalJSON(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	switch {
+	case s == "null":
+		*id = ""
+		return nil
+	case strings.HasPrefix(s, `"`):
+		var v string
+		if err := json.Unmarshal(b, &v); err != nil {
+			return fmt.Errorf("esia id: %w", err)
+		}
+		*id = ID(v)
+		return nil
+	}
+	if s == "" || strings.Trim(s, "0123456789") != "" || len(s) > 40 {
+		return fmt.Errorf("esia id: %.40q is neither a string nor a whole number", s)
+	}
+	*id = ID(s)
+	return nil
+}
+
+// String returns the id's text.
+func (id ID) String() string { return string(id) }
+
 // Person is /rs/prns/{oid}, with ESIA's field names.
 type Person struct {
+	// OID is the person's own id, when ESIA includes it.
+	OID        ID     `json:"oid"`
 	FirstName  string `json:"firstName"`
 	LastName   string `json:"lastName"`
 	MiddleName string `json:"middleName"`
@@ -29,6 +61,7 @@ type Person struct {
 
 // Contact is one element of /rs/prns/{oid}/ctts.
 type Contact struct {
+	ID     ID     `json:"id"`
 	Type   string `json:"type"` // EML, MBT, PHN
 	Value  string `json:"value"`
 	VrfStu string `json:"vrfStu"`
@@ -36,7 +69,7 @@ type Contact struct {
 
 // Kid is one element of /rs/prns/{oid}/kids.
 type Kid struct {
-	ID         string `json:"id"`
+	ID         ID     `json:"id"`
 	FirstName  string `json:"firstName"`
 	LastName   string `json:"lastName"`
 	MiddleName string `json:"middleName"`

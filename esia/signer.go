@@ -8,9 +8,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,19 +54,33 @@ func (s *KeySigner) Sign(_ context.Context, msg []byte) ([]byte, error) {
 // CertificateHash implements Signer.
 func (s *KeySigner) CertificateHash() string { return s.hash }
 
-// CommandSigner runs an external program that reads the message on standard input and writes
-// the raw signature on standard output: OpenSSL with the gost engine, or CryptoPro's csptest,
-// for keys kept in a token or HSM.
+// CommandSigner runs an external program to sign: OpenSSL with the gost engine, or CryptoPro's
+// csptest or cryptcp, for keys kept in a token, an HSM or a CryptoPro container. The program
+// gets the message on standard input, or, when an argument holds {in}, in a file of that name;
+// it writes the signature on standard output, or, when an argument holds {out}, to that file
+// (csptest and cryptcp work with -in and -out files). The signature may be raw (64 bytes) or
+// base64 text.
 type CommandSigner struct {
-	// Argv is the command and its arguments, e.g. openssl dgst -engine gost -md_gost12_256
-	// -sign key.pem (OpenSSL reads the message from stdin when no file is named).
+	// Argv is the command and its arguments, e.g.
+	//   openssl dgst -engine gost -md_gost12_256 -sign key.pem
+	//   csptest -keyset -sign GOST12_256 -container '\\.\HDIMAGE\esia' -keytype exchange -in {in} -out {out}
 	Argv []string
-	// Reverse byte-reverses the output: CryptoPro writes signatures little-endian.
+	// Reverse byte-reverses the output: CryptoPro writes signatures little-endian, OpenSSL
+	// big-endian as ESIA wants them.
 	Reverse bool
 	// Hash is the certificate hash (gost.CertificateHash of the registered certificate).
 	Hash    string
 	Timeout time.Duration
+	// TempDir holds the {in} and {out} files (a fresh directory per signature, removed after);
+	// os.TempDir when empty.
+	TempDir string
 }
+
+// Placeholders of CommandSigner arguments.
+const (
+	InFile  = "{in}"
+	OutFile = "{out}"
+)
 
 // Sign implements Signer.
 func (s *CommandSigner) Sign(ctx context.Context, msg []byte) ([]byte, error) {
@@ -75,22 +93,116 @@ func (s *CommandSigner) Sign(ctx context.Context, msg []byte) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, s.Argv[0], s.Argv[1:]...)
-	cmd.Stdin = bytes.NewReader(msg)
+	argv := slices.Clone(s.Argv)
+	var inPath, outPath string
+	if slices.ContainsFunc(argv, func(a string) bool { return strings.Contains(a, InFile) || strings.Contains(a, OutFile) }) {
+		dir, err := os.MkdirTemp(s.TempDir, "esia-sign-")
+		if err != nil {
+			return nil, fmt.Errorf("esia command signer: temporary directory: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		inPath, outPath = filepath.Join(dir, "message.txt"), filepath.Join(dir, "signature.bin")
+		for i, a := range argv {
+			argv[i] = strings.ReplaceAll(strings.ReplaceAll(a, InFile, inPath), OutFile, outPath)
+		}
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if slices.ContainsFunc(s.Argv, func(a string) bool { return strings.Contains(a, InFile) }) {
+		if err := os.WriteFile(inPath, msg, 0o600); err != nil {
+			return nil, fmt.Errorf("esia command signer: write the message file: %w", err)
+		}
+	} else {
+		cmd.Stdin = bytes.NewReader(msg)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("esia command signer %s: %w: %s", s.Argv[0], err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("esia command signer %s: %w: %s", argv[0], err, commandOutput(stderr.String(), out))
 	}
-	if len(out) != gost.SignatureSize {
-		return nil, fmt.Errorf("esia command signer %s: wrote %d bytes, want a %d-byte raw signature", s.Argv[0], len(out), gost.SignatureSize)
+	if slices.ContainsFunc(s.Argv, func(a string) bool { return strings.Contains(a, OutFile) }) {
+		if out, err = os.ReadFile(outPath); err != nil {
+			return nil, fmt.Errorf("esia command signer %s: it wrote no signature file: %w", argv[0], err)
+		}
+	}
+	sig, err := rawSignature(out)
+	if err != nil {
+		return nil, fmt.Errorf("esia command signer %s: %w", argv[0], err)
 	}
 	if s.Reverse {
-		out = gost.ReverseBytes(out)
+		sig = gost.ReverseBytes(sig)
 	}
-	return out, nil
+	return sig, nil
+}
+
+// rawSignature takes a 64-byte signature, or one written as base64 text.
+func rawSignature(out []byte) ([]byte, error) {
+	if len(out) == gost.SignatureSize {
+		return out, nil
+	}
+	text := strings.Join(strings.Fields(string(out)), "")
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(text); err == nil && len(b) == gost.SignatureSize {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("wrote %d bytes, want a %d-byte raw signature (or its base64)", len(out), gost.SignatureSize)
+}
+
+// commandOutput is what a failed command printed (standard error, else standard output) on
+// one line, for the error.
+func commandOutput(stderr string, stdout []byte) string {
+	text := strings.TrimSpace(stderr)
+	if text == "" {
+		text = strings.TrimSpace(string(stdout))
+	}
+	text = strings.Join(strings.Fields(text), " ")
+	if len(text) > 500 {
+		text = "…" + text[len(text)-500:]
+	}
+	return text
 }
 
 // CertificateHash implements Signer.
 func (s *CommandSigner) CertificateHash() string { return s.Hash }
+
+// SplitCommand splits a configured command line into arguments at spaces. Single or double
+// quotes keep spaces inside an argument ('\\.\Aktiv Rutoken ECP 00 00\esia'); backslashes
+// are plain characters, as CryptoPro's container names are full of them.
+func SplitCommand(line string) ([]string, error) {
+	var args []string
+	var cur strings.Builder
+	inArg := false
+	var quote rune
+	for _, r := range line {
+		switch {
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			} else {
+				cur.WriteRune(r)
+			}
+		case r == '\'' || r == '"':
+			quote, inArg = r, true
+		case r == ' ' || r == '\t' || r == '\n':
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		default:
+			cur.WriteRune(r)
+			inArg = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unclosed %c quote in command %q", quote, line)
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	if len(args) == 0 {
+		return nil, errors.New("empty command")
+	}
+	return args, nil
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,35 +25,32 @@ const AlgGOST = "GOST3410_2012_256"
 type TokenVerifier struct {
 	rsaKeys  []*rsa.PublicKey
 	gostKeys []*gost.PublicKey
+	certs    []CertificateInfo
 }
 
-// NewTokenVerifier reads ESIA's certificates (PEM, one or more blocks; RSA or GOST keys).
-func NewTokenVerifier(pemData ...[]byte) (*TokenVerifier, error) {
+// CertificateInfo describes one certificate a verifier trusts: what an operator watches, as
+// ESIA replaces its test certificate every year.
+type CertificateInfo struct {
+	Subject  string
+	NotAfter time.Time
+	// Alg is GOST3410_2012_256 or RS256.
+	Alg string
+}
+
+// NewTokenVerifier reads ESIA's certificates. Each argument is a file's content: PEM with one
+// or more CERTIFICATE blocks, or one DER certificate (a .cer as ESIA hands it out). Keys are
+// RSA or GOST.
+func NewTokenVerifier(data ...[]byte) (*TokenVerifier, error) {
 	v := &TokenVerifier{}
-	for _, data := range pemData {
-		for {
-			var blk *pem.Block
-			blk, data = pem.Decode(data)
-			if blk == nil {
-				break
+	for i, d := range data {
+		ders, err := certificateDERs(d)
+		if err != nil {
+			return nil, fmt.Errorf("esia verifier: certificate file %d: %w", i+1, err)
+		}
+		for _, der := range ders {
+			if err := v.add(der); err != nil {
+				return nil, fmt.Errorf("esia verifier: certificate file %d: %w", i+1, err)
 			}
-			if blk.Type != "CERTIFICATE" {
-				continue
-			}
-			if gc, err := gost.ParseCertificate(blk.Bytes); err == nil {
-				gc.PublicKey.Precompute() // ESIA's key verifies every login's token
-				v.gostKeys = append(v.gostKeys, gc.PublicKey)
-				continue
-			}
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("esia verifier: parse certificate: %w", err)
-			}
-			rk, ok := c.PublicKey.(*rsa.PublicKey)
-			if !ok {
-				return nil, fmt.Errorf("esia verifier: certificate key %T is neither RSA nor GOST", c.PublicKey)
-			}
-			v.rsaKeys = append(v.rsaKeys, rk)
 		}
 	}
 	if len(v.rsaKeys)+len(v.gostKeys) == 0 {
@@ -60,6 +58,52 @@ func NewTokenVerifier(pemData ...[]byte) (*TokenVerifier, error) {
 	}
 	return v, nil
 }
+
+// certificateDERs returns the CERTIFICATE blocks of PEM data, or data itself when it is DER.
+func certificateDERs(data []byte) ([][]byte, error) {
+	var out [][]byte
+	rest := data
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type == "CERTIFICATE" {
+			out = append(out, blk.Bytes)
+		}
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	if len(data) > 0 && data[0] == 0x30 { // an ASN.1 SEQUENCE: one DER certificate
+		return [][]byte{data}, nil
+	}
+	return nil, errors.New("neither PEM CERTIFICATE blocks nor a DER certificate")
+}
+
+func (v *TokenVerifier) add(der []byte) error {
+	if gc, err := gost.ParseCertificate(der); err == nil {
+		gc.PublicKey.Precompute() // ESIA's key verifies every login's token
+		v.gostKeys = append(v.gostKeys, gc.PublicKey)
+		v.certs = append(v.certs, CertificateInfo{Subject: gc.Subject, NotAfter: gc.NotAfter, Alg: AlgGOST})
+		return nil
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return fmt.Errorf("parse certificate: %w", err)
+	}
+	rk, ok := c.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return fmt.Errorf("certificate key %T is neither RSA nor GOST", c.PublicKey)
+	}
+	v.rsaKeys = append(v.rsaKeys, rk)
+	v.certs = append(v.certs, CertificateInfo{Subject: c.Subject.String(), NotAfter: c.NotAfter, Alg: "RS256"})
+	return nil
+}
+
+// Certificates lists the certificates read from files (not keys added directly).
+func (v *TokenVerifier) Certificates() []CertificateInfo { return slices.Clone(v.certs) }
 
 // AddRSA and AddGOST add keys directly (tests, the emulator).
 func (v *TokenVerifier) AddRSA(k *rsa.PublicKey) { v.rsaKeys = append(v.rsaKeys, k) }

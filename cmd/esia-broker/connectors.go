@@ -11,62 +11,95 @@ import (
 	"github.com/esia-broker/esia-broker/esia/gost"
 )
 
+// esiaParts are the pieces of the ESIA connector, each checked: what `esia check` reports on.
+type esiaParts struct {
+	cert     *gost.Certificate
+	key      *gost.PrivateKey // nil with a command signer
+	signer   esia.Signer
+	verifier *esia.TokenVerifier
+	client   *esia.Client
+}
+
+func (p *esiaParts) certificates() []broker.CertificateInfo {
+	out := []broker.CertificateInfo{{Role: "client", Subject: p.cert.Subject, NotAfter: p.cert.NotAfter}}
+	if p.verifier != nil {
+		for _, c := range p.verifier.Certificates() {
+			out = append(out, broker.CertificateInfo{Role: "esia", Subject: c.Subject, NotAfter: c.NotAfter})
+		}
+	}
+	return out
+}
+
+// buildESIA reads the ESIA connector's key, certificates and signer. verifier, when not nil,
+// replaces ESIA's certificates (the dev server's emulator).
+func buildESIA(e config.ESIA, issuer string, verifier *esia.TokenVerifier) (*esiaParts, error) {
+	p := &esiaParts{verifier: verifier}
+	certData, err := os.ReadFile(e.CertFile)
+	if err != nil {
+		return nil, fmt.Errorf("upstream.esia.cert_file: %w", err)
+	}
+	if p.cert, err = gost.ParseCertificatePEM(certData); err != nil {
+		return nil, fmt.Errorf("upstream.esia.cert_file %s: %w", e.CertFile, err)
+	}
+	switch e.Signer {
+	case "gost":
+		keyPEM, err := os.ReadFile(e.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("upstream.esia.key_file: %w", err)
+		}
+		if p.key, err = gost.ParsePrivateKeyPEM(keyPEM); err != nil {
+			return nil, fmt.Errorf("upstream.esia.key_file %s: %w", e.KeyFile, err)
+		}
+		if p.signer, err = esia.NewKeySigner(p.key, p.cert.Raw); err != nil {
+			return nil, fmt.Errorf("upstream.esia.key_file and cert_file: %w", err)
+		}
+	case "command":
+		argv, err := esia.SplitCommand(e.SignerCommand)
+		if err != nil {
+			return nil, fmt.Errorf("upstream.esia.signer_command: %w", err)
+		}
+		p.signer = &esia.CommandSigner{Argv: argv, Reverse: e.SignerReverse, Hash: gost.CertificateHash(p.cert.Raw), Timeout: e.Timeout}
+	default:
+		return nil, fmt.Errorf("upstream.esia.signer: must be gost or command, got %q", e.Signer)
+	}
+	if p.verifier == nil && strings.TrimSpace(e.VerifyCertFiles) != "" {
+		var files [][]byte
+		for _, f := range strings.Split(e.VerifyCertFiles, ",") {
+			b, err := os.ReadFile(strings.TrimSpace(f))
+			if err != nil {
+				return nil, fmt.Errorf("upstream.esia.verify_cert_files: %w", err)
+			}
+			files = append(files, b)
+		}
+		if p.verifier, err = esia.NewTokenVerifier(files...); err != nil {
+			return nil, fmt.Errorf("upstream.esia.verify_cert_files: %w", err)
+		}
+	}
+	redirect := e.RedirectURI
+	if redirect == "" {
+		redirect = issuer + "/esia/callback"
+	}
+	p.client, err = esia.New(esia.Config{
+		BaseURL: e.ESIABaseURL(), ClientID: e.ClientID, RedirectURI: redirect, Scopes: strings.Fields(e.Scopes),
+		AccessType: e.AccessType, Issuer: e.TokenIssuer, Timeout: e.Timeout, Verifier: p.verifier,
+	}, p.signer)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 // buildConnectors makes the upstream connectors the configuration enables. verifier, when not
 // nil, replaces the ESIA token verifier read from files (the dev server's emulator).
 func buildConnectors(cfg *config.Config, verifier *esia.TokenVerifier) ([]broker.Connector, error) {
 	issuer := strings.TrimSuffix(cfg.Issuer, "/")
 	var out []broker.Connector
 	if e := cfg.Upstream.ESIA; e.Enabled {
-		certPEM, err := os.ReadFile(e.CertFile)
-		if err != nil {
-			return nil, fmt.Errorf("upstream.esia.cert_file: %w", err)
-		}
-		cert, err := gost.ParseCertificatePEM(certPEM)
-		if err != nil {
-			return nil, fmt.Errorf("upstream.esia.cert_file: %w", err)
-		}
-		var signer esia.Signer
-		switch e.Signer {
-		case "gost":
-			keyPEM, err := os.ReadFile(e.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("upstream.esia.key_file: %w", err)
-			}
-			key, err := gost.ParsePrivateKeyPEM(keyPEM)
-			if err != nil {
-				return nil, fmt.Errorf("upstream.esia.key_file: %w", err)
-			}
-			if signer, err = esia.NewKeySigner(key, cert.Raw); err != nil {
-				return nil, err
-			}
-		case "command":
-			signer = &esia.CommandSigner{Argv: strings.Fields(e.SignerCommand), Reverse: e.SignerReverse, Hash: gost.CertificateHash(cert.Raw), Timeout: e.Timeout}
-		}
-		if verifier == nil && e.VerifyCertFiles != "" {
-			var pems [][]byte
-			for _, f := range strings.Split(e.VerifyCertFiles, ",") {
-				b, err := os.ReadFile(strings.TrimSpace(f))
-				if err != nil {
-					return nil, fmt.Errorf("upstream.esia.verify_cert_files: %w", err)
-				}
-				pems = append(pems, b)
-			}
-			if verifier, err = esia.NewTokenVerifier(pems...); err != nil {
-				return nil, fmt.Errorf("upstream.esia.verify_cert_files: %w", err)
-			}
-		}
-		redirect := e.RedirectURI
-		if redirect == "" {
-			redirect = issuer + "/esia/callback"
-		}
-		client, err := esia.New(esia.Config{
-			BaseURL: e.ESIABaseURL(), ClientID: e.ClientID, RedirectURI: redirect, Scopes: strings.Fields(e.Scopes),
-			AccessType: e.AccessType, Issuer: e.TokenIssuer, Timeout: e.Timeout, Verifier: verifier,
-		}, signer)
+		p, err := buildESIA(e, issuer, verifier)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, broker.NewESIAConnector(client))
+		out = append(out, broker.NewESIAConnector(p.client, broker.ESIAOptions{KeepESIASession: !e.Logout, Certificates: p.certificates()}))
 	}
 	if o := cfg.Upstream.OIDC; o.Enabled {
 		redirect := o.RedirectURI

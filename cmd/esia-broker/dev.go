@@ -165,7 +165,7 @@ func devESIA(cfg *config.Config, population int, skipSig bool, tokenAlg string) 
 	e := &cfg.Upstream.ESIA
 	if !e.Enabled {
 		*e = config.ESIA{Enabled: true, BaseURL: issuer + "/_esia", ClientID: "ESIA_BROKER_DEV", Scopes: e.Scopes, AccessType: "online",
-			Timeout: e.Timeout, Signer: "gost", KeyFile: keyPath, CertFile: certPath, TokenIssuer: e.TokenIssuer}
+			Timeout: e.Timeout, Signer: "gost", KeyFile: keyPath, CertFile: certPath, TokenIssuer: e.TokenIssuer, Logout: e.Logout}
 	}
 	certPEM, err := os.ReadFile(certPath)
 	if err != nil {
@@ -182,8 +182,8 @@ func devESIA(cfg *config.Config, population int, skipSig bool, tokenAlg string) 
 		SkipSignatureChecks: skipSig,
 		// The personas keep their ages whatever the date (a demo child never turns 14).
 		Personas: esiatest.PersonasOn(time.Now()),
-		Clients: []esiatest.Client{{ID: "ESIA_BROKER_DEV", CertDER: cert.Raw, RedirectURIs: []string{issuer + "/esia/callback"},
-			Scopes: []string{"openid", "fullname", "birthdate", "gender", "snils", "email", "mobile", "contacts", "kid_fullname", "kid_birthdate", "kid_snils"}}},
+		Clients: []esiatest.Client{{ID: "ESIA_BROKER_DEV", CertDER: cert.Raw, RedirectURIs: []string{issuer + "/esia/callback", issuer + "/oauth2/logout/done"},
+			Scopes: []string{"openid", "fullname", "birthdate", "gender", "snils", "email", "mobile", "contacts", "kid_fullname", "kid_birthdate", "kid_gender", "kid_snils"}}},
 	})
 }
 

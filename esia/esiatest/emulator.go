@@ -1,8 +1,12 @@
 // Package esiatest is an emulator of ESIA for tests and the dev server. It speaks ESIA's
-// protocol as the public facts describe it (DESIGN §4), strictly: GOST client secrets over the
-// exact string ESIA signs, certificate hashes, the timestamp window, redirect URIs, scopes,
-// single-use codes, JWT tokens with ESIA's claim names, the person resources with Bearer and
-// scope checks, and ESIA's error codes.
+// protocol as the public facts and real ТЕСИА tokens show it (DESIGN §4, docs/ESIA.md),
+// strictly: GOST client secrets over the exact string ESIA signs (standard or URL-safe
+// base64, padded or not, as ESIA takes them), certificate hashes, the timestamp window,
+// redirect URIs, scopes, single-use codes, JWT tokens with ESIA's header and claim types
+// (urn:esia:sbj_id a number, no kid), the person resources with Bearer and scope checks, kid
+// fields only with their kid_* scopes, ESIA's error codes as ESIA sends them (a bad client
+// secret or certificate hash is access_denied with ESIA-007053), and ESIA's single sign-on
+// session: a returning browser is answered without the persona page until /idp/ext/Logout.
 package esiatest
 
 import (
@@ -139,7 +143,6 @@ type Server struct {
 	opts    Options
 	key     *rsa.PrivateKey
 	gostKey *gost.PrivateKey
-	kid     string
 	clients map[string]*clientReg
 	byID    map[string]*Persona
 	byOID   map[string]*Persona
@@ -151,7 +154,11 @@ type Server struct {
 	codes    map[string]*grant
 	tokens   map[string]*grant
 	refresh  map[string]*grant
+	sso      map[string]*Persona // ESIA's own browser sessions, by cookie value
 }
+
+// SSOCookie is the emulator's single sign-on cookie (ESIA's own session in a browser).
+const SSOCookie = "esia_emulator_sso"
 
 // New makes an emulator.
 func New(opts Options) (*Server, error) {
@@ -184,8 +191,8 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("esiatest: %w", err)
 	}
-	s := &Server{opts: opts, key: key, gostKey: gk, kid: "esia-emulator", clients: map[string]*clientReg{}, byID: map[string]*Persona{}, byOID: map[string]*Persona{},
-		pendings: map[string]*pending{}, codes: map[string]*grant{}, tokens: map[string]*grant{}, refresh: map[string]*grant{}}
+	s := &Server{opts: opts, key: key, gostKey: gk, clients: map[string]*clientReg{}, byID: map[string]*Persona{}, byOID: map[string]*Persona{},
+		pendings: map[string]*pending{}, codes: map[string]*grant{}, tokens: map[string]*grant{}, refresh: map[string]*grant{}, sso: map[string]*Persona{}}
 	for i := range opts.Personas {
 		p := &opts.Personas[i]
 		s.byID[p.ID], s.byOID[p.OID] = p, p
@@ -275,10 +282,12 @@ func (s *Server) checkSigned(q url.Values, code string) (*clientReg, []string, *
 	c := s.clients[q.Get("client_id")]
 	s.mu.Unlock()
 	if c == nil {
-		return nil, nil, errCode(esia.CodeUnknownClient, "invalid_client", "unknown client")
+		return nil, nil, errCode(esia.CodeCertificateMismatch, "invalid_client", "no certificate is registered for this client")
 	}
 	if !strings.EqualFold(q.Get("client_certificate_hash"), c.hash) {
-		return nil, nil, errCode(esia.CodeCertificateMismatch, "invalid_client", "certificate and client id differ")
+		// ESIA answers a certificate hash that is not the registered certificate's as it answers
+		// a bad client_secret: access_denied with ESIA-007053.
+		return nil, nil, errCode(esia.CodeClientSecret, "access_denied", "client_secret or client_certificate_hash does not match the registered certificate")
 	}
 	ts, err := time.Parse(esia.TimestampLayout, q.Get("timestamp"))
 	if err != nil {
@@ -297,13 +306,25 @@ func (s *Server) checkSigned(q url.Values, code string) (*clientReg, []string, *
 		}
 	}
 	if !s.opts.SkipSignatureChecks {
-		sig, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(q.Get("client_secret"), "="))
+		sig, ok := decodeSecret(q.Get("client_secret"))
 		msg := esia.SecretMessage(q.Get("client_id"), q.Get("scope"), q.Get("scope_org"), q.Get("timestamp"), q.Get("state"), q.Get("redirect_uri"), code)
-		if err != nil || !c.pub.VerifyMessage([]byte(msg), sig) {
-			return nil, nil, errCode(esia.CodeClientSecret, "invalid_client", "client secret is wrong")
+		if !ok || !c.pub.VerifyMessage([]byte(msg), sig) {
+			return nil, nil, errCode(esia.CodeClientSecret, "access_denied", "client_secret does not verify against the registered certificate")
 		}
 	}
 	return c, scopes, nil
+}
+
+// decodeSecret reads a client_secret in standard or URL-safe base64, padded or not, as ESIA
+// does. (A '+' of standard base64 sent unescaped in a query arrives as a space.)
+func decodeSecret(v string) ([]byte, bool) {
+	v = strings.ReplaceAll(v, " ", "+")
+	for _, enc := range []*base64.Encoding{base64.RawURLEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.StdEncoding} {
+		if b, err := enc.DecodeString(v); err == nil {
+			return b, true
+		}
+	}
+	return nil, false
 }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
@@ -322,6 +343,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.redirectWithCode(w, r, p, s.randomPersona())
 		return
 	}
+	if persona := s.ssoPersona(r); persona != nil {
+		// ESIA's single sign-on: a browser that logged in before is answered at once.
+		s.redirectWithCode(w, r, p, persona)
+		return
+	}
 	id := randomID()
 	s.mu.Lock()
 	s.pendings[id] = p
@@ -335,7 +361,7 @@ func (s *Server) authError(w http.ResponseWriter, r *http.Request, q url.Values,
 	s.mu.Lock()
 	c := s.clients[q.Get("client_id")]
 	s.mu.Unlock()
-	if c == nil || e.code == esia.CodeRedirectURI || e.code == esia.CodeCertificateMismatch || !slices.Contains(c.RedirectURIs, q.Get("redirect_uri")) {
+	if c == nil || e.code == esia.CodeRedirectURI || !slices.Contains(c.RedirectURIs, q.Get("redirect_uri")) {
 		http.Error(w, e.Error(), http.StatusBadRequest)
 		return
 	}
@@ -376,7 +402,23 @@ func (s *Server) choose(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown persona", http.StatusBadRequest)
 		return
 	}
+	sid := randomID()
+	s.mu.Lock()
+	s.sso[sid] = persona
+	s.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: SSOCookie, Value: sid, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	s.redirectWithCode(w, r, p, persona)
+}
+
+// ssoPersona is who the browser's ESIA session belongs to, or nil.
+func (s *Server) ssoPersona(r *http.Request) *Persona {
+	c, err := r.Cookie(SSOCookie)
+	if err != nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sso[c.Value]
 }
 
 func (s *Server) redirectWithCode(w http.ResponseWriter, r *http.Request, p *pending, persona *Persona) {
@@ -490,7 +532,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) sign(claims map[string]any) (string, error) {
-	h, _ := json.Marshal(map[string]string{"alg": s.opts.TokenAlg, "typ": "JWT", "kid": s.kid})
+	// ESIA's header, as real tokens carry it: ver, typ, sbt (access or id) and alg, no kid.
+	sbt := "access"
+	if _, ok := claims["aud"]; ok {
+		sbt = "id"
+	}
+	h, _ := json.Marshal(map[string]any{"ver": 1, "typ": "JWT", "sbt": sbt, "alg": s.opts.TokenAlg})
 	c, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
@@ -574,14 +621,14 @@ func (s *Server) contacts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) kids(w http.ResponseWriter, r *http.Request) {
-	g := s.bearer(w, r, "kid_fullname", "kid_birthdate", "kid_snils")
+	g := s.bearer(w, r, "kid_fullname", "kid_birthdate", "kid_gender", "kid_snils")
 	if g == nil {
 		return
 	}
 	has := func(sc string) bool { return slices.Contains(g.scopes, sc) }
 	out := make([]map[string]any, 0, len(g.persona.Kids))
 	for _, k := range g.persona.Kids {
-		m := map[string]any{"id": k.ID}
+		m := map[string]any{"id": jsonID(k.ID)}
 		if has("kid_fullname") {
 			m["firstName"], m["lastName"], m["middleName"] = k.FirstName, k.LastName, k.MiddleName
 		}
@@ -591,12 +638,24 @@ func (s *Server) kids(w http.ResponseWriter, r *http.Request) {
 		if has("kid_snils") && k.SNILS != "" {
 			m["snils"] = k.SNILS
 		}
-		m["gender"] = k.Gender
+		if has("kid_gender") && k.Gender != "" {
+			m["gender"] = k.Gender
+		}
 		out = append(out, m)
 	}
 	writeJSON(w, map[string]any{"size": len(out), "elements": out})
 }
 
+// jsonID writes an id as ESIA does: a number when it is all digits, else a string.
+func jsonID(id esia.ID) any {
+	if id != "" && strings.Trim(string(id), "0123456789") == "" {
+		return json.Number(id)
+	}
+	return string(id)
+}
+
+// logout is /idp/ext/Logout: it ends the browser's ESIA session and returns to redirect_url,
+// which must be registered for the client.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	s.mu.Lock()
@@ -606,7 +665,24 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "ESIA-007014: client_id and redirect_url are required", http.StatusBadRequest)
 		return
 	}
+	if !slices.Contains(c.RedirectURIs, q.Get("redirect_url")) {
+		http.Error(w, "ESIA-007023: redirect_url is not registered for the client", http.StatusBadRequest)
+		return
+	}
+	if ck, err := r.Cookie(SSOCookie); err == nil {
+		s.mu.Lock()
+		delete(s.sso, ck.Value)
+		s.mu.Unlock()
+	}
+	http.SetCookie(w, &http.Cookie{Name: SSOCookie, Value: "", Path: "/", HttpOnly: true, MaxAge: -1})
 	http.Redirect(w, r, q.Get("redirect_url"), http.StatusFound)
+}
+
+// Sessions counts the open ESIA sessions (tests check that logout ends them).
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sso)
 }
 
 func randomID() string {

@@ -180,6 +180,8 @@ type Certificate struct {
 	PublicKey *PublicKey
 	NotBefore time.Time
 	NotAfter  time.Time
+	// Subject is the subject's distinguished name, as pkix.Name prints it.
+	Subject string
 }
 
 // ParseCertificate parses a DER certificate with a GOST public key. Go's crypto/x509 does not
@@ -199,14 +201,28 @@ func ParseCertificate(der []byte) (*Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Certificate{Raw: der, PublicKey: pub, NotBefore: tbs.Validity.NotBefore, NotAfter: tbs.Validity.NotAfter}, nil
+	var subject string
+	var rdn pkix.RDNSequence
+	if _, err := asn1.Unmarshal(tbs.Subject.FullBytes, &rdn); err == nil {
+		var n pkix.Name
+		n.FillFromRDNSequence(&rdn)
+		subject = n.String()
+	}
+	return &Certificate{Raw: der, PublicKey: pub, NotBefore: tbs.Validity.NotBefore, NotAfter: tbs.Validity.NotAfter, Subject: subject}, nil
 }
 
-// ParseCertificatePEM parses the first CERTIFICATE PEM block.
+// ParseCertificatePEM parses the first CERTIFICATE PEM block, or, when b holds no PEM at
+// all, b as DER: certificates are handed out both ways (a .cer from a CA is often DER).
 func ParseCertificatePEM(b []byte) (*Certificate, error) {
 	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, errors.New("gost: no CERTIFICATE PEM block")
+	if blk == nil {
+		if len(b) > 0 && b[0] == 0x30 { // an ASN.1 SEQUENCE: DER
+			return ParseCertificate(b)
+		}
+		return nil, errors.New("gost: neither a CERTIFICATE PEM block nor a DER certificate")
+	}
+	if blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("gost: PEM block is %q, want CERTIFICATE", blk.Type)
 	}
 	return ParseCertificate(blk.Bytes)
 }
