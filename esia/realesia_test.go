@@ -281,7 +281,9 @@ func TestEmulatorLikeESIA(t *testing.T) {
 			scopes []string
 			want   func(k esia.Kid) bool
 		}{
-			{[]string{"openid", "kid_fullname"}, func(k esia.Kid) bool { return k.FirstName != "" && k.BirthDate == "" && k.Gender == "" && k.SNILS == "" }},
+			{[]string{"openid", "kid_fullname"}, func(k esia.Kid) bool {
+				return k.FirstName != "" && k.BirthDate == "" && k.Gender == "" && k.SNILS == ""
+			}},
 			{[]string{"openid", "kid_gender"}, func(k esia.Kid) bool { return k.FirstName == "" && k.Gender != "" }},
 			{[]string{"openid", "kid_birthdate", "kid_snils"}, func(k esia.Kid) bool { return k.BirthDate != "" && k.SNILS != "" && k.Gender == "" }},
 		} {
