@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -668,4 +669,37 @@ func TestMisconfiguredESIA(t *testing.T) {
 		t.Errorf("no error-level log for the operator: %s", logs)
 	}
 	nothingWritten(t, s)
+}
+
+// TestCertificateExpiry: the certificates the ESIA connector depends on are logged at start
+// (a warning when one expires within 30 days, an error when it has expired) and exported.
+func TestCertificateExpiry(t *testing.T) {
+	soon, later, gone := time.Now().Add(10*24*time.Hour), time.Now().AddDate(1, 0, 0), time.Now().Add(-time.Hour)
+	conns, _, _ := esiaUpstreamWith(t, "", time.Second, broker.ESIAOptions{Certificates: []broker.CertificateInfo{
+		{Role: "client", Subject: "CN=ESIA_BROKER", NotAfter: later},
+		{Role: "esia", Subject: "CN=ESIA test", NotAfter: soon},
+		{Role: "esia", Subject: "CN=ESIA old", NotAfter: gone},
+	}})
+	h := newHarnessWith(t, openSQLite(t), conns)
+	rec := httptest.NewRecorder()
+	h.Broker.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, c := range []struct {
+		labels string
+		at     time.Time
+	}{{`role="client",subject="CN=ESIA_BROKER"`, later}, {`role="esia",subject="CN=ESIA test"`, soon}, {`role="esia",subject="CN=ESIA old"`, gone}} {
+		line := regexp.MustCompile(`esia_broker_certificate_expiry_timestamp_seconds\{connector="esia",` + regexp.QuoteMeta(c.labels) + `\} (\S+)`).FindStringSubmatch(rec.Body.String())
+		if line == nil {
+			t.Errorf("no expiry metric for %s", c.labels)
+			continue
+		}
+		if got, err := strconv.ParseFloat(line[1], 64); err != nil || int64(got) != c.at.Unix() {
+			t.Errorf("%s: %s, want %d", c.labels, line[1], c.at.Unix())
+		}
+	}
+	logs := h.Logs.String()
+	for _, want := range []string{`"level":"INFO","msg":"certificate","connector":"esia","role":"client"`, `"level":"WARN","msg":"certificate expires soon"`, `"level":"ERROR","msg":"certificate has expired"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s: %s", want, logs)
+		}
+	}
 }

@@ -56,6 +56,23 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{
+			name: "ESIA outside dev needs ESIA's certificates; the issuer follows the environment",
+			env: append(prodEnv(), "ESIA_BROKER_UPSTREAM_ESIA_ENABLED=true", "ESIA_BROKER_UPSTREAM_ESIA_CLIENT_ID=X",
+				"ESIA_BROKER_UPSTREAM_ESIA_CERT_FILE=/c", "ESIA_BROKER_UPSTREAM_ESIA_KEY_FILE=/k"),
+			wantErrs: []string{"upstream.esia.verify_cert_files: is required"},
+		},
+		{
+			name: "ESIA with its certificates",
+			env: append(prodEnv(), "ESIA_BROKER_UPSTREAM_ESIA_ENABLED=true", "ESIA_BROKER_UPSTREAM_ESIA_CLIENT_ID=X", "ESIA_BROKER_UPSTREAM_ESIA_BASE_URL=test",
+				"ESIA_BROKER_UPSTREAM_ESIA_CERT_FILE=/c", "ESIA_BROKER_UPSTREAM_ESIA_KEY_FILE=/k", "ESIA_BROKER_UPSTREAM_ESIA_VERIFY_CERT_FILES=/e.cer"),
+			check: func(t *testing.T, c *Config) {
+				e := c.Upstream.ESIA
+				if e.TokenIssuer != "" || !e.Logout || e.ESIABaseURL() != "https://esia-portal1.test.gosuslugi.ru" {
+					t.Errorf("token_issuer %q (want empty: derived), logout %v (want on), base %s", e.TokenIssuer, e.Logout, e.ESIABaseURL())
+				}
+			},
+		},
+		{
 			name: "dev mode needs no secrets",
 			env:  []string{"ESIA_BROKER_DEV=true"},
 			check: func(t *testing.T, c *Config) {

@@ -270,6 +270,10 @@ func (c *Client) token(ctx context.Context, form url.Values, code string) (*Toke
 	}
 	var tr tokenResponse
 	if err := json.Unmarshal(body, &tr); err != nil {
+		// ESIA answers some errors as text/plain ("ESIA-007014: …"): keep the code.
+		if e := textError(body, status); e != nil {
+			return nil, e
+		}
 		if status >= 500 {
 			return nil, fmt.Errorf("%w: token endpoint answered HTTP %d", ErrUnavailable, status)
 		}
@@ -292,6 +296,21 @@ func (c *Client) token(ctx context.Context, form url.Values, code string) (*Toke
 		return nil, err
 	}
 	return &Tokens{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, IDToken: tr.IDToken, ExpiresIn: tr.ExpiresIn, Claims: claims}, nil
+}
+
+// textError is the ESIA error of a non-JSON error answer that names an ESIA code, or nil.
+func textError(body []byte, status int) *Error {
+	if status < 400 {
+		return nil
+	}
+	text := strings.TrimSpace(string(body))
+	if len(text) > 500 {
+		text = text[:500]
+	}
+	if !codePattern.MatchString(text) {
+		return nil
+	}
+	return NewError("", text, status)
 }
 
 // do sends req and reads a bounded body. Network failures and timeouts are ErrUnavailable.

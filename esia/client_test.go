@@ -360,6 +360,21 @@ func TestUnreliableESIA(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a text/plain error keeps its ESIA code", func(t *testing.T) {
+		c := fakeESIA(t, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte("ESIA-007053: client_secret сформирован некорректно\n"))
+		})
+		_, err := c.Exchange(ctx, "code")
+		if esia.ErrorCode(err) != esia.CodeClientSecret || esia.Classify(err) != esia.ClassConfiguration {
+			t.Errorf("exchange: %v, want %s", err, esia.CodeClientSecret)
+		}
+		_, err = c.Person(ctx, "tok", "1")
+		if esia.ErrorCode(err) != esia.CodeClientSecret {
+			t.Errorf("person: %v, want %s", err, esia.CodeClientSecret)
+		}
+	})
 	t.Run("person is retried once after a failure", func(t *testing.T) {
 		calls := 0
 		c := fakeESIA(t, func(w http.ResponseWriter, _ *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -406,3 +407,23 @@ func readAll(resp *http.Response) string {
 }
 
 func cookiejarNew() (http.CookieJar, error) { return cookiejar.New(nil) }
+
+// TestErrorCodesDocumented keeps docs/ESIA.md's table equal to the code table the broker acts on.
+func TestErrorCodesDocumented(t *testing.T) {
+	b, err := os.ReadFile("../docs/ESIA.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	shown := map[esia.Class]string{esia.ClassCancelled: "«Вход отменён»", esia.ClassUnconfirmed: "«Учётная запись Госуслуг не подтверждена»",
+		esia.ClassExpired: "«Время входа истекло»", esia.ClassConfiguration: "«Сервис временно недоступен»", esia.ClassUnavailable: "«Госуслуги не отвечают»"}
+	for _, c := range esia.Codes() {
+		row := regexp.MustCompile(`(?m)^\| ` + c.Code + ` \| ` + "`" + regexp.QuoteMeta(c.OAuthError) + "`" + ` \|.*$`).FindString(doc)
+		if row == "" || !strings.Contains(row, shown[c.Class]) || !strings.Contains(row, c.Meaning) {
+			t.Errorf("docs/ESIA.md has no row for %s (%s) saying %s: %q", c.Code, c.OAuthError, shown[c.Class], row)
+		}
+	}
+	if n := len(regexp.MustCompile(`(?m)^\| ESIA-\d{6} \|`).FindAllString(doc, -1)); n != len(esia.Codes()) {
+		t.Errorf("docs/ESIA.md lists %d codes, the broker knows %d", n, len(esia.Codes()))
+	}
+}

@@ -152,7 +152,11 @@ func (c *Client) getOnce(ctx context.Context, token, path string, out any) error
 			Code        string `json:"code"`
 			Message     string `json:"message"`
 		}
-		_ = json.Unmarshal(body, &e)
+		if json.Unmarshal(body, &e) != nil {
+			if te := textError(body, status); te != nil {
+				return te
+			}
+		}
 		desc := e.Description
 		if desc == "" {
 			desc = e.Message

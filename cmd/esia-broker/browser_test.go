@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,6 +88,69 @@ func TestBrowserDevLogin(t *testing.T) {
 	p := filepath.Join(dir, "dev-login-claims-360.png")
 	if err := os.WriteFile(p, shot, 0o644); err == nil {
 		t.Logf("screenshot: %s", p)
+	}
+}
+
+// TestBrowserSharedComputer: on a shared school computer parent A logs in, then presses «Выйти»
+// in the diary. Parent B presses «Войти» next: B must see ESIA's login (the emulator's persona
+// page), not be let in as A by ESIA's still-open session. B then logs in as B.
+func TestBrowserSharedComputer(t *testing.T) {
+	base, _ := startDev(t)
+	ctx := browser(t)
+	loginAs := func(persona string) error {
+		return chromedp.Do(ctx,
+			chromedp.WaitVisible(chromedp.CSS(`button[value="`+persona+`"]`)),
+			chromedp.Click(chromedp.CSS(`button[value="`+persona+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`button[value="accept"]`)),
+			chromedp.Click(chromedp.CSS(`button[value="accept"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`pre`)),
+		)
+	}
+	startLogin := func() error {
+		return chromedp.Do(ctx,
+			chromedp.WaitVisible(chromedp.CSS(`a[href="/demo/login"]`)),
+			chromedp.Click(chromedp.CSS(`a[href="/demo/login"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`a[href^="/login/esia"]`)),
+			chromedp.Click(chromedp.CSS(`a[href^="/login/esia"]`)),
+		)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/demo/")); err != nil {
+		t.Fatal(err)
+	}
+	if err := startLogin(); err != nil {
+		t.Fatalf("A starts: %v", err)
+	}
+	if err := loginAs("parent-two-kids"); err != nil {
+		t.Fatalf("A logs in: %v", err)
+	}
+	if claims, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`pre`))); err != nil || !strings.Contains(claims, "Иванова Мария Петровна") {
+		t.Fatalf("A's claims: %q %v", claims, err)
+	}
+	// A presses «Выйти»: through the broker's and ESIA's logout, back to the diary.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[href*="/oauth2/logout"]`)), chromedp.WaitVisible(chromedp.CSS(`a[href="/demo/login"]`))); err != nil {
+		t.Fatalf("A logs out: %v", err)
+	}
+	// B presses «Войти» and «Войти через Госуслуги»: ESIA's login page, or A's diary?
+	if err := startLogin(); err != nil {
+		t.Fatalf("B starts: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`button[value="parent-three-kids"], button[value="accept"], pre`))); err != nil {
+		t.Fatalf("B: %v", err)
+	}
+	loc, err1 := chromedp.Run(ctx, chromedp.Location())
+	persona, err2 := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('button[value="parent-three-kids"]') !== null`))
+	diary, err3 := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('pre, button[value="accept"]') !== null`))
+	if err := errors.Join(err1, err2, err3); err != nil {
+		t.Fatal(err)
+	}
+	if !persona || diary || !strings.Contains(loc, "/_esia/aas/oauth2/v2/ac") {
+		t.Fatalf("B was not shown ESIA's login: at %s (persona page %v, A's diary %v)", loc, persona, diary)
+	}
+	if err := loginAs("parent-three-kids"); err != nil {
+		t.Fatalf("B logs in: %v", err)
+	}
+	if claims, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`pre`))); err != nil || !strings.Contains(claims, "Смирнова Ольга Сергеевна") || strings.Contains(claims, "Иванова") {
+		t.Errorf("B's claims: %q %v", claims, err)
 	}
 }
 

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/esia"
+	"github.com/esia-broker/esia-broker/esia/gost"
+)
+
+func (a *app) esiaCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "esia", Short: "The direct ESIA connection"}
+	var online bool
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Check the ESIA key, certificates and signer, and print the certificate hash ESIA asks for",
+		Long: `Check the direct ESIA connection as configured (upstream.esia): that the key and the
+certificate match, the certificate hash to enter on ESIA's technology portal, a signed sample
+/aas/oauth2/v2/ac request whose client_secret verifies, ESIA's certificates and their expiry,
+and the redirect URIs to register. With --online the sample request is sent to ESIA and its
+answer explained. Exits 1 when something is wrong.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			if !cfg.Upstream.ESIA.Enabled {
+				return &exitError{code: 2, err: errors.New("upstream.esia.enabled is false: there is no ESIA connection to check")}
+			}
+			r := &checkReport{w: a.stdout}
+			checkESIA(cmd.Context(), cfg, online, r)
+			if r.failed > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("esia check: %d problem(s) found", r.failed)}
+			}
+			fmt.Fprintln(a.stdout, "everything checked is in order")
+			return nil
+		},
+	}
+	check.Flags().BoolVar(&online, "online", false, "also send the signed sample request to ESIA and explain its answer")
+	cmd.AddCommand(check)
+	return cmd
+}
+
+// checkReport prints one line per finding.
+type checkReport struct {
+	w      io.Writer
+	failed int
+}
+
+func (r *checkReport) ok(format string, a ...any)   { r.line("ok  ", format, a...) }
+func (r *checkReport) info(format string, a ...any) { r.line("    ", format, a...) }
+func (r *checkReport) warn(format string, a ...any) { r.line("warn", format, a...) }
+func (r *checkReport) fail(format string, a ...any) {
+	r.failed++
+	r.line("FAIL", format, a...)
+}
+func (r *checkReport) line(tag, format string, a ...any) {
+	fmt.Fprintf(r.w, "%s  %s\n", tag, fmt.Sprintf(format, a...))
+}
+
+// validity reports a certificate's dates; it fails an expired or not yet valid one.
+func (r *checkReport) validity(what string, notBefore, notAfter, now time.Time) {
+	days := int(notAfter.Sub(now).Hours() / 24)
+	switch {
+	case now.After(notAfter):
+		r.fail("%s expired on %s", what, notAfter.UTC().Format(time.DateOnly))
+	case !notBefore.IsZero() && now.Before(notBefore):
+		r.fail("%s is not valid before %s", what, notBefore.UTC().Format(time.DateOnly))
+	case days < 30:
+		r.warn("%s expires in %d days (%s): get the next one now", what, days, notAfter.UTC().Format(time.DateOnly))
+	default:
+		r.ok("%s is valid until %s (%d days)", what, notAfter.UTC().Format(time.DateOnly), days)
+	}
+}
+
+func checkESIA(ctx context.Context, cfg *config.Config, online bool, r *checkReport) {
+	e := cfg.Upstream.ESIA
+	now := time.Now()
+	issuer := strings.TrimSuffix(cfg.Issuer, "/")
+	base := e.ESIABaseURL()
+	tokenIssuer := e.TokenIssuer
+	if tokenIssuer == "" {
+		tokenIssuer = esia.IssuerFor(base)
+	}
+	r.info("ESIA: %s (%s); tokens must carry iss %s", base, firstNonEmptyString(e.BaseURL, "production"), tokenIssuer)
+	r.info("client id (мнемоника): %s", e.ClientID)
+	redirect := e.RedirectURI
+	if redirect == "" {
+		redirect = issuer + "/esia/callback"
+	}
+	uris := redirect
+	if e.Logout {
+		uris += " and " + issuer + "/oauth2/logout/done (the return from ESIA's logout)"
+	}
+	r.info("redirect URIs to register for the system at ESIA: %s", uris)
+
+	// The system's certificate.
+	data, err := os.ReadFile(e.CertFile)
+	if err != nil {
+		r.fail("upstream.esia.cert_file: %v", err)
+		return
+	}
+	cert, err := gost.ParseCertificatePEM(data)
+	if err != nil {
+		r.fail("upstream.esia.cert_file %s is not a GOST R 34.10-2012 certificate (PEM or DER): %v", e.CertFile, err)
+		return
+	}
+	r.ok("certificate %s: %s", e.CertFile, firstNonEmptyString(cert.Subject, "(no subject)"))
+	r.validity("the certificate", cert.NotBefore, cert.NotAfter, now)
+	r.info("certificate hash for ESIA's technology portal (client_certificate_hash): %s", gost.CertificateHash(cert.Raw))
+
+	// The signer.
+	signer := checkSigner(ctx, e, cert, r)
+	if signer == nil {
+		return
+	}
+
+	// A sample request, signed and checked as ESIA checks it.
+	client, err := esia.New(esia.Config{BaseURL: base, ClientID: e.ClientID, RedirectURI: redirect, Scopes: strings.Fields(e.Scopes),
+		AccessType: e.AccessType, Issuer: e.TokenIssuer, Timeout: e.Timeout}, signer)
+	if err != nil {
+		r.fail("%v", err)
+		return
+	}
+	sample, err := client.AuthURL(ctx, uuid.NewString())
+	if err != nil {
+		r.fail("signing a sample request: %v", err)
+		return
+	}
+	u, _ := url.Parse(sample)
+	q := u.Query()
+	sig, err := base64.RawURLEncoding.DecodeString(q.Get("client_secret"))
+	msg := esia.SecretMessage(q.Get("client_id"), q.Get("scope"), q.Get("scope_org"), q.Get("timestamp"), q.Get("state"), q.Get("redirect_uri"), "")
+	if err != nil || !cert.PublicKey.VerifyMessage([]byte(msg), sig) {
+		r.fail("the sample request's client_secret does not verify against the certificate: ESIA would answer ESIA-007053")
+	} else {
+		r.ok("a sample /aas/oauth2/v2/ac request is signed and its client_secret verifies against the certificate (scopes: %s)", q.Get("scope"))
+	}
+	r.info("sample request: %s", sample)
+
+	// ESIA's certificates.
+	if strings.TrimSpace(e.VerifyCertFiles) == "" {
+		r.fail("upstream.esia.verify_cert_files is empty: the broker could not verify ESIA's tokens (download ESIA's certificate for %s)", firstNonEmptyString(e.BaseURL, "production"))
+	}
+	for _, f := range strings.Split(e.VerifyCertFiles, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			r.fail("upstream.esia.verify_cert_files: %v", err)
+			continue
+		}
+		v, err := esia.NewTokenVerifier(data)
+		if err != nil {
+			r.fail("ESIA certificate %s: %v", f, err)
+			continue
+		}
+		for _, c := range v.Certificates() {
+			r.ok("ESIA certificate %s: %s (%s)", f, firstNonEmptyString(c.Subject, "(no subject)"), c.Alg)
+			r.validity("ESIA's certificate "+f, time.Time{}, c.NotAfter, now)
+		}
+	}
+	if online {
+		checkOnline(ctx, sample, redirect, e.Timeout, r)
+	}
+}
+
+// checkSigner makes the configured signer and proves it signs with the certificate's key.
+func checkSigner(ctx context.Context, e config.ESIA, cert *gost.Certificate, r *checkReport) esia.Signer {
+	switch e.Signer {
+	case "gost":
+		pem, err := os.ReadFile(e.KeyFile)
+		if err != nil {
+			r.fail("upstream.esia.key_file: %v", err)
+			return nil
+		}
+		key, err := gost.ParsePrivateKeyPEM(pem)
+		if err != nil {
+			r.fail("upstream.esia.key_file %s is not a GOST R 34.10-2012 PKCS#8 key: %v", e.KeyFile, err)
+			return nil
+		}
+		s, err := esia.NewKeySigner(key, cert.Raw)
+		if err != nil {
+			r.fail("the key in %s does not belong to the certificate in %s: ESIA would answer ESIA-007053", e.KeyFile, e.CertFile)
+			return nil
+		}
+		r.ok("the key in %s belongs to the certificate", e.KeyFile)
+		return s
+	case "command":
+		argv, err := esia.SplitCommand(e.SignerCommand)
+		if err != nil {
+			r.fail("upstream.esia.signer_command: %v", err)
+			return nil
+		}
+		s := &esia.CommandSigner{Argv: argv, Reverse: e.SignerReverse, Hash: gost.CertificateHash(cert.Raw), Timeout: e.Timeout}
+		msg := []byte("esia-broker esia check " + time.Now().UTC().Format(time.RFC3339Nano))
+		sig, err := s.Sign(ctx, msg)
+		if err != nil {
+			r.fail("the signer command failed: %v", err)
+			return nil
+		}
+		switch {
+		case cert.PublicKey.VerifyMessage(msg, sig):
+			r.ok("the signer command signs with the certificate's key (signer_reverse: %v)", e.SignerReverse)
+			return s
+		case cert.PublicKey.VerifyMessage(msg, gost.ReverseBytes(sig)):
+			r.fail("the signer command's signature verifies only byte-reversed: set upstream.esia.signer_reverse: %v", !e.SignerReverse)
+		default:
+			r.fail("the signer command's signature does not verify against the certificate: it signs with another key, or not GOST R 34.10-2012 over Streebog-256")
+		}
+		return nil
+	}
+	r.fail("upstream.esia.signer must be gost or command, got %q", e.Signer)
+	return nil
+}
+
+// checkOnline sends the sample request to ESIA and explains the answer. ESIA answers a request
+// it accepts with its login page (directly or by a redirect to it), and a refused one by
+// redirecting to the redirect URI with error and an ESIA code, or with an error page.
+func checkOnline(ctx context.Context, sample, redirect string, timeout time.Duration, r *checkReport) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sample, nil)
+	if err != nil {
+		r.fail("online: %v", err)
+		return
+	}
+	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := hc.Do(req)
+	if err != nil {
+		r.fail("online: ESIA could not be reached: %v", err)
+		return
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	switch {
+	case resp.StatusCode >= 300 && resp.StatusCode < 400 && strings.HasPrefix(loc, redirect):
+		u, _ := url.Parse(loc)
+		err := esia.CallbackError(u.Query())
+		if err == nil {
+			r.ok("online: ESIA answered at once with a code (a single sign-on session): the request was accepted")
+			return
+		}
+		explain(err, r)
+	case resp.StatusCode >= 400:
+		err := esia.NewError("", strings.TrimSpace(string(body)), resp.StatusCode)
+		if err.Code == "" {
+			r.fail("online: ESIA answered HTTP %d without an ESIA code", resp.StatusCode)
+			return
+		}
+		explain(err, r)
+	default:
+		r.ok("online: ESIA accepted the signed request and shows its login page (HTTP %d)", resp.StatusCode)
+	}
+}
+
+func explain(err error, r *checkReport) {
+	code := esia.ErrorCode(err)
+	info, known := esia.LookupCode(code)
+	switch {
+	case !known:
+		r.fail("online: ESIA refused the request: %v", err)
+	case info.Operator != "":
+		r.fail("online: ESIA refused the request with %s (%s): %s", code, info.Meaning, info.Operator)
+	default:
+		r.fail("online: ESIA answered %s (%s)", code, info.Meaning)
+	}
+}
+
+func firstNonEmptyString(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
