@@ -43,7 +43,7 @@ func TestHelperSigner(t *testing.T) {
 
 type esiaFiles struct {
 	dir, key, cert, otherKey, esiaCert, esiaCertDER, expiredESIA string
-	certDER                                                     []byte
+	certDER                                                      []byte
 }
 
 func writeESIAFiles(t *testing.T) esiaFiles {
