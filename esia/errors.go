@@ -72,7 +72,9 @@ const (
 // CodeInfo describes one ESIA error code.
 type CodeInfo struct {
 	Code string
-	// OAuthError is the OAuth error ESIA sends with the code.
+	// OAuthError is the OAuth error ESIA sends with the code: published for 007004, 007005,
+	// 007014 and 007053 (access_denied, also for a wrong certificate hash), assumed for the
+	// others. The class never depends on it when the code is known.
 	OAuthError string
 	Class      Class
 	// Meaning is the code's text in ESIA's guide (Russian).
@@ -99,7 +101,7 @@ func Codes() []CodeInfo {
 		{CodeOverloaded, "temporarily_unavailable", ClassUnavailable, "Сервис авторизации в настоящее время не может выполнить запрос из-за большой нагрузки или технических работ на сервере", ""},
 		{"ESIA-007009", "unsupported_response_type", ClassConfiguration, "Сервис авторизации не поддерживает получение маркера доступа этим методом",
 			"ESIA does not support the method the broker used"},
-		{CodeCodeInvalid, "invalid_grant", ClassExpired, "Авторизационный код или маркер обновления недействителен, просрочен, отозван или выдан другой системе-клиенту", ""},
+		{CodeCodeInvalid, "invalid_grant", ClassExpired, "Авторизационный код или маркер обновления недействителен, просрочен, отозван или не соответствует адресу ресурса, указанному в запросе на авторизацию, или был выдан другой системе-клиенту", ""},
 		{"ESIA-007012", "unsupported_grant_type", ClassConfiguration, "Тип авторизационного кода не поддерживается сервисом авторизации",
 			"ESIA does not support the grant type the broker used"},
 		{"ESIA-007013", "invalid_scope", ClassConfiguration, "Запрос не содержит указания на область доступа (scope)",
@@ -116,7 +118,7 @@ func Codes() []CodeInfo {
 			"ESIA could not read the broker's request"},
 		{"ESIA-007046", "access_denied", ClassConfiguration, "Запрос otp невозможен, а в области доступа указано обязательное прохождение пользователем двухфакторной авторизации",
 			"a scope demands two-factor login that the account cannot do: remove it from upstream.esia.scopes"},
-		{CodeClientSecret, "access_denied", ClassConfiguration, "client_secret сформирован некорректно: не соответствует строке, сертификату, информационной системе, или сертификат не активен",
+		{CodeClientSecret, "access_denied", ClassConfiguration, "client_secret сформирован некорректно. client_secret не соответствует строке-сертификату, информационной системе или используемый сертификат не активен",
 			"the client secret does not verify at ESIA: wrong key or certificate, wrong byte order (upstream.esia.signer_reverse), or the certificate is not active at ESIA" + check},
 		{CodeUnconfirmedAccount, "access_denied", ClassUnconfirmed, "Вход в систему осуществляется с неподтверждённой учётной записью", ""},
 		{"ESIA-007060", "invalid_request", ClassConfiguration, "Значение параметра roles в запросе указано неверно", "ESIA rejected the roles parameter"},

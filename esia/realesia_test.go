@@ -310,7 +310,7 @@ func TestEmulatorLikeESIA(t *testing.T) {
 }
 
 // TestEmulatorSingleSignOn: ESIA remembers a browser; a second login from it skips the persona
-// page until /idp/ext/Logout ends the session, and Logout takes only a registered return URL.
+// page until /idp/ext/Logout ends the session; Logout returns only to a registered origin.
 func TestEmulatorSingleSignOn(t *testing.T) {
 	e := newEnv(t, esiatest.Options{})
 	e.emu.Register(esiatest.Client{ID: "ESIA_BROKER_TEST", CertDER: e.cert, RedirectURIs: []string{redirect, "https://broker.example/oauth2/logout/done"}, Scopes: scopes})

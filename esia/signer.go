@@ -55,11 +55,11 @@ func (s *KeySigner) Sign(_ context.Context, msg []byte) ([]byte, error) {
 func (s *KeySigner) CertificateHash() string { return s.hash }
 
 // CommandSigner runs an external program to sign: OpenSSL with the gost engine, or CryptoPro's
-// csptest or cryptcp, for keys kept in a token, an HSM or a CryptoPro container. The program
-// gets the message on standard input, or, when an argument holds {in}, in a file of that name;
-// it writes the signature on standard output, or, when an argument holds {out}, to that file
-// (csptest and cryptcp work with -in and -out files). The signature may be raw (64 bytes) or
-// base64 text.
+// csptest (-keyset -sign GOST12_256), for keys kept in a token, an HSM or a CryptoPro container.
+// The program gets the message on standard input, or, when an argument holds {in}, in a file of
+// that name; it writes the signature on standard output, or, when an argument holds {out}, to
+// that file (csptest works with -in and -out files). The signature must be the raw 64 bytes (or
+// their base64); CryptoPro's cryptcp makes PKCS#7 signatures, which ESIA's v2 does not take.
 type CommandSigner struct {
 	// Argv is the command and its arguments, e.g.
 	//   openssl dgst -engine gost -md_gost12_256 -sign key.pem

@@ -654,19 +654,21 @@ func jsonID(id esia.ID) any {
 	return string(id)
 }
 
-// logout is /idp/ext/Logout: it ends the browser's ESIA session and returns to redirect_url,
-// which must be registered for the client.
+// logout is /idp/ext/Logout: it ends the browser's ESIA session and returns to redirect_url.
+// ESIA's guide does not say how ESIA checks the return address; the emulator takes one on the
+// origin of a registered redirect URI (so it is no open redirect), and without one answers a page.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	s.mu.Lock()
 	c := s.clients[q.Get("client_id")]
 	s.mu.Unlock()
-	if c == nil || q.Get("redirect_url") == "" {
-		http.Error(w, "ESIA-007014: client_id and redirect_url are required", http.StatusBadRequest)
+	if c == nil {
+		http.Error(w, "ESIA-007014: client_id is required", http.StatusBadRequest)
 		return
 	}
-	if !slices.Contains(c.RedirectURIs, q.Get("redirect_url")) {
-		http.Error(w, "ESIA-007023: redirect_url is not registered for the client", http.StatusBadRequest)
+	back := q.Get("redirect_url")
+	if back != "" && !slices.ContainsFunc(c.RedirectURIs, func(u string) bool { return sameOrigin(u, back) }) {
+		http.Error(w, "ESIA-007023: redirect_url is not on the system's registered addresses", http.StatusBadRequest)
 		return
 	}
 	if ck, err := r.Cookie(SSOCookie); err == nil {
@@ -675,7 +677,19 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}
 	http.SetCookie(w, &http.Cookie{Name: SSOCookie, Value: "", Path: "/", HttpOnly: true, MaxAge: -1})
-	http.Redirect(w, r, q.Get("redirect_url"), http.StatusFound)
+	if back == "" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("Вы вышли из Госуслуг (эмулятор ЕСИА)."))
+		return
+	}
+	http.Redirect(w, r, back, http.StatusFound)
+}
+
+// sameOrigin tells whether two absolute URLs share scheme, host and port.
+func sameOrigin(a, b string) bool {
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	return err1 == nil && err2 == nil && ua.Scheme != "" && ua.Host != "" && strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host)
 }
 
 // Sessions counts the open ESIA sessions (tests check that logout ends them).
