@@ -3,7 +3,9 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/esia-broker/esia-broker/esia"
@@ -15,6 +17,7 @@ type esiaClient interface {
 	Exchange(ctx context.Context, code string) (*esia.Tokens, error)
 	Person(ctx context.Context, accessToken, oid string) (*esia.Person, error)
 	LogoutURL(redirectURL string) string
+	Probe(ctx context.Context) (*esia.Error, error)
 }
 
 // ESIAConnector logs people in through ESIA directly, GOST-signed. It admits only confirmed
@@ -22,6 +25,11 @@ type esiaClient interface {
 type ESIAConnector struct {
 	client esiaClient
 	opts   ESIAOptions
+
+	// The last probe of ESIA (see confirm): at most one a minute, whatever arrives.
+	probeMu  sync.Mutex
+	probeAt  time.Time
+	probeErr *esia.Error
 }
 
 // ESIAOptions tune the ESIA connector.
@@ -77,6 +85,9 @@ func (c *ESIAConnector) LoginURL(ctx context.Context, state string) (string, str
 func (c *ESIAConnector) HandleCallback(ctx context.Context, r *http.Request, _ string) (*Identity, error) {
 	q := r.URL.Query()
 	if err := esia.CallbackError(q); err != nil {
+		if esia.Classify(err) == esia.ClassConfiguration {
+			return nil, c.confirm(ctx, err)
+		}
 		return nil, esiaUserError(err)
 	}
 	tok, err := c.client.Exchange(ctx, q.Get("code"))
@@ -87,13 +98,43 @@ func (c *ESIAConnector) HandleCallback(ctx context.Context, r *http.Request, _ s
 	if err != nil {
 		return nil, esiaUserError(err)
 	}
-	if !p.Trusted {
-		return nil, errUnconfirmed(nil)
-	}
-	return &Identity{
+	id := &Identity{
 		Subject: tok.Claims.OID, FamilyName: p.LastName, GivenName: p.FirstName, MiddleName: p.MiddleName,
-		Birthdate: esia.ISOBirthDate(p.BirthDate), SNILS: p.SNILS, AMR: []string{"esia"}, ACR: "urn:esia:trusted",
-	}, nil
+		Birthdate: esia.ISOBirthDate(p.BirthDate), SNILS: p.SNILS, AMR: []string{"esia"}, ACR: ACRTrusted,
+	}
+	if !p.Trusted {
+		// The broker decides: only a child's own account matching a card gets in unconfirmed.
+		id.Unconfirmed, id.ACR, id.Fields = true, ACRUnconfirmedChild, p.Fields
+	}
+	return id, nil
+}
+
+// confirm checks a configuration fault that arrived on the redirect back. That redirect passes
+// through the browser, and anyone with a login flow can forge it; before the operator is
+// alarmed, the connector asks ESIA itself with a fresh signed request (at most once a minute).
+// ESIA refusing that too confirms the fault; otherwise the parent is told ESIA refused this
+// login and to try again, and only a warning is logged.
+func (c *ESIAConnector) confirm(ctx context.Context, reported error) error {
+	c.probeMu.Lock()
+	if time.Since(c.probeAt) > time.Minute {
+		e, err := c.client.Probe(ctx)
+		if err != nil {
+			e = nil // ESIA unreachable: nothing confirmed
+		}
+		c.probeAt, c.probeErr = time.Now(), e
+	}
+	probed := c.probeErr
+	c.probeMu.Unlock()
+	if probed != nil && esia.Classify(probed) == esia.ClassConfiguration {
+		return esiaUserError(probed)
+	}
+	code := esia.ErrorCode(reported)
+	shown := ""
+	if code != "" {
+		shown = " (код " + code + ")"
+	}
+	return &UserError{Status: http.StatusBadGateway, Title: "Госуслуги отклонили вход", Err: fmt.Errorf("not confirmed by a probe of ESIA: %w", reported),
+		Message: "Госуслуги не приняли этот вход" + shown + ". Попробуйте войти ещё раз; если ошибка повторится, сообщите в службу поддержки."}
 }
 
 func errUnconfirmed(err error) *UserError {

@@ -313,8 +313,6 @@ func (b *Broker) redeemCode(w http.ResponseWriter, r *http.Request) {
 			msg = "Этот код заменён новым. Попросите действующий код у классного руководителя."
 		case errors.Is(err, storage.ErrInviteWrongUse):
 			msg = "Это код для другой роли. Вернитесь назад и выберите роль, указанную на бланке с кодом."
-		case errors.Is(err, linking.ErrTooYoung):
-			msg = "Код обучающегося можно использовать с 14 лет. Ребёнку младше 14 лет учётную запись для входа создаёт родитель."
 		case errors.Is(err, linking.ErrAlreadyLinked):
 			msg = "Этот ребёнок уже привязан к вашей учётной записи."
 		case errors.Is(err, linking.ErrStudentLeft):

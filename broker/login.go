@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,6 +42,12 @@ func (b *Broker) loginStart(w http.ResponseWriter, r *http.Request) {
 		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Вход был начат в другом окне или браузере. Вернитесь в электронный дневник и войдите снова."})
 		return
 	}
+	if r.URL.Query().Get("fresh") == "" {
+		if to := b.upstreamLogoutFirst(w, r, conn, lr); to != "" {
+			http.Redirect(w, r, to, http.StatusFound)
+			return
+		}
+	}
 	target, f, err := b.upstreamTrip(ctx, conn, lr)
 	if err != nil {
 		b.renderError(w, r, err)
@@ -51,6 +58,23 @@ func (b *Broker) loginStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// upstreamLogoutFirst returns where to send the browser before a trip to conn for lr, or "".
+// ESIA's own session outlives the broker's. Before a trip that must not reuse it — this
+// browser's logout did not get through ESIA's logout, or the diary asks for a fresh login
+// (prompt=login, max_age) — the browser goes through ESIA's logout first and comes back to
+// /login/{conn} with fresh=1.
+func (b *Broker) upstreamLogoutFirst(w http.ResponseWriter, r *http.Request, conn Connector, lr *storage.LoginRequest) string {
+	lo, ok := conn.(upstreamLogout)
+	if !ok || !b.mustEndUpstreamSession(r, lr) {
+		return ""
+	}
+	to := lo.UpstreamLogoutURL(b.issuer() + "/oauth2/logout/done")
+	if to != "" {
+		b.setCookie(w, logoutCookie, logoutReturn{Login: lr.ID, Connector: conn.ID()}.encode(), logoutPending)
+	}
+	return to
 }
 
 // upstreamTrip asks conn where to send the browser for login request lr, and returns the
@@ -107,6 +131,15 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 	if id.SNILS != "" {
 		if d, err := b.linker.Digester().SNILS(id.SNILS); err == nil {
 			snilsDigest = d
+		}
+	}
+	if id.Unconfirmed {
+		if err := b.admitUnconfirmed(ctx, connID, id, snilsDigest); err != nil {
+			b.metrics.logins.WithLabelValues(connID, "unconfirmed").Inc()
+			retry := *asUserError(err).(*UserError)
+			retry.Retry = "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(flow.LoginRequestID)
+			b.renderError(w, r, &retry)
+			return
 		}
 	}
 	sub := id.Subject
@@ -335,6 +368,41 @@ func (b *Broker) intentConnector() Connector {
 	return b.connOrder[0]
 }
 
+// admitUnconfirmed decides on an account the upstream reports as not confirmed: it gets in
+// only as a child's own account — under 14 by the birth date the upstream gave, with a SNILS
+// and birth date that match an active student card — and only while
+// children.unconfirmed_esia_children allows it. What the upstream sent for such an account
+// (the field names, no values) is logged, so operators see the real shape.
+func (b *Broker) admitUnconfirmed(ctx context.Context, connID string, id *Identity, snilsDigest string) error {
+	reason := ""
+	switch age, err := linking.Age(id.Birthdate, b.calendar()); {
+	case !b.cfg.Children.UnconfirmedESIAChildren:
+		reason = "unconfirmed_esia_children is off"
+	case err != nil:
+		reason = "no birth date"
+	case age >= linking.AdultAge:
+		reason = "not a child under 14"
+	case snilsDigest == "":
+		reason = "no SNILS"
+	default:
+		_, own, err := b.store.StudentsForSNILS(ctx, snilsDigest)
+		if err != nil {
+			return err
+		}
+		reason = "no active student card with this SNILS and birth date"
+		for _, st := range own {
+			if st.Active && st.Birthdate == id.Birthdate {
+				reason = ""
+			}
+		}
+	}
+	b.logger(ctx).Info("unconfirmed upstream account", "connector", connID, "admitted", reason == "", "reason", reason, "fields", id.Fields)
+	if reason != "" {
+		return errUnconfirmed(nil)
+	}
+	return nil
+}
+
 // logout is RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). With a valid
 // id_token_hint the session ends at once; without one the person confirms with a form.
 func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
@@ -405,25 +473,43 @@ func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
 	if to := b.upstreamLogoutURL(); to != "" {
 		// ESIA keeps a session of its own: end it too, then come back to /oauth2/logout/done,
 		// which finishes where the relying party asked.
-		b.setCookie(w, logoutCookie, back.encode(), 10*time.Minute)
+		b.setCookie(w, logoutCookie, back.encode(), logoutPending)
 		http.Redirect(w, r, to, http.StatusFound)
 		return
 	}
 	b.finishLogout(w, r, back)
 }
 
-// logoutCookie carries where a logout ends while the browser visits ESIA's logout.
+// logoutCookie carries where a logout ends while the browser visits ESIA's logout. It stays
+// until the browser is back from ESIA: while it is there, ESIA's session may still be open, and
+// the next ESIA login from this browser goes through ESIA's logout first.
 const logoutCookie = "esia_broker_logout"
 
+// logoutPending is how long a logout whose ESIA step did not complete is remembered.
+const logoutPending = 24 * time.Hour
+
 // logoutReturn is where a logout ends: a relying party's registered post-logout URI with its
-// state, or (URI empty) the broker's «Вы вышли» page.
+// state, or (URI empty) the broker's «Вы вышли» page; or, with Login set, the login request to
+// continue once ESIA's session has ended.
 type logoutReturn struct {
 	ClientID, URI, State string
+	Login, Connector     string
 }
 
 func (l logoutReturn) encode() string {
-	v := url.Values{"c": {l.ClientID}, "u": {l.URI}, "s": {l.State}}
+	v := url.Values{"c": {l.ClientID}, "u": {l.URI}, "s": {l.State}, "l": {l.Login}, "n": {l.Connector}}
 	return base64.RawURLEncoding.EncodeToString([]byte(v.Encode()))
+}
+
+// mustEndUpstreamSession tells whether a trip upstream for lr must not reuse the upstream's
+// own session: a logout of this browser is still pending, or the relying party asked for a
+// fresh login.
+func (b *Broker) mustEndUpstreamSession(r *http.Request, lr *storage.LoginRequest) bool {
+	if _, err := r.Cookie(b.cookieName(logoutCookie)); err == nil {
+		return true
+	}
+	q, _ := url.ParseQuery(lr.AuthorizeQuery)
+	return slices.Contains(strings.Fields(q.Get("prompt")), "login") || q.Has("max_age")
 }
 
 func decodeLogoutReturn(s string) (logoutReturn, bool) {
@@ -435,7 +521,7 @@ func decodeLogoutReturn(s string) (logoutReturn, bool) {
 	if err != nil {
 		return logoutReturn{}, false
 	}
-	return logoutReturn{ClientID: v.Get("c"), URI: v.Get("u"), State: v.Get("s")}, true
+	return logoutReturn{ClientID: v.Get("c"), URI: v.Get("u"), State: v.Get("s"), Login: v.Get("l"), Connector: v.Get("n")}, true
 }
 
 // upstreamLogoutURL is where to end the upstream's own session (ESIA's), coming back to
@@ -487,10 +573,25 @@ func (b *Broker) finishLogout(w http.ResponseWriter, r *http.Request, back logou
 // logoutDone is where ESIA's logout comes back. The return address is checked again against
 // the client's registration: the cookie only says which one was asked for.
 func (b *Broker) logoutDone(w http.ResponseWriter, r *http.Request) {
-	var back logoutReturn
-	if c, err := r.Cookie(b.cookieName(logoutCookie)); err == nil {
-		back, _ = decodeLogoutReturn(c.Value)
-		b.clearCookie(w, logoutCookie)
+	c, err := r.Cookie(b.cookieName(logoutCookie))
+	if err != nil {
+		// No logout under way in this browser: say «Вы вышли» only when nobody is logged in.
+		if bs, _, err := b.currentSession(r.Context(), r); err == nil && bs != nil {
+			http.Redirect(w, r, "/account", http.StatusFound)
+			return
+		}
+		b.render(w, r, http.StatusOK, "logged_out", pageData{Title: "Вы вышли"})
+		return
+	}
+	back, _ := decodeLogoutReturn(c.Value)
+	b.clearCookie(w, logoutCookie)
+	if back.Login != "" {
+		// ESIA's session has ended: continue the login that had to wait for it.
+		if _, ok := b.connectors[back.Connector]; ok {
+			http.Redirect(w, r, "/login/"+url.PathEscape(back.Connector)+"?"+url.Values{"login": {back.Login}, "fresh": {"1"}}.Encode(), http.StatusFound)
+			return
+		}
+		back = logoutReturn{}
 	}
 	b.finishLogout(w, r, back)
 }

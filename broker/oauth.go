@@ -445,6 +445,14 @@ func (b *Broker) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	// With idp naming a connector the browser goes straight to the upstream: the login request
 	// and the upstream flow are written together and no start page is shown.
 	if conn, ok := b.connectors[ar.GetRequestForm().Get("idp")]; ok {
+		if to := b.upstreamLogoutFirst(w, r, conn, lr); to != "" {
+			if err := b.store.CreateLoginRequest(ctx, lr); err != nil {
+				b.renderError(w, r, err)
+				return
+			}
+			http.Redirect(w, r, to, http.StatusFound)
+			return
+		}
 		target, f, err := b.upstreamTrip(ctx, conn, lr)
 		if err != nil {
 			// Keep the login request so that «Повторить» can start the trip again.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -174,10 +176,10 @@ func (c *OIDCConnector) HandleCallback(ctx context.Context, r *http.Request, dat
 		}
 		return ""
 	}
+	unconfirmed := false
 	if cl.Trusted != "" {
-		if t, _ := claims[cl.Trusted].(bool); !t {
-			return nil, errUnconfirmed(nil)
-		}
+		t, _ := claims[cl.Trusted].(bool)
+		unconfirmed = !t
 	}
 	sub := str(cl.Subject)
 	if sub == "" {
@@ -189,9 +191,23 @@ func (c *OIDCConnector) HandleCallback(ctx context.Context, r *http.Request, dat
 			bd = iso
 		}
 	}
-	return &Identity{Subject: sub, FamilyName: str(cl.FamilyName), GivenName: str(cl.GivenName), MiddleName: str(cl.MiddleName),
-		Birthdate: bd, SNILS: str(cl.SNILS), AMR: []string{"esia"}, ACR: "urn:esia:trusted"}, nil
+	id := &Identity{Subject: sub, FamilyName: str(cl.FamilyName), GivenName: str(cl.GivenName), MiddleName: str(cl.MiddleName),
+		Birthdate: bd, SNILS: str(cl.SNILS), AMR: []string{"esia"}, ACR: ACRTrusted}
+	if unconfirmed {
+		// As with ESIA: the broker admits it only as a child's own account matching a card.
+		id.Unconfirmed, id.ACR = true, ACRUnconfirmedChild
+		for k := range claims {
+			if len(id.Fields) < 64 && claimName.MatchString(k) {
+				id.Fields = append(id.Fields, k)
+			}
+		}
+		slices.Sort(id.Fields)
+	}
+	return id, nil
 }
+
+// claimName is what a claim name looks like; anything else is not logged.
+var claimName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_:.\-]{0,63}$`)
 
 func isoFromDotted(d string) string {
 	parts := strings.Split(d, ".")

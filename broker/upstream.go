@@ -48,7 +48,23 @@ type Identity struct {
 	// AMR and ACR go to the tokens.
 	AMR []string
 	ACR string
+	// Unconfirmed marks an account the upstream reports as not confirmed (ESIA's trusted
+	// false). The broker admits it only as a child's own account that matches a student card
+	// (children.unconfirmed_esia_children); everyone else sees how to confirm the account.
+	Unconfirmed bool
+	// Fields names the person fields the upstream sent (names only, never values), logged for
+	// unconfirmed accounts so operators see what ESIA returns for them.
+	Fields []string
 }
+
+// ACRs of ESIA logins in tokens.
+const (
+	// ACRTrusted is a confirmed ESIA account.
+	ACRTrusted = "urn:esia:trusted"
+	// ACRUnconfirmedChild is a child's own ESIA account that ESIA reports as not confirmed,
+	// admitted because its SNILS and birth date match the child's card.
+	ACRUnconfirmedChild = "urn:esia:unconfirmed-child"
+)
 
 // UserError is an error with a Russian title and message for the page, and an HTTP status.
 type UserError struct {

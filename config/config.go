@@ -50,6 +50,17 @@ type Region struct {
 
 // Children tunes sub-accounts of children under 14.
 type Children struct {
+	// PasswordAccounts allows the login-and-password sub-accounts that parents make for
+	// children under 14. A region that allows only ESIA (access to state systems through ESIA)
+	// sets it false: every password path is refused, and existing sub-accounts are disabled at
+	// start.
+	PasswordAccounts bool `mapstructure:"password_accounts"`
+	// UnconfirmedESIAChildren admits a child's own ESIA account that ESIA reports as not
+	// confirmed, when the child is under 14 and the account's SNILS and birth date match an
+	// active student card; every other unconfirmed account is refused.
+	UnconfirmedESIAChildren bool `mapstructure:"unconfirmed_esia_children"`
+	// Argon2*: argon2id for the sub-accounts' passwords; outside dev at least OWASP's minimums
+	// (Password Storage Cheat Sheet: 46 MiB × 1, 19 MiB × 2, 12 MiB × 3, 9 MiB × 4, 7 MiB × 5).
 	Argon2Time       uint32        `mapstructure:"argon2_time"`
 	Argon2MemoryKiB  uint32        `mapstructure:"argon2_memory_kib"`
 	Argon2Threads    uint8         `mapstructure:"argon2_threads"`
@@ -327,6 +338,8 @@ func Defaults() map[string]any {
 		"linking.consent_version":            "2026-11",
 		"linking.always_pick_student":        "",
 		"linking.link_intent_ttl":            "10m",
+		"children.password_accounts":         true,
+		"children.unconfirmed_esia_children": true,
 		"children.argon2_time":               1,
 		"children.argon2_memory_kib":         65536,
 		"children.argon2_threads":            2,

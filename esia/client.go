@@ -197,6 +197,52 @@ func (c *Client) AuthURL(ctx context.Context, state string) (string, error) {
 	return c.cfg.BaseURL + "/aas/oauth2/v2/ac?" + q.Encode(), nil
 }
 
+// Probe sends a fresh signed authorization request to ESIA from the server, without following
+// redirects, and returns ESIA's refusal of it: an error redirected to the redirect URI, or an
+// error page naming an ESIA code. nil means ESIA took the request (its login page, or a
+// redirect to it). An error on the redirect back passes through the browser and can be forged;
+// a probe's answer comes from ESIA itself.
+func (c *Client) Probe(ctx context.Context) (*Error, error) {
+	au, err := c.AuthURL(ctx, uuid.NewString())
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, au, nil)
+	if err != nil {
+		return nil, fmt.Errorf("esia probe: %w", err)
+	}
+	hc := *c.http
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	switch loc := resp.Header.Get("Location"); {
+	case resp.StatusCode >= 300 && resp.StatusCode < 400 && strings.HasPrefix(loc, c.cfg.RedirectURI):
+		u, err := url.Parse(loc)
+		if err != nil {
+			return nil, fmt.Errorf("%w: redirect %q", ErrBadResponse, loc)
+		}
+		var e *Error
+		if errors.As(CallbackError(u.Query()), &e) {
+			return e, nil
+		}
+		return nil, nil
+	case resp.StatusCode >= 500:
+		return nil, fmt.Errorf("%w: authorization endpoint answered HTTP %d", ErrUnavailable, resp.StatusCode)
+	case resp.StatusCode >= 400:
+		if e := textError(body, resp.StatusCode); e != nil {
+			return e, nil
+		}
+		return NewError("", fmt.Sprintf("authorization endpoint answered HTTP %d", resp.StatusCode), resp.StatusCode), nil
+	}
+	return nil, nil
+}
+
 // CallbackError returns the error ESIA put on the redirect back, or nil.
 func CallbackError(q url.Values) error {
 	if e := q.Get("error"); e != "" {
@@ -303,14 +349,19 @@ func textError(body []byte, status int) *Error {
 	if status < 400 {
 		return nil
 	}
-	text := strings.TrimSpace(string(body))
-	if len(text) > 500 {
-		text = text[:500]
-	}
-	if !codePattern.MatchString(text) {
+	text := string(body)
+	loc := codePattern.FindStringIndex(text)
+	if loc == nil {
 		return nil
 	}
-	return NewError("", text, status)
+	text = text[loc[0]:]
+	if i := strings.IndexAny(text, "<\r\n"); i > 0 {
+		text = text[:i]
+	}
+	if len(text) > 300 {
+		text = text[:300]
+	}
+	return NewError("", strings.TrimSpace(text), status)
 }
 
 // do sends req and reads a bounded body. Network failures and timeouts are ErrUnavailable.

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/esia-broker/esia-broker/esia"
 	"github.com/esia-broker/esia-broker/esia/esiatest"
@@ -168,5 +169,24 @@ func TestSplitCommand(t *testing.T) {
 		if (err != nil) != tc.bad || (!tc.bad && !slices.Equal(got, tc.want)) {
 			t.Errorf("SplitCommand(%q) = %q, %v; want %q, error %v", tc.in, got, err, tc.want, tc.bad)
 		}
+	}
+}
+
+// TestCommandSignerKeepsSecretsAndTime: a PIN given on the command line does not reach the error
+// (a tool may echo its arguments), a quote error does not repeat the line, and a command whose
+// child keeps the output open does not hold a login past the timeout.
+func TestCommandSignerKeepsSecretsAndTime(t *testing.T) {
+	msg := []byte("m")
+	_, err := (&esia.CommandSigner{Argv: []string{"sh", "-c", `echo "using $2 $4" >&2; exit 1`, "sh", "-password", "Sup3rS3cretPIN", "-passin", "pass:0therPIN"}}).Sign(context.Background(), msg)
+	if err == nil || strings.Contains(err.Error(), "Sup3rS3cretPIN") || strings.Contains(err.Error(), "0therPIN") || !strings.Contains(err.Error(), "using ***") {
+		t.Errorf("error shows a secret, or not the tool's message: %v", err)
+	}
+	if _, err := esia.SplitCommand(`csptest -password 'Sup3rS3cretPIN`); err == nil || strings.Contains(err.Error(), "Sup3rS3cretPIN") {
+		t.Errorf("quote error repeats the line: %v", err)
+	}
+	start := time.Now()
+	_, err = (&esia.CommandSigner{Argv: []string{"sh", "-c", "sleep 6 & wait"}, Timeout: 500 * time.Millisecond}).Sign(context.Background(), msg)
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("a hung signer held the call %s: %v", time.Since(start), err)
 	}
 }

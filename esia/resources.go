@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -57,6 +59,8 @@ type Person struct {
 	Status    string `json:"status"`
 	Verifying bool   `json:"verifying"`
 	UpdatedOn int64  `json:"updatedOn"`
+	// Fields are the names of the fields ESIA sent (not their values), sorted.
+	Fields []string `json:"-"`
 }
 
 // Contact is one element of /rs/prns/{oid}/ctts.
@@ -82,12 +86,29 @@ type elements[T any] struct {
 	Elements []T `json:"elements"`
 }
 
+// fieldName is what a field name of ESIA's looks like; anything else is not reported.
+var fieldName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,39}$`)
+
 // Person reads the person oid with an access token.
 func (c *Client) Person(ctx context.Context, accessToken, oid string) (*Person, error) {
-	var p Person
-	if err := c.get(ctx, accessToken, "/rs/prns/"+url.PathEscape(oid), &p); err != nil {
+	var raw json.RawMessage
+	if err := c.get(ctx, accessToken, "/rs/prns/"+url.PathEscape(oid), &raw); err != nil {
 		return nil, err
 	}
+	var p Person
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, fmt.Errorf("%w: person: %v", ErrBadResponse, err)
+	}
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, fmt.Errorf("%w: person: %v", ErrBadResponse, err)
+	}
+	for k, v := range fields {
+		if string(v) != "null" && string(v) != `""` && fieldName.MatchString(k) && len(p.Fields) < 64 {
+			p.Fields = append(p.Fields, k)
+		}
+	}
+	slices.Sort(p.Fields)
 	return &p, nil
 }
 

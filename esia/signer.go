@@ -107,6 +107,9 @@ func (s *CommandSigner) Sign(ctx context.Context, msg []byte) ([]byte, error) {
 		}
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	// A child of the command that keeps its output open must not hold the login past the
+	// timeout: Wait gives up a second after the command is killed.
+	cmd.WaitDelay = time.Second
 	if slices.ContainsFunc(s.Argv, func(a string) bool { return strings.Contains(a, InFile) }) {
 		if err := os.WriteFile(inPath, msg, 0o600); err != nil {
 			return nil, fmt.Errorf("esia command signer: write the message file: %w", err)
@@ -118,7 +121,7 @@ func (s *CommandSigner) Sign(ctx context.Context, msg []byte) ([]byte, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("esia command signer %s: %w: %s", argv[0], err, commandOutput(stderr.String(), out))
+		return nil, fmt.Errorf("esia command signer %s: %w: %s", argv[0], err, redact(commandOutput(stderr.String(), out), s.Argv))
 	}
 	if slices.ContainsFunc(s.Argv, func(a string) bool { return strings.Contains(a, OutFile) }) {
 		if out, err = os.ReadFile(outPath); err != nil {
@@ -163,6 +166,31 @@ func commandOutput(stderr string, stdout []byte) string {
 	return text
 }
 
+// redact hides in text the values of the command's secret arguments — the one after a flag
+// named like a password or PIN (-password, -pin, -passin), and pass:… values — so that a tool
+// that echoes its command line does not put a PIN in the broker's log.
+func redact(text string, argv []string) string {
+	var secrets []string
+	for i, a := range argv {
+		flag := strings.ToLower(strings.TrimLeft(a, "-"))
+		if strings.HasPrefix(a, "-") && (strings.Contains(flag, "pass") || strings.Contains(flag, "pin")) && i+1 < len(argv) {
+			secrets = append(secrets, argv[i+1])
+		}
+		if _, v, ok := strings.Cut(a, "pass:"); ok {
+			secrets = append(secrets, v)
+		}
+		if k, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(a, "-") && (strings.Contains(strings.ToLower(k), "pass") || strings.Contains(strings.ToLower(k), "pin")) {
+			secrets = append(secrets, v)
+		}
+	}
+	for _, sec := range secrets {
+		if len(sec) >= 2 {
+			text = strings.ReplaceAll(text, sec, "***")
+		}
+	}
+	return text
+}
+
 // CertificateHash implements Signer.
 func (s *CommandSigner) CertificateHash() string { return s.Hash }
 
@@ -196,7 +224,8 @@ func SplitCommand(line string) ([]string, error) {
 		}
 	}
 	if quote != 0 {
-		return nil, fmt.Errorf("unclosed %c quote in command %q", quote, line)
+		// The line is not repeated: it may hold a PIN.
+		return nil, fmt.Errorf("unclosed %c quote in the command", quote)
 	}
 	if inArg {
 		args = append(args, cur.String())

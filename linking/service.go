@@ -120,7 +120,8 @@ type Changes struct {
 }
 
 // Resolve re-checks an account's SNILS links at login: a guardian SNILS on active cards links as
-// parent to all those students, the student's own SNILS links as self from 14; SNILS links that
+// parent to all those students, the student's own SNILS links as self when the birth date
+// matches the card too (at any age); SNILS links that
 // no longer match are revoked; links made by code or by the diary stay. A login without SNILS
 // (scope not granted) changes nothing.
 func (s *Service) Resolve(ctx context.Context, accountID, snils string) (Changes, error) {
@@ -160,7 +161,9 @@ func (s *Service) ResolveAccount(ctx context.Context, a *storage.Account, snils 
 			}
 		}
 		for _, st := range selves {
-			if IsAdult(st.Birthdate, today) {
+			// The student's own account, at any age (children under 14 have ESIA accounts of
+			// their own since 2022): the SNILS and the birth date must both match the card.
+			if MayLink(a, &st, "self", today) == nil {
 				wanted[st.ID] = want{"self"}
 			}
 		}
@@ -208,7 +211,6 @@ func (s *Service) ResolveAccount(ctx context.Context, a *storage.Account, snils 
 
 // Errors of code redemption that the person may see.
 var (
-	ErrTooYoung      = errors.New("student codes are for students of 14 and over")
 	ErrStudentLeft   = errors.New("the student is no longer in the school's roster")
 	ErrAlreadyLinked = errors.New("this child is already linked to the account")
 )
@@ -247,10 +249,9 @@ func (s *Service) RedeemCode(ctx context.Context, accountID, code, role, ip stri
 	}
 	relation := "parent"
 	if role == invites.RoleStudent {
+		// A student code works at any age for the student's own ESIA account: MayLink below
+		// checks the account's birth date against the card.
 		relation = "self"
-		if !IsAdult(st.Birthdate, s.now()) {
-			return refuse(ErrTooYoung)
-		}
 	}
 	if err := MayLink(a, st, relation, s.now()); err != nil {
 		return refuse(err)

@@ -190,13 +190,27 @@ func TestAutoLinkBySNILS(t *testing.T) {
 		if ch, _ := f.link.Resolve(ctx, parent, "112-233-445 95"); ch.Added+ch.Revoked != 0 {
 			t.Errorf("a second login changed links: %+v", ch)
 		}
-		student := mustAccount(t, f.store, "1000300004")
+		student := mustAccountBorn(t, f.store, "1000300004", "2011-01-10")
 		if ch, _ := f.link.Resolve(ctx, student, "567-890-123 43"); ch.Added != 1 || linkedIDs(t, f.store, student) != "s-3:self:snils" {
 			t.Errorf("student of 15: %+v %s", ch, linkedIDs(t, f.store, student))
 		}
-		young := mustAccount(t, f.store, "x-young")
-		if ch, _ := f.link.Resolve(ctx, young, "123-456-789 64"); ch.Added != 0 {
-			t.Errorf("a 13-year-old linked by own SNILS: %+v", ch)
+		// The own SNILS links only with the card's birth date too, at any age.
+		for _, tc := range []struct {
+			sub, born, snils, want string
+		}{
+			{"x-15-other-day", "1985-04-12", "567-890-123 43", ""},
+			{"x-13-own", "2013-09-12", "123-456-789 64", "s-1:self:snils"},
+			{"x-13-other-day", "2013-09-13", "123-456-789 64", ""},
+			{"x-9-own", "2017-05-21", "234-567-890 99", "s-2:self:snils"},
+			{"x-no-birthdate", "", "234-567-890 99", ""},
+		} {
+			a := mustAccountBorn(t, f.store, tc.sub, tc.born)
+			if _, err := f.link.Resolve(ctx, a, tc.snils); err != nil {
+				t.Fatal(err)
+			}
+			if got := linkedIDs(t, f.store, a); got != tc.want {
+				t.Errorf("%s: links %q, want %q", tc.sub, got, tc.want)
+			}
 		}
 		// The guardian's SNILS is removed from s-2's card: the SNILS link goes with the import,
 		// not at the next login; the login's re-check then finds nothing to do.
@@ -239,17 +253,25 @@ func TestInviteRedemption(t *testing.T) {
 		if _, err := f.link.RedeemCode(ctx, parent, slips[0].Code, invites.RoleParent, "10.0.0.1"); !errors.Is(err, invites.ErrInvalidCode) || !errors.Is(err, storage.ErrInviteUsed) {
 			t.Errorf("second use: %v", err)
 		}
-		// A student code for a 13-year-old is refused and stays usable.
+		// A 13-year-old's student code: refused (and still usable) for an account born on
+		// another day, taken by the child's own ESIA account born on the card's day.
 		sc, err := f.inv.Issue(ctx, invites.IssueRequest{Selection: invites.Selection{SchoolID: "sch-1", IDs: []string{"s-4"}}, Role: invites.RoleStudent, TTL: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
 		kid := mustAccount(t, f.store, "kid")
-		if _, err := f.link.RedeemCode(ctx, kid, sc[0].Code, invites.RoleStudent, "10.0.0.2"); !errors.Is(err, linking.ErrTooYoung) {
-			t.Errorf("student code for a 13-year-old: %v", err)
+		if _, err := f.link.RedeemCode(ctx, kid, sc[0].Code, invites.RoleStudent, "10.0.0.2"); !errors.Is(err, linking.ErrNotThisStudent) {
+			t.Errorf("a 13-year-old's student code by another account: %v", err)
 		}
 		if open, _ := f.store.OpenInvites(ctx, []string{"s-4"}, invites.RoleStudent); len(open) != 1 {
 			t.Error("the refused code was spent")
+		}
+		anna := mustAccountBorn(t, f.store, "anna-own-esia", "2013-02-03")
+		if st, err := f.link.RedeemCode(ctx, anna, sc[0].Code, invites.RoleStudent, "10.0.0.3"); err != nil || st.ID != "s-4" {
+			t.Errorf("the 13-year-old's own ESIA account with her code: %v", err)
+		}
+		if got := linkedIDs(t, f.store, anna); got != "s-4:self:invite" {
+			t.Errorf("her links: %s", got)
 		}
 		// A parent code typed as a student code is refused.
 		pc, _ := f.inv.Issue(ctx, invites.IssueRequest{Selection: invites.Selection{SchoolID: "sch-1", IDs: []string{"s-3"}}, Role: invites.RoleParent, TTL: time.Hour})

@@ -1,12 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -169,13 +169,17 @@ func checkESIA(ctx context.Context, cfg *config.Config, online bool, r *checkRep
 			r.fail("ESIA certificate %s: %v", f, err)
 			continue
 		}
+		if own, err := gost.ParseCertificatePEM(data); err == nil && bytes.Equal(own.Raw, cert.Raw) {
+			r.fail("%s is the system's own certificate (cert_file), not ESIA's: ESIA's tokens would not verify", f)
+			continue
+		}
 		for _, c := range v.Certificates() {
 			r.ok("ESIA certificate %s: %s (%s)", f, firstNonEmptyString(c.Subject, "(no subject)"), c.Alg)
 			r.validity("ESIA's certificate "+f, time.Time{}, c.NotAfter, now)
 		}
 	}
 	if online {
-		checkOnline(ctx, sample, redirect, e.Timeout, r)
+		checkOnline(ctx, client, r)
 	}
 }
 
@@ -228,44 +232,21 @@ func checkSigner(ctx context.Context, e config.ESIA, cert *gost.Certificate, r *
 	return nil
 }
 
-// checkOnline sends the sample request to ESIA and explains the answer. ESIA answers a request
-// it accepts with its login page (directly or by a redirect to it), and a refused one by
-// redirecting to the redirect URI with error and an ESIA code, or with an error page.
-func checkOnline(ctx context.Context, sample, redirect string, timeout time.Duration, r *checkReport) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sample, nil)
-	if err != nil {
-		r.fail("online: %v", err)
-		return
-	}
-	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := hc.Do(req)
-	if err != nil {
-		r.fail("online: ESIA could not be reached: %v", err)
-		return
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	loc := resp.Header.Get("Location")
+// checkOnline sends a fresh signed request to ESIA (as the broker's own probe does) and
+// explains the answer. ESIA answers a request it takes with its login page (directly or by a
+// redirect to it), and a refused one by redirecting to the redirect URI with error and an ESIA
+// code, or with an error page.
+func checkOnline(ctx context.Context, client *esia.Client, r *checkReport) {
+	e, err := client.Probe(ctx)
 	switch {
-	case resp.StatusCode >= 300 && resp.StatusCode < 400 && strings.HasPrefix(loc, redirect):
-		u, _ := url.Parse(loc)
-		err := esia.CallbackError(u.Query())
-		if err == nil {
-			r.ok("online: ESIA answered at once with a code (a single sign-on session): the request was accepted")
-			return
-		}
-		explain(err, r)
-	case resp.StatusCode >= 400:
-		err := esia.NewError("", strings.TrimSpace(string(body)), resp.StatusCode)
-		if err.Code == "" {
-			r.fail("online: ESIA answered HTTP %d without an ESIA code", resp.StatusCode)
-			return
-		}
-		explain(err, r)
+	case err != nil:
+		r.fail("online: ESIA could not be reached or answered garbage: %v", err)
+	case e == nil:
+		r.ok("online: ESIA took the signed request (it answered with its login page, not an error)")
+	case e.Code == "":
+		r.fail("online: ESIA refused the request without an ESIA code: %v", e)
 	default:
-		r.ok("online: ESIA accepted the signed request and shows its login page (HTTP %d)", resp.StatusCode)
+		explain(e, r)
 	}
 }
 

@@ -117,6 +117,8 @@ func TestESIACheck(t *testing.T) {
 			"ok    ESIA certificate " + f.esiaCert, "FAIL  ESIA's certificate " + f.expiredESIA + " expired on"}},
 		{"command signer, byte order right", append(command(true), "ESIA_BROKER_UPSTREAM_ESIA_SIGNER_REVERSE=true"), true, []string{
 			"ok    the signer command signs with the certificate's key (signer_reverse: true)"}},
+		{"the system's own certificate given as ESIA's", []string{"ESIA_BROKER_UPSTREAM_ESIA_VERIFY_CERT_FILES=" + f.cert}, false, []string{
+			"FAIL  " + f.cert + " is the system's own certificate (cert_file), not ESIA's"}},
 		{"command signer, byte order wrong", command(true), false, []string{
 			"FAIL  the signer command's signature verifies only byte-reversed: set upstream.esia.signer_reverse: true"}},
 	} {
@@ -138,7 +140,7 @@ func TestESIACheck(t *testing.T) {
 			registered []byte
 			want       string
 		}{
-			{f.certDER, "ok    online: ESIA accepted the signed request"},
+			{f.certDER, "ok    online: ESIA took the signed request"},
 			{otherCert(t), "FAIL  online: ESIA refused the request with ESIA-007053"},
 		} {
 			emu, err := esiatest.New(esiatest.Options{Clients: []esiatest.Client{{ID: "ESIA_BROKER", CertDER: tc.registered,
