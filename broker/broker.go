@@ -201,15 +201,16 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	}
 	ch := cfg.Children
 	b.linker.SetChildOptions(linking.ChildOptions{
-		Argon2:           linking.Argon2Params{Time: ch.Argon2Time, MemoryKiB: ch.Argon2MemoryKiB, Threads: ch.Argon2Threads},
-		GraceDays:        ch.GraceDays,
-		PerLogin:         storage.AttemptLimit{Max: ch.FailuresPerLogin, Window: ch.Window, Lockout: ch.Lockout},
-		PerIP:            storage.AttemptLimit{Max: ch.FailuresPerIP, Window: ch.Window, Lockout: ch.Lockout},
-		PerLoginAll:      storage.AttemptLimit{Max: ch.FailuresPerLoginAll, Window: ch.Window, Lockout: ch.LoginAllLockout},
-		HashConcurrency:  ch.HashConcurrency(),
-		HashQueue:        ch.HashQueue,
-		HashWait:         ch.HashWait,
-		CreatePerAccount: linking.DefaultChildOptions().CreatePerAccount,
+		PasswordAccountsOff: !ch.PasswordAccounts,
+		Argon2:              linking.Argon2Params{Time: ch.Argon2Time, MemoryKiB: ch.Argon2MemoryKiB, Threads: ch.Argon2Threads},
+		GraceDays:           ch.GraceDays,
+		PerLogin:            storage.AttemptLimit{Max: ch.FailuresPerLogin, Window: ch.Window, Lockout: ch.Lockout},
+		PerIP:               storage.AttemptLimit{Max: ch.FailuresPerIP, Window: ch.Window, Lockout: ch.Lockout},
+		PerLoginAll:         storage.AttemptLimit{Max: ch.FailuresPerLoginAll, Window: ch.Window, Lockout: ch.LoginAllLockout},
+		HashConcurrency:     ch.HashConcurrency(),
+		HashQueue:           ch.HashQueue,
+		HashWait:            ch.HashWait,
+		CreatePerAccount:    linking.DefaultChildOptions().CreatePerAccount,
 	})
 	for _, c := range o.Connectors {
 		if _, dup := b.connectors[c.ID()]; dup {
@@ -241,6 +242,12 @@ func (b *Broker) watchCertificates(connector string, certs []CertificateInfo) {
 			b.log.Info("certificate", attrs...)
 		}
 	}
+}
+
+// DisablePasswordAccounts disables every login-and-password sub-account, each with an audit
+// line: serve calls it at start when children.password_accounts is false.
+func (b *Broker) DisablePasswordAccounts(ctx context.Context) (int, error) {
+	return b.linker.DisablePasswordAccounts(ctx, "system:children.password_accounts")
 }
 
 // Keys gives the broker's signing key set (for the CLI and tests).

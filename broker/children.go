@@ -15,7 +15,15 @@ import (
 	"github.com/esia-broker/esia-broker/storage"
 )
 
+// errPasswordsOff is the page of a password path in a region that allows only ESIA.
+var errPasswordsOff = &UserError{Status: http.StatusForbidden, Title: "Вход по логину и паролю отключён",
+	Message: "В этом регионе в электронный дневник входят только через Госуслуги. Ребёнку младше 14 лет родитель может зарегистрировать учётную запись на Госуслугах (в разделе «Дети» своей учётной записи); с ней ребёнок входит кнопкой «Войти через Госуслуги»."}
+
 func (b *Broker) childLoginPage(w http.ResponseWriter, r *http.Request) {
+	if !b.cfg.Children.PasswordAccounts {
+		b.renderError(w, r, errPasswordsOff)
+		return
+	}
 	if _, err := b.store.LoginRequest(r.Context(), r.URL.Query().Get("login")); err != nil {
 		b.renderError(w, r, expiredLogin(err))
 		return
@@ -27,6 +35,10 @@ func (b *Broker) childLoginPage(w http.ResponseWriter, r *http.Request) {
 func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if b.csrfRefused(w, r) {
+		return
+	}
+	if !b.cfg.Children.PasswordAccounts {
+		b.renderError(w, r, errPasswordsOff)
 		return
 	}
 	lr, err := b.store.LoginRequest(ctx, r.PostFormValue("login_request"))
@@ -65,6 +77,13 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, linking.ErrChildTooOld):
 		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Входите через Госуслуги",
 			Message: "С 14 лет вход в электронный дневник — только через Госуслуги, с собственной подтверждённой учётной записью. Привязка родителя к дневнику сохраняется."})
+		return
+	case errors.Is(err, linking.ErrPasswordAccountsOff):
+		b.renderError(w, r, errPasswordsOff)
+		return
+	case errors.Is(err, linking.ErrChildDisabled):
+		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход по логину отключён",
+			Message: "Вход с этим логином отключён. Если у тебя есть своя учётная запись на Госуслугах, входи кнопкой «Войти через Госуслуги»; иначе обратись к родителю."})
 		return
 	case errors.Is(err, linking.ErrNoGuardianLeft), errors.Is(err, linking.ErrStudentLeft):
 		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена",
@@ -111,9 +130,22 @@ func (b *Broker) renderAccount(w http.ResponseWriter, r *http.Request, account *
 		if l.Relation != "parent" || linking.IsAdult(l.Birthdate, b.calendar()) {
 			continue
 		}
-		cv := childView{ID: l.StudentID, Name: storage.FullName(l.Family, l.Given, l.Middle)}
+		cv := childView{ID: l.StudentID, Name: storage.FullName(l.Family, l.Given, l.Middle), Passwords: b.cfg.Children.PasswordAccounts}
 		if c, err := b.store.ChildByStudent(ctx, l.StudentID); err == nil {
 			cv.Login = c.Login
+			a, err := b.store.Account(ctx, c.AccountID)
+			if err != nil {
+				b.renderError(w, r, err)
+				return
+			}
+			cv.Disabled = a.Status != "active"
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			b.renderError(w, r, err)
+			return
+		}
+		if cv.OwnESIA, err = b.store.OwnESIALink(ctx, l.StudentID); err != nil {
+			b.renderError(w, r, err)
+			return
 		}
 		children = append(children, cv)
 	}
@@ -135,20 +167,22 @@ func (b *Broker) renderAccount(w http.ResponseWriter, r *http.Request, account *
 }
 
 var childErrors = map[error]string{
-	linking.ErrNotGuardian:     "Управлять входом ребёнка может только привязанный к нему родитель.",
-	linking.ErrChildTooOld:     "С 14 лет ребёнок входит через Госуслуги сам; учётная запись по логину не нужна.",
-	linking.ErrChildExists:     "У ребёнка уже есть логин: можно только сменить пароль.",
-	linking.ErrNoChildLogin:    "У ребёнка ещё нет логина: сначала создайте учётную запись.",
-	linking.ErrLoginTaken:      "Этот логин уже занят. Придумайте другой.",
-	linking.ErrLoginFormat:     "Логин: от 3 до 32 латинских букв, цифр, точек, дефисов или подчёркиваний.",
-	linking.ErrPasswordShort:   "Пароль должен быть не короче 8 символов.",
-	linking.ErrPasswordLong:    "Пароль должен быть не длиннее 128 символов.",
-	linking.ErrPasswordIsLogin: "Пароль не должен совпадать с логином.",
-	linking.ErrPasswordCommon:  "Этот пароль слишком простой и часто встречается. Придумайте другой.",
-	linking.ErrStudentLeft:     "Обучающийся выбыл из школы.",
-	linking.ErrChildAccount:    "Учётная запись ребёнка не может управлять входом. Войдите через Госуслуги со своей учётной записью родителя.",
-	linking.ErrNotAdult:        "Управлять входом ребёнка может только совершеннолетний родитель.",
-	linking.ErrNoBirthdate:     "Госуслуги не передали дату рождения вашей учётной записи, поэтому управлять входом ребёнка нельзя. Проверьте данные на Госуслугах.",
+	linking.ErrNotGuardian:         "Управлять входом ребёнка может только привязанный к нему родитель.",
+	linking.ErrChildTooOld:         "С 14 лет ребёнок входит через Госуслуги сам; учётная запись по логину не нужна.",
+	linking.ErrChildExists:         "У ребёнка уже есть логин: можно только сменить пароль.",
+	linking.ErrNoChildLogin:        "У ребёнка ещё нет логина: сначала создайте учётную запись.",
+	linking.ErrLoginTaken:          "Этот логин уже занят. Придумайте другой.",
+	linking.ErrLoginFormat:         "Логин: от 3 до 32 латинских букв, цифр, точек, дефисов или подчёркиваний.",
+	linking.ErrPasswordShort:       "Пароль должен быть не короче 8 символов.",
+	linking.ErrPasswordLong:        "Пароль должен быть не длиннее 128 символов.",
+	linking.ErrPasswordIsLogin:     "Пароль не должен совпадать с логином.",
+	linking.ErrPasswordCommon:      "Этот пароль слишком простой и часто встречается. Придумайте другой.",
+	linking.ErrStudentLeft:         "Обучающийся выбыл из школы.",
+	linking.ErrChildAccount:        "Учётная запись ребёнка не может управлять входом. Войдите через Госуслуги со своей учётной записью родителя.",
+	linking.ErrNotAdult:            "Управлять входом ребёнка может только совершеннолетний родитель.",
+	linking.ErrNoBirthdate:         "Госуслуги не передали дату рождения вашей учётной записи, поэтому управлять входом ребёнка нельзя. Проверьте данные на Госуслугах.",
+	linking.ErrPasswordAccountsOff: "В этом регионе дети входят только через Госуслуги: учётные записи с логином и паролем отключены.",
+	linking.ErrNoOwnESIA:           "Ребёнок ещё не входил в дневник со своей учётной записью Госуслуг. Сначала пусть ребёнок войдёт через Госуслуги, затем отключите вход по логину.",
 }
 
 // renderBusy answers a request that found every password check slot taken: 503 with
@@ -179,6 +213,9 @@ func (b *Broker) accountChild(w http.ResponseWriter, r *http.Request) {
 	case "reset":
 		err = b.linker.ResetChildPassword(r.Context(), account.ID, student, pw)
 		notice = "Пароль изменён. Сообщите ребёнку новый пароль."
+	case "move":
+		err = b.linker.MoveChildToESIA(r.Context(), account.ID, student)
+		notice = "Вход по логину и паролю отключён: ребёнок входит через Госуслуги со своей учётной записью."
 	default:
 		b.renderAccount(w, r, account, http.StatusBadRequest, "", "Неизвестное действие.")
 		return
@@ -218,6 +255,14 @@ func (b *Broker) generateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	if b.cfg.Activation.ClientID == "" {
 		b.renderError(w, r, &UserError{Status: http.StatusServiceUnavailable, Title: "Ключи недоступны", Message: "Подключение мобильного приложения в этом регионе не настроено."})
+		return
+	}
+	if err := b.accountMayUse(ctx, account); err != nil {
+		if isUnavailable(err) {
+			b.renderError(w, r, err)
+			return
+		}
+		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Ключ не выдан", Message: "С этой учётной записью входить больше нельзя, поэтому ключ для приложения не выдаётся.", Err: err})
 		return
 	}
 	key, err := invites.GenerateLen(randReader{}, ActivationKeyLength)

@@ -23,7 +23,7 @@ import (
 // childEnv is a broker whose persona parent-two-kids has made the login alex.ivanov for s-1.
 func childEnv(t *testing.T, s *storage.Store, env ...string) (*linkEnv, *browser) {
 	t.Helper()
-	env = append([]string{"ESIA_BROKER_CHILDREN_ARGON2_MEMORY_KIB=8192", "ESIA_BROKER_LIMITS_PAGES_PER_IP_PER_MINUTE=0"}, env...)
+	env = append([]string{"ESIA_BROKER_DEV=true", "ESIA_BROKER_CHILDREN_ARGON2_MEMORY_KIB=8192", "ESIA_BROKER_LIMITS_PAGES_PER_IP_PER_MINUTE=0"}, env...)
 	e := newLinkEnv(t, s, env...)
 	parent := newBrowser(t)
 	e.esiaLogin(t, parent, "parent-two-kids", nil, e.acceptAll(t, parent))

@@ -55,7 +55,7 @@ func (e *linkEnv) childLogin(t *testing.T, login, password string) (*http.Respon
 
 func TestChildrenAndActivationKeys(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *storage.Store) {
-		e := newLinkEnv(t, s, "ESIA_BROKER_ACTIVATION_CLIENT_ID=mobile", "ESIA_BROKER_CHILDREN_ARGON2_MEMORY_KIB=8192", "ESIA_BROKER_ACTIVATION_KEY_TTL=5m")
+		e := newLinkEnv(t, s, "ESIA_BROKER_ACTIVATION_CLIENT_ID=mobile", "ESIA_BROKER_DEV=true", "ESIA_BROKER_CHILDREN_ARGON2_MEMORY_KIB=8192", "ESIA_BROKER_ACTIVATION_KEY_TTL=5m")
 		ctx := context.Background()
 		mobile := e.h.client("mobile", "", "openid", "profile", "students", "offline_access")
 		mobile.GrantTypes = []string{broker.GrantTypeActivationKey, "refresh_token"}
@@ -66,7 +66,7 @@ func TestChildrenAndActivationKeys(t *testing.T) {
 		e.esiaLogin(t, parent, "parent-two-kids", nil, e.acceptAll(t, parent))
 
 		_, page := e.get(t, parent, "/account")
-		if !strings.Contains(page, "Доступ обучающихся до 14 лет") || !strings.Contains(page, `name="student" value="s-1"`) || !strings.Contains(page, "Создать учетную запись") {
+		if !strings.Contains(page, "Как входят дети до 14 лет") || !strings.Contains(page, `name="student" value="s-1"`) || !strings.Contains(page, "Создать учётную запись") {
 			t.Fatalf("account page: %s", page)
 		}
 		code, page2 := e.postPage(t, parent, "/account/child", page, url.Values{"action": {"create"}, "student": {"s-1"}, "login": {"Alex.Ivanov"}, "password": {"qwerty123"}})

@@ -280,12 +280,13 @@ func TestLinkingJourneys(t *testing.T) {
 				seen = append(seen, body)
 				switch {
 				case title(body) == "Выберите роль":
-					// The student role with a 13-year-old's code is refused first.
+					// The student role with a 13-year-old's code is refused first (the parent is not
+					// the student: the birth dates differ).
 					lid := regexp.MustCompile(`login=([0-9a-f-]+)`).FindStringSubmatch(body)[1]
 					r, _ := br.Get(e.h.URL + "/link/code?role=student&login=" + lid)
 					return r
 				case strings.Contains(body, `name="role" value="student"`):
-					if strings.Contains(body, "с 14 лет") {
+					if strings.Contains(body, "может ввести только сам обучающийся") {
 						lid := formField("login").FindStringSubmatch(body)[1]
 						r, _ := br.Get(e.h.URL + "/link/code?role=parent&login=" + lid)
 						return r
@@ -318,7 +319,7 @@ func TestLinkingJourneys(t *testing.T) {
 				t.Errorf("pages %v\nwant  %v", res.pages, want)
 			}
 			joined := strings.Join(seen, "\n")
-			for _, w := range []string{"с 14 лет", "Код не подошёл", "Петров Максим Сергеевич", "Петрова Ксения Сергеевна", `aria-invalid="true"`} {
+			for _, w := range []string{"может ввести только сам обучающийся", "Код не подошёл", "Петров Максим Сергеевич", "Петрова Ксения Сергеевна", `aria-invalid="true"`} {
 				if !strings.Contains(joined, w) {
 					t.Errorf("no page said %q", w)
 				}

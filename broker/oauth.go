@@ -477,7 +477,7 @@ func (b *Broker) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	for _, c := range b.connOrder {
 		links = append(links, connectorLink{ID: c.ID(), Name: c.DisplayName()})
 	}
-	b.render(w, r, http.StatusOK, "start", pageData{Title: "Вход в электронный дневник", LoginID: lr.ID, Connectors: links, ChildLogin: true})
+	b.render(w, r, http.StatusOK, "start", pageData{Title: "Вход в электронный дневник", LoginID: lr.ID, Connectors: links, ChildLogin: b.cfg.Children.PasswordAccounts})
 }
 
 // token is the token endpoint. A code or refresh exchange runs in one database transaction:

@@ -57,7 +57,16 @@ type pageData struct {
 	ChildLogin bool
 }
 
-type childView struct{ ID, Name, Login string }
+// childView is a child under 14 on the parent's account page: how the child logs in.
+type childView struct {
+	ID, Name, Login string
+	// OwnESIA: the child logs in with an own ESIA account (an active self link).
+	OwnESIA bool
+	// Disabled: the sub-account exists but is disabled (moved to ESIA, or by an admin).
+	Disabled bool
+	// Passwords: the region allows login-and-password sub-accounts.
+	Passwords bool
+}
 
 type deviceView struct{ ID, Client, Connected, LastUsed string }
 

@@ -82,6 +82,23 @@ type Children struct {
 	HashWait      time.Duration `mapstructure:"hash_wait"`
 }
 
+// ArgonMinMemoryKiB is OWASP's minimum argon2id memory for time cost t (Password Storage Cheat
+// Sheet: m=47104 KiB t=1, 19456 t=2, 12288 t=3, 9216 t=4, 7168 t=5, all with p=1); outside dev
+// the configuration refuses less.
+func ArgonMinMemoryKiB(t uint32) uint32 {
+	switch t {
+	case 0, 1:
+		return 47104
+	case 2:
+		return 19456
+	case 3:
+		return 12288
+	case 4:
+		return 9216
+	}
+	return 7168
+}
+
 // HashConcurrency is how many password hashes may run at once within HashMemoryMiB.
 func (c Children) HashConcurrency() int {
 	per := int(c.Argon2MemoryKiB / 1024)
@@ -609,8 +626,11 @@ func (c *Config) validate() []string {
 		bad("limits", "window and lockout must be at least 1s")
 	}
 	ch := c.Children
-	if ch.Argon2Time < 1 || ch.Argon2Time > 20 || ch.Argon2MemoryKiB < 8*1024 || ch.Argon2MemoryKiB > 1<<21 || ch.Argon2Threads < 1 || ch.Argon2Threads > 16 {
-		bad("children.argon2_*", "time 1-20, memory 8192-2097152 KiB, threads 1-16")
+	if ch.Argon2Time < 1 || ch.Argon2Time > 20 || ch.Argon2MemoryKiB < 7*1024 || ch.Argon2MemoryKiB > 1<<21 || ch.Argon2Threads < 1 || ch.Argon2Threads > 16 {
+		bad("children.argon2_*", "time 1-20, memory 7168-2097152 KiB, threads 1-16")
+	} else if !c.Dev && ch.Argon2MemoryKiB < ArgonMinMemoryKiB(ch.Argon2Time) {
+		bad("children.argon2_*", "time %d with %d KiB is below OWASP's minimum for argon2id (Password Storage Cheat Sheet): at least %d KiB with time %d (46 MiB × 1, 19 MiB × 2, 12 MiB × 3, 9 MiB × 4, 7 MiB × 5 or more)",
+			ch.Argon2Time, ch.Argon2MemoryKiB, ArgonMinMemoryKiB(ch.Argon2Time), ch.Argon2Time)
 	}
 	if ch.FailuresPerLoginAll < 1 || ch.LoginAllLockout < time.Second {
 		bad("children.failures_per_login_all", "must be at least 1, and login_all_lockout at least 1s")

@@ -73,6 +73,25 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{
+			name:     "argon2id below OWASP's minimums is refused outside dev",
+			env:      append(prodEnv(), "ESIA_BROKER_CHILDREN_ARGON2_TIME=1", "ESIA_BROKER_CHILDREN_ARGON2_MEMORY_KIB=8192"),
+			wantErrs: []string{"children.argon2_*: time 1 with 8192 KiB is below OWASP's minimum", "at least 47104 KiB"},
+		},
+		{
+			name:     "argon2id 19 MiB with two passes is refused at 18 MiB",
+			env:      append(prodEnv(), "ESIA_BROKER_CHILDREN_ARGON2_TIME=2", "ESIA_BROKER_CHILDREN_ARGON2_MEMORY_KIB=18432"),
+			wantErrs: []string{"at least 19456 KiB with time 2"},
+		},
+		{
+			name: "argon2id at OWASP's minimums is taken",
+			env:  append(prodEnv(), "ESIA_BROKER_CHILDREN_ARGON2_TIME=5", "ESIA_BROKER_CHILDREN_ARGON2_MEMORY_KIB=7168", "ESIA_BROKER_CHILDREN_ARGON2_THREADS=1"),
+			check: func(t *testing.T, c *Config) {
+				if c.Children.Argon2Time != 5 || c.Children.Argon2MemoryKiB != 7168 || !c.Children.PasswordAccounts || !c.Children.UnconfirmedESIAChildren {
+					t.Errorf("children %+v", c.Children)
+				}
+			},
+		},
+		{
 			name: "dev mode needs no secrets",
 			env:  []string{"ESIA_BROKER_DEV=true"},
 			check: func(t *testing.T, c *Config) {

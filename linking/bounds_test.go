@@ -36,7 +36,7 @@ func TestCheckArgon2Bounds(t *testing.T) {
 	}
 }
 
-func TestDefaultArgon2IsRFC9106(t *testing.T) {
+func TestDefaultArgon2(t *testing.T) {
 	if got := DefaultArgon2(); got != (Argon2Params{Time: 1, MemoryKiB: 65536, Threads: 2}) {
 		t.Errorf("default argon2id parameters %+v, want t=1, 64 MiB, 2 lanes", got)
 	}

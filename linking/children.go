@@ -20,7 +20,70 @@ var (
 	ErrLoginTaken     = errors.New("this login is taken")
 	ErrBadCredentials = errors.New("wrong login or password")
 	ErrNoGuardianLeft = errors.New("no parent is linked to the child any more")
+	// ErrPasswordAccountsOff: the region allows only ESIA (children.password_accounts false).
+	ErrPasswordAccountsOff = errors.New("login-and-password sub-accounts are switched off in this region")
+	// ErrChildDisabled: the sub-account was disabled (by an admin, or moved to the child's own
+	// ESIA account).
+	ErrChildDisabled = errors.New("the sub-account is disabled")
+	// ErrNoOwnESIA: the child has not yet logged in with an own ESIA account.
+	ErrNoOwnESIA = errors.New("the child has no own ESIA account linked yet")
 )
+
+// MoveChildToESIA ends a child's login-and-password sub-account once the child logs in with an
+// own ESIA account: the sub-account is disabled, and with it its sessions, devices and refresh
+// families. Any parent linked to the child may do it; it is audited.
+func (s *Service) MoveChildToESIA(ctx context.Context, parentID, studentID string) error {
+	if _, err := s.guardianOf(ctx, parentID, studentID); err != nil {
+		return err
+	}
+	own, err := s.store.OwnESIALink(ctx, studentID)
+	if err != nil {
+		return err
+	}
+	if !own {
+		return ErrNoOwnESIA
+	}
+	c, err := s.store.ChildByStudent(ctx, studentID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return ErrNoChildLogin
+	}
+	if err != nil {
+		return err
+	}
+	return s.store.InTx(ctx, func(ctx context.Context) error {
+		if err := s.store.SetAccountStatus(ctx, c.AccountID, "disabled"); err != nil {
+			return err
+		}
+		return s.store.Audit(ctx, "account:"+parentID, "child.moved_to_esia", studentID, map[string]any{"sub_account": c.AccountID})
+	})
+}
+
+// DisablePasswordAccounts disables every active sub-account, each with an audit line: a region
+// that switched password access off (children.password_accounts false) at start. It returns
+// how many it disabled.
+func (s *Service) DisablePasswordAccounts(ctx context.Context, actor string) (int, error) {
+	all, err := s.store.ChildAccounts(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range all {
+		if c.Status != "active" {
+			continue
+		}
+		err := s.store.InTx(ctx, func(ctx context.Context) error {
+			if err := s.store.SetAccountStatus(ctx, c.AccountID, "disabled"); err != nil {
+				return err
+			}
+			return s.store.Audit(ctx, actor, "child.disabled", c.StudentID, map[string]any{"sub_account": c.AccountID, "reason": "children.password_accounts is off"})
+		})
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
 
 // ChildLockedError tells until when child logins are locked.
 type ChildLockedError struct{ Until time.Time }
@@ -71,6 +134,9 @@ func (s *Service) hash(ctx context.Context, password string) (string, error) {
 // child may do it; the creator is recorded. A login that is taken counts against the parent
 // (CreatePerAccount), so that the form is no oracle for probing which logins exist.
 func (s *Service) CreateChildLogin(ctx context.Context, parentID, studentID, login, password string) (string, error) {
+	if s.children.PasswordAccountsOff {
+		return "", ErrPasswordAccountsOff
+	}
 	st, err := s.guardianOf(ctx, parentID, studentID)
 	if err != nil {
 		return "", err
@@ -132,6 +198,9 @@ func (s *Service) CreateChildLogin(ctx context.Context, parentID, studentID, log
 
 // ResetChildPassword sets a new password for a child's sub-account.
 func (s *Service) ResetChildPassword(ctx context.Context, parentID, studentID, password string) error {
+	if s.children.PasswordAccountsOff {
+		return ErrPasswordAccountsOff
+	}
 	if _, err := s.guardianOf(ctx, parentID, studentID); err != nil {
 		return err
 	}
@@ -180,6 +249,9 @@ func (s *Service) childLimitKeys(login string, loginOK bool, src string, knownDe
 // birthday (plus grace days), when the card is inactive and when no parent link remains, the
 // sub-account no longer logs in.
 func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, knownDevice bool) (accountID string, err error) {
+	if s.children.PasswordAccountsOff {
+		return "", ErrPasswordAccountsOff
+	}
 	l, lerr := NormalizeLogin(login)
 	keys := s.childLimitKeys(l, lerr == nil, clientip.Key(ip), knownDevice)
 	release, err := s.gate.acquire(ctx)
@@ -229,6 +301,11 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 		if err := s.store.Succeeded(ctx, k.Key); err != nil {
 			return "", err
 		}
+	}
+	if a, err := s.store.Account(ctx, c.AccountID); err != nil {
+		return "", err
+	} else if a.Status != "active" {
+		return "", ErrChildDisabled
 	}
 	if err := s.ChildMayLogIn(ctx, c.StudentID); err != nil {
 		if errors.Is(err, ErrChildTooOld) {

@@ -68,9 +68,13 @@ func (s *Service) mayBeParent(ctx context.Context, accountID string) error {
 }
 
 // ChildMayLogIn tells whether the sub-account of child credential c may still be used now:
-// its card active, the child under 14 (with grace days), a parent still linked. The broker asks
+// password accounts allowed in the region, its card active, the child under 14 (with grace
+// days), a parent still linked. The broker asks
 // at every refresh and authorization, so that the end of a right ends access at once.
 func (s *Service) ChildMayLogIn(ctx context.Context, studentID string) error {
+	if s.children.PasswordAccountsOff {
+		return ErrPasswordAccountsOff
+	}
 	st, err := s.store.Student(ctx, studentID)
 	if err != nil {
 		return err

@@ -33,6 +33,9 @@ type Store interface {
 	Failed(ctx context.Context, keys ...storage.LimitKey) (time.Time, error)
 	Succeeded(ctx context.Context, key string) error
 	Account(ctx context.Context, id string) (*storage.Account, error)
+	SetAccountStatus(ctx context.Context, id, status string) error
+	OwnESIALink(ctx context.Context, studentID string) (bool, error)
+	ChildAccounts(ctx context.Context) ([]storage.ChildAccount, error)
 }
 
 // Service applies the linking rules.
@@ -54,7 +57,10 @@ type Service struct {
 
 // ChildOptions tune children's sub-accounts.
 type ChildOptions struct {
-	Argon2 Argon2Params
+	// PasswordAccountsOff refuses login-and-password sub-accounts everywhere (a region that
+	// allows only ESIA): creating, logging in, resetting, and using what they were given.
+	PasswordAccountsOff bool
+	Argon2              Argon2Params
 	// GraceDays lets a sub-account log in this many days past the 14th birthday.
 	GraceDays int
 	// PerLogin limits wrong passwords for one login from one source (an IPv4 address or an
@@ -74,7 +80,7 @@ type ChildOptions struct {
 	CreatePerAccount storage.AttemptLimit
 }
 
-// DefaultChildOptions: RFC 9106 parameters, no grace, 5 wrong passwords per login and 30 per IP
+// DefaultChildOptions: DefaultArgon2 (OWASP-compliant), no grace, 5 wrong passwords per login and 30 per IP
 // in 15 minutes lock for 15 minutes.
 func DefaultChildOptions() ChildOptions {
 	return ChildOptions{

@@ -212,3 +212,40 @@ func (s *Store) studentsOf(ctx context.Context, accountID string) ([]string, err
 	}
 	return ids, nil
 }
+
+// OwnESIALink tells whether the student has an active self link from an active ESIA account:
+// the child logs in with an own ESIA account.
+func (s *Store) OwnESIALink(ctx context.Context, studentID string) (bool, error) {
+	var n int
+	err := s.get(ctx, &n, `SELECT COUNT(*) FROM links l JOIN accounts a ON a.id = l.account_id
+		WHERE l.student_id = ? AND l.relation = 'self' AND l.revoked_at IS NULL AND a.kind <> 'child' AND a.status = 'active'`, studentID)
+	if err != nil {
+		return false, fmt.Errorf("own ESIA link: %w", err)
+	}
+	return n > 0, nil
+}
+
+// ChildAccount is a sub-account with what the schools need to help its family.
+type ChildAccount struct {
+	AccountID string `db:"account_id"`
+	StudentID string `db:"student_id"`
+	Login     string `db:"login"`
+	Status    string `db:"status"`
+	SchoolID  string `db:"school_id"`
+	Class     string `db:"class"`
+	OwnESIA   bool   `db:"own_esia"`
+}
+
+// ChildAccounts lists every sub-account, by school, class and student.
+func (s *Store) ChildAccounts(ctx context.Context) ([]ChildAccount, error) {
+	var out []ChildAccount
+	err := s.selectAll(ctx, &out, `SELECT c.account_id, c.student_id, c.login, a.status, st.school_id, st.class,
+			EXISTS (SELECT 1 FROM links l JOIN accounts e ON e.id = l.account_id
+				WHERE l.student_id = c.student_id AND l.relation = 'self' AND l.revoked_at IS NULL AND e.kind <> 'child' AND e.status = 'active') AS own_esia
+		FROM child_credentials c JOIN accounts a ON a.id = c.account_id JOIN students st ON st.id = c.student_id
+		ORDER BY st.school_id, st.class, c.student_id`)
+	if err != nil {
+		return nil, fmt.Errorf("child accounts: %w", err)
+	}
+	return out, nil
+}

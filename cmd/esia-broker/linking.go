@@ -490,7 +490,35 @@ func (a *app) accountsCmd() *cobra.Command {
 			})(cmd, args)
 		}}
 	forget.Flags().BoolVar(&yes, "yes", false, "confirm")
-	cmd.AddCommand(show, links, unlink, disable, forget)
+	var password bool
+	children := &cobra.Command{Use: "children --password", Short: "List children's login-and-password sub-accounts, for the schools to help families move to ESIA", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !password {
+				return &exitError{code: 2, err: errors.New("say which children: --password (the login-and-password sub-accounts)")}
+			}
+			return a.withStore(cmd.Context(), func(_ *config.Config, s *storage.Store) error {
+				all, err := s.ChildAccounts(cmd.Context())
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "SCHOOL\tCLASS\tSTUDENT\tLOGIN\tSTATUS\tOWN ESIA LOGIN")
+				for _, c := range all {
+					own := "no"
+					if c.OwnESIA {
+						own = "yes"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.SchoolID, c.Class, c.StudentID, c.Login, c.Status, own)
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stderr, "%d sub-account(s)\n", len(all))
+				return nil
+			})
+		}}
+	children.Flags().BoolVar(&password, "password", false, "the login-and-password sub-accounts")
+	cmd.AddCommand(show, links, unlink, disable, forget, children)
 	return cmd
 }
 

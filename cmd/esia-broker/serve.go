@@ -74,6 +74,17 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	if err != nil {
 		return err
 	}
+	if !cfg.Children.PasswordAccounts {
+		// A region that allows only ESIA: the sub-accounts that exist stop now (their tokens
+		// are refused by every replica anyway; this ends them in the database, audited).
+		n, err := b.DisablePasswordAccounts(ctx)
+		if err != nil {
+			return fmt.Errorf("disable password sub-accounts: %w", err)
+		}
+		if n > 0 {
+			log.Info("children.password_accounts is off: disabled login-and-password sub-accounts", "count", n)
+		}
+	}
 	l, err := a.listen(cfg)
 	if err != nil {
 		return err

@@ -234,6 +234,37 @@ func testChildrenAndKeys(t *testing.T, s *storage.Store) {
 	if got, err := s.ChildByStudent(ctx, "s-1"); err != nil || got.AccountID != byLogin.AccountID {
 		t.Errorf("by student %+v %v", got, err)
 	}
+	// The child's own ESIA account: only an active self link of an active non-child account
+	// counts, and the listing for the schools says so.
+	if own, err := s.OwnESIALink(ctx, "s-1"); err != nil || own {
+		t.Errorf("own ESIA link before any: %v %v", own, err)
+	}
+	if _, err := s.AddLink(ctx, byLogin.AccountID, "s-1", "self", "snils"); err != nil {
+		t.Fatal(err)
+	}
+	if own, _ := s.OwnESIALink(ctx, "s-1"); own {
+		t.Error("the sub-account's own link counted as an ESIA account")
+	}
+	kid, err := s.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: sptr("kid-oid"), Birthdate: "2015-03-01"})
+	must(t, err)
+	if _, err := s.AddLink(ctx, kid.ID, "s-1", "self", "snils"); err != nil {
+		t.Fatal(err)
+	}
+	if own, err := s.OwnESIALink(ctx, "s-1"); err != nil || !own {
+		t.Errorf("own ESIA link: %v %v", own, err)
+	}
+	if own, _ := s.OwnESIALink(ctx, "s-2"); own {
+		t.Error("another student's own link")
+	}
+	list, err := s.ChildAccounts(ctx)
+	if err != nil || len(list) != 1 || list[0].StudentID != "s-1" || list[0].Login != "petya" || list[0].Status != "active" || list[0].SchoolID != "sch-1" || list[0].Class != "5А" || !list[0].OwnESIA {
+		t.Errorf("child accounts %+v %v", list, err)
+	}
+	must(t, s.SetAccountStatus(ctx, kid.ID, "disabled"))
+	if own, _ := s.OwnESIALink(ctx, "s-1"); own {
+		t.Error("a disabled ESIA account still counts")
+	}
+	must(t, s.SetAccountStatus(ctx, kid.ID, "active"))
 	must(t, s.SetChildPassword(ctx, byLogin.AccountID, "h2", "other-parent"))
 	if got, _ := s.ChildByLogin(ctx, "petya"); got.PasswordHash != "h2" || got.UpdatedBy != "other-parent" {
 		t.Errorf("after the reset %+v", got)
