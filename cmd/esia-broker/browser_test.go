@@ -154,6 +154,61 @@ func TestBrowserSharedComputer(t *testing.T) {
 	}
 }
 
+// TestBrowserChildOwnESIA: a child under 14 (Дарья, 9) logs in through ESIA with her own
+// account, is linked by her SNILS and reaches the diary as herself; after she logs out, her
+// parent logs in on the same computer and the account page says Дарья logs in through ESIA.
+func TestBrowserChildOwnESIA(t *testing.T) {
+	base, _ := startDev(t)
+	ctx := browser(t)
+	login := func(persona string) error {
+		return chromedp.Do(ctx,
+			chromedp.WaitVisible(chromedp.CSS(`a[href="/demo/login"]`)),
+			chromedp.Click(chromedp.CSS(`a[href="/demo/login"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`a[href^="/login/esia"]`)),
+			chromedp.Click(chromedp.CSS(`a[href^="/login/esia"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`button[value="`+persona+`"]`)),
+			chromedp.Click(chromedp.CSS(`button[value="`+persona+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`button[value="accept"]`)),
+			chromedp.Click(chromedp.CSS(`button[value="accept"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`pre`)),
+		)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/demo/")); err != nil {
+		t.Fatal(err)
+	}
+	if err := login("child-9"); err != nil {
+		t.Fatalf("Дарья logs in: %v", err)
+	}
+	claims, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`pre`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"student_id": "demo-102"`, `"relation": "self"`, `"student"`, `"esia"`} {
+		if !strings.Contains(claims, want) {
+			t.Errorf("Дарья's claims lack %s: %s", want, claims)
+		}
+	}
+	if strings.Contains(claims, `"parent"`) {
+		t.Errorf("Дарья is called a parent: %s", claims)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[href*="/oauth2/logout"]`)), chromedp.WaitVisible(chromedp.CSS(`a[href="/demo/login"]`))); err != nil {
+		t.Fatalf("Дарья logs out: %v", err)
+	}
+	if err := login("parent-two-kids"); err != nil {
+		t.Fatalf("her mother logs in: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/account"), chromedp.WaitVisible(chromedp.CSS(`section.child`))); err != nil {
+		t.Fatalf("account page: %v", err)
+	}
+	section, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('section.child')].map(s => s.innerText).find(t => t.includes('Дарья')) || ''`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(section, "Входит через Госуслуги со своей учётной записью") {
+		t.Errorf("the parent's page on Дарья: %q", section)
+	}
+}
+
 // TestBrowserInviteSheet prints a sheet with the CLI and opens it in headless Chromium at A4
 // width: the slips are there, with Cyrillic text, and a screenshot is saved.
 func TestBrowserInviteSheet(t *testing.T) {
