@@ -236,3 +236,46 @@ func TestOnlyESIARegion(t *testing.T) {
 		}
 	})
 }
+
+// TestUnconfirmedChildRechecked: what an unconfirmed child account was given lasts only while
+// the rule that admitted it holds — the card active, the rule on (the 14th birthday likewise,
+// by the same check): refresh is refused as soon as it does not.
+func TestUnconfirmedChildRechecked(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		e := newLinkEnv(t, s)
+		br := newBrowser(t)
+		tok, _ := e.tokens(t, e.esiaLogin(t, br, "child-12-unconfirmed", nil, e.acceptAll(t, br)))
+		refresh := func(env *linkEnv, rt string) (*oauth2.Token, error) {
+			return env.rp.conf.TokenSource(env.rp.ctx, &oauth2.Token{RefreshToken: rt}).Token()
+		}
+		next, err := refresh(e, tok.RefreshToken)
+		if err != nil {
+			t.Fatalf("refresh while the rule holds: %v", err)
+		}
+		ctx := context.Background()
+		if _, err := s.SetStudentActive(ctx, "s-7", false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := refresh(e, next.RefreshToken); err == nil {
+			t.Error("refresh after her card became inactive")
+		}
+		// The card back, a new login; then the rule is switched off on a broker on the same data.
+		if _, err := s.SetStudentActive(ctx, "s-7", true); err != nil {
+			t.Fatal(err)
+		}
+		br2 := newBrowser(t)
+		tok2, _ := e.tokens(t, e.esiaLogin(t, br2, "child-12-unconfirmed", nil, e.acceptAll(t, br2)))
+		conns, _ := esiaUpstream(t, "", 5*time.Second)
+		h := newHarnessWith(t, s, conns, "ESIA_BROKER_CHILDREN_UNCONFIRMED_ESIA_CHILDREN=false")
+		off := &linkEnv{h: h, rp: newRP(t, h, "kiasuo", "secret-secret-secret", "openid", "profile", "students", "esia", "offline_access"), store: s}
+		if _, err := refresh(off, tok2.RefreshToken); err == nil {
+			t.Error("refresh after the rule was switched off")
+		}
+		// Control: a confirmed child's refresh works on that broker.
+		br3 := newBrowser(t)
+		tok3, _ := e.tokens(t, e.esiaLogin(t, br3, "child-9", nil, e.acceptAll(t, br3)))
+		if _, err := refresh(off, tok3.RefreshToken); err != nil {
+			t.Errorf("a confirmed child's refresh: %v", err)
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +38,12 @@ func esiaUpstream(t *testing.T, base string, timeout time.Duration) (func(string
 // once the harness has made the connectors.
 func esiaUpstreamWith(t *testing.T, base string, timeout time.Duration, opts broker.ESIAOptions) (func(string) []broker.Connector, *httptest.Server, func() *esiatest.Server) {
 	t.Helper()
+	return esiaUpstreamEmu(t, base, timeout, opts, nil)
+}
+
+// esiaUpstreamEmu is esiaUpstreamWith with the emulator's options changed by mod.
+func esiaUpstreamEmu(t *testing.T, base string, timeout time.Duration, opts broker.ESIAOptions, mod func(*esiatest.Options)) (func(string) []broker.Connector, *httptest.Server, func() *esiatest.Server) {
+	t.Helper()
 	key, cert, err := esiatest.NewClientCredentials("ESIA_BROKER_TEST")
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +53,11 @@ func esiaUpstreamWith(t *testing.T, base string, timeout time.Duration, opts bro
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return func(issuer string) []broker.Connector {
-		emu, err = esiatest.New(esiatest.Options{Personas: esiatest.PersonasOn(esiatest.TestDay()), Clients: []esiatest.Client{{ID: "ESIA_BROKER_TEST", CertDER: cert, RedirectURIs: []string{issuer + "/esia/callback", issuer + "/oauth2/logout/done"}, Scopes: esiaScopes}}})
+		eo := esiatest.Options{Personas: esiatest.PersonasOn(esiatest.TestDay()), Clients: []esiatest.Client{{ID: "ESIA_BROKER_TEST", CertDER: cert, RedirectURIs: []string{issuer + "/esia/callback", issuer + "/oauth2/logout/done"}, Scopes: esiaScopes}}}
+		if mod != nil {
+			mod(&eo)
+		}
+		emu, err = esiatest.New(eo)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -797,4 +808,90 @@ func TestESIASessionNotReused(t *testing.T) {
 			t.Errorf("with a live session: %d → %q", resp.StatusCode, resp.Header.Get("Location"))
 		}
 	})
+}
+
+// TestFreshLoginNotSkipped: the browser cannot skip ESIA's logout by asking for the continued
+// login itself (fresh=1): ESIA's ID token then shows an auth_time from before, and the broker
+// refuses the login with «Войдите заново», whose retry goes through ESIA's logout and ends with a
+// real login.
+func TestFreshLoginNotSkipped(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		logout bool
+		extra  []oauth2.AuthCodeOption
+	}{
+		{"a logout that did not reach ESIA", true, nil},
+		{"prompt=login", false, []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("prompt", "login")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A logs in at ESIA "two minutes ago" (the emulator's clock is behind until A is in).
+			var behind atomic.Int64
+			behind.Store(int64(2 * time.Minute))
+			conns, _, emu := esiaUpstreamEmu(t, "", 5*time.Second, broker.ESIAOptions{}, func(o *esiatest.Options) {
+				o.Now = func() time.Time { return time.Now().Add(-time.Duration(behind.Load())) }
+			})
+			h := newHarnessWith(t, openSQLite(t), conns)
+			h.client("kiasuo", "secret-secret-secret")
+			r := newRP(t, h, "kiasuo", "secret-secret-secret")
+			br := newBrowser(t)
+			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+			if resp, body := choosePersona(t, br, u, "parent-two-kids"); resp.StatusCode/100 != 3 {
+				t.Fatalf("A's login: %d %s", resp.StatusCode, body)
+			}
+			behind.Store(0)
+			stop := *br.Client
+			stop.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			if tc.logout {
+				_, page := getBody(t, &stop, h.URL+"/oauth2/logout")
+				m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+				if m == nil {
+					t.Fatalf("no logout form: %s", page)
+				}
+				resp, err := stop.PostForm(h.URL+"/oauth2/logout", url.Values{"csrf": {m[1]}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close() // the browser never follows it to ESIA
+			}
+			if emu().Sessions() != 1 {
+				t.Fatalf("ESIA sessions: %d", emu().Sessions())
+			}
+			// Without a broker session the start page shows; with one (prompt=login, max_age) too.
+			_, start := getBody(t, br.Client, r.conf.AuthCodeURL("state-fresh", append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(oauth2.GenerateVerifier())}, tc.extra...)...))
+			m := esiaLink.FindStringSubmatch(start)
+			if m == nil {
+				t.Fatalf("no start page: %s", start)
+			}
+			// The browser asks for the continued login itself, skipping ESIA's logout.
+			u = followToESIA(t, &stop, h.URL+strings.ReplaceAll(m[1], "&amp;", "&")+"&fresh=1")
+			resp, err := br.Get(u.String()) // ESIA's single sign-on answers at once; on to the broker
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "Войдите заново") {
+				t.Fatalf("the skipped logout was let through: %d %s", resp.StatusCode, title(string(body)))
+			}
+			retry := regexp.MustCompile(`href="(/login/esia\?login=[^"]+)"`).FindStringSubmatch(string(body))
+			if retry == nil {
+				t.Fatalf("no retry: %s", body)
+			}
+			u = followToESIA(t, &stop, h.URL+strings.ReplaceAll(retry[1], "&amp;", "&"))
+			if resp, body := choosePersona(t, br, u, "parent-no-match"); resp.StatusCode/100 != 3 {
+				t.Errorf("the retried login: %d %s", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+func getBody(t *testing.T, c *http.Client, u string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(b)
 }

@@ -101,6 +101,7 @@ func (c *ESIAConnector) HandleCallback(ctx context.Context, r *http.Request, _ s
 	id := &Identity{
 		Subject: tok.Claims.OID, FamilyName: p.LastName, GivenName: p.FirstName, MiddleName: p.MiddleName,
 		Birthdate: esia.ISOBirthDate(p.BirthDate), SNILS: p.SNILS, AMR: []string{"esia"}, ACR: ACRTrusted,
+		AuthTime: tok.AuthTime, AuthTimeErr: tok.IDTokenErr,
 	}
 	if !p.Trusted {
 		// The broker decides: only a child's own account matching a card gets in unconfirmed.

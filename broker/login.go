@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,7 +73,7 @@ func (b *Broker) upstreamLogoutFirst(w http.ResponseWriter, r *http.Request, con
 	}
 	to := lo.UpstreamLogoutURL(b.issuer() + "/oauth2/logout/done")
 	if to != "" {
-		b.setCookie(w, logoutCookie, logoutReturn{Login: lr.ID, Connector: conn.ID()}.encode(), logoutPending)
+		b.setCookie(w, logoutCookie, logoutReturn{Login: lr.ID, Connector: conn.ID(), At: time.Now()}.encode(), logoutPending)
 	}
 	return to
 }
@@ -165,7 +166,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 	err = b.store.InTx(ctx, func(ctx context.Context) error {
 		var err error
 		account, err = b.store.UpsertUpstreamAccount(ctx, &storage.Account{
-			Kind: "esia", Upstream: connID, UpstreamSub: &sub, SNILSDigest: snilsDigest,
+			Kind: "esia", Upstream: connID, UpstreamSub: &sub, SNILSDigest: snilsDigest, Unconfirmed: id.Unconfirmed,
 			FamilyName: id.FamilyName, GivenName: id.GivenName, MiddleName: id.MiddleName, Birthdate: id.Birthdate,
 		})
 		if err != nil {
@@ -188,6 +189,11 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		// The login request is marked as logged in by the new session, and read, at once.
 		if lr, err = b.store.CompleteLoginRequest(ctx, flow.LoginRequestID, bs.IDHash, hashToken(browser)); err != nil {
 			return expiredLogin(err)
+		}
+		// A login that had to be fresh: refused (all of it rolled back) when the upstream
+		// answered from an older session of its own.
+		if err := b.checkFresh(r, connID, lr, id); err != nil {
+			return err
 		}
 		// Links by SNILS are re-checked at every login.
 		if _, err := b.linker.ResolveAccount(ctx, account, id.SNILS); err != nil {
@@ -374,33 +380,42 @@ func (b *Broker) intentConnector() Connector {
 // children.unconfirmed_esia_children allows it. What the upstream sent for such an account
 // (the field names, no values) is logged, so operators see the real shape.
 func (b *Broker) admitUnconfirmed(ctx context.Context, connID string, id *Identity, snilsDigest string) error {
-	reason := ""
-	switch age, err := linking.Age(id.Birthdate, b.calendar()); {
-	case !b.cfg.Children.UnconfirmedESIAChildren:
-		reason = "unconfirmed_esia_children is off"
-	case err != nil:
-		reason = "no birth date"
-	case age >= linking.AdultAge:
-		reason = "not a child under 14"
-	case snilsDigest == "":
-		reason = "no SNILS"
-	default:
-		_, own, err := b.store.StudentsForSNILS(ctx, snilsDigest)
-		if err != nil {
-			return err
-		}
-		reason = "no active student card with this SNILS and birth date"
-		for _, st := range own {
-			if st.Active && st.Birthdate == id.Birthdate {
-				reason = ""
-			}
-		}
+	reason, err := b.unconfirmedRefusal(ctx, id.Birthdate, snilsDigest)
+	if err != nil {
+		return err
 	}
 	b.logger(ctx).Info("unconfirmed upstream account", "connector", connID, "admitted", reason == "", "reason", reason, "fields", id.Fields)
 	if reason != "" {
 		return errUnconfirmed(nil)
 	}
 	return nil
+}
+
+// unconfirmedRefusal says why an unconfirmed account born on birthdate with SNILS digest
+// snilsDigest may not use the broker today, or "" when it may: the rule of admitUnconfirmed,
+// which accountMayUse applies again at every refresh and authorization (the 14th birthday, a
+// card gone inactive or the rule switched off end its access as they would refuse its login).
+func (b *Broker) unconfirmedRefusal(ctx context.Context, birthdate, snilsDigest string) (string, error) {
+	switch age, err := linking.Age(birthdate, b.calendar()); {
+	case !b.cfg.Children.UnconfirmedESIAChildren:
+		return "unconfirmed_esia_children is off", nil
+	case err != nil:
+		return "no birth date", nil
+	case age >= linking.AdultAge:
+		return "not a child under 14", nil
+	case snilsDigest == "":
+		return "no SNILS", nil
+	}
+	_, own, err := b.store.StudentsForSNILS(ctx, snilsDigest)
+	if err != nil {
+		return "", err
+	}
+	for _, st := range own {
+		if st.Active && st.Birthdate == birthdate {
+			return "", nil
+		}
+	}
+	return "no active student card with this SNILS and birth date", nil
 }
 
 // logout is RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). With a valid
@@ -469,7 +484,7 @@ func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	b.clearCookie(w, b.cfg.Session.CookieName)
 	b.clearCookie(w, b.cfg.Session.BrowserCookieName)
-	back := logoutReturn{ClientID: clientID, URI: postLogout, State: r.Form.Get("state")}
+	back := logoutReturn{ClientID: clientID, URI: postLogout, State: r.Form.Get("state"), At: time.Now()}
 	if to := b.upstreamLogoutURL(); to != "" {
 		// ESIA keeps a session of its own: end it too, then come back to /oauth2/logout/done,
 		// which finishes where the relying party asked.
@@ -494,11 +509,60 @@ const logoutPending = 24 * time.Hour
 type logoutReturn struct {
 	ClientID, URI, State string
 	Login, Connector     string
+	// At is when the logout began: a login in this browser before the logout completes must
+	// have authenticated at the upstream after it.
+	At time.Time
 }
 
 func (l logoutReturn) encode() string {
-	v := url.Values{"c": {l.ClientID}, "u": {l.URI}, "s": {l.State}, "l": {l.Login}, "n": {l.Connector}}
+	v := url.Values{"c": {l.ClientID}, "u": {l.URI}, "s": {l.State}, "l": {l.Login}, "n": {l.Connector}, "t": {strconv.FormatInt(l.At.Unix(), 10)}}
 	return base64.RawURLEncoding.EncodeToString([]byte(v.Encode()))
+}
+
+// freshLeeway allows for the clocks of the broker and the upstream.
+const freshLeeway = 30 * time.Second
+
+// checkFresh refuses a login that had to be fresh but was answered from an older upstream
+// session: ESIA's single sign-on answers without asking, and only the ID token's auth_time
+// tells. A login must be fresh when the relying party asked (prompt=login: after the request
+// began; max_age: within it) or a logout of this browser has not come back from ESIA yet (after
+// the logout began). The fresh=1 of the continued login only skips the trip through ESIA's
+// logout; this check does not depend on anything the browser says.
+func (b *Broker) checkFresh(r *http.Request, connID string, lr *storage.LoginRequest, id *Identity) error {
+	if _, ok := b.connectors[connID].(upstreamLogout); !ok {
+		return nil // only ESIA keeps a session of its own that the broker ends and checks
+	}
+	var since time.Time
+	later := func(t time.Time) {
+		if t.After(since) {
+			since = t
+		}
+	}
+	q, _ := url.ParseQuery(lr.AuthorizeQuery)
+	if slices.Contains(strings.Fields(q.Get("prompt")), "login") {
+		later(lr.CreatedAt)
+	}
+	if n, err := strconv.ParseInt(q.Get("max_age"), 10, 64); err == nil && n >= 0 {
+		later(time.Now().Add(-time.Duration(n) * time.Second))
+	}
+	if c, err := r.Cookie(b.cookieName(logoutCookie)); err == nil {
+		if back, ok := decodeLogoutReturn(c.Value); ok {
+			later(back.At)
+		}
+	}
+	if since.IsZero() {
+		return nil
+	}
+	if id.AuthTimeErr != nil {
+		b.logger(r.Context()).Warn("the upstream's ID token did not check out: its auth_time is unknown", "connector", connID, "err", id.AuthTimeErr)
+	}
+	if !id.AuthTime.IsZero() && !id.AuthTime.Before(since.Add(-freshLeeway)) {
+		return nil
+	}
+	b.metrics.logins.WithLabelValues(connID, "not_fresh").Inc()
+	return &UserError{Status: http.StatusForbidden, Title: "Войдите заново",
+		Message: "Госуслуги впустили без входа: на этом устройстве ещё открыт прежний сеанс Госуслуг. Нажмите «Попробовать снова» — прежний сеанс будет закрыт, и Госуслуги спросят вход.",
+		Retry:   "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(lr.ID)}
 }
 
 // mustEndUpstreamSession tells whether a trip upstream for lr must not reuse the upstream's
@@ -521,7 +585,8 @@ func decodeLogoutReturn(s string) (logoutReturn, bool) {
 	if err != nil {
 		return logoutReturn{}, false
 	}
-	return logoutReturn{ClientID: v.Get("c"), URI: v.Get("u"), State: v.Get("s"), Login: v.Get("l"), Connector: v.Get("n")}, true
+	at, _ := strconv.ParseInt(v.Get("t"), 10, 64)
+	return logoutReturn{ClientID: v.Get("c"), URI: v.Get("u"), State: v.Get("s"), Login: v.Get("l"), Connector: v.Get("n"), At: time.Unix(at, 0)}, true
 }
 
 // upstreamLogoutURL is where to end the upstream's own session (ESIA's), coming back to

@@ -16,13 +16,23 @@ import (
 // errNoRight is why an account may no longer use what it was given.
 var errNoRight = errors.New("the account may no longer log in")
 
-// accountMayUse tells whether account a may still use its sessions and tokens: active, and —
-// for a child's sub-account — its card active, under 14 and with a parent still linked. Every
+// accountMayUse tells whether account a may still use its sessions and tokens: active; for an
+// account admitted unconfirmed, still a child's under 14 matching an active card; and — for a
+// child's sub-account — its card active, under 14 and with a parent still linked. Every
 // refresh, authorization, userinfo call and activation key asks, so that a right that ended
 // ends access even where no event revoked it (the 14th birthday).
 func (b *Broker) accountMayUse(ctx context.Context, a *storage.Account) error {
 	if a.Status != "active" {
 		return errNoRight
+	}
+	if a.Unconfirmed {
+		reason, err := b.unconfirmedRefusal(ctx, a.Birthdate, a.SNILSDigest)
+		if err != nil {
+			return err
+		}
+		if reason != "" {
+			return fmt.Errorf("%w: unconfirmed account: %s", errNoRight, reason)
+		}
 	}
 	if a.Kind != "child" {
 		return nil

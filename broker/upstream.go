@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"net/http"
+	"time"
 )
 
 // Connector is an upstream identity provider (Dex-style): it sends the browser away to log in
@@ -55,6 +56,13 @@ type Identity struct {
 	// Fields names the person fields the upstream sent (names only, never values), logged for
 	// unconfirmed accounts so operators see what ESIA returns for them.
 	Fields []string
+	// AuthTime is when the person last authenticated at the upstream (ESIA's ID token
+	// auth_time); zero when unknown. A login that must be fresh (prompt=login, max_age, a
+	// logout of this browser still under way) needs it recent: the upstream's single sign-on
+	// may answer without asking anyone.
+	AuthTime time.Time
+	// AuthTimeErr says why AuthTime is unknown, when the upstream's ID token did not check out.
+	AuthTimeErr error
 }
 
 // ACRs of ESIA logins in tokens.

@@ -258,6 +258,11 @@ type Tokens struct {
 	IDToken      string
 	ExpiresIn    int
 	Claims       *AccessClaims
+	// AuthTime is the ID token's auth_time: when the person last authenticated at ESIA (its
+	// single sign-on may answer without asking). Zero when ESIA sent no ID token or one that
+	// did not check out (IDTokenErr says why); the login itself does not depend on it.
+	AuthTime   time.Time
+	IDTokenErr error
 }
 
 type tokenResponse struct {
@@ -341,7 +346,15 @@ func (c *Client) token(ctx context.Context, form url.Values, code string) (*Toke
 	if err != nil {
 		return nil, err
 	}
-	return &Tokens{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, IDToken: tr.IDToken, ExpiresIn: tr.ExpiresIn, Claims: claims}, nil
+	t := &Tokens{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, IDToken: tr.IDToken, ExpiresIn: tr.ExpiresIn, Claims: claims}
+	if tr.IDToken != "" {
+		if id, err := c.VerifyIDToken(tr.IDToken, claims.OID); err != nil {
+			t.IDTokenErr = err
+		} else {
+			t.AuthTime = id.AuthTime
+		}
+	}
+	return t, nil
 }
 
 // textError is the ESIA error of a non-JSON error answer that names an ESIA code, or nil.

@@ -258,3 +258,59 @@ func (c *Client) VerifyAccessToken(token string) (*AccessClaims, error) {
 	}
 	return &AccessClaims{OID: oid, SID: claimString(claims, "urn:esia:sid"), Scopes: scopes, ClientID: claimString(claims, "client_id"), Issuer: claimString(claims, "iss"), Expiry: exp}, nil
 }
+
+// IDClaims are the checked claims of an ESIA ID token that the broker uses.
+type IDClaims struct {
+	Subject string
+	// AuthTime is when the person last authenticated at ESIA: with ESIA's single sign-on it
+	// can be long before this login.
+	AuthTime time.Time
+}
+
+// VerifyIDToken checks an ESIA ID token as VerifyAccessToken checks access tokens — signature,
+// iss, expiry — and that it was issued to this client (aud) for the person oid (sub), and
+// returns its auth_time.
+func (c *Client) VerifyIDToken(token, oid string) (*IDClaims, error) {
+	h, claims, input, sig, err := decodeJWT(token)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.Verifier != nil {
+		if err := c.cfg.Verifier.verify(h.Alg, input, sig); err != nil {
+			return nil, err
+		}
+	}
+	now := c.cfg.Now()
+	var problems []string
+	if iss := claimString(claims, "iss"); iss != c.cfg.Issuer {
+		problems = append(problems, fmt.Sprintf("iss %q, want %q", iss, c.cfg.Issuer))
+	}
+	audOK := false
+	switch a := claims["aud"].(type) {
+	case string:
+		audOK = a == c.cfg.ClientID
+	case []any:
+		for _, x := range a {
+			if s, _ := x.(string); s == c.cfg.ClientID {
+				audOK = true
+			}
+		}
+	}
+	if !audOK {
+		problems = append(problems, "aud is not this client")
+	}
+	if sub := claimString(claims, "sub"); sub != oid {
+		problems = append(problems, "sub is not the access token's person")
+	}
+	if exp, ok := claimTime(claims, "exp"); !ok || now.After(exp.Add(c.cfg.Leeway)) {
+		problems = append(problems, "expired or no exp")
+	}
+	at, ok := claimTime(claims, "auth_time")
+	if !ok {
+		problems = append(problems, "no auth_time")
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w: esia id token rejected: %s", ErrBadResponse, strings.Join(problems, "; "))
+	}
+	return &IDClaims{Subject: oid, AuthTime: at}, nil
+}

@@ -23,9 +23,12 @@ type Account struct {
 	Status      string    `db:"status"`
 	CreatedAt   time.Time `db:"created_at"`
 	UpdatedAt   time.Time `db:"updated_at"`
+	// Unconfirmed: ESIA reported the account as not confirmed at its last login (it was
+	// admitted as a child's own account matching a card).
+	Unconfirmed bool `db:"unconfirmed"`
 }
 
-const accountCols = `id, kind, upstream, upstream_sub, family_name, given_name, middle_name, birthdate, snils_digest, status, created_at, updated_at`
+const accountCols = `id, kind, upstream, upstream_sub, family_name, given_name, middle_name, birthdate, snils_digest, status, created_at, updated_at, unconfirmed`
 
 // UpsertUpstreamAccount creates or updates the account known to upstream by sub, and returns it
 // with its stable id.
@@ -44,8 +47,8 @@ func (s *Store) UpsertUpstreamAccount(ctx context.Context, a *Account) (*Account
 			if a.Status == "" {
 				a.Status = "active"
 			}
-			_, err = s.exec(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				a.ID, a.Kind, a.Upstream, a.UpstreamSub, a.FamilyName, a.GivenName, a.MiddleName, a.Birthdate, a.SNILSDigest, a.Status, now, now)
+			_, err = s.exec(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				a.ID, a.Kind, a.Upstream, a.UpstreamSub, a.FamilyName, a.GivenName, a.MiddleName, a.Birthdate, a.SNILSDigest, a.Status, now, now, a.Unconfirmed)
 			if isUniqueViolation(err) {
 				return fmt.Errorf("create account: %w", ErrConflict)
 			}
@@ -62,14 +65,14 @@ func (s *Store) UpsertUpstreamAccount(ctx context.Context, a *Account) (*Account
 			snils = a.SNILSDigest
 		}
 		if existing.FamilyName == a.FamilyName && existing.GivenName == a.GivenName && existing.MiddleName == a.MiddleName &&
-			existing.Birthdate == a.Birthdate && existing.SNILSDigest == snils {
+			existing.Birthdate == a.Birthdate && existing.SNILSDigest == snils && existing.Unconfirmed == a.Unconfirmed {
 			out = existing // nothing changed upstream: no write (most logins)
 			return nil
 		}
 		existing.FamilyName, existing.GivenName, existing.MiddleName = a.FamilyName, a.GivenName, a.MiddleName
-		existing.Birthdate, existing.UpdatedAt, existing.SNILSDigest = a.Birthdate, now, snils
-		_, err = s.exec(ctx, `UPDATE accounts SET family_name = ?, given_name = ?, middle_name = ?, birthdate = ?, snils_digest = ?, updated_at = ? WHERE id = ?`,
-			existing.FamilyName, existing.GivenName, existing.MiddleName, existing.Birthdate, existing.SNILSDigest, now, existing.ID)
+		existing.Birthdate, existing.UpdatedAt, existing.SNILSDigest, existing.Unconfirmed = a.Birthdate, now, snils, a.Unconfirmed
+		_, err = s.exec(ctx, `UPDATE accounts SET family_name = ?, given_name = ?, middle_name = ?, birthdate = ?, snils_digest = ?, updated_at = ?, unconfirmed = ? WHERE id = ?`,
+			existing.FamilyName, existing.GivenName, existing.MiddleName, existing.Birthdate, existing.SNILSDigest, now, existing.Unconfirmed, existing.ID)
 		if err != nil {
 			return fmt.Errorf("update account: %w", err)
 		}

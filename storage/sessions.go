@@ -250,15 +250,16 @@ func (s *Store) SessionWithAccount(ctx context.Context, idHash string) (*Browser
 		Status      string    `db:"status"`
 		ACreated    time.Time `db:"a_created"`
 		AUpdated    time.Time `db:"a_updated"`
+		Unconfirmed bool      `db:"unconfirmed"`
 	}
 	err := s.get(ctx, &r, `SELECT bs.id_hash, bs.auth_time, bs.amr, bs.acr, bs.created_at AS s_created, bs.expires_at AS s_expires,
 		a.id, a.kind, a.upstream, a.upstream_sub, a.family_name, a.given_name, a.middle_name, a.birthdate, a.snils_digest, a.status,
-		a.created_at AS a_created, a.updated_at AS a_updated
+		a.created_at AS a_created, a.updated_at AS a_updated, a.unconfirmed
 		FROM browser_sessions bs JOIN accounts a ON a.id = bs.account_id WHERE bs.id_hash = ? AND bs.expires_at > ?`, idHash, s.clock())
 	if err != nil {
 		return nil, nil, fmt.Errorf("get session with account: %w", err)
 	}
 	return &BrowserSession{IDHash: r.IDHash, AccountID: r.ID, AuthTime: r.AuthTime, AMRJSON: r.AMR, ACR: r.ACR, CreatedAt: r.SCreated, ExpiresAt: r.SExpires},
 		&Account{ID: r.ID, Kind: r.Kind, Upstream: r.Upstream, UpstreamSub: r.UpstreamSub, FamilyName: r.Family, GivenName: r.Given, MiddleName: r.Middle,
-			Birthdate: r.Birthdate, SNILSDigest: r.SNILS, Status: r.Status, CreatedAt: r.ACreated, UpdatedAt: r.AUpdated}, nil
+			Birthdate: r.Birthdate, SNILSDigest: r.SNILS, Status: r.Status, CreatedAt: r.ACreated, UpdatedAt: r.AUpdated, Unconfirmed: r.Unconfirmed}, nil
 }

@@ -130,6 +130,13 @@ type grant struct {
 	persona     *Persona
 	expires     time.Time
 	accessType  string
+	authTime    time.Time // when the person authenticated (earlier than the grant with SSO)
+}
+
+// ssoSession is ESIA's own session in a browser.
+type ssoSession struct {
+	persona  *Persona
+	authTime time.Time
 }
 
 type pending struct {
@@ -154,7 +161,7 @@ type Server struct {
 	codes    map[string]*grant
 	tokens   map[string]*grant
 	refresh  map[string]*grant
-	sso      map[string]*Persona // ESIA's own browser sessions, by cookie value
+	sso      map[string]*ssoSession // ESIA's own browser sessions, by cookie value
 }
 
 // SSOCookie is the emulator's single sign-on cookie (ESIA's own session in a browser).
@@ -192,7 +199,7 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("esiatest: %w", err)
 	}
 	s := &Server{opts: opts, key: key, gostKey: gk, clients: map[string]*clientReg{}, byID: map[string]*Persona{}, byOID: map[string]*Persona{},
-		pendings: map[string]*pending{}, codes: map[string]*grant{}, tokens: map[string]*grant{}, refresh: map[string]*grant{}, sso: map[string]*Persona{}}
+		pendings: map[string]*pending{}, codes: map[string]*grant{}, tokens: map[string]*grant{}, refresh: map[string]*grant{}, sso: map[string]*ssoSession{}}
 	for i := range opts.Personas {
 		p := &opts.Personas[i]
 		s.byID[p.ID], s.byOID[p.OID] = p, p
@@ -340,12 +347,13 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	p := &pending{clientID: c.ID, redirectURI: q.Get("redirect_uri"), state: q.Get("state"), accessType: q.Get("access_type"), scopes: scopes, expires: s.opts.Now().Add(15 * time.Minute)}
 	if s.opts.RandomPopulation > 0 {
-		s.redirectWithCode(w, r, p, s.randomPersona())
+		s.redirectWithCode(w, r, p, s.randomPersona(), s.opts.Now())
 		return
 	}
-	if persona := s.ssoPersona(r); persona != nil {
-		// ESIA's single sign-on: a browser that logged in before is answered at once.
-		s.redirectWithCode(w, r, p, persona)
+	if sess := s.ssoSession(r); sess != nil {
+		// ESIA's single sign-on: a browser that logged in before is answered at once, and the ID
+		// token's auth_time says when it really authenticated.
+		s.redirectWithCode(w, r, p, sess.persona, sess.authTime)
 		return
 	}
 	id := randomID()
@@ -403,15 +411,16 @@ func (s *Server) choose(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sid := randomID()
+	now := s.opts.Now()
 	s.mu.Lock()
-	s.sso[sid] = persona
+	s.sso[sid] = &ssoSession{persona: persona, authTime: now}
 	s.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: SSOCookie, Value: sid, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	s.redirectWithCode(w, r, p, persona)
+	s.redirectWithCode(w, r, p, persona, now)
 }
 
-// ssoPersona is who the browser's ESIA session belongs to, or nil.
-func (s *Server) ssoPersona(r *http.Request) *Persona {
+// ssoSession is the browser's ESIA session, or nil.
+func (s *Server) ssoSession(r *http.Request) *ssoSession {
 	c, err := r.Cookie(SSOCookie)
 	if err != nil {
 		return nil
@@ -421,10 +430,10 @@ func (s *Server) ssoPersona(r *http.Request) *Persona {
 	return s.sso[c.Value]
 }
 
-func (s *Server) redirectWithCode(w http.ResponseWriter, r *http.Request, p *pending, persona *Persona) {
+func (s *Server) redirectWithCode(w http.ResponseWriter, r *http.Request, p *pending, persona *Persona, authTime time.Time) {
 	code := randomID()
 	s.mu.Lock()
-	s.codes[code] = &grant{clientID: p.clientID, redirectURI: p.redirectURI, scopes: p.scopes, persona: persona, expires: s.opts.Now().Add(5 * time.Minute), accessType: p.accessType}
+	s.codes[code] = &grant{clientID: p.clientID, redirectURI: p.redirectURI, scopes: p.scopes, persona: persona, expires: s.opts.Now().Add(5 * time.Minute), accessType: p.accessType, authTime: authTime}
 	s.mu.Unlock()
 	back, _ := url.Parse(p.redirectURI)
 	v := back.Query()
@@ -513,7 +522,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	idt, _ := s.sign(map[string]any{
 		"aud": g.clientID, "sub": json.Number(g.persona.OID), "nbf": now.Unix(), "amr": "PWD", "urn:esia:amd": "PWD",
-		"auth_time": now.Unix(), "iss": s.opts.Issuer, "urn:esia:sid": sid, "exp": exp.Unix(), "iat": now.Unix(),
+		"auth_time": g.authTime.Unix(), "iss": s.opts.Issuer, "urn:esia:sid": sid, "exp": exp.Unix(), "iat": now.Unix(),
 		"urn:esia:sbj": map[string]any{"urn:esia:sbj:typ": "P", "urn:esia:sbj:is_tru": g.persona.Trusted, "urn:esia:sbj:oid": json.Number(g.persona.OID)},
 	})
 	resp := map[string]any{"access_token": at, "id_token": idt, "state": f.Get("state"), "token_type": "Bearer", "expires_in": int(s.opts.TokenLifetime.Seconds())}
