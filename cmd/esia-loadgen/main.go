@@ -182,7 +182,10 @@ func (r *runner) login(ctx context.Context) (*oauth2.Token, error) {
 		return nil
 	}}
 	verifier, nonce, state := oauth2.GenerateVerifier(), random(12), random(12)
-	u := r.conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce), oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("idp", "esia"))
+	// A new browser (cookie jar) for every login: no broker session, so the login goes to ESIA
+	// without prompt=login (which now first ends ESIA's own session: another round trip that
+	// diaries ask for only when they need a fresh login).
+	u := r.conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce), oauth2.SetAuthURLParam("idp", "esia"))
 	resp, err := c.Get(u)
 	if err != nil {
 		return nil, fmt.Errorf("authorize: %w", err)
