@@ -77,6 +77,15 @@ func esiaUpstreamEmu(t *testing.T, base string, timeout time.Duration, opts brok
 	}, srv, func() *esiatest.Server { return emu }
 }
 
+// kiasuoOn starts a broker on store s with the connectors of conns, registers the relying
+// party kiasuo and returns both.
+func kiasuoOn(t *testing.T, s *storage.Store, conns func(string) []broker.Connector) (*harness, *rp) {
+	t.Helper()
+	h := newHarnessWith(t, s, conns)
+	h.client("kiasuo", "secret-secret-secret")
+	return h, newRP(t, h, "kiasuo", "secret-secret-secret")
+}
+
 // forgetESIA drops the emulator's single sign-on cookie from the browser, as if its ESIA session
 // had ended: the next visit to ESIA shows the persona page again.
 func forgetESIA(br *browser, esiaURL *url.URL) {
@@ -173,9 +182,7 @@ func nothingWritten(t *testing.T, s *storage.Store) {
 func TestESIAPersonas(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *storage.Store) {
 		conns, _ := esiaUpstream(t, "", 5*time.Second)
-		h := newHarnessWith(t, s, conns)
-		h.client("kiasuo", "secret-secret-secret")
-		r := newRP(t, h, "kiasuo", "secret-secret-secret")
+		h, r := kiasuoOn(t, s, conns)
 		tests := []struct {
 			persona, wantName, oid string
 		}{
@@ -237,9 +244,7 @@ func TestESIAFailuresWriteNothing(t *testing.T) {
 	t.Run("unconfirmed account", func(t *testing.T) {
 		forEachStore(t, func(t *testing.T, s *storage.Store) {
 			conns, _ := esiaUpstream(t, "", 5*time.Second)
-			h := newHarnessWith(t, s, conns)
-			h.client("kiasuo", "secret-secret-secret")
-			r := newRP(t, h, "kiasuo", "secret-secret-secret")
+			h, r := kiasuoOn(t, s, conns)
 			br := newBrowser(t)
 			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 			resp, body := choosePersona(t, br, u, "unconfirmed")
@@ -250,9 +255,7 @@ func TestESIAFailuresWriteNothing(t *testing.T) {
 	t.Run("user cancels at ESIA", func(t *testing.T) {
 		s := openSQLite(t)
 		conns, _ := esiaUpstream(t, "", 5*time.Second)
-		h := newHarnessWith(t, s, conns)
-		h.client("kiasuo", "secret-secret-secret")
-		r := newRP(t, h, "kiasuo", "secret-secret-secret")
+		h, r := kiasuoOn(t, s, conns)
 		br := newBrowser(t)
 		u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 		resp, body := choosePersona(t, br, u, "")
@@ -265,9 +268,7 @@ func TestESIAFailuresWriteNothing(t *testing.T) {
 		t.Run("ESIA error "+info.Code, func(t *testing.T) {
 			s := openSQLite(t)
 			conns, _ := esiaUpstream(t, "", 5*time.Second)
-			h := newHarnessWith(t, s, conns)
-			h.client("kiasuo", "secret-secret-secret")
-			r := newRP(t, h, "kiasuo", "secret-secret-secret")
+			h, r := kiasuoOn(t, s, conns)
 			br := newBrowser(t)
 			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 			q := url.Values{"state": {u.Query().Get("state")}, "error": {info.OAuthError}, "error_description": {info.Code + ": something went wrong"}}
@@ -314,9 +315,7 @@ func TestESIAFailuresWriteNothing(t *testing.T) {
 		t.Run("callback error "+tc.oauth+" "+tc.desc, func(t *testing.T) {
 			s := openSQLite(t)
 			conns, _ := esiaUpstream(t, "", 5*time.Second)
-			h := newHarnessWith(t, s, conns)
-			h.client("kiasuo", "secret-secret-secret")
-			r := newRP(t, h, "kiasuo", "secret-secret-secret")
+			h, r := kiasuoOn(t, s, conns)
 			br := newBrowser(t)
 			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 			q := url.Values{"state": {u.Query().Get("state")}, "error": {tc.oauth}, "error_description": {tc.desc}}
@@ -405,9 +404,7 @@ func TestESIAFailuresWriteNothing(t *testing.T) {
 func TestESIACallbackReplayAndForgery(t *testing.T) {
 	s := openSQLite(t)
 	conns, _ := esiaUpstream(t, "", 5*time.Second)
-	h := newHarnessWith(t, s, conns)
-	h.client("kiasuo", "secret-secret-secret")
-	r := newRP(t, h, "kiasuo", "secret-secret-secret")
+	h, r := kiasuoOn(t, s, conns)
 	br := newBrowser(t)
 	u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 
@@ -443,9 +440,7 @@ func openSQLite(t *testing.T) *storage.Store {
 func TestIdpGoesStraightToUpstream(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *storage.Store) {
 		conns, _ := esiaUpstream(t, "", 5*time.Second)
-		h := newHarnessWith(t, s, conns)
-		h.client("kiasuo", "secret-secret-secret")
-		r := newRP(t, h, "kiasuo", "secret-secret-secret")
+		_, r := kiasuoOn(t, s, conns)
 		br := newBrowser(t)
 		stop := *br.Client
 		stop.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -517,9 +512,7 @@ func TestIdpWithBrokenSigner(t *testing.T) {
 		}
 		return []broker.Connector{broker.NewESIAConnector(c, broker.ESIAOptions{})}
 	}
-	h := newHarnessWith(t, s, conns)
-	h.client("kiasuo", "secret-secret-secret")
-	r := newRP(t, h, "kiasuo", "secret-secret-secret")
+	h, r := kiasuoOn(t, s, conns)
 	br := newBrowser(t)
 	resp, err := br.Get(r.conf.AuthCodeURL("state-idp-test", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("idp", "esia")))
 	if err != nil {
@@ -552,9 +545,7 @@ func TestLogoutEndsESIASession(t *testing.T) {
 		t.Run(map[bool]string{false: "default", true: "ESIA session kept"}[keep], func(t *testing.T) {
 			s := openSQLite(t)
 			conns, _, emu := esiaUpstreamWith(t, "", 5*time.Second, broker.ESIAOptions{KeepESIASession: keep})
-			h := newHarnessWith(t, s, conns)
-			h.client("kiasuo", "secret-secret-secret")
-			r := newRP(t, h, "kiasuo", "secret-secret-secret")
+			h, r := kiasuoOn(t, s, conns)
 			br := newBrowser(t)
 			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 			resp, body := choosePersona(t, br, u, "parent-two-kids")
@@ -655,26 +646,10 @@ func emuURL(t *testing.T, u *url.URL) string {
 // недоступен», not «Вы отменили вход», and the operator gets an error-level log and a metric.
 func TestMisconfiguredESIA(t *testing.T) {
 	s := openSQLite(t)
+	// ESIA has another certificate registered for the мнемоника than the broker's.
 	_, registeredCert, _ := esiatest.NewClientCredentials("ESIA_BROKER_TEST")
-	key, cert, _ := esiatest.NewClientCredentials("ESIA_BROKER_TEST")
-	srv := httptest.NewServer(nil)
-	t.Cleanup(srv.Close)
-	conns := func(issuer string) []broker.Connector {
-		emu, err := esiatest.New(esiatest.Options{Personas: esiatest.PersonasOn(esiatest.TestDay()), Clients: []esiatest.Client{{ID: "ESIA_BROKER_TEST", CertDER: registeredCert, RedirectURIs: []string{issuer + "/esia/callback"}, Scopes: esiaScopes}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.Config.Handler = emu.Handler()
-		signer, _ := esia.NewKeySigner(key, cert)
-		c, err := esia.New(esia.Config{BaseURL: srv.URL, ClientID: "ESIA_BROKER_TEST", RedirectURI: issuer + "/esia/callback", Scopes: esiaScopes, Verifier: emu.TokenVerifier()}, signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return []broker.Connector{broker.NewESIAConnector(c, broker.ESIAOptions{})}
-	}
-	h := newHarnessWith(t, s, conns)
-	h.client("kiasuo", "secret-secret-secret")
-	r := newRP(t, h, "kiasuo", "secret-secret-secret")
+	conns, _, _ := esiaUpstreamEmu(t, "", 5*time.Second, broker.ESIAOptions{}, func(o *esiatest.Options) { o.Clients[0].CertDER = registeredCert })
+	h, r := kiasuoOn(t, s, conns)
 	br := newBrowser(t)
 	u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 	resp, err := br.Get(u.String())
@@ -731,9 +706,7 @@ func TestCertificateExpiry(t *testing.T) {
 func TestESIASessionNotReused(t *testing.T) {
 	setup := func(t *testing.T) (*harness, *rp, *browser, *http.Client, func() *esiatest.Server) {
 		conns, _, emu := esiaUpstreamWith(t, "", 5*time.Second, broker.ESIAOptions{})
-		h := newHarnessWith(t, openSQLite(t), conns)
-		h.client("kiasuo", "secret-secret-secret")
-		r := newRP(t, h, "kiasuo", "secret-secret-secret")
+		h, r := kiasuoOn(t, openSQLite(t), conns)
 		br := newBrowser(t)
 		u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 		if resp, body := choosePersona(t, br, u, "parent-two-kids"); resp.StatusCode/100 != 3 {
@@ -830,9 +803,7 @@ func TestFreshLoginNotSkipped(t *testing.T) {
 			conns, _, emu := esiaUpstreamEmu(t, "", 5*time.Second, broker.ESIAOptions{}, func(o *esiatest.Options) {
 				o.Now = func() time.Time { return time.Now().Add(-time.Duration(behind.Load())) }
 			})
-			h := newHarnessWith(t, openSQLite(t), conns)
-			h.client("kiasuo", "secret-secret-secret")
-			r := newRP(t, h, "kiasuo", "secret-secret-secret")
+			h, r := kiasuoOn(t, openSQLite(t), conns)
 			br := newBrowser(t)
 			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 			if resp, body := choosePersona(t, br, u, "parent-two-kids"); resp.StatusCode/100 != 3 {

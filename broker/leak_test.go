@@ -57,9 +57,7 @@ func TestESIAFaultsLeakNoGoroutines(t *testing.T) {
 			}))
 			s := openSQLite(t)
 			conns, _ := esiaUpstream(t, srv.URL, 300*time.Millisecond)
-			h := newHarnessWith(t, s, conns)
-			h.client("kiasuo", "secret-secret-secret")
-			r := newRP(t, h, "kiasuo", "secret-secret-secret")
+			h, r := kiasuoOn(t, s, conns)
 			for range 3 {
 				br := newBrowser(t)
 				u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
