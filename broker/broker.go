@@ -181,7 +181,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	*b = Broker{
 		cfg: cfg, store: o.Store, keys: keys, provider: provider, idSigner: idSigner,
 		connectors: map[string]Connector{}, log: o.Logger, pages: pages,
-		metrics: newMetrics(o.Registry), cookieKey: cookieKey, mount: o.Mount,
+		metrics: newMetrics(o.Registry, o.Store), cookieKey: cookieKey, mount: o.Mount,
 		linker: linking.NewService(o.Store, digester, inv), keyDigestKey: digester.InviteKey(),
 	}
 	b.brand = brand{Name: cfg.Region.Name, SupportPhone: cfg.Region.SupportPhone, SupportEmail: cfg.Region.SupportEmail, SupportURL: cfg.Region.SupportURL}
@@ -220,6 +220,9 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		b.connOrder = append(b.connOrder, c)
 		if ch, ok := c.(certificateHolder); ok {
 			b.watchCertificates(c.ID(), ch.Certificates())
+		}
+		if ob, ok := c.(upstreamObserver); ok {
+			ob.ObserveUpstream(b.metrics.observeUpstream(c.ID()))
 		}
 	}
 	return b, nil

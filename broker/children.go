@@ -63,6 +63,7 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.As(err, &le):
 		b.metrics.logins.WithLabelValues("child", "locked").Inc()
+		b.metrics.lockouts.WithLabelValues("child").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(le.Until).Seconds())+1))
 		again(http.StatusTooManyRequests, "Слишком много неудачных попыток. Попробуйте снова после "+le.Until.In(moscow).Format("15:04")+" (по московскому времени) или попросите родителя сменить пароль.")
 		return
@@ -282,6 +283,7 @@ func (b *Broker) generateKey(w http.ResponseWriter, r *http.Request) {
 		b.renderError(w, r, err)
 		return
 	}
+	b.metrics.keys.WithLabelValues("issued").Inc()
 	minutes := int(b.cfg.Activation.KeyTTL.Round(time.Minute) / time.Minute)
 	b.render(w, r, http.StatusOK, "key", pageData{Title: "Ключ для мобильного приложения", Code: key, Message: strconv.Itoa(minutes) + " мин."})
 }

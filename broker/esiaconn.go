@@ -18,6 +18,7 @@ type esiaClient interface {
 	Person(ctx context.Context, accessToken, oid string) (*esia.Person, error)
 	LogoutURL(redirectURL string) string
 	Probe(ctx context.Context) (*esia.Error, error)
+	SetObserver(f func(call string, took time.Duration, err error))
 }
 
 // ESIAConnector logs people in through ESIA directly, GOST-signed. It admits only confirmed
@@ -54,6 +55,11 @@ type CertificateInfo struct {
 // NewESIAConnector wraps an ESIA client.
 func NewESIAConnector(c *esia.Client, opts ESIAOptions) *ESIAConnector {
 	return &ESIAConnector{client: c, opts: opts}
+}
+
+// ObserveUpstream implements upstreamObserver: every call to ESIA is reported to f.
+func (c *ESIAConnector) ObserveUpstream(f func(call string, took time.Duration, err error)) {
+	c.client.SetObserver(f)
 }
 
 // Certificates implements certificateHolder.

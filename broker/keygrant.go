@@ -62,6 +62,8 @@ func (h *keyGrantHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	if until, err := b.store.ReserveAttempt(ctx, limit); err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	} else if !until.IsZero() {
+		b.metrics.lockouts.WithLabelValues("activation").Inc()
+		b.metrics.keys.WithLabelValues("refused").Inc()
 		return fosite.ErrInvalidGrant.WithHint("Too many wrong activation keys; try again later.")
 	}
 	norm, err := invites.NormalizeLen(r.GetRequestForm().Get("activation_key"), ActivationKeyLength)
@@ -74,6 +76,7 @@ func (h *keyGrantHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 			return fosite.ErrServerError.WithWrap(ferr)
 		}
 		_ = b.store.Audit(ctx, "client:"+client.GetID(), "key.redeem_failed", "", nil)
+		b.metrics.keys.WithLabelValues("refused").Inc()
 		if errors.Is(err, store.ErrKeyInvalid) || errors.Is(err, invites.ErrCodeFormat) {
 			return fosite.ErrInvalidGrant.WithHint("The activation key is unknown, used or expired.")
 		}
@@ -81,8 +84,10 @@ func (h *keyGrantHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	}
 	account, err := b.store.Account(ctx, key.AccountID)
 	if err != nil || b.accountMayUse(ctx, account) != nil {
+		b.metrics.keys.WithLabelValues("refused").Inc()
 		return fosite.ErrInvalidGrant.WithHint("The account of this key is not active.")
 	}
+	b.metrics.keys.WithLabelValues("used").Inc()
 	for _, s := range r.GetRequestedScopes() {
 		if client.GetScopes().Has(s) {
 			r.GrantScope(s)

@@ -83,6 +83,7 @@ func (b *Broker) renderConsent(w http.ResponseWriter, r *http.Request, lr *stora
 	if name == "" {
 		name = client.ID
 	}
+	b.metrics.consents.WithLabelValues("shown").Inc()
 	b.render(w, r, http.StatusOK, "consent", pageData{Title: "Согласие на обработку персональных данных", LoginID: lr.ID, CSRF: b.csrfToken(b.browserID(w, r)),
 		ClientName: name, Items: items, Students: studentViews(linked), Version: b.cfg.Linking.ConsentVersion})
 }
@@ -116,6 +117,7 @@ func (b *Broker) consent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.PostFormValue("decision") != "accept" {
+		b.metrics.consents.WithLabelValues("refused").Inc()
 		_, _ = b.store.ConsumeLoginRequest(ctx, lr.ID)
 		_ = b.store.Audit(ctx, "account:"+account.ID, "consent.deny", ar.GetClient().GetID(), nil)
 		b.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user refused consent."))
@@ -140,6 +142,7 @@ func (b *Broker) consent(w http.ResponseWriter, r *http.Request) {
 		b.renderError(w, r, err)
 		return
 	}
+	b.metrics.consents.WithLabelValues("given").Inc()
 	_ = bs
 	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)
 }
@@ -296,12 +299,17 @@ func (b *Broker) redeemCode(w http.ResponseWriter, r *http.Request) {
 		code = code[:32]
 	}
 	st, err := b.linker.RedeemCode(ctx, account.ID, code, role, b.clientIP(r))
+	b.metrics.invites.WithLabelValues(redeemResult(err)).Inc()
+	if err == nil {
+		b.metrics.links.WithLabelValues("invite", "added").Inc()
+	}
 	if err != nil {
 		var le *invites.LockedError
 		msg := "Код не подошёл. Проверьте, правильно ли он введён: 12 букв и цифр, например 7KQ4-M2XD-9PRT."
 		status := http.StatusBadRequest
 		switch {
 		case errors.As(err, &le):
+			b.metrics.lockouts.WithLabelValues("invite").Inc()
 			status = http.StatusTooManyRequests
 			w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(le.Until).Seconds())+1))
 			msg = "Слишком много неверных кодов. Попробуйте снова после " + le.Until.In(moscow).Format("15:04") + " (по московскому времени)."
@@ -356,3 +364,31 @@ func (b *Broker) accountPage(w http.ResponseWriter, r *http.Request) {
 }
 
 var moscow = time.FixedZone("MSK", 3*3600)
+
+// redeemResult names a code redemption's outcome for the metrics (a fixed set).
+func redeemResult(err error) string {
+	var le *invites.LockedError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &le):
+		return "locked"
+	case errors.Is(err, storage.ErrInviteUsed):
+		return "used"
+	case errors.Is(err, storage.ErrInviteExpired):
+		return "expired"
+	case errors.Is(err, storage.ErrInviteRevoked):
+		return "revoked"
+	case errors.Is(err, storage.ErrInviteWrongUse):
+		return "wrong_role"
+	case errors.Is(err, invites.ErrInvalidCode):
+		return "wrong_code"
+	case errors.Is(err, linking.ErrAlreadyLinked):
+		return "already_linked"
+	case errors.Is(err, linking.ErrStudentLeft):
+		return "student_left"
+	case errors.Is(err, linking.ErrChildAccount), errors.Is(err, linking.ErrNotAdult), errors.Is(err, linking.ErrNoBirthdate), errors.Is(err, linking.ErrNotThisStudent):
+		return "not_allowed"
+	}
+	return "error"
+}

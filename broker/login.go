@@ -160,6 +160,9 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		next    step
 		issued  fosite.AuthorizeResponder
 		authErr error
+		// What the login changed in the links, counted once it is committed.
+		snilsChanges linking.Changes
+		diaryLinks   int
 	)
 	// Everything the login writes — account, links, the diary's link, the new session — is one
 	// transaction: a failure leaves none of it.
@@ -196,14 +199,14 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 			return err
 		}
 		// Links by SNILS are re-checked at every login.
-		if _, err := b.linker.ResolveAccount(ctx, account, id.SNILS); err != nil {
+		if snilsChanges, err = b.linker.ResolveAccount(ctx, account, id.SNILS); err != nil {
 			return err
 		}
 		if lr.LinkIntent != "" {
 			if intent, err = b.store.ConsumeLinkIntent(ctx, lr.LinkIntent); err != nil {
 				return errIntentGone(err)
 			}
-			if _, err := b.linker.ApplyIntent(ctx, account.ID, intent.ClientID, intent.Relation, intent.Students()); err != nil {
+			if diaryLinks, err = b.linker.ApplyIntent(ctx, account.ID, intent.ClientID, intent.Relation, intent.Students()); err != nil {
 				return intentRefused(err)
 			}
 		}
@@ -246,6 +249,9 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		return
 	}
 	b.metrics.logins.WithLabelValues(connID, "ok").Inc()
+	b.metrics.links.WithLabelValues("snils", "added").Add(float64(snilsChanges.Added))
+	b.metrics.links.WithLabelValues("snils", "revoked").Add(float64(snilsChanges.Revoked))
+	b.metrics.links.WithLabelValues("diary", "added").Add(float64(diaryLinks))
 	b.setCookie(w, b.cfg.Session.CookieName, raw, b.cfg.Session.Lifespan)
 	b.setBrowser(w, r, browser)
 	if intent != nil {

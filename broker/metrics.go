@@ -1,13 +1,19 @@
 package broker
 
 import (
-	"github.com/gorilla/mux"
+	"database/sql"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"time"
 
+	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/esia-broker/esia-broker/esia"
 )
 
 type metrics struct {
@@ -19,9 +25,27 @@ type metrics struct {
 	// upstreamRefusals counts logins ESIA refused for the broker's own configuration.
 	upstreamRefusals *prometheus.CounterVec
 	certExpiry       *prometheus.GaugeVec
+	// Calls to the upstreams (ESIA): latency, and how each ended.
+	upstreamLatency *prometheus.HistogramVec
+	upstreamResults *prometheus.CounterVec
+	// The business: links made and ended, invite redemptions, rate limits and lock-outs,
+	// activation keys, consent.
+	links       *prometheus.CounterVec
+	invites     *prometheus.CounterVec
+	rateLimited *prometheus.CounterVec
+	lockouts    *prometheus.CounterVec
+	keys        *prometheus.CounterVec
+	consents    *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry) *metrics {
+// poolStats is what the metrics read of the database pool.
+type poolStats interface{ Stats() sql.DBStats }
+
+// newMetrics registers the broker's metrics, the Go runtime's and the process's, the database
+// pool's (db, when not nil) and the build's on reg. Every label takes values from a small fixed
+// set: routes, connectors, results, ESIA codes of esia.Codes, registered clients; never a
+// person, a student or a code.
+func newMetrics(reg *prometheus.Registry, db poolStats) *metrics {
 	m := &metrics{
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -32,10 +56,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "esia_broker_tokens_issued_total", Help: "Token responses issued, by grant type.",
-		}, []string{"grant"}),
+			Name: "esia_broker_tokens_issued_total", Help: "Token responses issued, by grant type and client.",
+		}, []string{"grant", "client"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "esia_broker_logins_total", Help: "Upstream logins by connector and result.",
+			Name: "esia_broker_logins_total", Help: "Logins by connector (esia, oidc, child) and result.",
 		}, []string{"connector", "result"}),
 		upstreamRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "esia_broker_upstream_configuration_errors_total",
@@ -45,9 +69,104 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "esia_broker_certificate_expiry_timestamp_seconds",
 			Help: "When a certificate the broker depends on expires (Unix time): role client is the system's own certificate registered at ESIA, role esia each certificate ESIA signs tokens with.",
 		}, []string{"connector", "role", "subject"}),
+		upstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "esia_broker_upstream_request_duration_seconds", Help: "Calls to the upstream (ESIA) by call: authorize (signing the redirect), token, person, contacts, kids, probe.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"upstream", "call"}),
+		upstreamResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "esia_broker_upstream_requests_total",
+			Help: "Calls to the upstream by call and result (ok, timeout, connection, http_5xx, unavailable, bad_response, esia_error, other), and ESIA's error code for esia_error.",
+		}, []string{"upstream", "call", "result", "code"}),
+		links: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "esia_broker_links_total", Help: "Links between accounts and students made (added) and ended (revoked) by the broker's own flows, by method: snils, invite, diary.",
+		}, []string{"method", "change"}),
+		invites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "esia_broker_invite_redemptions_total", Help: "Invite code redemptions by result.",
+		}, []string{"result"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "esia_broker_rate_limited_total", Help: "Requests refused by the per-address rate limits, by route.",
+		}, []string{"route"}),
+		lockouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "esia_broker_lockouts_total", Help: "Attempts refused because a login, an address or an account is locked out, by kind: child, invite, activation.",
+		}, []string{"kind"}),
+		keys: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "esia_broker_activation_keys_total", Help: "Activation keys of the mobile app: issued, used, refused.",
+		}, []string{"result"}),
+		consents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "esia_broker_consents_total", Help: "Consent pages: shown, given, refused.",
+		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.tokens, m.logins, m.upstreamRefusals, m.certExpiry)
+	reg.MustRegister(m.requests, m.latency, m.tokens, m.logins, m.upstreamRefusals, m.certExpiry,
+		m.upstreamLatency, m.upstreamResults, m.links, m.invites, m.rateLimited, m.lockouts, m.keys, m.consents,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
+	if db != nil {
+		reg.MustRegister(poolCollector{db})
+	}
 	return m
+}
+
+// observeUpstream is the esia client's Observe for connector id.
+func (m *metrics) observeUpstream(id string) func(call string, took time.Duration, err error) {
+	return func(call string, took time.Duration, err error) {
+		m.upstreamLatency.WithLabelValues(id, call).Observe(took.Seconds())
+		code := ""
+		if c := esia.ErrorCode(err); c != "" {
+			code = "other"
+			if _, known := esia.LookupCode(c); known {
+				code = c
+			}
+		}
+		m.upstreamResults.WithLabelValues(id, call, esia.Result(err), code).Inc()
+	}
+}
+
+// buildInfo is esia_broker_build_info{version, revision, go_version} 1.
+func buildInfo() prometheus.Collector {
+	version, revision, goVersion := "unknown", "unknown", runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				revision = s.Value
+			}
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "esia_broker_build_info", Help: "The running build: version, VCS revision, Go version.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "go_version": goVersion}})
+	g.Set(1)
+	return g
+}
+
+// poolCollector exports the database pool's statistics.
+type poolCollector struct{ db poolStats }
+
+var (
+	poolOpen     = prometheus.NewDesc("esia_broker_db_open_connections", "Open connections to the database (in use and idle).", nil, nil)
+	poolInUse    = prometheus.NewDesc("esia_broker_db_in_use_connections", "Connections in use.", nil, nil)
+	poolIdle     = prometheus.NewDesc("esia_broker_db_idle_connections", "Idle connections.", nil, nil)
+	poolMax      = prometheus.NewDesc("esia_broker_db_max_open_connections", "The pool's limit (database.max_open_conns).", nil, nil)
+	poolWaits    = prometheus.NewDesc("esia_broker_db_wait_count_total", "Times a request waited for a free connection.", nil, nil)
+	poolWaitTime = prometheus.NewDesc("esia_broker_db_wait_duration_seconds_total", "Time spent waiting for a free connection.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (p poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{poolOpen, poolInUse, poolIdle, poolMax, poolWaits, poolWaitTime} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (p poolCollector) Collect(ch chan<- prometheus.Metric) {
+	s := p.db.Stats()
+	ch <- prometheus.MustNewConstMetric(poolOpen, prometheus.GaugeValue, float64(s.OpenConnections))
+	ch <- prometheus.MustNewConstMetric(poolInUse, prometheus.GaugeValue, float64(s.InUse))
+	ch <- prometheus.MustNewConstMetric(poolIdle, prometheus.GaugeValue, float64(s.Idle))
+	ch <- prometheus.MustNewConstMetric(poolMax, prometheus.GaugeValue, float64(s.MaxOpenConnections))
+	ch <- prometheus.MustNewConstMetric(poolWaits, prometheus.CounterValue, float64(s.WaitCount))
+	ch <- prometheus.MustNewConstMetric(poolWaitTime, prometheus.CounterValue, s.WaitDuration.Seconds())
 }
 
 func (m *metrics) handler() http.Handler {

@@ -545,7 +545,11 @@ func (o tokenOutcome) write(ctx context.Context, b *Broker, w http.ResponseWrite
 	case o.err != nil:
 		b.provider.WriteAccessError(ctx, w, o.ar, o.err)
 	default:
-		b.metrics.tokens.WithLabelValues(o.grant).Inc()
+		client := ""
+		if o.ar != nil && o.ar.GetClient() != nil {
+			client = o.ar.GetClient().GetID() // a registered client: a bounded label
+		}
+		b.metrics.tokens.WithLabelValues(o.grant, client).Inc()
 		b.provider.WriteAccessResponse(ctx, w, o.ar, o.resp)
 	}
 }

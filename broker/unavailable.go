@@ -71,7 +71,7 @@ func (b *Broker) limited(route string, max func() int, h http.HandlerFunc) http.
 		}
 		secs := int(time.Until(reset).Seconds()) + 1
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		b.metrics.logins.WithLabelValues(route, "rate_limited").Inc()
+		b.metrics.rateLimited.WithLabelValues(route).Inc()
 		if route == "token" {
 			writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "temporarily_unavailable", "error_description": "Too many requests from this address; retry after " + strconv.Itoa(secs) + " s."})
 			return

@@ -29,6 +29,11 @@ type upstreamLogout interface {
 	UpstreamLogoutURL(returnTo string) string
 }
 
+// upstreamObserver is a connector that reports its calls upstream (latency and result).
+type upstreamObserver interface {
+	ObserveUpstream(f func(call string, took time.Duration, err error))
+}
+
 // certificateHolder is a connector that depends on certificates that expire.
 type certificateHolder interface {
 	Certificates() []CertificateInfo

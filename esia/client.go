@@ -56,6 +56,9 @@ type Config struct {
 	Now func() time.Time
 	// MaxBodyBytes bounds what is read of a response; 1 MiB when zero.
 	MaxBodyBytes int64
+	// Observe, when set, is told of every call: authorize (signing the redirect), token,
+	// person, contacts, kids, probe — how long it took and how it ended (Result, ErrorCode).
+	Observe func(call string, took time.Duration, err error)
 }
 
 // Client talks to ESIA.
@@ -137,6 +140,9 @@ func IssuerFor(baseURL string) string {
 	return DefaultIssuer
 }
 
+// SetObserver sets Config.Observe (the broker's metrics). Call it before the client is used.
+func (c *Client) SetObserver(f func(call string, took time.Duration, err error)) { c.cfg.Observe = f }
+
 // Issuer is the iss this client expects of ESIA's tokens.
 func (c *Client) Issuer() string { return c.cfg.Issuer }
 
@@ -171,7 +177,8 @@ func SecretMessage(clientID, scope, scopeOrg, timestamp, state, redirectURI, cod
 }
 
 // AuthURL returns the /aas/oauth2/v2/ac address for state (a UUID v4).
-func (c *Client) AuthURL(ctx context.Context, state string) (string, error) {
+func (c *Client) AuthURL(ctx context.Context, state string) (u string, err error) {
+	defer func(start time.Time) { c.observe("authorize", start, err) }(time.Now())
 	if _, err := uuid.Parse(state); err != nil {
 		return "", fmt.Errorf("esia: state must be a UUID: %w", err)
 	}
@@ -202,7 +209,14 @@ func (c *Client) AuthURL(ctx context.Context, state string) (string, error) {
 // error page naming an ESIA code. nil means ESIA took the request (its login page, or a
 // redirect to it). An error on the redirect back passes through the browser and can be forged;
 // a probe's answer comes from ESIA itself.
-func (c *Client) Probe(ctx context.Context) (*Error, error) {
+func (c *Client) Probe(ctx context.Context) (refusal *Error, err error) {
+	defer func(start time.Time) {
+		if refusal != nil {
+			c.observe("probe", start, refusal)
+		} else {
+			c.observe("probe", start, err)
+		}
+	}(time.Now())
 	au, err := c.AuthURL(ctx, uuid.NewString())
 	if err != nil {
 		return nil, err
@@ -217,7 +231,7 @@ func (c *Client) Probe(ctx context.Context) (*Error, error) {
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, networkError(err)
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
@@ -233,7 +247,7 @@ func (c *Client) Probe(ctx context.Context) (*Error, error) {
 		}
 		return nil, nil
 	case resp.StatusCode >= 500:
-		return nil, fmt.Errorf("%w: authorization endpoint answered HTTP %d", ErrUnavailable, resp.StatusCode)
+		return nil, fmt.Errorf("%w: %w: authorization endpoint answered HTTP %d", ErrUnavailable, ErrServer, resp.StatusCode)
 	case resp.StatusCode >= 400:
 		if e := textError(body, resp.StatusCode); e != nil {
 			return e, nil
@@ -289,7 +303,8 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (*Tokens, err
 	return c.token(ctx, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}, "")
 }
 
-func (c *Client) token(ctx context.Context, form url.Values, code string) (*Tokens, error) {
+func (c *Client) token(ctx context.Context, form url.Values, code string) (_ *Tokens, err error) {
+	defer func(start time.Time) { c.observe("token", start, err) }(time.Now())
 	state := uuid.NewString()
 	ts := c.timestamp()
 	secret, err := c.secret(ctx, ts, state, code)
@@ -326,13 +341,13 @@ func (c *Client) token(ctx context.Context, form url.Values, code string) (*Toke
 			return nil, e
 		}
 		if status >= 500 {
-			return nil, fmt.Errorf("%w: token endpoint answered HTTP %d", ErrUnavailable, status)
+			return nil, fmt.Errorf("%w: %w: token endpoint answered HTTP %d", ErrUnavailable, ErrServer, status)
 		}
 		return nil, fmt.Errorf("%w: token endpoint (HTTP %d): %v", ErrBadResponse, status, err)
 	}
 	if tr.Error != "" || status != http.StatusOK {
 		if status >= 500 && tr.Error == "" {
-			return nil, fmt.Errorf("%w: token endpoint answered HTTP %d", ErrUnavailable, status)
+			return nil, fmt.Errorf("%w: %w: token endpoint answered HTTP %d", ErrUnavailable, ErrServer, status)
 		}
 		return nil, NewError(tr.Error, tr.ErrorDescription, status)
 	}
@@ -346,15 +361,15 @@ func (c *Client) token(ctx context.Context, form url.Values, code string) (*Toke
 	if err != nil {
 		return nil, err
 	}
-	t := &Tokens{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, IDToken: tr.IDToken, ExpiresIn: tr.ExpiresIn, Claims: claims}
+	out := &Tokens{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, IDToken: tr.IDToken, ExpiresIn: tr.ExpiresIn, Claims: claims}
 	if tr.IDToken != "" {
 		if id, err := c.VerifyIDToken(tr.IDToken, claims.OID); err != nil {
-			t.IDTokenErr = err
+			out.IDTokenErr = err
 		} else {
-			t.AuthTime = id.AuthTime
+			out.AuthTime = id.AuthTime
 		}
 	}
-	return t, nil
+	return out, nil
 }
 
 // textError is the ESIA error of a non-JSON error answer that names an ESIA code, or nil.
@@ -377,20 +392,33 @@ func textError(body []byte, status int) *Error {
 	return NewError("", strings.TrimSpace(text), status)
 }
 
+// networkError classifies a failure to talk to ESIA: a timeout or a failed connection, both
+// ErrUnavailable.
+func networkError(err error) error {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Errorf("%w: %w: %v", ErrUnavailable, ErrTimeout, err)
+	}
+	return fmt.Errorf("%w: %w: %v", ErrUnavailable, ErrConnection, err)
+}
+
+// observe reports a call to ESIA to Config.Observe, when set.
+func (c *Client) observe(call string, start time.Time, err error) {
+	if c.cfg.Observe != nil {
+		c.cfg.Observe(call, time.Since(start), err)
+	}
+}
+
 // do sends req and reads a bounded body. Network failures and timeouts are ErrUnavailable.
 func (c *Client) do(req *http.Request) ([]byte, int, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) {
-			return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, 0, networkError(err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
 	if err != nil {
-		return nil, resp.StatusCode, fmt.Errorf("%w: reading response: %v", ErrUnavailable, err)
+		return nil, resp.StatusCode, fmt.Errorf("reading response: %w", networkError(err))
 	}
 	if int64(len(body)) > c.cfg.MaxBodyBytes {
 		return nil, resp.StatusCode, fmt.Errorf("%w: response larger than %d bytes", ErrBadResponse, c.cfg.MaxBodyBytes)

@@ -329,31 +329,39 @@ func TestUnreliableESIA(t *testing.T) {
 		name    string
 		handler http.HandlerFunc
 		want    error
+		result  string // esia.Result, the metric label
 	}{
-		{"500", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "oops", 500) }, esia.ErrUnavailable},
-		{"garbage", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("<html>not json")) }, esia.ErrBadResponse},
+		{"500", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "oops", 500) }, esia.ErrUnavailable, "http_5xx"},
+		{"garbage", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("<html>not json")) }, esia.ErrBadResponse, "bad_response"},
 		{"slow", func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-time.After(2 * time.Second):
 			case <-r.Context().Done():
 			}
-		}, esia.ErrUnavailable},
+		}, esia.ErrUnavailable, "timeout"},
 		{"reset", func(w http.ResponseWriter, _ *http.Request) {
 			conn, _, _ := w.(http.Hijacker).Hijack()
 			conn.Close()
-		}, esia.ErrUnavailable},
+		}, esia.ErrUnavailable, "connection"},
 		{"state not echoed", func(w http.ResponseWriter, _ *http.Request) {
 			w.Write([]byte(`{"access_token":"a.b.c","state":"00000000-0000-4000-8000-000000000000"}`))
-		}, esia.ErrStateMismatch},
-		{"huge", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(strings.Repeat("x", 2<<20))) }, esia.ErrBadResponse},
+		}, esia.ErrStateMismatch, "bad_response"},
+		{"huge", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(strings.Repeat("x", 2<<20))) }, esia.ErrBadResponse, "bad_response"},
+		{"an ESIA error", func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(400)
+			w.Write([]byte(`{"error":"invalid_grant","error_description":"ESIA-007011: expired"}`))
+		}, nil, "esia_error"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := fakeESIA(t, tc.handler)
 			start := time.Now()
 			_, err := c.Exchange(ctx, "code")
-			if !errors.Is(err, tc.want) {
+			if (tc.want != nil && !errors.Is(err, tc.want)) || (tc.want == nil && err == nil) {
 				t.Errorf("exchange: %v, want %v", err, tc.want)
+			}
+			if got := esia.Result(err); got != tc.result {
+				t.Errorf("Result(%v) = %q, want %q", err, got, tc.result)
 			}
 			if time.Since(start) > 1500*time.Millisecond {
 				t.Errorf("took %s: the timeout did not bound the wait", time.Since(start))

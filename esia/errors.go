@@ -193,5 +193,36 @@ var ErrStateMismatch = errors.New("esia: the token response's state does not mat
 // ErrUnavailable wraps network failures, timeouts and 5xx answers: ESIA could not be reached.
 var ErrUnavailable = errors.New("esia: service unavailable")
 
+// The kinds of ErrUnavailable (wrapped beside it), for operators' metrics.
+var (
+	ErrTimeout    = errors.New("esia: timed out")
+	ErrConnection = errors.New("esia: connection failed")
+	ErrServer     = errors.New("esia: server error")
+)
+
+// Result names what a call to ESIA came to, from a small fixed set (a metric label): ok,
+// timeout, connection, http_5xx, unavailable, bad_response, esia_error (ESIA answered an error;
+// its code is ErrorCode), or other.
+func Result(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.Is(err, ErrConnection):
+		return "connection"
+	case errors.Is(err, ErrServer):
+		return "http_5xx"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, ErrBadResponse), errors.Is(err, ErrStateMismatch):
+		return "bad_response"
+	case errors.As(err, &e):
+		return "esia_error"
+	}
+	return "other"
+}
+
 // ErrBadResponse wraps answers that are not what ESIA's protocol says: garbage, wrong JSON.
 var ErrBadResponse = errors.New("esia: malformed response")

@@ -132,7 +132,8 @@ func (c *Client) Kids(ctx context.Context, accessToken, oid string) ([]Kid, erro
 
 // get reads a resource. A GET is safe to repeat, so a failure to reach ESIA is retried once
 // after a short pause; an answer (even an error) is not.
-func (c *Client) get(ctx context.Context, token, path string, out any) error {
+func (c *Client) get(ctx context.Context, token, path string, out any) (err error) {
+	defer func(start time.Time) { c.observe(resourceName(path), start, err) }(time.Now())
 	var lastErr error
 	for attempt := range 2 {
 		if attempt > 0 {
@@ -165,7 +166,7 @@ func (c *Client) getOnce(ctx context.Context, token, path string, out any) error
 	}
 	switch {
 	case status >= 500:
-		return fmt.Errorf("%w: %s answered HTTP %d", ErrUnavailable, resourceName(path), status)
+		return fmt.Errorf("%w: %w: %s answered HTTP %d", ErrUnavailable, ErrServer, resourceName(path), status)
 	case status != http.StatusOK:
 		var e struct {
 			Error       string `json:"error"`

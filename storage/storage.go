@@ -408,3 +408,6 @@ func (s *Store) SearchText(ctx context.Context, needle string) ([]string, error)
 	}
 	return found, nil
 }
+
+// Stats are the connection pool's statistics (open, in use, idle, waits), for the metrics.
+func (s *Store) Stats() sql.DBStats { return s.db.Stats() }
