@@ -110,12 +110,15 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 	flow, err := b.store.ConsumeUpstreamFlow(ctx, r.URL.Query().Get("state"))
 	if err != nil {
 		b.metrics.logins.WithLabelValues(connID, "bad_state").Inc()
-		b.renderError(w, r, expiredLogin(err))
+		ue := *asUserError(expiredLogin(err)).(*UserError)
+		ue.Upstream = connID
+		b.renderError(w, r, &ue)
 		return
 	}
 	if flow.Connector != connID || !b.sameBrowser(r, flow.BrowserHash) {
 		b.metrics.logins.WithLabelValues(connID, "foreign_browser").Inc()
-		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Ответ сервиса входа пришёл не в тот браузер, где начинался вход. Вернитесь в электронный дневник и войдите снова."})
+		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Upstream: connID, Err: errors.New("the upstream's answer came to another browser"),
+			Message: "Ответ сервиса входа пришёл не в тот браузер, где начинался вход. Вернитесь в электронный дневник и войдите снова."})
 		return
 	}
 	id, err := conn.HandleCallback(ctx, r, flow.Data)
@@ -124,6 +127,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		ue := asUserError(err).(*UserError)
 		retry := *ue
 		retry.Retry = "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(flow.LoginRequestID)
+		retry.Upstream = connID
 		b.renderError(w, r, &retry)
 		return
 	}
@@ -139,6 +143,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 			b.metrics.logins.WithLabelValues(connID, "unconfirmed").Inc()
 			retry := *asUserError(err).(*UserError)
 			retry.Retry = "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(flow.LoginRequestID)
+			retry.Upstream = connID
 			b.renderError(w, r, &retry)
 			return
 		}
@@ -566,7 +571,8 @@ func (b *Broker) checkFresh(r *http.Request, connID string, lr *storage.LoginReq
 		return nil
 	}
 	b.metrics.logins.WithLabelValues(connID, "not_fresh").Inc()
-	return &UserError{Status: http.StatusForbidden, Title: "Войдите заново",
+	return &UserError{Status: http.StatusForbidden, Title: "Войдите заново", Upstream: connID,
+		Err: errors.New("the upstream answered from a session older than the login had to be"),
 		Message: "Госуслуги впустили без входа: на этом устройстве ещё открыт прежний сеанс Госуслуг. Нажмите «Попробовать снова» — прежний сеанс будет закрыт, и Госуслуги спросят вход.",
 		Retry:   "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(lr.ID)}
 }

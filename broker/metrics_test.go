@@ -98,6 +98,16 @@ func TestOperatorMetrics(t *testing.T) {
 		t.Error("no esia_broker_build_info")
 	}
 	checkBoundedLabels(t, m)
+	// The refused unconfirmed login's line names the request and the upstream, not the person.
+	line := logLine(t, e.h.Logs.String(), `"msg":"request refused","request_id"`)
+	if !strings.Contains(line, `"upstream":"esia"`) || !strings.Contains(line, `"status":403`) {
+		t.Errorf("refused login's log line: %s", line)
+	}
+	for _, personal := range []string{"Сидорова", "Анна", "456-789-012", "1990"} {
+		if strings.Contains(e.h.Logs.String(), personal) {
+			t.Errorf("the log holds personal data %q", personal)
+		}
+	}
 
 	// ESIA answering 500 at the token endpoint: counted as http_5xx; an ESIA error with its code.
 	for _, tc := range []struct {
@@ -131,6 +141,15 @@ func TestOperatorMetrics(t *testing.T) {
 		fake.Close()
 		if got := scrape(t, h)[tc.series]; got < 1 {
 			t.Errorf("%s = %v", tc.series, got)
+		}
+		// The failed login's log line: request id, upstream and ESIA's code.
+		if code := seriesLabels.FindAllStringSubmatch(tc.series, -1)[1][2]; code != "" && code != "other" {
+			line := logLine(t, h.Logs.String(), `"msg":"request refused"`)
+			for _, want := range []string{`"request_id":"`, `"upstream":"esia"`, `"esia_code":"` + code + `"`} {
+				if !strings.Contains(line, want) {
+					t.Errorf("the failed login's log line lacks %s: %s", want, line)
+				}
+			}
 		}
 	}
 }
@@ -183,4 +202,19 @@ func checkBoundedLabels(t *testing.T, m map[string]float64) {
 			}
 		}
 	}
+}
+
+// logLine returns the first log line containing marker.
+func logLine(t *testing.T, logs, marker string) string {
+	t.Helper()
+	i := strings.Index(logs, marker)
+	if i < 0 {
+		t.Fatalf("no log line with %s: %s", marker, logs)
+	}
+	start := strings.LastIndexByte(logs[:i], '\n') + 1
+	end := strings.IndexByte(logs[i:], '\n')
+	if end < 0 {
+		return logs[start:]
+	}
+	return logs[start : i+end]
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+
+	"github.com/esia-broker/esia-broker/esia"
 )
 
 var errInternal = &UserError{Status: http.StatusInternalServerError, Title: "Что-то пошло не так", Message: "На сервере произошла ошибка. Попробуйте ещё раз через несколько минут; если ошибка повторится, сообщите в службу поддержки код обращения."}
@@ -103,9 +105,11 @@ func (b *Broker) renderError(w http.ResponseWriter, r *http.Request, err error) 
 		ue = errInternal
 	case ue.Operator != "":
 		b.metrics.upstreamRefusals.WithLabelValues(ue.OperatorCode).Inc()
-		b.logger(r.Context()).Error("upstream refuses the broker's configuration", "esia_code", ue.OperatorCode, "fix", ue.Operator, "err", ue.Err)
-	case ue.Err != nil:
-		b.logger(r.Context()).Warn("request refused", "title", ue.Title, "err", ue.Err)
+		b.logger(r.Context()).Error("upstream refuses the broker's configuration", "upstream", ue.Upstream, "esia_code", ue.OperatorCode, "fix", ue.Operator, "err", ue.Err)
+	case ue.Err != nil || ue.Upstream != "":
+		// A failed login's line: the request id (from the logger), the upstream and ESIA's code,
+		// the status and the error in English; never the person.
+		b.logger(r.Context()).Warn("request refused", "status", ue.Status, "upstream", ue.Upstream, "esia_code", esia.ErrorCode(ue.Err), "err", ue.Err)
 	}
 	status := ue.Status
 	if status == 0 {

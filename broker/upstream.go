@@ -91,6 +91,8 @@ type UserError struct {
 	// configuration): it is logged at error level, in English, with OperatorCode.
 	Operator     string
 	OperatorCode string
+	// Upstream names the connector of a failed login, for the log line.
+	Upstream string
 }
 
 func (e *UserError) Error() string {
