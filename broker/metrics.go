@@ -3,6 +3,7 @@ package broker
 import (
 	"database/sql"
 	"net/http"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -17,7 +18,9 @@ import (
 )
 
 type metrics struct {
-	reg      *prometheus.Registry
+	reg *prometheus.Registry
+	// all is every collector registered, for MetricNames.
+	all      []prometheus.Collector
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	tokens   *prometheus.CounterVec
@@ -96,12 +99,13 @@ func newMetrics(reg *prometheus.Registry, db poolStats) *metrics {
 			Name: "esia_broker_consents_total", Help: "Consent pages: shown, given, refused.",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.tokens, m.logins, m.upstreamRefusals, m.certExpiry,
+	m.all = []prometheus.Collector{m.requests, m.latency, m.tokens, m.logins, m.upstreamRefusals, m.certExpiry,
 		m.upstreamLatency, m.upstreamResults, m.links, m.invites, m.rateLimited, m.lockouts, m.keys, m.consents,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo()}
 	if db != nil {
-		reg.MustRegister(poolCollector{db})
+		m.all = append(m.all, poolCollector{db})
 	}
+	reg.MustRegister(m.all...)
 	return m
 }
 
@@ -168,6 +172,28 @@ func (p poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(poolWaits, prometheus.CounterValue, float64(s.WaitCount))
 	ch <- prometheus.MustNewConstMetric(poolWaitTime, prometheus.CounterValue, s.WaitDuration.Seconds())
 }
+
+// MetricNames lists the names of every metric family the broker exports (its own, the
+// runtime's, the process's, the pool's): what dashboards and alert rules may name.
+func (b *Broker) MetricNames() []string {
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		for _, c := range b.metrics.all {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	var out []string
+	for d := range ch {
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
+
+// fqName reads a metric's name out of prometheus.Desc's String.
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

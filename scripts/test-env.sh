@@ -34,6 +34,11 @@ if ! openssl engine gost >/dev/null 2>&1; then
   openssl engine gost >/dev/null 2>&1 || fail "OpenSSL's gost engine does not load"
 fi
 
+# promtool (Debian package prometheus) checks the shipped alert rules and their unit tests.
+if ! command -v promtool >/dev/null 2>&1; then
+  apt_install prometheus || fail "could not install prometheus (promtool)"
+fi
+
 # Headless Chromium for the browser tests (chromedp drives Debian's package, never a download).
 if ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium || fail "could not install chromium"
