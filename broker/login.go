@@ -572,7 +572,7 @@ func (b *Broker) checkFresh(r *http.Request, connID string, lr *storage.LoginReq
 	}
 	b.metrics.logins.WithLabelValues(connID, "not_fresh").Inc()
 	return &UserError{Status: http.StatusForbidden, Title: "Войдите заново", Upstream: connID,
-		Err: errors.New("the upstream answered from a session older than the login had to be"),
+		Err:     errors.New("the upstream answered from a session older than the login had to be"),
 		Message: "Госуслуги впустили без входа: на этом устройстве ещё открыт прежний сеанс Госуслуг. Нажмите «Попробовать снова» — прежний сеанс будет закрыт, и Госуслуги спросят вход.",
 		Retry:   "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(lr.ID)}
 }
