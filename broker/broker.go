@@ -32,6 +32,8 @@ import (
 	"github.com/esia-broker/esia-broker/invites"
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 //go:embed templates/*.html
@@ -53,6 +55,9 @@ type Options struct {
 	// Calendar is the day on which ages are reckoned (the 14th birthday's cut-offs, who is an
 	// adult); nil is time.Now. Tests pin it, so that no test depends on today's date.
 	Calendar func() time.Time
+	// Tracer traces requests and the connectors' upstream calls (OpenTelemetry); nil traces
+	// nothing. The store is traced by its own SetTracer.
+	Tracer trace.TracerProvider
 }
 
 // Broker is one provider process.
@@ -76,6 +81,7 @@ type Broker struct {
 	keyDigestKey []byte
 	proxies      []*net.IPNet
 	calendar     func() time.Time
+	tracer       trace.Tracer
 }
 
 // New composes the provider. It loads the signing keys (creating the first ones when there are
@@ -191,6 +197,11 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		}
 		b.brand.Logo = true
 	}
+	tp := o.Tracer
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	b.tracer = tp.Tracer("github.com/esia-broker/esia-broker/broker")
 	b.calendar = time.Now
 	if o.Calendar != nil {
 		b.calendar = o.Calendar
@@ -223,6 +234,9 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		}
 		if ob, ok := c.(upstreamObserver); ok {
 			ob.ObserveUpstream(b.metrics.observeUpstream(c.ID()))
+		}
+		if tc, ok := c.(upstreamTracer); ok {
+			tc.TraceUpstream(tp)
 		}
 	}
 	return b, nil

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/esia-broker/esia-broker/esia"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // esiaClient is what the ESIA connector needs of the esia package's client.
@@ -19,6 +21,7 @@ type esiaClient interface {
 	LogoutURL(redirectURL string) string
 	Probe(ctx context.Context) (*esia.Error, error)
 	SetObserver(f func(call string, took time.Duration, err error))
+	SetTracer(tp trace.TracerProvider)
 }
 
 // ESIAConnector logs people in through ESIA directly, GOST-signed. It admits only confirmed
@@ -61,6 +64,9 @@ func NewESIAConnector(c *esia.Client, opts ESIAOptions) *ESIAConnector {
 func (c *ESIAConnector) ObserveUpstream(f func(call string, took time.Duration, err error)) {
 	c.client.SetObserver(f)
 }
+
+// TraceUpstream implements upstreamTracer.
+func (c *ESIAConnector) TraceUpstream(tp trace.TracerProvider) { c.client.SetTracer(tp) }
 
 // Certificates implements certificateHolder.
 func (c *ESIAConnector) Certificates() []CertificateInfo { return c.opts.Certificates }

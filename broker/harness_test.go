@@ -22,6 +22,8 @@ import (
 	"github.com/esia-broker/esia-broker/config"
 	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // fakeConnector is the test upstream: it "logs in" whoever its Subject names by sending the
@@ -95,6 +97,15 @@ func newHarnessWith(t *testing.T, store *storage.Store, conns func(issuer string
 // (a load balancer in front of several replicas).
 func newHarnessAt(t *testing.T, store *storage.Store, issuer string, conns func(issuer string) []broker.Connector, extraEnv ...string) *harness {
 	t.Helper()
+	return startHarness(t, store, issuer, conns, nil, extraEnv...)
+}
+
+// startHarness is newHarnessAt with a tracer provider for the broker and the store (nil: none).
+func startHarness(t *testing.T, store *storage.Store, issuer string, conns func(issuer string) []broker.Connector, tp trace.TracerProvider, extraEnv ...string) *harness {
+	t.Helper()
+	if tp != nil {
+		store.SetTracer(tp)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +120,7 @@ func newHarnessAt(t *testing.T, store *storage.Store, issuer string, conns func(
 	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b, err := broker.New(context.Background(), broker.Options{Config: testConfig(t, issuer, extraEnv...), Store: store, Connectors: connectors, Logger: logger, Calendar: esiatest.TestDay})
+	b, err := broker.New(context.Background(), broker.Options{Config: testConfig(t, issuer, extraEnv...), Store: store, Connectors: connectors, Logger: logger, Calendar: esiatest.TestDay, Tracer: tp})
 	if err != nil {
 		t.Fatalf("broker.New: %v", err)
 	}

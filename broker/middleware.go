@@ -9,6 +9,10 @@ import (
 	"regexp"
 	"runtime/debug"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 type requestIDKey struct{}
@@ -54,6 +58,11 @@ func (b *Broker) middleware(next http.Handler) http.Handler {
 		ctx = context.WithValue(ctx, requestIDKey{}, id)
 		route := "other"
 		ctx = context.WithValue(ctx, routeKey{}, &route)
+		// One span per request (OpenTelemetry; a no-op unless telemetry.otlp_endpoint is set),
+		// the ESIA calls and SQL statements under it. No URL: paths and queries carry codes,
+		// link intents and hints; the route's template is set when known.
+		ctx, span := b.tracer.Start(ctx, "http "+r.Method, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("request.id", id)))
 		r = r.WithContext(ctx)
 		h := w.Header()
 		h.Set("X-Request-Id", id)
@@ -78,6 +87,12 @@ func (b *Broker) middleware(next http.Handler) http.Handler {
 				code = http.StatusOK
 			}
 			b.logger(ctx).Info("request", "method", r.Method, "route", route, "status", code, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+			span.SetName("http " + r.Method + " " + route)
+			span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", code))
+			if code >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(code))
+			}
+			span.End()
 		}()
 		next.ServeHTTP(sw, r)
 	})

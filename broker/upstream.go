@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Connector is an upstream identity provider (Dex-style): it sends the browser away to log in
@@ -32,6 +34,11 @@ type upstreamLogout interface {
 // upstreamObserver is a connector that reports its calls upstream (latency and result).
 type upstreamObserver interface {
 	ObserveUpstream(f func(call string, took time.Duration, err error))
+}
+
+// upstreamTracer is a connector that traces its calls upstream.
+type upstreamTracer interface {
+	TraceUpstream(tp trace.TracerProvider)
 }
 
 // certificateHolder is a connector that depends on certificates that expire.

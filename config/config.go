@@ -37,6 +37,17 @@ type Config struct {
 	Children   Children   `mapstructure:"children"`
 	Activation Activation `mapstructure:"activation"`
 	Region     Region     `mapstructure:"region"`
+	Telemetry  Telemetry  `mapstructure:"telemetry"`
+}
+
+// Telemetry configures OpenTelemetry traces: a span per request, with the ESIA calls and SQL
+// statements under it, exported by OTLP over HTTP. Off unless OTLPEndpoint is set.
+type Telemetry struct {
+	// OTLPEndpoint is the collector's OTLP/HTTP URL, e.g. http://otel-collector:4318 (the
+	// traces path /v1/traces is added when the URL has none).
+	OTLPEndpoint string `mapstructure:"otlp_endpoint"`
+	// SampleRatio is the share of requests traced (0–1).
+	SampleRatio float64 `mapstructure:"sample_ratio"`
 }
 
 // Region is how the pages present the region's diary: name, logo and support contacts.
@@ -344,6 +355,8 @@ func Defaults() map[string]any {
 		"http.pprof_listen":                  "",
 		"http.metrics_listen":                "127.0.0.1:9464",
 		"http.trusted_proxies":               "",
+		"telemetry.otlp_endpoint":            "",
+		"telemetry.sample_ratio":             1.0,
 		"log.level":                          "info",
 		"log.format":                         "json",
 		"limits.pages_per_ip_per_minute":     120,
@@ -611,6 +624,12 @@ func (c *Config) validate() []string {
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format", "must be json or text, got %q", c.Log.Format)
+	}
+	if e := c.Telemetry.OTLPEndpoint; e != "" && !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
+		bad("telemetry.otlp_endpoint", "must be an http(s) URL of an OTLP/HTTP collector, got %q", e)
+	}
+	if r := c.Telemetry.SampleRatio; r < 0 || r > 1 {
+		bad("telemetry.sample_ratio", "must be between 0 and 1, got %v", r)
 	}
 	p = append(p, c.Upstream.validate()...)
 	if e := c.Upstream.ESIA; e.Enabled && !c.Dev && strings.TrimSpace(e.VerifyCertFiles) == "" {

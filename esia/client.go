@@ -14,6 +14,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Hosts and token issuers of ESIA's two environments (DESIGN §4): production, and the test
@@ -66,6 +70,7 @@ type Client struct {
 	cfg    Config
 	signer Signer
 	http   *http.Client
+	tracer trace.Tracer
 }
 
 // New makes a client; signer makes client_secret.
@@ -115,7 +120,7 @@ func New(cfg Config, signer Signer) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: cfg.Timeout, Transport: newTransport()}
 	}
-	return &Client{cfg: cfg, signer: signer, http: hc}, nil
+	return &Client{cfg: cfg, signer: signer, http: hc, tracer: noop.NewTracerProvider().Tracer("")}, nil
 }
 
 // newTransport is the connection pool to ESIA. Every login makes three or four calls to the
@@ -138,6 +143,36 @@ func IssuerFor(baseURL string) string {
 		return TestIssuer
 	}
 	return DefaultIssuer
+}
+
+// SetTracer makes the client trace its calls to ESIA with tp (OpenTelemetry): a span per HTTP
+// call, named by the call, without the URL (it holds the person's oid) or any answer.
+// Call it before the client is used.
+func (c *Client) SetTracer(tp trace.TracerProvider) {
+	c.tracer = tp.Tracer("github.com/esia-broker/esia-broker/esia")
+}
+
+func (c *Client) span(ctx context.Context, req *http.Request) (context.Context, trace.Span) {
+	call := resourceName(req.URL.Path)
+	switch {
+	case strings.HasSuffix(req.URL.Path, "/v3/te"):
+		call = "token"
+	case strings.HasSuffix(req.URL.Path, "/v2/ac"):
+		call = "probe"
+	}
+	return c.tracer.Start(ctx, "esia "+call, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("esia.call", call), attribute.String("http.request.method", req.Method)))
+}
+
+func endSpan(span trace.Span, status int, err error) {
+	if status != 0 {
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+	}
+	if err != nil {
+		span.SetAttributes(attribute.String("esia.result", Result(err)))
+		span.SetStatus(codes.Error, Result(err))
+	}
+	span.End()
 }
 
 // SetObserver sets Config.Observe (the broker's metrics). Call it before the client is used.
@@ -229,10 +264,13 @@ func (c *Client) Probe(ctx context.Context) (refusal *Error, err error) {
 	}
 	hc := *c.http
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := hc.Do(req)
+	sctx, span := c.span(ctx, req)
+	resp, err := hc.Do(req.WithContext(sctx))
 	if err != nil {
+		endSpan(span, 0, err)
 		return nil, networkError(err)
 	}
+	endSpan(span, resp.StatusCode, nil)
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	switch loc := resp.Header.Get("Location"); {
@@ -410,8 +448,10 @@ func (c *Client) observe(call string, start time.Time, err error) {
 }
 
 // do sends req and reads a bounded body. Network failures and timeouts are ErrUnavailable.
-func (c *Client) do(req *http.Request) ([]byte, int, error) {
-	resp, err := c.http.Do(req)
+func (c *Client) do(req *http.Request) (_ []byte, status int, err error) {
+	ctx, span := c.span(req.Context(), req)
+	defer func() { endSpan(span, status, err) }()
+	resp, err := c.http.Do(req.WithContext(ctx))
 	if err != nil {
 		return nil, 0, networkError(err)
 	}

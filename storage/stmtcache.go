@@ -4,9 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // maxPrepared bounds the statement cache: the store's queries are a fixed set of a few dozen;
@@ -78,7 +82,33 @@ func (s *Store) closeStmts() {
 	s.stmts = nil
 }
 
-func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+// span starts a span for one SQL statement: its operation and text (placeholders only, never
+// the values), no row data.
+func (s *Store) span(ctx context.Context, query string) (context.Context, trace.Span) {
+	op, _, _ := strings.Cut(strings.TrimSpace(query), " ")
+	return s.tracer.Start(ctx, "sql "+strings.ToUpper(op), trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("db.system", string(s.dialect)), attribute.String("db.operation", strings.ToUpper(op)),
+			attribute.String("db.statement", truncate(query, 300))))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// endSpan records err on span (a missing row is no error) and ends it.
+func endSpan(span trace.Span, err error) {
+	if err != nil && !errors.Is(err, sql.ErrNoRows) && !errors.Is(err, ErrNotFound) {
+		span.SetStatus(codes.Error, "statement failed")
+	}
+	span.End()
+}
+
+func (s *Store) exec(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
+	ctx, span := s.span(ctx, query)
+	defer func() { endSpan(span, err) }()
 	dropCachedRows(ctx, query)
 	if st := s.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
@@ -86,9 +116,10 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 	return s.q(ctx).ExecContext(ctx, s.db.Rebind(query), args...)
 }
 
-func (s *Store) get(ctx context.Context, dest any, query string, args ...any) error {
+func (s *Store) get(ctx context.Context, dest any, query string, args ...any) (err error) {
+	ctx, span := s.span(ctx, query)
+	defer func() { endSpan(span, err) }()
 	dropCachedRows(ctx, query)
-	var err error
 	if st := s.stmt(ctx, query); st != nil {
 		err = st.GetContext(ctx, dest, args...)
 	} else {
@@ -100,7 +131,9 @@ func (s *Store) get(ctx context.Context, dest any, query string, args ...any) er
 	return err
 }
 
-func (s *Store) selectAll(ctx context.Context, dest any, query string, args ...any) error {
+func (s *Store) selectAll(ctx context.Context, dest any, query string, args ...any) (err error) {
+	ctx, span := s.span(ctx, query)
+	defer func() { endSpan(span, err) }()
 	if st := s.stmt(ctx, query); st != nil {
 		return st.SelectContext(ctx, dest, args...)
 	}

@@ -16,6 +16,9 @@ import (
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"  // PostgreSQL driver "postgres"
 	_ "modernc.org/sqlite" // SQLite driver "sqlite"
+
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Dialect names the SQL dialect of a store.
@@ -53,6 +56,15 @@ type Store struct {
 	stmtMu    sync.Mutex
 	stmts     map[string]*sqlx.Stmt
 	noPrepare bool
+
+	// tracer makes a span per statement and transaction (a no-op unless SetTracer).
+	tracer trace.Tracer
+}
+
+// SetTracer makes the store trace its statements and transactions with tp (OpenTelemetry).
+// Call it before the store is used.
+func (s *Store) SetTracer(tp trace.TracerProvider) {
+	s.tracer = tp.Tracer("github.com/esia-broker/esia-broker/storage")
 }
 
 // Options tunes Open.
@@ -106,7 +118,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("connect to %s store: %w", dialect, err)
 	}
-	return &Store{db: db, dialect: dialect, RefreshGrace: 5 * time.Second, now: time.Now, noPrepare: opts.NoPreparedStatements}, nil
+	return &Store{db: db, dialect: dialect, RefreshGrace: 5 * time.Second, now: time.Now, noPrepare: opts.NoPreparedStatements, tracer: noop.NewTracerProvider().Tracer("")}, nil
 }
 
 // postgresDSN turns on lib/pq's binary_parameters unless the DSN says otherwise: a statement
@@ -327,6 +339,8 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) (e
 		}
 		return err
 	}
+	ctx, span := s.tracer.Start(ctx, "sql transaction", trace.WithSpanKind(trace.SpanKindClient))
+	defer func() { endSpan(span, err) }()
 	tctx, err := s.BeginTX(ctx)
 	if err != nil {
 		return err

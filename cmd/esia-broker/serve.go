@@ -70,7 +70,13 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(cfg.Children.HashMemoryMiB+256) << 20)
 	}
-	b, err := broker.New(ctx, broker.Options{Config: cfg, Store: store, Logger: log, Mount: o.mount, Connectors: o.connectors})
+	tp, stopTracing, err := newTracer(ctx, cfg.Telemetry, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	store.SetTracer(tp)
+	b, err := broker.New(ctx, broker.Options{Config: cfg, Store: store, Logger: log, Mount: o.mount, Connectors: o.connectors, Tracer: tp})
 	if err != nil {
 		return err
 	}
