@@ -248,6 +248,9 @@ func (b *Broker) watchCertificates(connector string, certs []CertificateInfo) {
 	now := time.Now()
 	for _, c := range certs {
 		b.metrics.certExpiry.WithLabelValues(connector, c.Role, c.Subject).Set(float64(c.NotAfter.Unix()))
+		if !c.NotBefore.IsZero() {
+			b.metrics.certIssued.WithLabelValues(connector, c.Role, c.Subject).Set(float64(c.NotBefore.Unix()))
+		}
 		days := int(c.NotAfter.Sub(now).Hours() / 24)
 		attrs := []any{"connector", connector, "role", c.Role, "subject", c.Subject, "not_after", c.NotAfter.UTC().Format(time.RFC3339), "days_left", days}
 		switch {

@@ -672,7 +672,7 @@ func TestMisconfiguredESIA(t *testing.T) {
 func TestCertificateExpiry(t *testing.T) {
 	soon, later, gone := time.Now().Add(10*24*time.Hour), time.Now().AddDate(1, 0, 0), time.Now().Add(-time.Hour)
 	conns, _, _ := esiaUpstreamWith(t, "", time.Second, broker.ESIAOptions{Certificates: []broker.CertificateInfo{
-		{Role: "client", Subject: "CN=ESIA_BROKER", NotAfter: later},
+		{Role: "client", Subject: "CN=ESIA_BROKER", NotBefore: gone.AddDate(-1, 0, 0), NotAfter: later},
 		{Role: "esia", Subject: "CN=ESIA test", NotAfter: soon},
 		{Role: "esia", Subject: "CN=ESIA old", NotAfter: gone},
 	}})
@@ -691,6 +691,9 @@ func TestCertificateExpiry(t *testing.T) {
 		if got, err := strconv.ParseFloat(line[1], 64); err != nil || int64(got) != c.at.Unix() {
 			t.Errorf("%s: %s, want %d", c.labels, line[1], c.at.Unix())
 		}
+	}
+	if !strings.Contains(rec.Body.String(), fmt.Sprintf(`esia_broker_certificate_not_before_timestamp_seconds{connector="esia",role="client",subject="CN=ESIA_BROKER"} %s`, strconv.FormatFloat(float64(gone.AddDate(-1, 0, 0).Unix()), 'g', -1, 64))) {
+		t.Errorf("no not-before metric for the client certificate: %s", rec.Body.String())
 	}
 	logs := h.Logs.String()
 	for _, want := range []string{`"level":"INFO","msg":"certificate","connector":"esia","role":"client"`, `"level":"WARN","msg":"certificate expires soon"`, `"level":"ERROR","msg":"certificate has expired"`} {

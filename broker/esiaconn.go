@@ -50,9 +50,10 @@ type ESIAOptions struct {
 // CertificateInfo is a certificate whose expiry the operator watches.
 type CertificateInfo struct {
 	// Role is client (the system's certificate registered at ESIA) or esia (ESIA's).
-	Role     string
-	Subject  string
-	NotAfter time.Time
+	Role      string
+	Subject   string
+	NotBefore time.Time
+	NotAfter  time.Time
 }
 
 // NewESIAConnector wraps an ESIA client.

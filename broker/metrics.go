@@ -28,6 +28,7 @@ type metrics struct {
 	// upstreamRefusals counts logins ESIA refused for the broker's own configuration.
 	upstreamRefusals *prometheus.CounterVec
 	certExpiry       *prometheus.GaugeVec
+	certIssued       *prometheus.GaugeVec
 	// Calls to the upstreams (ESIA): latency, and how each ended.
 	upstreamLatency *prometheus.HistogramVec
 	upstreamResults *prometheus.CounterVec
@@ -72,6 +73,10 @@ func newMetrics(reg *prometheus.Registry, db poolStats) *metrics {
 			Name: "esia_broker_certificate_expiry_timestamp_seconds",
 			Help: "When a certificate the broker depends on expires (Unix time): role client is the system's own certificate registered at ESIA, role esia each certificate ESIA signs tokens with.",
 		}, []string{"connector", "role", "subject"}),
+		certIssued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "esia_broker_certificate_not_before_timestamp_seconds",
+			Help: "When a certificate the broker depends on became valid (Unix time): its age is time() minus this.",
+		}, []string{"connector", "role", "subject"}),
 		upstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "esia_broker_upstream_request_duration_seconds", Help: "Calls to the upstream (ESIA) by call: authorize (signing the redirect), token, person, contacts, kids, probe.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
@@ -99,7 +104,7 @@ func newMetrics(reg *prometheus.Registry, db poolStats) *metrics {
 			Name: "esia_broker_consents_total", Help: "Consent pages: shown, given, refused.",
 		}, []string{"result"}),
 	}
-	m.all = []prometheus.Collector{m.requests, m.latency, m.tokens, m.logins, m.upstreamRefusals, m.certExpiry,
+	m.all = []prometheus.Collector{m.requests, m.latency, m.tokens, m.logins, m.upstreamRefusals, m.certExpiry, m.certIssued,
 		m.upstreamLatency, m.upstreamResults, m.links, m.invites, m.rateLimited, m.lockouts, m.keys, m.consents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo()}
 	if db != nil {

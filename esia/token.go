@@ -31,8 +31,9 @@ type TokenVerifier struct {
 // CertificateInfo describes one certificate a verifier trusts: what an operator watches, as
 // ESIA replaces its test certificate every year.
 type CertificateInfo struct {
-	Subject  string
-	NotAfter time.Time
+	Subject   string
+	NotBefore time.Time
+	NotAfter  time.Time
 	// Alg is GOST3410_2012_256 or RS256.
 	Alg string
 }
@@ -86,7 +87,7 @@ func (v *TokenVerifier) add(der []byte) error {
 	if gc, err := gost.ParseCertificate(der); err == nil {
 		gc.PublicKey.Precompute() // ESIA's key verifies every login's token
 		v.gostKeys = append(v.gostKeys, gc.PublicKey)
-		v.certs = append(v.certs, CertificateInfo{Subject: gc.Subject, NotAfter: gc.NotAfter, Alg: AlgGOST})
+		v.certs = append(v.certs, CertificateInfo{Subject: gc.Subject, NotBefore: gc.NotBefore, NotAfter: gc.NotAfter, Alg: AlgGOST})
 		return nil
 	}
 	c, err := x509.ParseCertificate(der)
@@ -98,7 +99,7 @@ func (v *TokenVerifier) add(der []byte) error {
 		return fmt.Errorf("certificate key %T is neither RSA nor GOST", c.PublicKey)
 	}
 	v.rsaKeys = append(v.rsaKeys, rk)
-	v.certs = append(v.certs, CertificateInfo{Subject: c.Subject.String(), NotAfter: c.NotAfter, Alg: "RS256"})
+	v.certs = append(v.certs, CertificateInfo{Subject: c.Subject.String(), NotBefore: c.NotBefore, NotAfter: c.NotAfter, Alg: "RS256"})
 	return nil
 }
 

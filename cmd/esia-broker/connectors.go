@@ -21,10 +21,10 @@ type esiaParts struct {
 }
 
 func (p *esiaParts) certificates() []broker.CertificateInfo {
-	out := []broker.CertificateInfo{{Role: "client", Subject: p.cert.Subject, NotAfter: p.cert.NotAfter}}
+	out := []broker.CertificateInfo{{Role: "client", Subject: p.cert.Subject, NotBefore: p.cert.NotBefore, NotAfter: p.cert.NotAfter}}
 	if p.verifier != nil {
 		for _, c := range p.verifier.Certificates() {
-			out = append(out, broker.CertificateInfo{Role: "esia", Subject: c.Subject, NotAfter: c.NotAfter})
+			out = append(out, broker.CertificateInfo{Role: "esia", Subject: c.Subject, NotBefore: c.NotBefore, NotAfter: c.NotAfter})
 		}
 	}
 	return out
