@@ -197,6 +197,18 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		}
 		b.brand.Logo = true
 	}
+	readyGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "esia_broker_ready",
+		Help: "1 when this replica can serve (database reachable, migrations current), as /readyz says; checked at every scrape."},
+		func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if b.ready(ctx) != nil {
+				return 0
+			}
+			return 1
+		})
+	b.metrics.reg.MustRegister(readyGauge)
+	b.metrics.all = append(b.metrics.all, readyGauge)
 	tp := o.Tracer
 	if tp == nil {
 		tp = noop.NewTracerProvider()
@@ -338,9 +350,9 @@ func (b *Broker) Handler() http.Handler {
 	}
 	route("/link/role", "link_role", b.rolePage, http.MethodGet)
 	route("/link/code", "link_code", b.codePage, http.MethodGet)
-	route("/link/code", "link_code_post", b.limited("code", pages, b.redeemCode), http.MethodPost)
+	route("/link/code", "link_code_post", b.limited("link_code_post", pages, b.redeemCode), http.MethodPost)
 	route("/link/{intent}", "link_intent", b.linkIntentPage, http.MethodGet)
-	route("/link/{intent}", "link_intent_start", b.limited("link_intent", pages, b.linkIntentStart), http.MethodPost)
+	route("/link/{intent}", "link_intent_start", b.limited("link_intent_start", pages, b.linkIntentStart), http.MethodPost)
 	route("/consent", "consent", b.consent, http.MethodPost)
 	route("/select", "select", b.selectStudent, http.MethodPost)
 	route("/account", "account", b.accountPage, http.MethodGet)
@@ -348,7 +360,7 @@ func (b *Broker) Handler() http.Handler {
 	route("/account/key", "account_key", b.generateKey, http.MethodPost)
 	route("/account/devices/revoke", "account_device_revoke", b.revokeDevice, http.MethodPost)
 	route("/child/login", "child_login", b.childLoginPage, http.MethodGet)
-	route("/child/login", "child_login_post", b.limited("child_login", pages, b.childLogin), http.MethodPost)
+	route("/child/login", "child_login_post", b.limited("child_login_post", pages, b.childLogin), http.MethodPost)
 	route("/api/v1/students/batch", "api_students_batch", b.apiPutStudents, http.MethodPost)
 	route("/api/v1/students/{id}", "api_student_put", b.apiPutStudent, http.MethodPut)
 	route("/api/v1/students/{id}", "api_student_delete", b.apiDeactivateStudent, http.MethodDelete)
@@ -398,16 +410,26 @@ func (b *Broker) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if err := b.store.Ping(ctx); err != nil {
-		b.logger(ctx).Warn("readiness: database unreachable", "err", err)
-		http.Error(w, "database unreachable", http.StatusServiceUnavailable)
-		return
-	}
-	if ok, err := b.store.MigrationsCurrent(ctx); err != nil || !ok {
-		http.Error(w, "migrations not current", http.StatusServiceUnavailable)
+	if err := b.ready(ctx); err != nil {
+		b.logger(ctx).Warn("not ready", "err", err)
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
+}
+
+// ready tells whether this replica can serve: the database reachable and its migrations
+// current. /readyz and the esia_broker_ready gauge ask it.
+func (b *Broker) ready(ctx context.Context) error {
+	if err := b.store.Ping(ctx); err != nil {
+		return fmt.Errorf("database unreachable: %w", err)
+	}
+	if ok, err := b.store.MigrationsCurrent(ctx); err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	} else if !ok {
+		return errors.New("migrations not current")
+	}
+	return nil
 }
 
 // sha256Hasher hashes client secrets. Secrets are 256-bit random values the broker generates, so

@@ -113,6 +113,9 @@ func TestChildOwnESIAAccount(t *testing.T) {
 		if resp.StatusCode != http.StatusForbidden {
 			t.Errorf("the moved sub-account still logs in: %d", resp.StatusCode)
 		}
+		if logs := e.h.Logs.String(); !strings.Contains(logs, `"msg":"login refused","request_id"`) || !strings.Contains(logs, `"upstream":"child","result":"disabled"`) || strings.Contains(logs, "alex.ivanov") {
+			t.Errorf("the refused child login's log line: %s", logs)
+		}
 		if n := countAudit(t, s, "child.moved_to_esia"); n != 1 {
 			t.Errorf("%d audit lines child.moved_to_esia", n)
 		}

@@ -59,6 +59,11 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	norm, _ := linking.NormalizeLogin(login)
 	accountID, err := b.linker.ChildLogin(ctx, login, r.PostFormValue("password"), b.clientIP(r), b.knownDevice(r, norm))
+	if err != nil && !isUnavailable(err) {
+		// A failed login's line: the request id (from the logger), the upstream and why; never
+		// the login or the password.
+		b.logger(ctx).Warn("login refused", "upstream", "child", "result", childResult(err))
+	}
 	var le *linking.ChildLockedError
 	switch {
 	case errors.As(err, &le):
@@ -314,4 +319,26 @@ func (b *Broker) revokeDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.renderAccount(w, r, account, http.StatusOK, "Устройство отключено.", "")
+}
+
+// childResult names why a child's login failed, from a fixed set.
+func childResult(err error) string {
+	var le *linking.ChildLockedError
+	switch {
+	case errors.As(err, &le):
+		return "locked"
+	case errors.Is(err, linking.ErrBusy):
+		return "busy"
+	case errors.Is(err, linking.ErrBadCredentials):
+		return "bad_password"
+	case errors.Is(err, linking.ErrChildTooOld):
+		return "too_old"
+	case errors.Is(err, linking.ErrPasswordAccountsOff):
+		return "passwords_off"
+	case errors.Is(err, linking.ErrChildDisabled):
+		return "disabled"
+	case errors.Is(err, linking.ErrNoGuardianLeft), errors.Is(err, linking.ErrStudentLeft):
+		return "no_right"
+	}
+	return "error"
 }

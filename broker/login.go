@@ -16,6 +16,7 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/token/jwt"
 
+	"github.com/esia-broker/esia-broker/esia"
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
 )
@@ -123,7 +124,10 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 	}
 	id, err := conn.HandleCallback(ctx, r, flow.Data)
 	if err != nil {
-		b.metrics.logins.WithLabelValues(connID, "upstream_error").Inc()
+		b.metrics.logins.WithLabelValues(connID, loginFailure(err)).Inc()
+		if r.URL.Query().Get("error") != "" {
+			b.metrics.callbackErrors.WithLabelValues(connID, boundedCode(esia.ErrorCode(err))).Inc()
+		}
 		ue := asUserError(err).(*UserError)
 		retry := *ue
 		retry.Retry = "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(flow.LoginRequestID)
@@ -397,7 +401,7 @@ func (b *Broker) admitUnconfirmed(ctx context.Context, connID string, id *Identi
 	}
 	b.logger(ctx).Info("unconfirmed upstream account", "connector", connID, "admitted", reason == "", "reason", reason, "fields", id.Fields)
 	if reason != "" {
-		return errUnconfirmed(nil)
+		return errUnconfirmed(errors.New("the upstream account is not confirmed: " + reason))
 	}
 	return nil
 }
@@ -689,4 +693,38 @@ func audiences(v any) []string {
 		return a
 	}
 	return nil
+}
+
+// loginFailure names why an upstream login failed, for the metric: cancelled (the person
+// refused at ESIA), unconfirmed, expired, upstream_refused (the broker's configuration),
+// upstream_unavailable, or upstream_error. Only the last three are the service's failures.
+func loginFailure(err error) string {
+	var ue *UserError
+	if errors.As(err, &ue) && ue.Title == errUnconfirmed(nil).Title {
+		return "unconfirmed"
+	}
+	switch esia.Classify(err) {
+	case esia.ClassCancelled:
+		return "cancelled"
+	case esia.ClassUnconfirmed:
+		return "unconfirmed"
+	case esia.ClassExpired:
+		return "expired"
+	case esia.ClassConfiguration:
+		return "upstream_refused"
+	case esia.ClassUnavailable:
+		return "upstream_unavailable"
+	}
+	return "upstream_error"
+}
+
+// boundedCode is an ESIA code for a metric label: one of esia.Codes, "other", or "".
+func boundedCode(code string) string {
+	if code == "" {
+		return ""
+	}
+	if _, ok := esia.LookupCode(code); ok {
+		return code
+	}
+	return "other"
 }

@@ -29,6 +29,8 @@ type metrics struct {
 	upstreamRefusals *prometheus.CounterVec
 	certExpiry       *prometheus.GaugeVec
 	certIssued       *prometheus.GaugeVec
+	// callbackErrors counts ESIA error codes on the redirect back (through the browser).
+	callbackErrors *prometheus.CounterVec
 	// Calls to the upstreams (ESIA): latency, and how each ended.
 	upstreamLatency *prometheus.HistogramVec
 	upstreamResults *prometheus.CounterVec
@@ -77,6 +79,10 @@ func newMetrics(reg *prometheus.Registry, db poolStats) *metrics {
 			Name: "esia_broker_certificate_not_before_timestamp_seconds",
 			Help: "When a certificate the broker depends on became valid (Unix time): its age is time() minus this.",
 		}, []string{"connector", "role", "subject"}),
+		callbackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "esia_broker_upstream_callback_errors_total",
+			Help: "Errors the upstream put on the redirect back, by ESIA code (one of esia.Codes, other, or empty). They pass through the browser and can be forged: configuration faults are confirmed by a probe before esia_broker_upstream_configuration_errors_total counts them.",
+		}, []string{"upstream", "code"}),
 		upstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "esia_broker_upstream_request_duration_seconds", Help: "Calls to the upstream (ESIA) by call: authorize (signing the redirect), token, person, contacts, kids, probe.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
@@ -104,7 +110,7 @@ func newMetrics(reg *prometheus.Registry, db poolStats) *metrics {
 			Name: "esia_broker_consents_total", Help: "Consent pages: shown, given, refused.",
 		}, []string{"result"}),
 	}
-	m.all = []prometheus.Collector{m.requests, m.latency, m.tokens, m.logins, m.upstreamRefusals, m.certExpiry, m.certIssued,
+	m.all = []prometheus.Collector{m.requests, m.latency, m.tokens, m.logins, m.upstreamRefusals, m.certExpiry, m.certIssued, m.callbackErrors,
 		m.upstreamLatency, m.upstreamResults, m.links, m.invites, m.rateLimited, m.lockouts, m.keys, m.consents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo()}
 	if db != nil {
@@ -118,14 +124,7 @@ func newMetrics(reg *prometheus.Registry, db poolStats) *metrics {
 func (m *metrics) observeUpstream(id string) func(call string, took time.Duration, err error) {
 	return func(call string, took time.Duration, err error) {
 		m.upstreamLatency.WithLabelValues(id, call).Observe(took.Seconds())
-		code := ""
-		if c := esia.ErrorCode(err); c != "" {
-			code = "other"
-			if _, known := esia.LookupCode(c); known {
-				code = c
-			}
-		}
-		m.upstreamResults.WithLabelValues(id, call, esia.Result(err), code).Inc()
+		m.upstreamResults.WithLabelValues(id, call, esia.Result(err), boundedCode(esia.ErrorCode(err))).Inc()
 	}
 }
 

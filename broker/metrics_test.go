@@ -66,10 +66,24 @@ func TestOperatorMetrics(t *testing.T) {
 		resp := e.post(t, nomatch, "/link/code", codePage, url.Values{"role": {"parent"}, "code": {"WRNG-WRNG-WRNG"}})
 		resp.Body.Close()
 	}
+	// A parent cancels at ESIA (forged here on the redirect back, as a browser could), with free
+	// text in the description: counted by code as a cancel, and the text never reaches the log.
+	cancel := newBrowser(t)
+	u := startESIA(t, e.h, cancel, e.rp.conf.AuthCodeURL("state-cancel-1", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+	q := url.Values{"state": {u.Query().Get("state")}, "error": {"access_denied"}, "error_description": {"ESIA-007004: Иванов Пётр 112-233-445 95"}}
+	if code, _ := getBody(t, cancel.Client, e.h.URL+"/esia/callback?"+q.Encode()); code != http.StatusBadRequest {
+		t.Errorf("cancel: %d", code)
+	}
+	if logs := e.h.Logs.String(); strings.Contains(logs, "Иванов Пётр") || strings.Contains(logs, "112-233-445") {
+		t.Errorf("the callback's free text reached the log: %s", logs)
+	}
 	m := scrape(t, e.h)
 	for series, min := range map[string]float64{
-		`esia_broker_logins_total{connector="esia",result="ok"}`:                                    1,
-		`esia_broker_logins_total{connector="esia",result="unconfirmed"}`:                           1,
+		`esia_broker_logins_total{connector="esia",result="ok"}`:                         1,
+		`esia_broker_logins_total{connector="esia",result="unconfirmed"}`:                1,
+		`esia_broker_logins_total{connector="esia",result="cancelled"}`:                  1,
+		`esia_broker_upstream_callback_errors_total{code="ESIA-007004",upstream="esia"}`: 1,
+		`esia_broker_ready`: 1,
 		`esia_broker_links_total{change="added",method="snils"}`:                                    2,
 		`esia_broker_consents_total{result="shown"}`:                                                1,
 		`esia_broker_consents_total{result="given"}`:                                                1,
@@ -103,7 +117,7 @@ func TestOperatorMetrics(t *testing.T) {
 	if !strings.Contains(line, `"upstream":"esia"`) || !strings.Contains(line, `"status":403`) {
 		t.Errorf("refused login's log line: %s", line)
 	}
-	for _, personal := range []string{"Сидорова", "Анна", "456-789-012", "1990"} {
+	for _, personal := range []string{"Сидорова", "Анна", "456-789-012", "02.02.1990", "1990-02-02"} {
 		if strings.Contains(e.h.Logs.String(), personal) {
 			t.Errorf("the log holds personal data %q", personal)
 		}

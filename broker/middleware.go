@@ -12,6 +12,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -61,8 +62,9 @@ func (b *Broker) middleware(next http.Handler) http.Handler {
 		// One span per request (OpenTelemetry; a no-op unless telemetry.otlp_endpoint is set),
 		// the ESIA calls and SQL statements under it. No URL: paths and queries carry codes,
 		// link intents and hints; the route's template is set when known.
-		ctx, span := b.tracer.Start(ctx, "http "+r.Method, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("request.id", id)))
+		method := spanMethod(r.Method)
+		ctx, span := b.tracer.Start(ctx, "http "+method, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", method), attribute.String("request.id", id)))
 		r = r.WithContext(ctx)
 		h := w.Header()
 		h.Set("X-Request-Id", id)
@@ -87,7 +89,7 @@ func (b *Broker) middleware(next http.Handler) http.Handler {
 				code = http.StatusOK
 			}
 			b.logger(ctx).Info("request", "method", r.Method, "route", route, "status", code, "duration_ms", float64(time.Since(start).Microseconds())/1000)
-			span.SetName("http " + r.Method + " " + route)
+			span.SetName("http " + method + " " + route)
 			span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", code))
 			if code >= 500 {
 				span.SetStatus(codes.Error, http.StatusText(code))
@@ -104,3 +106,34 @@ func (b *Broker) requestTimeout() time.Duration {
 	}
 	return time.Second
 }
+
+// spanMethod is the HTTP method for a span's name: a standard one, or _OTHER (OpenTelemetry's
+// convention), so that made-up methods do not make up span names.
+func spanMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodHead, http.MethodOptions:
+		return m
+	}
+	return "_OTHER"
+}
+
+// RequestIDProcessor is an OpenTelemetry span processor that puts the request id on every span
+// started within a request (the ESIA calls and SQL statements too), so that a parent's «код
+// обращения» finds the whole trace.
+type RequestIDProcessor struct{}
+
+// OnStart implements sdktrace.SpanProcessor.
+func (RequestIDProcessor) OnStart(ctx context.Context, s sdktrace.ReadWriteSpan) {
+	if id := requestID(ctx); id != "" {
+		s.SetAttributes(attribute.String("request.id", id))
+	}
+}
+
+// OnEnd implements sdktrace.SpanProcessor.
+func (RequestIDProcessor) OnEnd(sdktrace.ReadOnlySpan) {}
+
+// Shutdown implements sdktrace.SpanProcessor.
+func (RequestIDProcessor) Shutdown(context.Context) error { return nil }
+
+// ForceFlush implements sdktrace.SpanProcessor.
+func (RequestIDProcessor) ForceFlush(context.Context) error { return nil }

@@ -8,6 +8,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"golang.org/x/oauth2"
+
+	"github.com/esia-broker/esia-broker/broker"
 )
 
 // TestLoginTrace: with a tracer, the ESIA callback of one login is one request span with the
@@ -15,7 +17,7 @@ import (
 // data, and the request's span carries the request id.
 func TestLoginTrace(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(broker.RequestIDProcessor{}), sdktrace.WithSpanProcessor(rec))
 	conns, _ := esiaUpstream(t, "", 5*time.Second)
 	h := startHarness(t, openSQLite(t), "", conns, tp)
 	h.client("kiasuo", "secret-secret-secret")
@@ -70,6 +72,15 @@ func TestLoginTrace(t *testing.T) {
 	for _, s := range spans {
 		if s.SpanContext().TraceID() == callback.SpanContext().TraceID() && under(s) {
 			count[strings.SplitN(s.Name(), " ", 2)[0]+" "+strings.SplitN(s.Name()+" ", " ", 3)[1]]++
+			id := ""
+			for _, a := range s.Attributes() {
+				if a.Key == "request.id" {
+					id = a.Value.AsString()
+				}
+			}
+			if id != reqID {
+				t.Errorf("span %s has request id %q, want the request's %q", s.Name(), id, reqID)
+			}
 		}
 	}
 	if count["esia token"] != 1 || count["esia person"] != 1 || count["sql SELECT"] < 2 || count["sql transaction"] < 1 {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -214,6 +215,11 @@ func SecretMessage(clientID, scope, scopeOrg, timestamp, state, redirectURI, cod
 // AuthURL returns the /aas/oauth2/v2/ac address for state (a UUID v4).
 func (c *Client) AuthURL(ctx context.Context, state string) (u string, err error) {
 	defer func(start time.Time) { c.observe("authorize", start, err) }(time.Now())
+	return c.authURL(ctx, state)
+}
+
+// authURL is AuthURL without the observation (Probe observes itself).
+func (c *Client) authURL(ctx context.Context, state string) (string, error) {
 	if _, err := uuid.Parse(state); err != nil {
 		return "", fmt.Errorf("esia: state must be a UUID: %w", err)
 	}
@@ -252,7 +258,7 @@ func (c *Client) Probe(ctx context.Context) (refusal *Error, err error) {
 			c.observe("probe", start, err)
 		}
 	}(time.Now())
-	au, err := c.AuthURL(ctx, uuid.NewString())
+	au, err := c.authURL(ctx, uuid.NewString())
 	if err != nil {
 		return nil, err
 	}
@@ -295,13 +301,22 @@ func (c *Client) Probe(ctx context.Context) (refusal *Error, err error) {
 	return nil, nil
 }
 
-// CallbackError returns the error ESIA put on the redirect back, or nil.
+// CallbackError returns the error ESIA put on the redirect back, or nil. The redirect passes
+// through the browser, so only what can be checked is kept: the OAuth error when it looks like
+// one, and the ESIA code — no free text reaches the logs.
 func CallbackError(q url.Values) error {
-	if e := q.Get("error"); e != "" {
-		return NewError(e, q.Get("error_description"), 0)
+	e := q.Get("error")
+	if e == "" {
+		return nil
 	}
-	return nil
+	if !oauthErrorPattern.MatchString(e) {
+		e = "invalid_error"
+	}
+	return &Error{Code: codePattern.FindString(q.Get("error_description")), OAuthError: e, Description: codePattern.FindString(q.Get("error_description"))}
 }
+
+// oauthErrorPattern is what an OAuth error code looks like (RFC 6749 §4.1.2.1).
+var oauthErrorPattern = regexp.MustCompile(`^[a-z_]{1,40}$`)
 
 // Tokens is what the token endpoint returns, with the access token's checked claims.
 type Tokens struct {

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/config"
 )
 
@@ -37,7 +38,7 @@ func newTracer(ctx context.Context, t config.Telemetry, log *slog.Logger) (tp tr
 		return nil, nil, fmt.Errorf("telemetry.otlp_endpoint: %w", err)
 	}
 	res := resource.NewSchemaless(semconv.ServiceName("esia-broker"))
-	sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res),
+	sdk := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(broker.RequestIDProcessor{}), sdktrace.WithBatcher(exp), sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(t.SampleRatio))))
 	log.Info("tracing to an OTLP collector", "endpoint", t.OTLPEndpoint, "sample_ratio", t.SampleRatio)
 	return sdk, func() {
