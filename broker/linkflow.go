@@ -55,13 +55,29 @@ func (b *Broker) consentCurrent(ctx context.Context, accountID, clientID string,
 }
 
 // consentMatches tells whether a stored consent (nil: none) covers this text version, these
-// scopes and these children.
+// scopes and these children: consent given covers every subset of it — fewer scopes, and, when
+// the children's data is asked for (scope students), fewer children. A new scope, a new child or
+// a new text asks again.
 func (b *Broker) consentMatches(c *storage.Consent, scopes fosite.Arguments, linked []storage.LinkedStudent) bool {
-	if c == nil {
+	if c == nil || c.TextVersion != b.cfg.Linking.ConsentVersion {
 		return false
 	}
-	sc, st := consentKey(scopes, linked)
-	return c.TextVersion == b.cfg.Linking.ConsentVersion && c.Scopes == sc && c.Students == st
+	given := strings.Fields(c.Scopes)
+	for _, s := range scopes {
+		if !slices.Contains(given, s) {
+			return false
+		}
+	}
+	if !slices.Contains([]string(scopes), "students") {
+		return true
+	}
+	children := strings.Split(c.Students, ",")
+	for _, l := range linked {
+		if !slices.Contains(children, l.StudentID) {
+			return false
+		}
+	}
+	return true
 }
 
 var scopeText = map[string]string{
@@ -120,7 +136,7 @@ func (b *Broker) consent(w http.ResponseWriter, r *http.Request) {
 		b.metrics.consents.WithLabelValues("refused").Inc()
 		_, _ = b.store.ConsumeLoginRequest(ctx, lr.ID)
 		_ = b.store.Audit(ctx, "account:"+account.ID, "consent.deny", ar.GetClient().GetID(), nil)
-		b.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user refused consent."))
+		b.provider.WriteAuthorizeError(ctx, b.authorizeWriter(w), ar, fosite.ErrAccessDenied.WithHint("The user refused consent."))
 		return
 	}
 	linked, err := b.store.LinkedStudents(ctx, account.ID)

@@ -273,7 +273,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 	// The authorization goes on in this response: straight back to the client with the code
 	// when nothing else was needed, or to the page of the step that is.
 	if issued != nil {
-		b.provider.WriteAuthorizeResponse(ctx, w, next.ar, issued)
+		b.provider.WriteAuthorizeResponse(ctx, b.authorizeWriter(w), next.ar, issued)
 		return
 	}
 	b.act(w, r, next, lr, bs, account, true)

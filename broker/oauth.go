@@ -34,14 +34,15 @@ func (b *Broker) discovery(w http.ResponseWriter, _ *http.Request) {
 	iss := b.issuer()
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                        iss,
-		"authorization_endpoint":                        iss + "/oauth2/authorize",
-		"token_endpoint":                                iss + "/oauth2/token",
-		"userinfo_endpoint":                             iss + "/oauth2/userinfo",
-		"jwks_uri":                                      iss + "/oauth2/jwks",
-		"revocation_endpoint":                           iss + "/oauth2/revoke",
-		"introspection_endpoint":                        iss + "/oauth2/introspect",
-		"end_session_endpoint":                          iss + "/oauth2/logout",
+		"issuer":                 iss,
+		"authorization_endpoint": iss + "/oauth2/authorize",
+		"token_endpoint":         iss + "/oauth2/token",
+		"userinfo_endpoint":      iss + "/oauth2/userinfo",
+		"jwks_uri":               iss + "/oauth2/jwks",
+		"revocation_endpoint":    iss + "/oauth2/revoke",
+		"introspection_endpoint": iss + "/oauth2/introspect",
+		"end_session_endpoint":   iss + "/oauth2/logout",
+		"authorization_response_iss_parameter_supported": true,
 		"scopes_supported":                              SupportedScopes,
 		"response_types_supported":                      []string{"code"},
 		"response_modes_supported":                      []string{"query"},
@@ -348,7 +349,7 @@ func (b *Broker) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fosi
 		b.renderError(w, r, err)
 		return
 	}
-	b.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
+	b.provider.WriteAuthorizeResponse(ctx, b.authorizeWriter(w), ar, resp)
 }
 
 // issueCode grants the requested scopes, builds the token session, spends the login request
@@ -383,7 +384,7 @@ func (b *Broker) authorizeError(w http.ResponseWriter, r *http.Request, ar fosit
 	rfc := fosite.ErrorToRFC6749Error(err)
 	b.logger(r.Context()).Info("authorization request refused", "error", rfc.ErrorField, "hint", rfc.HintField)
 	if ar != nil && ar.IsRedirectURIValid() {
-		b.provider.WriteAuthorizeError(r.Context(), w, ar, err)
+		b.provider.WriteAuthorizeError(r.Context(), b.authorizeWriter(w), ar, err)
 		return
 	}
 	msg := "Электронный дневник прислал неправильный запрос на вход. Вернитесь в дневник и попробуйте снова; если ошибка повторится, сообщите в службу поддержки."
@@ -636,7 +637,22 @@ func (b *Broker) tokenExchange(ctx context.Context, r *http.Request) tokenOutcom
 func (b *Broker) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	err := b.provider.NewRevocationRequest(ctx, r)
-	b.provider.WriteRevocationResponse(ctx, w, err)
+	switch {
+	case isUnavailable(err):
+		writeUnavailableJSON(w)
+	case errors.Is(err, fosite.ErrUnauthorizedClient):
+		// RFC 7009 §2.1: a token of another client is refused with an error, not ignored (fosite
+		// answers 200).
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unauthorized_client", "error_description": "The token was not issued to this client."})
+	case errors.Is(err, fosite.ErrInvalidClient):
+		if _, _, basic := r.BasicAuth(); basic {
+			w.Header().Set("WWW-Authenticate", `Basic realm="esia-broker", charset="UTF-8"`)
+		}
+		b.provider.WriteRevocationResponse(ctx, w, err)
+	default:
+		b.provider.WriteRevocationResponse(ctx, w, err)
+	}
 }
 
 // introspect is RFC 7662 token introspection. Only an authenticated confidential client may
@@ -761,4 +777,33 @@ func (b *Broker) userinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	claims["sub"] = a.ID
 	writeJSON(w, http.StatusOK, claims)
+}
+
+// issWriter adds iss to an authorization response's redirect (RFC 9207): a client talking to
+// several providers can tell which one answered, whether with a code or an error.
+type issWriter struct {
+	http.ResponseWriter
+	iss string
+}
+
+func (w issWriter) WriteHeader(code int) {
+	if code >= 300 && code < 400 {
+		if loc, err := url.Parse(w.Header().Get("Location")); err == nil && loc.String() != "" {
+			if q := loc.Query(); q.Has("code") || q.Has("error") {
+				q.Set("iss", w.iss)
+				loc.RawQuery = q.Encode()
+				w.Header().Set("Location", loc.String())
+			} else if f, err := url.ParseQuery(loc.Fragment); err == nil && (f.Has("code") || f.Has("error")) {
+				f.Set("iss", w.iss)
+				loc.Fragment = f.Encode()
+				w.Header().Set("Location", loc.String())
+			}
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// authorizeWriter wraps w for an authorization response.
+func (b *Broker) authorizeWriter(w http.ResponseWriter) http.ResponseWriter {
+	return issWriter{ResponseWriter: w, iss: b.issuer()}
 }
