@@ -444,7 +444,7 @@ func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
 	hint := r.Form.Get("id_token_hint")
 	postLogout := r.Form.Get("post_logout_redirect_uri")
 	clientID := r.Form.Get("client_id")
-	var hintSub string
+	var hintSub, hintSID string
 	if hint != "" {
 		claims, err := b.decodeIDToken(ctx, hint)
 		if err != nil {
@@ -452,6 +452,7 @@ func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		hintSub, _ = claims["sub"].(string)
+		hintSID, _ = claims["sid"].(string)
 		aud := audiences(claims["aud"])
 		if clientID == "" && len(aud) == 1 {
 			clientID = aud[0]
@@ -472,7 +473,29 @@ func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	confirmed := hint != "" && (bs == nil || bs.AccountID == hintSub)
-	if r.Method == http.MethodPost {
+	if r.Method == http.MethodPost && r.PostForm.Get("csrf") == "" && hint != "" {
+		// RP-Initiated Logout by POST (RP-Initiated Logout 1.0 §2): a form from the diary's page
+		// or a request from the diary's server. The ID token, which this broker signed, names the
+		// person and the session (sid): that session ends wherever the request comes from.
+		n, err := b.store.DeleteBrowserSessionsBySID(ctx, hintSID, hintSub)
+		if err != nil {
+			b.renderError(w, r, err)
+			return
+		}
+		if n > 0 {
+			if err := b.store.Audit(ctx, "account:"+hintSub, "logout", clientID, map[string]any{"by": "sid"}); err != nil {
+				b.renderError(w, r, err)
+				return
+			}
+		}
+		if bs == nil || bs.AccountID != hintSub {
+			// No session of that person in this browser (the diary's server, or another person
+			// here): nothing else to end.
+			b.finishLogout(w, r, logoutReturn{ClientID: clientID, URI: postLogout, State: r.Form.Get("state")})
+			return
+		}
+		confirmed = true
+	} else if r.Method == http.MethodPost {
 		if !b.checkCSRF(r) {
 			b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Страница устарела", Message: "Форма устарела. Обновите страницу и нажмите «Выйти» ещё раз."})
 			return

@@ -118,3 +118,61 @@ func TestRevokeAnotherClientsToken(t *testing.T) {
 		}
 	})
 }
+
+// TestLogoutByPOSTFromTheDiary: ID tokens carry sid; a diary's server POSTs the logout with the
+// ID token (no cookies, no CSRF token) and the person's browser session ends; the request ends
+// only that person's session (issue 16, item 1).
+func TestLogoutByPOSTFromTheDiary(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		h := newHarness(t, s)
+		h.client("kiasuo", "secret-secret-secret")
+		r := newRP(t, h, "kiasuo", "secret-secret-secret")
+		parentA := newBrowser(t)
+		tokA, idA := r.loginAndExchange(t, parentA)
+		var claims struct {
+			SID string `json:"sid"`
+		}
+		if err := idA.Claims(&claims); err != nil || len(claims.SID) < 16 {
+			t.Fatalf("ID token sid %q: %v", claims.SID, err)
+		}
+		h.Conn.Subject = "1000299999"
+		parentB := newBrowser(t)
+		r.loginAndExchange(t, parentB)
+		loggedIn := func(br *browser) bool {
+			resp, err := br.Get(r.conf.AuthCodeURL("state-check-1", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("prompt", "none")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			loc, _ := url.Parse(resp.Header.Get("Location"))
+			return loc.Query().Get("code") != ""
+		}
+		if !loggedIn(parentA) || !loggedIn(parentB) {
+			t.Fatal("control: both are logged in")
+		}
+		post := func(v url.Values) int {
+			resp, err := http.PostForm(h.URL+"/oauth2/logout", v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if code := post(url.Values{"id_token_hint": {"not-a-token"}}); code != http.StatusBadRequest {
+			t.Errorf("a forged hint: %d", code)
+		}
+		if code := post(url.Values{}); code != http.StatusForbidden || !loggedIn(parentA) {
+			t.Errorf("no hint: %d, A logged in %v", code, loggedIn(parentA))
+		}
+		raw, _ := tokA.Extra("id_token").(string)
+		if code := post(url.Values{"id_token_hint": {raw}}); code != http.StatusOK {
+			t.Errorf("the diary's server logout: %d", code)
+		}
+		if loggedIn(parentA) {
+			t.Error("A's browser session survived the diary's logout")
+		}
+		if !loggedIn(parentB) {
+			t.Error("B's session ended too")
+		}
+	})
+}

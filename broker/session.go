@@ -92,6 +92,11 @@ func userSession(a *storage.Account, bs *storage.BrowserSession, client *storage
 		AuthenticationContextClassReference: bs.ACR,
 		Extra:                               profileClaims(a, scopes),
 	}
+	if bs.SID != "" {
+		// OpenID Connect's sid: a diary's logout request (or back-channel logout) names the
+		// browser session with it.
+		s.Claims.Extra["sid"] = bs.SID
+	}
 	if client.IDTokenAlg != "" {
 		idAlg = client.IDTokenAlg
 	}

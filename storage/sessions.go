@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -10,7 +12,9 @@ import (
 // BrowserSession is a logged-in browser. The cookie carries a random id; the database keeps only
 // its hash.
 type BrowserSession struct {
-	IDHash    string    `db:"id_hash"`
+	IDHash string `db:"id_hash"`
+	// SID is the session's public id, put in ID tokens as sid; made at creation.
+	SID       string    `db:"sid"`
 	AccountID string    `db:"account_id"`
 	AuthTime  time.Time `db:"auth_time"`
 	AMRJSON   string    `db:"amr"`
@@ -30,8 +34,11 @@ func (b *BrowserSession) AMR() []string {
 func (s *Store) CreateBrowserSession(ctx context.Context, b *BrowserSession, amr []string) error {
 	b.AMRJSON = jsonList(amr)
 	b.CreatedAt = s.clock()
-	_, err := s.exec(ctx, `INSERT INTO browser_sessions (id_hash, account_id, auth_time, amr, acr, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		b.IDHash, b.AccountID, b.AuthTime.UTC(), b.AMRJSON, b.ACR, b.CreatedAt, b.ExpiresAt.UTC())
+	if b.SID == "" {
+		b.SID = newSID()
+	}
+	_, err := s.exec(ctx, `INSERT INTO browser_sessions (id_hash, account_id, auth_time, amr, acr, created_at, expires_at, sid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.IDHash, b.AccountID, b.AuthTime.UTC(), b.AMRJSON, b.ACR, b.CreatedAt, b.ExpiresAt.UTC(), b.SID)
 	if err != nil {
 		return fmt.Errorf("create browser session: %w", err)
 	}
@@ -41,11 +48,33 @@ func (s *Store) CreateBrowserSession(ctx context.Context, b *BrowserSession, amr
 // BrowserSession returns the unexpired session with idHash, or ErrNotFound.
 func (s *Store) BrowserSession(ctx context.Context, idHash string) (*BrowserSession, error) {
 	var b BrowserSession
-	err := s.get(ctx, &b, `SELECT id_hash, account_id, auth_time, amr, acr, created_at, expires_at FROM browser_sessions WHERE id_hash = ? AND expires_at > ?`, idHash, s.clock())
+	err := s.get(ctx, &b, `SELECT id_hash, account_id, auth_time, amr, acr, created_at, expires_at, sid FROM browser_sessions WHERE id_hash = ? AND expires_at > ?`, idHash, s.clock())
 	if err != nil {
 		return nil, fmt.Errorf("get browser session: %w", err)
 	}
 	return &b, nil
+}
+
+// newSID makes a session's public id: 128 random bits, base64url.
+func newSID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// DeleteBrowserSessionsBySID ends the session with public id sid of account accountID (a
+// diary's logout request names both in its ID token); it reports how many it ended.
+func (s *Store) DeleteBrowserSessionsBySID(ctx context.Context, sid, accountID string) (int, error) {
+	if sid == "" {
+		return 0, nil
+	}
+	res, err := s.exec(ctx, `DELETE FROM browser_sessions WHERE sid = ? AND account_id = ?`, sid, accountID)
+	if err != nil {
+		return 0, fmt.Errorf("delete browser session by sid: %w", err)
+	}
+	return int(affected(res)), nil
 }
 
 // DeleteBrowserSession ends a session.
@@ -233,6 +262,7 @@ func (s *Store) AuditEvents(ctx context.Context, limit int) ([]AuditEvent, error
 func (s *Store) SessionWithAccount(ctx context.Context, idHash string) (*BrowserSession, *Account, error) {
 	var r struct {
 		IDHash      string    `db:"id_hash"`
+		SID         string    `db:"sid"`
 		AuthTime    time.Time `db:"auth_time"`
 		AMR         string    `db:"amr"`
 		ACR         string    `db:"acr"`
@@ -252,14 +282,14 @@ func (s *Store) SessionWithAccount(ctx context.Context, idHash string) (*Browser
 		AUpdated    time.Time `db:"a_updated"`
 		Unconfirmed bool      `db:"unconfirmed"`
 	}
-	err := s.get(ctx, &r, `SELECT bs.id_hash, bs.auth_time, bs.amr, bs.acr, bs.created_at AS s_created, bs.expires_at AS s_expires,
+	err := s.get(ctx, &r, `SELECT bs.id_hash, bs.sid, bs.auth_time, bs.amr, bs.acr, bs.created_at AS s_created, bs.expires_at AS s_expires,
 		a.id, a.kind, a.upstream, a.upstream_sub, a.family_name, a.given_name, a.middle_name, a.birthdate, a.snils_digest, a.status,
 		a.created_at AS a_created, a.updated_at AS a_updated, a.unconfirmed
 		FROM browser_sessions bs JOIN accounts a ON a.id = bs.account_id WHERE bs.id_hash = ? AND bs.expires_at > ?`, idHash, s.clock())
 	if err != nil {
 		return nil, nil, fmt.Errorf("get session with account: %w", err)
 	}
-	return &BrowserSession{IDHash: r.IDHash, AccountID: r.ID, AuthTime: r.AuthTime, AMRJSON: r.AMR, ACR: r.ACR, CreatedAt: r.SCreated, ExpiresAt: r.SExpires},
+	return &BrowserSession{IDHash: r.IDHash, SID: r.SID, AccountID: r.ID, AuthTime: r.AuthTime, AMRJSON: r.AMR, ACR: r.ACR, CreatedAt: r.SCreated, ExpiresAt: r.SExpires},
 		&Account{ID: r.ID, Kind: r.Kind, Upstream: r.Upstream, UpstreamSub: r.UpstreamSub, FamilyName: r.Family, GivenName: r.Given, MiddleName: r.Middle,
 			Birthdate: r.Birthdate, SNILSDigest: r.SNILS, Status: r.Status, CreatedAt: r.ACreated, UpdatedAt: r.AUpdated, Unconfirmed: r.Unconfirmed}, nil
 }

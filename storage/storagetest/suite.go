@@ -689,6 +689,26 @@ func testBrowserSessions(t *testing.T, s *storage.Store) {
 	if err != nil || js.AccountID != a.ID || ja.ID != a.ID || js.AMR()[0] != "esia" || js.CreatedAt.IsZero() || ja.CreatedAt.IsZero() || !js.ExpiresAt.Equal(got.ExpiresAt) {
 		t.Fatalf("joined get: %+v %+v %v", js, ja, err)
 	}
+	// The public session id: made at creation, read back both ways, and a logout by it ends
+	// only that session of that account.
+	if len(b.SID) < 16 || got.SID != b.SID || js.SID != b.SID {
+		t.Errorf("sid %q, read %q and %q", b.SID, got.SID, js.SID)
+	}
+	other := &storage.BrowserSession{IDHash: "h2", AccountID: a.ID, AuthTime: clk.now(), ExpiresAt: clk.now().Add(time.Hour)}
+	if err := s.CreateBrowserSession(ctx, other, nil); err != nil || other.SID == b.SID {
+		t.Fatalf("second session: %v, sid %q", err, other.SID)
+	}
+	for _, tc := range []struct {
+		sid, account string
+		want         int
+	}{{b.SID, "another-account", 0}, {"", a.ID, 0}, {"nope", a.ID, 0}, {other.SID, a.ID, 1}, {other.SID, a.ID, 0}} {
+		if n, err := s.DeleteBrowserSessionsBySID(ctx, tc.sid, tc.account); err != nil || n != tc.want {
+			t.Errorf("delete by sid %q of %q: %d %v, want %d", tc.sid, tc.account, n, err, tc.want)
+		}
+	}
+	if _, err := s.BrowserSession(ctx, "h1"); err != nil {
+		t.Errorf("the first session went with the second: %v", err)
+	}
 	clk.add(2 * time.Hour)
 	if _, err := s.BrowserSession(ctx, "h1"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("expired session still served: %v", err)
