@@ -125,7 +125,7 @@ func Codes() []CodeInfo {
 		{"ESIA-007061", "invalid_request", ClassConfiguration, "Значение параметра obj_type в запросе указано неверно", "ESIA rejected the obj_type parameter"},
 		{"ESIA-007062", "invalid_request", ClassConfiguration, "Тип или роль пользователя в запросе указана неверно", "ESIA rejected the user type or role"},
 		{"ESIA-007194", "access_denied", ClassConfiguration, "Запрос области доступа для организации, сотрудником которой пользователь не является",
-			"an organisation scope (upstream.esia scope_org) was requested"},
+			"an organisation scope was requested (scope_org, which the broker does not send: check a proxy or gateway in front of ESIA)"},
 		{CodeClientAuth, "invalid_client", ClassConfiguration, "Не удалось произвести аутентификацию системы-клиента",
 			"ESIA could not authenticate the system at the token endpoint: key, certificate or мнемоника" + check},
 	}

@@ -198,7 +198,8 @@ type parsedRow struct {
 	card Card
 }
 
-// CSVHeader documents the CSV columns: the first nine are required; any number of guardian
+// CSVHeader documents the CSV columns: student_id, school_id, family_name, given_name and
+// birthdate are required, the others may be empty; any number of guardian
 // pairs may follow (guardian1_snils, guardian1_name, guardian2_snils, …).
 const CSVHeader = "student_id,school_id,class,family_name,given_name,middle_name,birthdate,snils,active,guardian1_snils,guardian1_name,guardian2_snils,guardian2_name"
 
