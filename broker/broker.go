@@ -365,6 +365,8 @@ func (b *Broker) Handler() http.Handler {
 	route("/api/v1/students/{id}", "api_student_put", b.apiPutStudent, http.MethodPut)
 	route("/api/v1/students/{id}", "api_student_delete", b.apiDeactivateStudent, http.MethodDelete)
 	route("/api/v1/link-intents", "api_link_intents", b.apiCreateLinkIntent, http.MethodPost)
+	route("/", "home", b.home, http.MethodGet)
+	route("/account/login", "account_login", b.limited("account_login", pages, b.accountLogin), http.MethodPost)
 	route("/healthz", "healthz", b.healthz, http.MethodGet)
 	route("/readyz", "readyz", b.readyz, http.MethodGet)
 	r.HandleFunc("/brand/logo", b.serveLogo).Methods(http.MethodGet)

@@ -120,6 +120,12 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 	b.rememberDevice(w, norm)
 	b.setCookie(w, b.cfg.Session.CookieName, raw, b.cfg.Session.Lifespan)
 	b.setBrowser(w, r, browser)
+	if accountOnly(lr) {
+		// A login from the start page: back to it, where the region's diaries are listed.
+		_, _ = b.store.ConsumeLoginRequest(ctx, lr.ID)
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
 	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)
 }
 

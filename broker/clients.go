@@ -67,6 +67,14 @@ func ValidateClient(c *storage.Client) error {
 			p = append(p, fmt.Sprintf("scope %q: not supported (use %s)", s, strings.Join(SupportedScopes, ", ")))
 		}
 	}
+	if c.HomeURL != "" {
+		// Shown as a link on the start page: an absolute https URL (http only on loopback), no
+		// credentials, no fragment.
+		u, err := url.Parse(c.HomeURL)
+		if err != nil || u.User != nil || u.Fragment != "" || !(u.Scheme == "https" && u.Host != "" || u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+			p = append(p, fmt.Sprintf("home URL %q: must be an https URL (http only on loopback), without credentials or fragment", c.HomeURL))
+		}
+	}
 	if c.IDTokenAlg != "" && c.IDTokenAlg != "RS256" && c.IDTokenAlg != "ES256" {
 		p = append(p, fmt.Sprintf("ID token alg %q: use RS256 or ES256", c.IDTokenAlg))
 	}

@@ -222,7 +222,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		if err := b.store.Audit(ctx, "account:"+account.ID, "login", connID, map[string]any{"amr": amr}); err != nil {
 			return err
 		}
-		if intent != nil {
+		if intent != nil || accountOnly(lr) {
 			return nil
 		}
 		// What the authorization needs next is read here, in the same transaction.
@@ -263,6 +263,12 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 	b.metrics.links.WithLabelValues("diary", "added").Add(float64(diaryLinks))
 	b.setCookie(w, b.cfg.Session.CookieName, raw, b.cfg.Session.Lifespan)
 	b.setBrowser(w, r, browser)
+	if accountOnly(lr) {
+		// A login from the start page: on to the account page.
+		_, _ = b.store.ConsumeLoginRequest(ctx, lr.ID)
+		http.Redirect(w, r, "/account", http.StatusSeeOther)
+		return
+	}
 	if intent != nil {
 		_, _ = b.store.ConsumeLoginRequest(ctx, lr.ID)
 		linked, _ := b.store.LinkedStudents(ctx, account.ID)
@@ -750,4 +756,63 @@ func boundedCode(code string) string {
 		return code
 	}
 	return "other"
+}
+
+// home is the broker's own start page («/»), where the address on an invite slip leads: the
+// region's name, «Войти через Госуслуги» (then the account page, where codes are entered and
+// children managed), «Вход для детей до 14 лет», and the region's diaries.
+func (b *Broker) home(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	clients, err := b.store.Clients(ctx)
+	if err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	var diaries []diaryLink
+	for _, c := range clients {
+		if c.HomeURL != "" && c.Name != "" {
+			diaries = append(diaries, diaryLink{Name: c.Name, URL: c.HomeURL})
+		}
+	}
+	links := make([]connectorLink, 0, len(b.connOrder))
+	for _, c := range b.connOrder {
+		links = append(links, connectorLink{ID: c.ID(), Name: c.DisplayName()})
+	}
+	msg := ""
+	if bs, a, err := b.currentSession(ctx, r); err == nil && bs != nil {
+		msg = "Вы вошли как " + storage.FullName(a.FamilyName, a.GivenName, a.MiddleName) + ". Откройте свой электронный дневник или личный кабинет."
+	}
+	b.render(w, r, http.StatusOK, "home", pageData{Title: b.cfg.Region.Name, Connectors: links, ChildLogin: b.cfg.Children.PasswordAccounts,
+		Diaries: diaries, CSRF: b.csrfToken(b.browserID(w, r)), Message: msg})
+}
+
+// accountLogin starts a login from the start page, without a diary's authorization request: it
+// ends on the account page (ESIA), or back on the start page (a child's login).
+func (b *Broker) accountLogin(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if b.csrfRefused(w, r) {
+		return
+	}
+	id := r.PostFormValue("connector")
+	_, known := b.connectors[id]
+	if !known && !(id == "child" && b.cfg.Children.PasswordAccounts) {
+		b.renderError(w, r, &UserError{Status: http.StatusNotFound, Title: "Способ входа не найден", Message: "Такого способа входа нет. Вернитесь на главную страницу и выберите вход ещё раз."})
+		return
+	}
+	lr := &storage.LoginRequest{ID: uuid.NewString(), BrowserHash: hashToken(b.browserID(w, r)), ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
+	if err := b.store.CreateLoginRequest(ctx, lr); err != nil {
+		b.renderError(w, r, err)
+		return
+	}
+	to := "/login/" + url.PathEscape(id) + "?login=" + url.QueryEscape(lr.ID)
+	if id == "child" {
+		to = "/child/login?login=" + url.QueryEscape(lr.ID)
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// accountOnly tells whether a login request came from the start page (no diary's authorization,
+// no diary's link intent).
+func accountOnly(lr *storage.LoginRequest) bool {
+	return lr.AuthorizeQuery == "" && lr.LinkIntent == ""
 }

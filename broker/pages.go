@@ -14,7 +14,7 @@ var errInternal = &UserError{Status: http.StatusInternalServerError, Title: "Ð§Ñ
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"start", "error", "logout", "logged_out", "role", "code", "code_done", "consent", "picker", "account", "child_login", "key", "intent"} {
+	for _, name := range []string{"home", "start", "error", "logout", "logged_out", "role", "code", "code_done", "consent", "picker", "account", "child_login", "key", "intent"} {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("parse page %s: %w", name, err)
@@ -57,7 +57,12 @@ type pageData struct {
 	Children   []childView
 	Devices    []deviceView
 	ChildLogin bool
+	// Diaries are the region's diaries on the start page.
+	Diaries []diaryLink
 }
+
+// diaryLink is a diary on the start page: its name and home page.
+type diaryLink struct{ Name, URL string }
 
 // childView is a child under 14 on the parent's account page: how the child logs in.
 type childView struct {

@@ -24,8 +24,10 @@ type Client struct {
 	Audience               []string
 	// IDTokenAlg is RS256 or ES256; empty means the broker's default.
 	IDTokenAlg string
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// HomeURL is the diary's own page, listed on the broker's start page; empty: not listed.
+	HomeURL   string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // GetID implements fosite.Client.
@@ -67,12 +69,13 @@ type clientRow struct {
 	Scopes                 string    `db:"scopes"`
 	Audience               string    `db:"audience"`
 	IDTokenAlg             string    `db:"id_token_alg"`
+	HomeURL                string    `db:"home_url"`
 	CreatedAt              time.Time `db:"created_at"`
 	UpdatedAt              time.Time `db:"updated_at"`
 }
 
 func (r clientRow) client() (*Client, error) {
-	c := &Client{ID: r.ID, Name: r.Name, SecretHash: r.SecretHash, Public: r.Public, IDTokenAlg: r.IDTokenAlg, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+	c := &Client{ID: r.ID, Name: r.Name, SecretHash: r.SecretHash, Public: r.Public, IDTokenAlg: r.IDTokenAlg, HomeURL: r.HomeURL, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 	for _, f := range []struct {
 		src string
 		dst *[]string
@@ -96,15 +99,15 @@ func jsonList(v []string) string {
 	return string(b)
 }
 
-const clientCols = `id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris, grant_types, response_types, scopes, audience, id_token_alg, created_at, updated_at`
+const clientCols = `id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris, grant_types, response_types, scopes, audience, id_token_alg, created_at, updated_at, home_url`
 
 // CreateClient registers c; ErrConflict when the id is taken.
 func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 	now := s.clock()
 	c.CreatedAt, c.UpdatedAt = now, now
-	_, err := s.exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, c.Name, c.SecretHash, c.Public, jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs),
-		jsonList(c.GrantTypes), jsonList(c.ResponseTypes), jsonList(c.Scopes), jsonList(c.Audience), c.IDTokenAlg, now, now)
+		jsonList(c.GrantTypes), jsonList(c.ResponseTypes), jsonList(c.Scopes), jsonList(c.Audience), c.IDTokenAlg, now, now, c.HomeURL)
 	if isUniqueViolation(err) {
 		return fmt.Errorf("create client %s: %w", c.ID, ErrConflict)
 	}
@@ -118,9 +121,9 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
 	defer s.forgetClient(c.ID)
 	c.UpdatedAt = s.clock()
-	res, err := s.exec(ctx, `UPDATE clients SET name = ?, secret_hash = ?, public = ?, redirect_uris = ?, post_logout_redirect_uris = ?, grant_types = ?, response_types = ?, scopes = ?, audience = ?, id_token_alg = ?, updated_at = ? WHERE id = ?`,
+	res, err := s.exec(ctx, `UPDATE clients SET name = ?, secret_hash = ?, public = ?, redirect_uris = ?, post_logout_redirect_uris = ?, grant_types = ?, response_types = ?, scopes = ?, audience = ?, id_token_alg = ?, home_url = ?, updated_at = ? WHERE id = ?`,
 		c.Name, c.SecretHash, c.Public, jsonList(c.RedirectURIs), jsonList(c.PostLogoutRedirectURIs),
-		jsonList(c.GrantTypes), jsonList(c.ResponseTypes), jsonList(c.Scopes), jsonList(c.Audience), c.IDTokenAlg, c.UpdatedAt, c.ID)
+		jsonList(c.GrantTypes), jsonList(c.ResponseTypes), jsonList(c.Scopes), jsonList(c.Audience), c.IDTokenAlg, c.HomeURL, c.UpdatedAt, c.ID)
 	if err != nil {
 		return fmt.Errorf("update client %s: %w", c.ID, err)
 	}

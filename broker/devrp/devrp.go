@@ -45,7 +45,6 @@ func (d *RP) Mount(r *mux.Router) {
 	r.HandleFunc("/demo/", d.home).Methods(http.MethodGet)
 	r.HandleFunc("/demo/login", d.login).Methods(http.MethodGet)
 	r.HandleFunc("/demo/callback", d.callback).Methods(http.MethodGet)
-	r.Handle("/", http.RedirectHandler("/demo/", http.StatusFound)).Methods(http.MethodGet)
 }
 
 func (d *RP) config(ctx context.Context) (*oidc.Provider, *oauth2.Config, error) {

@@ -90,3 +90,22 @@ func TestOnlyESIAAtStart(t *testing.T) {
 func regexpLine(out, pattern string) bool {
 	return regexp.MustCompile(`(?m)^` + pattern + `\s*$`).MatchString(out)
 }
+
+// TestClientHomeURL: --home-url registers the diary's page for the start page; anything but an
+// https URL (http on loopback) is refused and nothing is written.
+func TestClientHomeURL(t *testing.T) {
+	env := testEnv(storagetest.NewSQLiteDSN(t))
+	mustRun(t, env, "migrate", "up")
+	for _, bad := range []string{"http://diary.example/", "javascript:alert(1)", "https://user:pw@diary.example/", "https://diary.example/#x"} {
+		if _, err := run(t, env, "clients", "create", "bad", "--name", "Плохой", "--redirect-uri", "https://diary.example/cb", "--home-url", bad); err == nil || !strings.Contains(err.Error(), "home URL") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	if out, _ := run(t, env, "clients", "list"); strings.Contains(out, "bad") {
+		t.Errorf("a refused client was written: %s", out)
+	}
+	mustRun(t, env, "clients", "create", "kiasuo", "--name", "КИАСУО", "--redirect-uri", "https://diary.example/cb", "--home-url", "https://diary.example/")
+	if out := mustRun(t, env, "clients", "show", "kiasuo"); !strings.Contains(out, `"home_url": "https://diary.example/"`) {
+		t.Errorf("show: %s", out)
+	}
+}

@@ -23,6 +23,7 @@ type clientFlags struct {
 	scopes      []string
 	public      bool
 	idTokenAlg  string
+	homeURL     string
 }
 
 func (f *clientFlags) bind(cmd *cobra.Command, defaults bool) {
@@ -38,6 +39,7 @@ func (f *clientFlags) bind(cmd *cobra.Command, defaults bool) {
 	fl.StringSliceVar(&f.scopes, "scope", scopes, "allowed scopes")
 	fl.BoolVar(&f.public, "public", false, "public client (no secret; PKCE required), e.g. a mobile app")
 	fl.StringVar(&f.idTokenAlg, "id-token-alg", "", "ID token signing alg for this client: RS256 or ES256 (default: tokens.id_token_alg)")
+	fl.StringVar(&f.homeURL, "home-url", "", "the diary's own page (https), listed with --name on the broker's start page")
 }
 
 // apply copies the flags the user set onto c.
@@ -63,6 +65,9 @@ func (f *clientFlags) apply(cmd *cobra.Command, c *storage.Client) {
 	}
 	if ch("id-token-alg") {
 		c.IDTokenAlg = f.idTokenAlg
+	}
+	if ch("home-url") {
+		c.HomeURL = f.homeURL
 	}
 	c.ResponseTypes = nil
 	for _, g := range c.GrantTypes {
@@ -188,7 +193,7 @@ func (a *app) clientsCmd() *cobra.Command {
 				out := map[string]any{
 					"id": c.ID, "name": c.Name, "public": c.Public, "redirect_uris": c.RedirectURIs,
 					"post_logout_redirect_uris": c.PostLogoutRedirectURIs, "grant_types": c.GrantTypes,
-					"scopes": c.Scopes, "id_token_alg": c.IDTokenAlg, "created_at": c.CreatedAt, "updated_at": c.UpdatedAt,
+					"scopes": c.Scopes, "id_token_alg": c.IDTokenAlg, "home_url": c.HomeURL, "created_at": c.CreatedAt, "updated_at": c.UpdatedAt,
 				}
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")

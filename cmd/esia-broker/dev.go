@@ -81,7 +81,7 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 				ID: devrp.ClientID, Name: "Демо-дневник", SecretHash: hash,
 				RedirectURIs: []string{rp.RedirectURI()}, PostLogoutRedirectURIs: []string{rp.PostLogoutURI()},
 				GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
-				Scopes: []string{"openid", "profile", "offline_access", "students", "esia"},
+				Scopes: []string{"openid", "profile", "offline_access", "students", "esia"}, HomeURL: issuer + "/demo/",
 			})
 			if err == nil && cfg.Activation.ClientID == "demo-mobile" {
 				err = registerDemo(ctx, store, &storage.Client{ID: "demo-mobile", Name: "Госуслуги (демо-приложение)", Public: true,

@@ -153,13 +153,17 @@ func testClients(t *testing.T, s *storage.Store) {
 	if _, err := s.GetClient(ctx, "nobody"); !errors.Is(err, fosite.ErrNotFound) {
 		t.Errorf("GetClient(unknown) err = %v, want fosite.ErrNotFound", err)
 	}
+	if got.(*storage.Client).HomeURL != "" {
+		t.Errorf("home URL of a client registered without one: %q", got.(*storage.Client).HomeURL)
+	}
 	c.RedirectURIs = []string{"https://diary.example/cb2"}
 	c.Public = true
+	c.HomeURL = "https://diary.example/"
 	if err := s.UpdateClient(ctx, c); err != nil {
 		t.Fatalf("UpdateClient: %v", err)
 	}
 	got2, _ := s.Client(ctx, "kiasuo")
-	if !got2.Public || got2.RedirectURIs[0] != "https://diary.example/cb2" {
+	if !got2.Public || got2.RedirectURIs[0] != "https://diary.example/cb2" || got2.HomeURL != "https://diary.example/" {
 		t.Errorf("after update: %+v", got2)
 	}
 	if err := s.UpdateClient(ctx, &storage.Client{ID: "nobody"}); !errors.Is(err, storage.ErrNotFound) {

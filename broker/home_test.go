@@ -1,0 +1,74 @@
+package broker_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestStartPage: the broker's own «/» — where the invite slips send parents — is the region's
+// start page: «Войти через Госуслуги» leads through ESIA to the account page (codes are entered
+// there), «Вход для детей до 14 лет» to the child login and back, and the region's diaries are
+// listed (issue 17, item 1: it answered 404 under serve).
+func TestStartPage(t *testing.T) {
+	s := openSQLite(t)
+	e, _ := childEnv(t, s)
+	c, err := s.Client(context.Background(), "kiasuo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.HomeURL = "https://diary.krasnoyarsk.example/"
+	if err := s.UpdateClient(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	br := newBrowser(t)
+	code, page := e.get(t, br, "/")
+	if code != http.StatusOK || !strings.Contains(page, `value="esia"`) || !strings.Contains(page, `value="child"`) ||
+		!strings.Contains(page, `<a href="https://diary.krasnoyarsk.example/">КИАСУО</a>`) {
+		t.Fatalf("start page: %d %s", code, page)
+	}
+	// «Войти через Госуслуги» → ESIA → the account page.
+	resp := e.post(t, br, "/account/login", page, url.Values{"connector": {"esia"}})
+	resp.Body.Close()
+	if !strings.Contains(resp.Request.URL.Path, "/aas/oauth2/v2/ac") && resp.StatusCode != http.StatusOK {
+		t.Fatalf("to ESIA: %d %s", resp.StatusCode, resp.Request.URL)
+	}
+	u := resp.Request.URL
+	resp2, body := choosePersona(t, br, u, "parent-no-match")
+	if resp2.StatusCode != http.StatusOK || resp2.Request.URL.Path != "/account" || !strings.Contains(body, "Петров Сергей Николаевич") || !strings.Contains(body, "Добавить ребёнка") {
+		t.Errorf("after ESIA: %d %s %s", resp2.StatusCode, resp2.Request.URL, title(body))
+	}
+	// «Вход для детей до 14 лет» → the child login → back to the start page, logged in.
+	child := newBrowser(t)
+	_, page = e.get(t, child, "/")
+	resp = e.post(t, child, "/account/login", page, url.Values{"connector": {"child"}})
+	form, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	lr := regexp.MustCompile(`name="login_request" value="([^"]+)"`).FindStringSubmatch(string(form))
+	if lr == nil {
+		t.Fatalf("no child login form: %s", form)
+	}
+	resp = e.post(t, child, "/child/login", string(form), url.Values{"login_request": {lr[1]}, "login": {"alex.ivanov"}, "password": {"correct-horse"}})
+	body2, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/" || !strings.Contains(string(body2), "Вы вошли как Иванов Алексей") {
+		t.Errorf("after the child's login: %s %s", resp.Request.URL, body2)
+	}
+	// No CSRF token, an unknown way in: refused.
+	resp, err = http.PostForm(e.h.URL+"/account/login", url.Values{"connector": {"esia"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("without CSRF: %d", resp.StatusCode)
+	}
+	_, page = e.get(t, br, "/")
+	if resp := e.post(t, br, "/account/login", page, url.Values{"connector": {"nope"}}); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown connector: %d", resp.StatusCode)
+	}
+}
