@@ -72,3 +72,43 @@ func TestStartPage(t *testing.T) {
 		t.Errorf("unknown connector: %d", resp.StatusCode)
 	}
 }
+
+// TestNoDeadEnds: the pages that used to end the road — «Нужно войти», «Страница не найдена»,
+// «Вы вышли», the logout confirmation — each offer a way on (issue 17, item 4).
+func TestNoDeadEnds(t *testing.T) {
+	h := newHarness(t, openSQLite(t))
+	h.client("kiasuo", "secret-secret-secret")
+	r := newRP(t, h, "kiasuo", "secret-secret-secret")
+	anon := newBrowser(t)
+	for path, want := range map[string]string{
+		"/account":      `href="/"`,
+		"/no/such/page": `href="/"`,
+	} {
+		if _, body := getBody(t, anon.Client, h.URL+path); !strings.Contains(body, want) {
+			t.Errorf("%s offers no way on: %s", path, title(body))
+		}
+	}
+	br := newBrowser(t)
+	r.loginAndExchange(t, br)
+	_, home := getBody(t, br.Client, h.URL+"/")
+	if !strings.Contains(home, `href="/account"`) || !strings.Contains(home, "Вы вошли как") {
+		t.Errorf("the start page of a logged-in person has no way to the account page: %s", home)
+	}
+	_, confirm := getBody(t, br.Client, h.URL+"/oauth2/logout")
+	if !strings.Contains(confirm, "Отмена") || !strings.Contains(confirm, `href="/account"`) {
+		t.Errorf("the logout confirmation has no «Отмена»: %s", confirm)
+	}
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(confirm)
+	if csrf == nil {
+		t.Fatal("no logout form")
+	}
+	resp, err := br.PostForm(h.URL+"/oauth2/logout", url.Values{"csrf": {csrf[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(out), "Вы вышли") || !strings.Contains(string(out), `href="/"`) {
+		t.Errorf("«Вы вышли» offers no way on: %s", out)
+	}
+}
