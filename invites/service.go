@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -89,6 +91,10 @@ type Slip struct {
 	Role        string
 	Code        string
 	ExpiresAt   time.Time
+	// Replaces is set on a rotated code: the slip says the earlier code no longer works.
+	Replaces bool
+	// Birthdate is the card's (YYYY-MM-DD), for the issuer's checks; not printed.
+	Birthdate string
 }
 
 // ErrOpenCodesExist is returned when issuing for students that already have open codes.
@@ -138,18 +144,29 @@ func (s *Service) students(ctx context.Context, sel Selection) ([]storage.Studen
 		return nil, err
 	}
 	if len(st) == 0 {
-		return nil, fmt.Errorf("no active students in school %q%s", sel.SchoolID, classNote(sel.Class))
+		schools, err := s.store.Schools(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(schools, func(sc storage.School) bool { return sc.ID == sel.SchoolID }) {
+			return nil, fmt.Errorf("unknown school %q (add it with `esia-broker roster schools add`)", sel.SchoolID)
+		}
 	}
 	if len(sel.IDs) > 0 && len(st) != len(sel.IDs) {
 		found := map[string]bool{}
 		for _, x := range st {
 			found[x.ID] = true
 		}
+		var missing []string
 		for _, id := range sel.IDs {
 			if !found[id] {
-				return nil, fmt.Errorf("student %q is not an active student of school %q%s", id, sel.SchoolID, classNote(sel.Class))
+				missing = append(missing, fmt.Sprintf("%q", id))
 			}
 		}
+		return nil, fmt.Errorf("not active students of school %q%s: %s", sel.SchoolID, classNote(sel.Class), strings.Join(missing, ", "))
+	}
+	if len(st) == 0 {
+		return nil, fmt.Errorf("no active students in school %q%s", sel.SchoolID, classNote(sel.Class))
 	}
 	return st, nil
 }
@@ -204,7 +221,7 @@ func (s *Service) issue(ctx context.Context, r IssueRequest, rotating bool) ([]S
 		in := storage.Invite{ID: uuid.NewString(), CodeDigest: Digest(s.key, norm), StudentID: st.ID, Role: r.Role, CreatedBy: r.Operator, CreatedAt: now, ExpiresAt: now.Add(r.TTL)}
 		invs = append(invs, in)
 		slips = append(slips, Slip{InviteID: in.ID, SchoolID: st.SchoolID, SchoolName: names[st.SchoolID], Class: st.Class,
-			StudentName: storage.FullName(st.FamilyName, st.GivenName, st.MiddleName), Role: r.Role, Code: code, ExpiresAt: in.ExpiresAt})
+			StudentName: storage.FullName(st.FamilyName, st.GivenName, st.MiddleName), Role: r.Role, Code: code, ExpiresAt: in.ExpiresAt, Replaces: rotating, Birthdate: st.Birthdate})
 		if r.Progress != nil && (i%200 == 199 || i == len(students)-1) {
 			r.Progress(i+1, len(students))
 		}

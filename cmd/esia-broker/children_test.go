@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -107,5 +109,53 @@ func TestClientHomeURL(t *testing.T) {
 	mustRun(t, env, "clients", "create", "kiasuo", "--name", "КИАСУО", "--redirect-uri", "https://diary.example/cb", "--home-url", "https://diary.example/")
 	if out := mustRun(t, env, "clients", "show", "kiasuo"); !strings.Contains(out, `"home_url": "https://diary.example/"`) {
 		t.Errorf("show: %s", out)
+	}
+}
+
+// TestInviteCLIMessages: an unknown school is named as unknown, every unknown student id is
+// named, a student code for children under 14 comes with a note, and a rotated slip says the
+// earlier code no longer works (issue 17, item 7).
+func TestInviteCLIMessages(t *testing.T) {
+	dsn := storagetest.NewSQLiteDSN(t)
+	env := testEnv(dsn)
+	mustRun(t, env, "migrate", "up")
+	mustRun(t, env, "roster", "schools", "add", "sch-1", "Школа № 1")
+	dir := t.TempDir()
+	roster := filepath.Join(dir, "r.csv")
+	young := time.Now().AddDate(-10, 0, 0).Format("2006-01-02")
+	old := time.Now().AddDate(-15, 0, 0).Format("2006-01-02")
+	if err := os.WriteFile(roster, []byte("student_id,school_id,class,family_name,given_name,middle_name,birthdate,snils,active\n"+
+		"s-1,sch-1,4А,Иванова,Дарья,Игоревна,"+young+",,1\ns-2,sch-1,9А,Кузнецов,Иван,Андреевич,"+old+",,1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "roster", "import", roster)
+	if _, err := run(t, env, "invites", "issue", "--school", "nope", "--role", "parent", "--out", filepath.Join(dir, "x.html")); err == nil || !strings.Contains(err.Error(), `unknown school "nope"`) {
+		t.Errorf("unknown school: %v", err)
+	}
+	if _, err := run(t, env, "invites", "issue", "--school", "sch-1", "--student", "s-1", "--student", "x-9", "--student", "y-7", "--role", "parent", "--out", filepath.Join(dir, "y.html")); err == nil || !strings.Contains(err.Error(), `"x-9", "y-7"`) {
+		t.Errorf("unknown students: %v", err)
+	}
+	stderr := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		root := newRoot(&app{stdout: &out, stderr: &errOut, environ: env})
+		root.SetArgs(append(args, "--operator", "tester"))
+		if err := root.ExecuteContext(context.Background()); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return errOut.String()
+	}
+	if e := stderr("invites", "issue", "--school", "sch-1", "--role", "student", "--out", filepath.Join(dir, "s.html")); !strings.Contains(e, "1 of these students are under 14") {
+		t.Errorf("no note on students under 14: %s", e)
+	}
+	sheet := filepath.Join(dir, "p.html")
+	stderr("invites", "issue", "--school", "sch-1", "--role", "parent", "--out", sheet)
+	if b, _ := os.ReadFile(sheet); strings.Contains(string(b), "заменяет выданный ранее") {
+		t.Error("a first slip says it replaces one")
+	}
+	rotated := filepath.Join(dir, "rot.html")
+	stderr("invites", "rotate", "--school", "sch-1", "--role", "parent", "--out", rotated)
+	if b, _ := os.ReadFile(rotated); strings.Count(string(b), "прежний код больше не действует") != 2 {
+		t.Errorf("the rotated slips do not say the old codes are void: %s", b)
 	}
 }

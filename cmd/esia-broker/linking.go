@@ -309,6 +309,20 @@ func (a *app) invitesCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if f.role == invites.RoleStudent {
+					young := 0
+					for _, sl := range slips {
+						if age, err := linking.Age(sl.Birthdate, time.Now()); err == nil && age < linking.AdultAge {
+							young++
+						}
+					}
+					if young > 0 {
+						fmt.Fprintf(a.stderr, "note: %d of these students are under 14: a student code works for them only with their own ESIA account (a parent registers it on Gosuslugi); otherwise give the parent a parent code\n", young)
+					}
+				}
+				if rotate {
+					fmt.Fprintln(a.stderr, "the new slips say that the earlier codes no longer work")
+				}
 				return write(cfg, f, slips)
 			})
 		}
