@@ -59,7 +59,8 @@ type Person struct {
 	Status    string `json:"status"`
 	Verifying bool   `json:"verifying"`
 	UpdatedOn int64  `json:"updatedOn"`
-	// Fields are the names of the fields ESIA sent (not their values), sorted.
+	// Fields are the names of the fields ESIA sent (not their values), sorted; read only for an
+	// account ESIA reports as not confirmed.
 	Fields []string `json:"-"`
 }
 
@@ -96,10 +97,13 @@ func (c *Client) Person(ctx context.Context, accessToken, oid string) (*Person, 
 		return nil, err
 	}
 	var p Person
-	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return nil, fmt.Errorf("%w: person: %v", ErrBadResponse, err)
 	}
+	if p.Trusted {
+		return &p, nil // the field names are wanted only for unconfirmed accounts: no second decode on a normal login
+	}
+	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
 		return nil, fmt.Errorf("%w: person: %v", ErrBadResponse, err)
 	}
