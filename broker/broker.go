@@ -99,6 +99,9 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	} else if !ok {
 		return nil, errors.New("database schema is not current: run `esia-broker migrate up` (or set database.migrate_on_start)")
 	}
+	if err := o.Store.VerifySecrets(ctx, cfg.SecretFingerprints()); err != nil {
+		return nil, err
+	}
 	master, err := config.DecodeSecret(cfg.Secrets.MasterKey)
 	if err != nil {
 		return nil, fmt.Errorf("secrets.master_key: %w", err)
@@ -370,6 +373,14 @@ func (b *Broker) Handler() http.Handler {
 	route("/healthz", "healthz", b.healthz, http.MethodGet)
 	route("/readyz", "readyz", b.readyz, http.MethodGet)
 	r.HandleFunc("/brand/logo", b.serveLogo).Methods(http.MethodGet)
+	// Browsers ask for /favicon.ico on their own: the region's logo when configured, else ours.
+	r.HandleFunc("/favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		to := "/static/favicon.svg"
+		if b.brand.Logo {
+			to = "/brand/logo"
+		}
+		http.Redirect(w, r, to, http.StatusMovedPermanently)
+	}).Methods(http.MethodGet, http.MethodHead)
 	static, _ := fs.Sub(staticFS, "static")
 	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", noListing(http.FileServer(http.FS(static))))).Methods(http.MethodGet)
 	if b.mount != nil {

@@ -3,7 +3,10 @@
 package config
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -706,6 +709,36 @@ func DecodeSecret(s string) ([]byte, error) {
 		}
 	}
 	return nil, errors.New("not valid base64")
+}
+
+// SecretFingerprints returns, for each secret by its key, a fingerprint that identifies it
+// without revealing it: the first 128 bits of HMAC-SHA256 keyed by the secret. An empty
+// secret (dev mode without a dev folder) has a fingerprint too, different from any real one.
+func (c *Config) SecretFingerprints() map[string]string {
+	fp := func(secret string) string {
+		key, err := DecodeSecret(secret)
+		if err != nil {
+			key = []byte(secret)
+		}
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte("esia-broker secret fingerprint v1"))
+		return hex.EncodeToString(m.Sum(nil)[:16])
+	}
+	s := c.Secrets
+	return map[string]string{
+		"secrets.master_key":   fp(s.MasterKey),
+		"secrets.cookie_key":   fp(s.CookieKey),
+		"secrets.snils_pepper": fp(s.SNILSPepper),
+		"secrets.token_key":    fp(s.TokenKey),
+	}
+}
+
+// SecretRotatable tells whether a change of the secret loses only sessions or tokens, never
+// data, so that an operator may accept a new one (esia-broker secrets accept): the cookie and
+// token keys. The master key encrypts the signing keys and the pepper keys every stored SNILS
+// digest and invite code: changing either makes the stored data unusable.
+func SecretRotatable(name string) bool {
+	return name == "secrets.cookie_key" || name == "secrets.token_key"
 }
 
 func isLoopback(host string) bool {

@@ -9,9 +9,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,7 +36,8 @@ const devStateDir = ".esia-broker-dev"
 func (a *app) devCmd() *cobra.Command {
 	var population int
 	var skipSig bool
-	var tokenAlg string
+	var tokenAlg, listen string
+	var port int
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run everything on one machine: the broker on the embedded store with a demo relying party",
@@ -45,11 +48,32 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			env := append([]string{"ESIA_BROKER_DEV=true", "ESIA_BROKER_DATABASE_MIGRATE_ON_START=true", "ESIA_BROKER_LOG_FORMAT=text"}, a.environ...)
+			switch {
+			case port != 0 && listen != "":
+				return &exitError{code: 2, err: errors.New("give --port or --listen, not both")}
+			case port < 0 || port > 65535:
+				return &exitError{code: 2, err: fmt.Errorf("--port must be between 1 and 65535, got %d", port)}
+			case port != 0:
+				env = append(env, "ESIA_BROKER_LISTEN=127.0.0.1:"+strconv.Itoa(port))
+			case listen != "":
+				env = append(env, "ESIA_BROKER_LISTEN="+listen)
+			}
 			cfg, err := config.Load(a.configPath, env)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			if err := fillDevSecrets(cfg); err != nil {
+			if err := deriveDevIssuer(cfg); err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			st, err := readDevState()
+			if err != nil {
+				return err
+			}
+			if err := st.apply(cfg, true); err != nil {
+				return err
+			}
+			st.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
+			if err := st.save(); err != nil {
 				return err
 			}
 			if cfg.Region.Name == config.Defaults()["region.name"] {
@@ -69,6 +93,10 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 			if _, err := store.Migrate(ctx); err != nil {
 				store.Close()
 				return err
+			}
+			if err := verifySecrets(ctx, cfg, store); err != nil {
+				store.Close()
+				return fmt.Errorf("%w\n(the dev server's secrets in ./%s no longer match its database %s: delete both to start afresh)", err, devStateDir, describeDSN(cfg.Database.DSN))
 			}
 			issuer := strings.TrimSuffix(cfg.Issuer, "/")
 			secret, hash, err := broker.NewClientSecret()
@@ -122,10 +150,33 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 			}})
 		},
 	}
+	cmd.Flags().IntVar(&port, "port", 0, "listen on 127.0.0.1:PORT (the issuer, the demo relying party and the emulator follow)")
+	cmd.Flags().StringVar(&listen, "listen", "", "listen on HOST:PORT (the issuer follows, with 127.0.0.1 for an unspecified host)")
 	cmd.Flags().IntVar(&population, "esia-random-population", 0, "answer every ESIA login at once as a random member of a generated population of this size (load tests)")
 	cmd.Flags().BoolVar(&skipSig, "esia-skip-signature-checks", false, "the emulator does not verify client secrets (load tests measure the broker only)")
 	cmd.Flags().StringVar(&tokenAlg, "esia-token-alg", esia.AlgGOST, "how the emulator signs its tokens: GOST3410_2012_256 or RS256")
 	return cmd
+}
+
+// deriveDevIssuer makes the issuer follow the listen address when only the address was
+// changed: the dev server, its demo relying party and the emulator then agree on one origin.
+func deriveDevIssuer(cfg *config.Config) error {
+	d := config.Defaults()
+	if cfg.Issuer != d["issuer"] || cfg.Listen == d["listen"] {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	if port == "0" {
+		return errors.New("the dev server needs a fixed port for its issuer: give --port or set ESIA_BROKER_ISSUER")
+	}
+	cfg.Issuer = "http://" + net.JoinHostPort(host, port)
+	return nil
 }
 
 func personaNames() string {
@@ -209,17 +260,18 @@ func seedDevRoster(ctx context.Context, cfg *config.Config, s *storage.Store) ([
 		return nil, fmt.Errorf("dev roster: %w", err)
 	}
 	slips, err := inv.Issue(ctx, invites.IssueRequest{Selection: invites.Selection{SchoolID: "demo-sch-1", Class: "5А"}, Role: invites.RoleParent, TTL: 30 * 24 * time.Hour, Operator: "dev"})
+	const again = "esia-broker invites rotate --school demo-sch-1 --class 5А --role parent"
 	if errors.Is(err, invites.ErrOpenCodesExist) {
-		return []string{"invite codes for class 5А were printed at an earlier start (or run: esia-broker invites rotate --school demo-sch-1 --class 5А --role parent)"}, nil
+		return []string{"parent invite codes for class 5А were printed at an earlier start; for new ones run in this folder: " + again}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	out := []string{"parent invite codes for the persona with no SNILS match:"}
+	out := []string{"parent invite codes for the persona with no SNILS match (parent-no-match):"}
 	for _, sl := range slips {
 		out = append(out, fmt.Sprintf("  %s — %s, %s", sl.Code, sl.StudentName, sl.Class))
 	}
-	return out, nil
+	return append(out, "to replace them, run in this folder: "+again), nil
 }
 
 func describeDSN(dsn string) string {
@@ -240,19 +292,47 @@ func registerDemo(ctx context.Context, s *storage.Store, c *storage.Client) erro
 	return err
 }
 
-// fillDevSecrets gives every secret the configuration leaves empty a random value kept in
-// ./.esia-broker-dev/secrets.json, so that sessions and keys survive a restart of the dev server.
-func fillDevSecrets(cfg *config.Config) error {
-	path := filepath.Join(devStateDir, "secrets.json")
-	saved := map[string]string{}
+const (
+	devSecretsFile = "secrets.json"
+	devServerFile  = "server.json"
+)
+
+// devState is what the dev server keeps in ./.esia-broker-dev so that a restart, and the admin
+// commands run in the same folder, work on the same data: the secrets the configuration leaves
+// empty and the issuer the dev server last ran under.
+type devState struct {
+	Secrets map[string]string
+	Issuer  string
+}
+
+func readDevState() (*devState, error) {
+	st := &devState{Secrets: map[string]string{}}
+	path := filepath.Join(devStateDir, devSecretsFile)
 	if b, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(b, &saved); err != nil {
-			return fmt.Errorf("read %s: %w (delete it to start afresh)", path, err)
+		if err := json.Unmarshal(b, &st.Secrets); err != nil {
+			return nil, fmt.Errorf("read %s: %w (delete %s and esia-broker.db to start afresh)", path, err, devStateDir)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", path, err)
+		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	changed := false
+	path = filepath.Join(devStateDir, devServerFile)
+	if b, err := os.ReadFile(path); err == nil {
+		var srv struct {
+			Issuer string `json:"issuer"`
+		}
+		if err := json.Unmarshal(b, &srv); err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		st.Issuer = srv.Issuer
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// apply gives every secret the configuration leaves empty its saved value; with generate, a
+// missing one gets a new random value (saved by save), otherwise it is an error.
+func (st *devState) apply(cfg *config.Config, generate bool) error {
 	for name, dst := range map[string]*string{
 		"master_key": &cfg.Secrets.MasterKey, "cookie_key": &cfg.Secrets.CookieKey,
 		"snils_pepper": &cfg.Secrets.SNILSPepper, "token_key": &cfg.Secrets.TokenKey,
@@ -260,25 +340,31 @@ func fillDevSecrets(cfg *config.Config) error {
 		if *dst != "" {
 			continue
 		}
-		if saved[name] == "" {
+		if st.Secrets[name] == "" {
+			if !generate {
+				return fmt.Errorf("%s/%s has no %s: start the dev server once (make dev) or delete %s", devStateDir, devSecretsFile, name, devStateDir)
+			}
 			b := make([]byte, 32)
 			if _, err := rand.Read(b); err != nil {
 				return fmt.Errorf("generate dev secret: %w", err)
 			}
-			saved[name] = base64.StdEncoding.EncodeToString(b)
-			changed = true
+			st.Secrets[name] = base64.StdEncoding.EncodeToString(b)
 		}
-		*dst = saved[name]
+		*dst = st.Secrets[name]
 	}
-	if !changed {
-		return nil
-	}
+	return nil
+}
+
+func (st *devState) save() error {
 	if err := os.MkdirAll(devStateDir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", devStateDir, err)
 	}
-	b, _ := json.MarshalIndent(saved, "", "  ")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	for file, v := range map[string]any{devSecretsFile: st.Secrets, devServerFile: map[string]string{"issuer": st.Issuer}} {
+		b, _ := json.MarshalIndent(v, "", "  ")
+		path := filepath.Join(devStateDir, file)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
 	}
 	return nil
 }

@@ -75,6 +75,36 @@ func TestDevServerLogsInThroughEmulator(t *testing.T) {
 			t.Errorf("%d %s", code, body)
 		}
 	})
+	t.Run("the demo RP speaks Russian and the emulator is styled under the CSP", func(t *testing.T) {
+		get := func(u string) (*http.Response, string) {
+			resp, err := http.Get(base + u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp, string(b)
+		}
+		_, page := get("/demo/callback?" + url.Values{"error": {"access_denied"}, "error_description": {"The resource owner denied the request"}}.Encode())
+		if !strings.Contains(page, "Вход отменён") || strings.Contains(page, "resource owner") {
+			t.Errorf("demo RP error page: %s", page)
+		}
+		_, page = get("/demo/callback?" + url.Values{"error": {"<b>Позвоните 8-900</b>"}}.Encode())
+		if strings.Contains(page, "Позвоните") || !strings.Contains(page, "Вход не удался") {
+			t.Errorf("free text from the query reached the page: %s", page)
+		}
+		resp, css := get("/_esia/aas/oauth2/v2/emulator.css")
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") || !strings.Contains(css, "button{") {
+			t.Errorf("emulator stylesheet: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "style-src 'self'") {
+			t.Errorf("the emulator is not under the broker's CSP (%q): the test proves nothing", csp)
+		}
+		resp, favicon := get("/favicon.ico")
+		if resp.StatusCode != 200 || !strings.HasPrefix(favicon, "<svg") {
+			t.Errorf("favicon: %d", resp.StatusCode)
+		}
+	})
 	if !strings.Contains(out.String(), "/demo/") || !strings.Contains(out.String(), "ESIA emulator") {
 		t.Errorf("dev printed: %s", out.String())
 	}
@@ -82,6 +112,15 @@ func TestDevServerLogsInThroughEmulator(t *testing.T) {
 
 // startDev runs `esia-broker dev` in an empty folder on a free port until the test ends.
 func startDev(t *testing.T) (string, *lockedBuffer) {
+	t.Helper()
+	return startDevWith(t, func(addr string) ([]string, []string) {
+		return []string{"ESIA_BROKER_LISTEN=" + addr, "ESIA_BROKER_ISSUER=http://" + addr}, nil
+	})
+}
+
+// startDevWith runs `esia-broker dev` in an empty folder on a listener it holds; setup turns
+// the listener's address into the environment and the extra arguments.
+func startDevWith(t *testing.T, setup func(addr string) (env, args []string)) (string, *lockedBuffer) {
 	t.Helper()
 	t.Chdir(t.TempDir())
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -93,9 +132,10 @@ func startDev(t *testing.T) (string, *lockedBuffer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	out := &lockedBuffer{}
+	env, args := setup(addr)
 	go func() {
-		root := newRoot(&app{stdout: out, stderr: io.Discard, listener: l, environ: []string{"ESIA_BROKER_LISTEN=" + addr, "ESIA_BROKER_ISSUER=" + base, "ESIA_BROKER_HTTP_METRICS_LISTEN=127.0.0.1:0"}})
-		root.SetArgs([]string{"dev"})
+		root := newRoot(&app{stdout: out, stderr: io.Discard, listener: l, environ: append(env, "ESIA_BROKER_HTTP_METRICS_LISTEN=127.0.0.1:0")})
+		root.SetArgs(append([]string{"dev"}, args...))
 		done <- root.ExecuteContext(ctx)
 	}()
 	t.Cleanup(func() {
@@ -137,4 +177,45 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestDevPort: `dev --port N` alone moves the whole dev server — issuer, demo relying party,
+// emulator — to that port (setting only the listen address used to leave them on 8080), and
+// the admin commands run in its folder print slips with that address.
+func TestDevPort(t *testing.T) {
+	base, out := startDevWith(t, func(addr string) ([]string, []string) {
+		_, port, _ := net.SplitHostPort(addr)
+		return nil, []string{"--port", port}
+	})
+	if !strings.Contains(out.String(), base+"/demo/") {
+		t.Errorf("the banner does not name %s: %s", base, out.String())
+	}
+	resp, err := http.Get(base + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"issuer":"`+base+`"`) {
+		t.Errorf("discovery: %s", b)
+	}
+	// The demo relying party's login reaches the broker's start page on the same port (no 502).
+	resp, err = http.Get(base + "/demo/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Request.URL.Host != strings.TrimPrefix(base, "http://") || !strings.Contains(string(b), "Войти через Госуслуги") {
+		t.Errorf("demo login: %d at %s", resp.StatusCode, resp.Request.URL)
+	}
+	slips := mustRun(t, nil, "invites", "rotate", "--school", "demo-sch-1", "--class", "5А", "--role", "parent")
+	if !strings.Contains(slips, base) || strings.Contains(slips, "127.0.0.1:8080") {
+		t.Errorf("slips from the dev folder: %s", slips)
+	}
+	for _, bad := range [][]string{{"--port", "1", "--listen", "127.0.0.1:1"}, {"--port", "70000"}} {
+		if _, err := run(t, nil, append([]string{"dev"}, bad...)...); err == nil {
+			t.Errorf("dev %v started", bad)
+		}
+	}
 }

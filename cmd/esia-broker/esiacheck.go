@@ -33,7 +33,7 @@ and the redirect URIs to register. With --online the sample request is sent to E
 answer explained. Exits 1 when something is wrong.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := a.loadConfig()
+			cfg, err := a.loadAdminConfig()
 			if err != nil {
 				return err
 			}

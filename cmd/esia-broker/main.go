@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -64,7 +66,7 @@ func newRoot(a *app) *cobra.Command {
 	root.SetErr(a.stderr)
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "YAML configuration file (every key can also be set as ESIA_BROKER_<KEY>)")
 	root.PersistentFlags().StringVar(&a.operator, "operator", "", "who is running the command, for the audit log (default: the OS user)")
-	root.AddCommand(a.serveCmd(), a.devCmd(), a.migrateCmd(), a.clientsCmd(), a.keysCmd(), a.rosterCmd(), a.invitesCmd(), a.accountsCmd(), a.auditCmd(), a.esiaCmd())
+	root.AddCommand(a.serveCmd(), a.devCmd(), a.migrateCmd(), a.clientsCmd(), a.keysCmd(), a.rosterCmd(), a.invitesCmd(), a.accountsCmd(), a.auditCmd(), a.esiaCmd(), a.secretsCmd())
 	return root
 }
 
@@ -76,6 +78,55 @@ func (a *app) loadConfig() (*config.Config, error) {
 	return cfg, nil
 }
 
+// loadAdminConfig is the configuration of an admin command. Run in the dev server's folder
+// (./.esia-broker-dev holds its secrets) with no --config and no secret in the environment, a
+// command works on what the dev server works on: dev mode, its secrets, its issuer.
+func (a *app) loadAdminConfig() (*config.Config, error) {
+	if !a.inDevFolder() {
+		return a.loadConfig()
+	}
+	cfg, err := config.Load("", append([]string{"ESIA_BROKER_DEV=true"}, a.environ...))
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	st, err := readDevState()
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	if err := st.apply(cfg, false); err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	if !hasEnv(a.environ, "ESIA_BROKER_ISSUER") && st.Issuer != "" {
+		cfg.Issuer = st.Issuer
+	}
+	fmt.Fprintf(a.stderr, "esia-broker: in the dev server's folder: using its secrets and settings from ./%s (dev mode)\n", devStateDir)
+	return cfg, nil
+}
+
+// inDevFolder tells whether an admin command should take the dev server's state: no
+// configuration file, no secret in the environment, and ./.esia-broker-dev/secrets.json present.
+func (a *app) inDevFolder() bool {
+	if a.configPath != "" {
+		return false
+	}
+	for _, kv := range a.environ {
+		if strings.HasPrefix(kv, "ESIA_BROKER_SECRETS_") {
+			return false
+		}
+	}
+	_, err := os.Stat(filepath.Join(devStateDir, devSecretsFile))
+	return err == nil
+}
+
+func hasEnv(environ []string, name string) bool {
+	for _, kv := range environ {
+		if k, _, _ := strings.Cut(kv, "="); k == name {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *app) openStore(ctx context.Context, cfg *config.Config) (*storage.Store, error) {
 	s, err := storage.Open(ctx, cfg.Database.DSN, storage.Options{MaxOpenConns: cfg.Database.MaxOpenConns, NoPreparedStatements: !cfg.Database.PreparedStatements})
 	if err != nil {
@@ -85,9 +136,10 @@ func (a *app) openStore(ctx context.Context, cfg *config.Config) (*storage.Store
 	return s, nil
 }
 
-// withStore loads the configuration, opens the store and runs fn.
+// withStore loads an admin command's configuration, opens the store, checks that the secrets
+// are the ones the database was first used with, and runs fn.
 func (a *app) withStore(ctx context.Context, fn func(cfg *config.Config, s *storage.Store) error) error {
-	cfg, err := a.loadConfig()
+	cfg, err := a.loadAdminConfig()
 	if err != nil {
 		return err
 	}
@@ -96,7 +148,28 @@ func (a *app) withStore(ctx context.Context, fn func(cfg *config.Config, s *stor
 		return err
 	}
 	defer s.Close()
+	if err := verifySecrets(ctx, cfg, s); err != nil {
+		return err
+	}
 	return fn(cfg, s)
+}
+
+// verifySecrets refuses secrets that differ from those the database was first used with
+// (exit code 2). A database whose schema is not current yet (before `migrate up`) is not
+// checked: the commands that write need the current schema anyway.
+func verifySecrets(ctx context.Context, cfg *config.Config, s *storage.Store) error {
+	current, err := s.MigrationsCurrent(ctx)
+	if err != nil || !current {
+		return nil
+	}
+	if err := s.VerifySecrets(ctx, cfg.SecretFingerprints()); err != nil {
+		var differ *storage.SecretsDifferError
+		if errors.As(err, &differ) {
+			return &exitError{code: 2, err: err}
+		}
+		return err
+	}
+	return nil
 }
 
 func (a *app) actor() string {

@@ -78,6 +78,10 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	store.SetTracer(tp)
 	b, err := broker.New(ctx, broker.Options{Config: cfg, Store: store, Logger: log, Mount: o.mount, Connectors: o.connectors, Tracer: tp})
 	if err != nil {
+		var differ *storage.SecretsDifferError
+		if errors.As(err, &differ) {
+			return &exitError{code: 2, err: err}
+		}
 		return err
 	}
 	if !cfg.Children.PasswordAccounts {

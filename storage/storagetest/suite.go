@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore func(t testing.TB) *storage.Store) {
 		{"DeactivateAndRegroupInOneUpsert", testDeactivateAndRegroupInOneUpsert},
 		{"FailedTokenRequestRollsBack", testAbortRequestTx},
 		{"EndOrphanedChildAccess", testEndOrphanedChildAccess},
+		{"SecretFingerprints", testSecretFingerprints},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/esia-broker/esia-broker/config"
+)
+
+func (a *app) secretsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "secrets", Short: "Check the secrets against the database, accept a deliberately rotated cookie or token key"}
+	check := &cobra.Command{
+		Use: "check", Short: "Check that the configured secrets are the ones the database was first used with", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadAdminConfig()
+			if err != nil {
+				return err
+			}
+			s, err := a.openStore(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if current, err := s.MigrationsCurrent(cmd.Context()); err != nil {
+				return err
+			} else if !current {
+				return &exitError{code: 2, err: errors.New("the database schema is not current: run `esia-broker migrate up` first")}
+			}
+			if err := verifySecrets(cmd.Context(), cfg, s); err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, "the secrets are the ones this database was first used with")
+			return nil
+		},
+	}
+	accept := &cobra.Command{
+		Use:   "accept NAME...",
+		Short: "Record a new secrets.cookie_key or secrets.token_key after rotating it on purpose (every session, or every token, ends)",
+		Long: `accept records the fingerprint of the configured secret in place of the earlier one. Only the
+cookie key (sessions end) and the token key (issued tokens stop working) can be rotated: the master
+key encrypts the signing keys and the SNILS pepper keys every stored digest and invite code.
+NAME is cookie_key, token_key or their full keys secrets.cookie_key, secrets.token_key.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var names []string
+			for _, n := range args {
+				if !strings.HasPrefix(n, "secrets.") {
+					n = "secrets." + n
+				}
+				if !config.SecretRotatable(n) {
+					return &exitError{code: 2, err: fmt.Errorf("%s cannot be accepted: only secrets.cookie_key and secrets.token_key can be rotated (the stored data depends on the others)", n)}
+				}
+				names = append(names, n)
+			}
+			ctx := cmd.Context()
+			cfg, err := a.loadAdminConfig()
+			if err != nil {
+				return err
+			}
+			s, err := a.openStore(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if current, err := s.MigrationsCurrent(ctx); err != nil {
+				return err
+			} else if !current {
+				return &exitError{code: 2, err: errors.New("the database schema is not current: run `esia-broker migrate up` first")}
+			}
+			fps := cfg.SecretFingerprints()
+			differ, err := s.CheckSecretFingerprints(ctx, fps)
+			if err != nil {
+				return err
+			}
+			for _, d := range differ {
+				if !slices.Contains(names, d) {
+					return &exitError{code: 2, err: fmt.Errorf("%s also differs from the one this database was first used with and is not accepted: nothing was changed", d)}
+				}
+			}
+			for _, n := range names {
+				if !slices.Contains(differ, n) {
+					fmt.Fprintf(a.stdout, "%s: unchanged\n", n)
+					continue
+				}
+				if err := s.ReplaceSecretFingerprint(ctx, n, fps[n]); err != nil {
+					return err
+				}
+				if err := s.Audit(ctx, a.actor(), "secrets.accept", n, nil); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "%s: the new secret is accepted\n", n)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(check, accept)
+	return cmd
+}
