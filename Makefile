@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: dev test lint build clean fuzz bench mutate
+.PHONY: dev test lint build clean fuzz bench mutate screenshots
 
 FUZZTIME ?= 10s
 FUZZ_TARGETS = FuzzNormalizeSNILS:./linking FuzzRosterCSV:./linking FuzzNormalize:./invites FuzzVerifyAccessToken:./esia FuzzTimestampAndDates:./esia
@@ -35,6 +35,10 @@ bench:
 ## mutate: mutation testing of linking, invites and storage (gremlins; minutes, not in CI)
 mutate:
 	./scripts/mutate.sh
+
+## screenshots: regenerate docs/screenshots/ (the main journey at 360 px) from the browser tests
+screenshots:
+	./scripts/screenshots.sh
 
 ## build: the binary in ./bin
 build:

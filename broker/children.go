@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 
 // errPasswordsOff is the page of a password path in a region that allows only ESIA.
 var errPasswordsOff = &UserError{Status: http.StatusForbidden, Title: "Вход по логину и паролю отключён",
-	Message: "В этом регионе в электронный дневник входят только через Госуслуги. Ребёнку младше 14 лет родитель может зарегистрировать учётную запись на Госуслугах (в разделе «Дети» своей учётной записи); с ней ребёнок входит кнопкой «Войти через Госуслуги»."}
+	Message: "В этом регионе в электронный дневник входят только через Госуслуги. Ребёнку младше 14 лет родитель может зарегистрировать учётную запись на Госуслугах (в разделе «Дети» своей учётной записи); с ней ребёнок входит кнопкой «Войти через Госуслуги»."}
 
 func (b *Broker) childLoginPage(w http.ResponseWriter, r *http.Request) {
 	if !b.cfg.Children.PasswordAccounts {
@@ -28,7 +29,7 @@ func (b *Broker) childLoginPage(w http.ResponseWriter, r *http.Request) {
 		b.renderError(w, r, expiredLogin(err))
 		return
 	}
-	b.render(w, r, http.StatusOK, "child_login", pageData{Title: "Вход для детей до 14 лет", LoginID: r.URL.Query().Get("login"), CSRF: b.csrfToken(b.browserID(w, r))})
+	b.render(w, r, http.StatusOK, "child_login", pageData{Title: "Вход для детей до 14 лет", LoginID: r.URL.Query().Get("login"), CSRF: b.csrfToken(b.browserID(w, r))})
 }
 
 // childLogin checks a child's login and password and starts the child's session.
@@ -55,7 +56,7 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 		login = login[:64]
 	}
 	again := func(status int, msg string) {
-		b.render(w, r, status, "child_login", pageData{Title: "Вход для детей до 14 лет", LoginID: lr.ID, CSRF: b.csrfToken(b.browser(r)), Code: login, FieldError: msg})
+		b.render(w, r, status, "child_login", pageData{Title: "Вход для детей до 14 лет", LoginID: lr.ID, CSRF: b.csrfToken(b.browser(r)), Code: login, FieldError: msg})
 	}
 	norm, _ := linking.NormalizeLogin(login)
 	accountID, err := b.linker.ChildLogin(ctx, login, r.PostFormValue("password"), b.clientIP(r), b.knownDevice(r, norm))
@@ -82,7 +83,7 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, linking.ErrChildTooOld):
 		b.renderError(w, r, &UserError{Status: http.StatusForbidden, Title: "Входите через Госуслуги",
-			Message: "С 14 лет вход в электронный дневник — только через Госуслуги, с собственной подтверждённой учётной записью. Привязка родителя к дневнику сохраняется."})
+			Message: "С 14 лет вход в электронный дневник — только через Госуслуги, с собственной подтверждённой учётной записью. Привязка родителя к дневнику сохраняется."})
 		return
 	case errors.Is(err, linking.ErrPasswordAccountsOff):
 		b.renderError(w, r, errPasswordsOff)
@@ -131,6 +132,31 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 
 // renderAccount shows the account page with an optional notice or error.
 func (b *Broker) renderAccount(w http.ResponseWriter, r *http.Request, account *storage.Account, status int, notice, fieldErr string) {
+	b.renderAccountForm(w, r, account, status, notice, fieldErr, nil)
+}
+
+// childFormError is a refusal of one child's form: shown in that form, at its field, with what
+// was typed kept.
+type childFormError struct {
+	Student, Action string
+	// Field is "login" or "password", or "" for the form as a whole.
+	Field, Message, Login string
+}
+
+// childErrorField tells which field of the child's form a refusal is about.
+func childErrorField(err error) string {
+	switch {
+	case errors.Is(err, linking.ErrLoginTaken), errors.Is(err, linking.ErrLoginFormat):
+		return "login"
+	case errors.Is(err, linking.ErrPasswordShort), errors.Is(err, linking.ErrPasswordLong),
+		errors.Is(err, linking.ErrPasswordIsLogin), errors.Is(err, linking.ErrPasswordCommon):
+		return "password"
+	}
+	return ""
+}
+
+// renderAccountForm is renderAccount with a refusal shown in one child's form.
+func (b *Broker) renderAccountForm(w http.ResponseWriter, r *http.Request, account *storage.Account, status int, notice, fieldErr string, fe *childFormError) {
 	ctx := r.Context()
 	linked, err := b.store.LinkedStudents(ctx, account.ID)
 	if err != nil {
@@ -159,6 +185,12 @@ func (b *Broker) renderAccount(w http.ResponseWriter, r *http.Request, account *
 			b.renderError(w, r, err)
 			return
 		}
+		if fe != nil && fe.Student == l.StudentID {
+			cv.Error, cv.ErrorField, cv.ErrorAction, cv.TypedLogin = fe.Message, fe.Field, fe.Action, fe.Login
+			if !cv.hasForm(fe.Action) {
+				cv.ErrorField, cv.ErrorAction = "", "section" // the form is not on the page: the refusal heads the child's section
+			}
+		}
 		children = append(children, cv)
 	}
 	devs, err := b.store.Devices(ctx, account.ID)
@@ -168,11 +200,14 @@ func (b *Broker) renderAccount(w http.ResponseWriter, r *http.Request, account *
 	}
 	var devices []deviceView
 	for _, d := range devs {
-		dv := deviceView{ID: d.ID, Client: d.ClientID, Connected: d.UsedAt.In(moscow).Format("02.01.2006 15:04")}
+		dv := deviceView{ID: d.ID, Client: b.clientName(ctx, d.ClientID), Connected: d.UsedAt.In(moscow).Format("02.01.2006 15:04")}
 		if d.LastUsed != nil {
 			dv.LastUsed = d.LastUsed.In(moscow).Format("02.01.2006 15:04")
 		}
 		devices = append(devices, dv)
+	}
+	if fe != nil && !slices.ContainsFunc(children, func(c childView) bool { return c.ID == fe.Student }) {
+		fieldErr = fe.Message // not a child on this page (a forged form): shown at the top
 	}
 	b.render(w, r, status, "account", pageData{Title: "Личный кабинет", Message: storage.FullName(account.FamilyName, account.GivenName, account.MiddleName),
 		Students: studentViews(linked), Children: children, Devices: devices, CSRF: b.csrfToken(b.browserID(w, r)), Notice: notice, FieldError: fieldErr})
@@ -180,7 +215,7 @@ func (b *Broker) renderAccount(w http.ResponseWriter, r *http.Request, account *
 
 var childErrors = map[error]string{
 	linking.ErrNotGuardian:         "Управлять входом ребёнка может только привязанный к нему родитель.",
-	linking.ErrChildTooOld:         "С 14 лет ребёнок входит через Госуслуги сам; учётная запись по логину не нужна.",
+	linking.ErrChildTooOld:         "С 14 лет ребёнок входит через Госуслуги сам; учётная запись по логину не нужна.",
 	linking.ErrChildExists:         "У ребёнка уже есть логин: можно только сменить пароль.",
 	linking.ErrNoChildLogin:        "У ребёнка ещё нет логина: сначала создайте учётную запись.",
 	linking.ErrLoginTaken:          "Этот логин уже занят. Придумайте другой.",
@@ -239,13 +274,15 @@ func (b *Broker) accountChild(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.As(err, &le):
 		w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(le.Until).Seconds())+1))
-		b.renderAccount(w, r, account, http.StatusTooManyRequests, "", "Слишком много попыток подобрать логин. Попробуйте снова после "+le.Until.In(moscow).Format("15:04")+" (по московскому времени).")
+		b.renderAccountForm(w, r, account, http.StatusTooManyRequests, "", "", &childFormError{Student: student, Action: r.PostFormValue("action"), Login: r.PostFormValue("login"),
+			Message: "Слишком много попыток подобрать логин. Попробуйте снова после " + le.Until.In(moscow).Format("15:04") + " (по московскому времени)."})
 		return
 	}
 	if err != nil {
 		for e, msg := range childErrors {
 			if errors.Is(err, e) {
-				b.renderAccount(w, r, account, http.StatusBadRequest, "", msg)
+				b.renderAccountForm(w, r, account, http.StatusBadRequest, "", "", &childFormError{Student: student, Action: r.PostFormValue("action"),
+					Field: childErrorField(err), Message: msg, Login: r.PostFormValue("login")})
 				return
 			}
 		}
@@ -296,7 +333,8 @@ func (b *Broker) generateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	b.metrics.keys.WithLabelValues("issued").Inc()
 	minutes := int(b.cfg.Activation.KeyTTL.Round(time.Minute) / time.Minute)
-	b.render(w, r, http.StatusOK, "key", pageData{Title: "Ключ для мобильного приложения", Code: key, Message: strconv.Itoa(minutes) + " мин."})
+	b.render(w, r, http.StatusOK, "key", pageData{Title: "Ключ для мобильного приложения", Code: key, Message: strconv.Itoa(minutes) + " мин.",
+		ClientName: b.clientName(ctx, b.cfg.Activation.ClientID)})
 }
 
 // revokeDevice disconnects an app: its refresh-token family is revoked.
@@ -347,4 +385,15 @@ func childResult(err error) string {
 		return "no_right"
 	}
 	return "error"
+}
+
+// clientName is a client's display name as people see it (its id when it has none, or when
+// the client is gone).
+func (b *Broker) clientName(ctx context.Context, id string) string {
+	if c, err := b.store.GetClient(ctx, id); err == nil {
+		if sc, ok := c.(*storage.Client); ok && sc.Name != "" {
+			return sc.Name
+		}
+	}
+	return id
 }

@@ -66,7 +66,7 @@ func TestChildrenAndActivationKeys(t *testing.T) {
 		e.esiaLogin(t, parent, "parent-two-kids", nil, e.acceptAll(t, parent))
 
 		_, page := e.get(t, parent, "/account")
-		if !strings.Contains(page, "Как входят дети до 14 лет") || !strings.Contains(page, `name="student" value="s-1"`) || !strings.Contains(page, "Создать учётную запись") {
+		if !strings.Contains(page, "Как входят дети до 14 лет") || !strings.Contains(page, `name="student" value="s-1"`) || !strings.Contains(page, "Создать учётную запись") {
 			t.Fatalf("account page: %s", page)
 		}
 		code, page2 := e.postPage(t, parent, "/account/child", page, url.Values{"action": {"create"}, "student": {"s-1"}, "login": {"Alex.Ivanov"}, "password": {"qwerty123"}})

@@ -9,7 +9,7 @@ import (
 	"github.com/esia-broker/esia-broker/storage"
 )
 
-// StudentClaim is one element of the students claim (DESIGN §6).
+// StudentClaim is one element of the students claim (docs/DESIGN.md §6).
 type StudentClaim struct {
 	ID       string `json:"id"`
 	SchoolID string `json:"school_id"`

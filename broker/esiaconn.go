@@ -153,10 +153,9 @@ func (c *ESIAConnector) confirm(ctx context.Context, reported error) error {
 
 func errUnconfirmed(err error) *UserError {
 	return &UserError{Status: http.StatusForbidden, Title: "Учётная запись Госуслуг не подтверждена",
-		Message: "Войти в электронный дневник можно только с подтверждённой учётной записью Госуслуг. " +
-			"Подтвердите личность в любом центре обслуживания (МФЦ), онлайн через банк или Почтой России — " +
-			"как это сделать, написано на gosuslugi.ru в разделе «Подтверждение учётной записи». " +
-			"После подтверждения войдите снова.", Err: err}
+		Message: "В электронный дневник входят только с подтверждённой учётной записью Госуслуг: так данные детей защищены от посторонних. " +
+			"Подтвердить личность можно в МФЦ, онлайн через банк или на Почте России, а затем войти снова.",
+		Calm: true, HelpURL: "https://www.gosuslugi.ru/", HelpText: "Открыть Госуслуги (в профиле — «Подтвердить учётную запись»)", Err: err}
 }
 
 // esiaUserError turns what went wrong with ESIA into a page a parent can act on. ESIA's code

@@ -39,7 +39,7 @@ func TestStartPage(t *testing.T) {
 	}
 	u := resp.Request.URL
 	resp2, body := choosePersona(t, br, u, "parent-no-match")
-	if resp2.StatusCode != http.StatusOK || resp2.Request.URL.Path != "/account" || !strings.Contains(body, "Петров Сергей Николаевич") || !strings.Contains(body, "Добавить ребёнка") {
+	if resp2.StatusCode != http.StatusOK || resp2.Request.URL.Path != "/account" || !strings.Contains(body, "Петров Сергей Николаевич") || !strings.Contains(body, "Я родитель: ввести код") || !strings.Contains(body, "Я обучающийся: ввести код") {
 		t.Errorf("after ESIA: %d %s %s", resp2.StatusCode, resp2.Request.URL, title(body))
 	}
 	// «Вход для детей до 14 лет» → the child login → back to the start page, logged in.

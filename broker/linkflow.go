@@ -21,11 +21,7 @@ import (
 func studentViews(linked []storage.LinkedStudent) []studentView {
 	out := make([]studentView, 0, len(linked))
 	for _, l := range linked {
-		rel := "родитель"
-		if l.Relation == "self" {
-			rel = "обучающийся"
-		}
-		out = append(out, studentView{ID: l.StudentID, Name: storage.FullName(l.Family, l.Given, l.Middle), Class: l.Class, Relation: rel})
+		out = append(out, studentView{ID: l.StudentID, Name: storage.FullName(l.Family, l.Given, l.Middle), Class: l.Class, Self: l.Relation == "self"})
 	}
 	return out
 }
@@ -89,9 +85,14 @@ var scopeText = map[string]string{
 }
 
 func (b *Broker) renderConsent(w http.ResponseWriter, r *http.Request, lr *storage.LoginRequest, client *storage.Client, scopes fosite.Arguments, linked []storage.LinkedStudent) {
+	kids := slices.ContainsFunc(linked, func(l storage.LinkedStudent) bool { return l.Relation != "self" })
 	var items []string
 	for _, s := range scopes {
-		if t, ok := scopeText[s]; ok {
+		t, ok := scopeText[s]
+		if s == "students" && !kids {
+			t = "сведения о вашей учёбе: школа, класс, фамилия и имя" // a student is not asked about children
+		}
+		if ok {
 			items = append(items, t)
 		}
 	}
@@ -314,6 +315,11 @@ func (b *Broker) redeemCode(w http.ResponseWriter, r *http.Request) {
 	if len(code) > 32 {
 		code = code[:32]
 	}
+	if strings.TrimSpace(code) == "" {
+		// Nothing typed is not a wrong code: no attempt is counted.
+		b.renderCode(w, r, http.StatusBadRequest, login, role, "", "Введите код с бланка: 12 букв и цифр, например 7KQ4-M2XD-9PRT.")
+		return
+	}
 	st, err := b.linker.RedeemCode(ctx, account.ID, code, role, b.clientIP(r))
 	b.metrics.invites.WithLabelValues(redeemResult(err)).Inc()
 	if err == nil {
@@ -367,7 +373,7 @@ func (b *Broker) redeemCode(w http.ResponseWriter, r *http.Request) {
 		msg = "Готово: ваш дневник привязан к учётной записи."
 	}
 	_ = st
-	b.render(w, r, http.StatusOK, "code_done", pageData{Title: "Код принят", Message: msg, LoginID: login, Students: studentViews(linked)})
+	b.render(w, r, http.StatusOK, "code_done", pageData{Title: "Код принят", Message: msg, LoginID: login, Students: studentViews(linked), RoleValue: string(role)})
 }
 
 // accountPage is the personal page: children, their sub-accounts, the mobile app.

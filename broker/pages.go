@@ -37,6 +37,9 @@ type pageData struct {
 	Brand      brand
 	Message    string
 	Retry      string
+	Calm       bool
+	HelpURL    string
+	HelpText   string
 	RequestID  string
 	LoginID    string
 	CSRF       string
@@ -73,12 +76,58 @@ type childView struct {
 	Disabled bool
 	// Passwords: the region allows login-and-password sub-accounts.
 	Passwords bool
+	// Error is a refusal of this child's form (ErrorAction), at ErrorField ("login",
+	// "password" or "" for the form); TypedLogin is what was typed, kept.
+	Error, ErrorField, ErrorAction, TypedLogin string
+}
+
+// hasForm tells whether the child's section shows the form for action (as account.html does).
+func (c childView) hasForm(action string) bool {
+	active := c.Login != "" && !c.Disabled
+	switch action {
+	case "create":
+		return c.Login == "" && c.Passwords && !c.OwnESIA
+	case "reset":
+		return active && c.Passwords
+	case "move":
+		return active && c.OwnESIA
+	}
+	return false
+}
+
+// Invalid tells whether the field of the form for action is the one refused.
+func (c childView) Invalid(action, field string) bool {
+	return c.Error != "" && c.ErrorAction == action && c.ErrorField == field
+}
+
+// FormError tells whether the form for action was refused as a whole.
+func (c childView) FormError(action string) bool {
+	return c.Error != "" && c.ErrorAction == action && c.ErrorField == ""
 }
 
 type deviceView struct{ ID, Client, Connected, LastUsed string }
 
 type studentView struct {
-	ID, Name, Class, Relation string
+	ID, Name, Class string
+	// Self: the account is this student's own (a student of 14 or over, or a child with an
+	// own ESIA account); otherwise the account is a parent's.
+	Self bool
+}
+
+// Own are the linked students the account is itself: a student is spoken to as a student.
+func (d pageData) Own() []studentView { return d.students(true) }
+
+// Kids are the linked students the account is a parent of.
+func (d pageData) Kids() []studentView { return d.students(false) }
+
+func (d pageData) students(self bool) []studentView {
+	var out []studentView
+	for _, s := range d.Students {
+		if s.Self == self {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (b *Broker) render(w http.ResponseWriter, r *http.Request, status int, page string, d pageData) {
@@ -120,5 +169,5 @@ func (b *Broker) renderError(w http.ResponseWriter, r *http.Request, err error) 
 	if status == 0 {
 		status = http.StatusBadRequest
 	}
-	b.render(w, r, status, "error", pageData{Title: ue.Title, Message: ue.Message, Retry: ue.Retry, RequestID: requestID(r.Context())})
+	b.render(w, r, status, "error", pageData{Title: ue.Title, Message: ue.Message, Retry: ue.Retry, RequestID: requestID(r.Context()), Calm: ue.Calm, HelpURL: ue.HelpURL, HelpText: ue.HelpText})
 }

@@ -100,6 +100,10 @@ type UserError struct {
 	OperatorCode string
 	// Upstream names the connector of a failed login, for the log line.
 	Upstream string
+	// Calm: the page explains a state of the person's own (not an error of the service),
+	// shown as plain text rather than a red alert; HelpURL and HelpText are a link onwards.
+	Calm              bool
+	HelpURL, HelpText string
 }
 
 func (e *UserError) Error() string {

@@ -21,7 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 )
 
-// Hosts and token issuers of ESIA's two environments (DESIGN §4): production, and the test
+// Hosts and token issuers of ESIA's two environments (docs/DESIGN.md §4): production, and the test
 // environment (ТЕСИА) every system passes before it is let into production.
 const (
 	ProductionURL = "https://esia.gosuslugi.ru"

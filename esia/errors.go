@@ -30,7 +30,7 @@ func (e *Error) Error() string {
 	return s
 }
 
-// ESIA's error codes the broker acts on (DESIGN §4, docs/ESIA.md lists them all).
+// ESIA's error codes the broker acts on (docs/DESIGN.md §4, docs/ESIA.md lists them all).
 const (
 	CodeCertificateMismatch = "ESIA-007002" // certificate and мнемоника differ, or no certificate
 	CodeBadParameter        = "ESIA-007003"

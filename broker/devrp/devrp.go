@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"regexp"
 	"sync"
 	"time"
 
@@ -63,7 +64,7 @@ func (d *RP) config(ctx context.Context) (*oidc.Provider, *oauth2.Config, error)
 
 var page = template.Must(template.New("demo").Parse(`<!doctype html>
 <html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Демо-дневник</title><link rel="stylesheet" href="/static/style.css"></head>
+<title>Демо-дневник</title><link rel="stylesheet" href="/static/style.css"><link rel="icon" href="/static/favicon.svg"></head>
 <body><header class="top"><span class="brand">Демо-дневник (проверяющая сторона)</span></header>
 <main class="card"><h1>Демо-дневник</h1>
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
@@ -93,7 +94,9 @@ func setTemp(w http.ResponseWriter, name, v string) {
 func (d *RP) login(w http.ResponseWriter, r *http.Request) {
 	_, conf, err := d.config(r.Context())
 	if err != nil {
-		http.Error(w, "discovery failed: "+err.Error(), http.StatusBadGateway)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusBadGateway)
+		_ = page.Execute(w, view{Error: "Не удалось получить настройки брокера. Попробуйте позже."})
 		return
 	}
 	state, nonce, verifier := random(), random(), oauth2.GenerateVerifier()
@@ -120,7 +123,9 @@ func (d *RP) callback(w http.ResponseWriter, r *http.Request) {
 	show := func(v view) { _ = page.Execute(w, v) }
 	q := r.URL.Query()
 	if e := q.Get("error"); e != "" {
-		show(view{Error: "Брокер вернул ошибку: " + e + " — " + q.Get("error_description")})
+		// A diary speaks to parents in Russian: the OAuth error code decides the text, the
+		// broker's English error_description is for developers and is not shown.
+		show(view{Error: errorText(e)})
 		return
 	}
 	if q.Get("state") == "" || q.Get("state") != cookie(r, "demo_state") {
@@ -150,4 +155,21 @@ func (d *RP) callback(w http.ResponseWriter, r *http.Request) {
 	pretty, _ := json.MarshalIndent(claims, "", "  ")
 	logout := d.issuer + "/oauth2/logout?" + url.Values{"id_token_hint": {raw}, "post_logout_redirect_uri": {d.PostLogoutURI()}}.Encode()
 	show(view{Claims: string(pretty), Logout: logout})
+}
+
+// errorText is the Russian text a diary shows for an OAuth error code (RFC 6749 §4.1.2.1,
+// OpenID Connect Core §3.1.2.6).
+func errorText(code string) string {
+	switch code {
+	case "access_denied":
+		return "Вход отменён: вы отменили вход или не дали согласие на обработку данных."
+	case "login_required", "consent_required", "interaction_required", "account_selection_required":
+		return "Нужно войти заново: нажмите «Войти»."
+	case "server_error", "temporarily_unavailable":
+		return "Сервис входа временно недоступен. Попробуйте позже."
+	}
+	if !regexp.MustCompile(`^[a-z_]{1,40}$`).MatchString(code) {
+		code = "неизвестный" // the query is anyone's: no free text onto the page
+	}
+	return "Вход не удался. Попробуйте ещё раз; если ошибка повторится, сообщите в поддержку (код ошибки: " + code + ")."
 }

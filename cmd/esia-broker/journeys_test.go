@@ -30,6 +30,11 @@ const a11yCheck = `(() => {
  for (const e of document.querySelectorAll('[aria-describedby]')) for (const id of e.getAttribute('aria-describedby').split(' ')) if (!document.getElementById(id)) p.push('aria-describedby to missing ' + id);
  for (const e of document.querySelectorAll('link[href], img[src], script[src]')) { const u = e.href || e.src; if (!u.startsWith(location.origin)) p.push('external resource ' + u); }
  if (/\b(error|exception|panic|nil pointer)\b/i.test(document.body.innerText)) p.push('English error text on the page');
+ for (const e of document.querySelectorAll('p[aria-label], div[aria-label]:not([role]), span[aria-label]:not([role]), b[aria-label]')) p.push('aria-label on an element without a role (aria-prohibited-attr)');
+ for (const c of document.querySelectorAll('.code')) if (c.getBoundingClientRect().height >= 2 * parseFloat(getComputedStyle(c).lineHeight)) p.push('a code wraps: ' + c.textContent.trim());
+ if (document.documentElement.scrollWidth > window.innerWidth + 1) p.push('the page scrolls sideways at ' + window.innerWidth + ' px');
+ if (/учетн/i.test(document.body.innerText)) p.push('«учетн» without ё');
+ if (/\d \u043b\u0435\u0442|№ \d/.test(document.body.innerText)) p.push('a breaking space in «N лет» or «№ N»');
  return p;
 })()`
 
@@ -111,6 +116,33 @@ func (j *journey) text(css string) string {
 	return s
 }
 
+// waitText waits until the element's text contains s (the next page came, not the last one).
+func (j *journey) waitText(css, s string) {
+	j.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(j.ctx, 2*time.Second)
+		got, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(css)))
+		cancel()
+		if err == nil && strings.Contains(got, s) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	j.t.Fatalf("%s: %s never said %q", j.name, css, s)
+}
+
+func (j *journey) eval(js string) string {
+	j.t.Helper()
+	ctx, cancel := context.WithTimeout(j.ctx, 15*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		j.t.Fatalf("%s: %s: %v", j.name, js, err)
+	}
+	return v
+}
+
 func click(css string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(css)) }
 func wait(css string) chromedp.Action[chromedp.Void]  { return chromedp.WaitVisible(chromedp.CSS(css)) }
 
@@ -145,7 +177,12 @@ func TestBrowserJourneys(t *testing.T) {
 	loginAs := func(j *journey, persona, start string) {
 		j.do(chromedp.Navigate(base+start), wait(`a[href^="/login/esia"]`))
 		j.page("start")
-		j.do(click(`a[href^="/login/esia"]`), wait(`button[value="`+persona+`"]`), click(`button[value="`+persona+`"]`))
+		j.do(click(`a[href^="/login/esia"]`), wait(`button[value="`+persona+`"]`))
+		// The emulator's page is styled (its stylesheet passes the broker's CSP).
+		if c := j.eval(`getComputedStyle(document.querySelector('button[name=persona]')).borderTopColor`); c != "rgb(13, 76, 211)" {
+			j.t.Errorf("the emulator's page is unstyled: button border %q", c)
+		}
+		j.do(click(`button[value="` + persona + `"]`))
 	}
 	accept := func(j *journey) {
 		j.do(wait(`button[value="accept"]`))
@@ -159,6 +196,9 @@ func TestBrowserJourneys(t *testing.T) {
 
 	t.Run("parent auto-linked with two children, account, key, child login", func(t *testing.T) {
 		j := newJourney(t, "parent-two-kids")
+		// The address on the slips: the broker's start page with both entries.
+		j.do(chromedp.Navigate(base+"/"), wait(`button[value="esia"]`), wait(`button[value="child"]`))
+		j.page("home")
 		loginAs(j, "parent-two-kids", "/demo/login")
 		accept(j)
 		if c := j.text("pre"); !strings.Contains(c, "Иванов Алексей Игоревич") || !strings.Contains(c, "Иванова Дарья Игоревна") {
@@ -202,6 +242,24 @@ func TestBrowserJourneys(t *testing.T) {
 		j.page("code")
 		j.do(chromedp.SendKeys(chromedp.CSS("#code"), "AAAA-BBBB-CCCC"), click("button.primary"), wait("#code-error"))
 		j.page("code-error")
+		// The operator replaces the class's codes with the exact command the dev server
+		// printed, run in its folder with nothing else set: the printed codes stop working,
+		// the new ones work.
+		cmd := regexp.MustCompile(`run in this folder: esia-broker (.+)`).FindStringSubmatch(out.String())
+		if cmd == nil {
+			t.Fatalf("the dev server printed no rotate command: %s", out.String())
+		}
+		rotated, err := run(t, nil, strings.Fields(cmd[1])...)
+		if err != nil {
+			t.Fatalf("%s in the dev folder: %v", cmd[1], err)
+		}
+		old := codes
+		codes = regexp.MustCompile(`[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}`).FindAllString(rotated, -1)
+		if len(codes) < 2 || codes[0] == old[0] {
+			t.Fatalf("rotate printed: %s", rotated)
+		}
+		j.do(chromedp.Clear(chromedp.CSS("#code")), chromedp.SendKeys(chromedp.CSS("#code"), old[0]), click("button.primary"))
+		j.waitText("#code-error", "заменён новым")
 		j.do(chromedp.Clear(chromedp.CSS("#code")), chromedp.SendKeys(chromedp.CSS("#code"), strings.ToLower(codes[0])), click("button.primary"), wait(`a[href^="/oauth2/authorize/resume"]`))
 		j.page("code-done")
 		j.do(click(`a[href^="/link/code?role=parent"]`), wait("#code"), chromedp.SendKeys(chromedp.CSS("#code"), codes[1]), click("button.primary"), wait(`a[href^="/oauth2/authorize/resume"]`))
@@ -215,9 +273,9 @@ func TestBrowserJourneys(t *testing.T) {
 	t.Run("unconfirmed account", func(t *testing.T) {
 		j := newJourney(t, "unconfirmed")
 		loginAs(j, "unconfirmed", "/demo/login")
-		j.do(wait(".error"))
+		j.do(wait(`main a[href="https://www.gosuslugi.ru/"]`))
 		j.page("refused")
-		if !strings.Contains(j.text(".error"), "подтверждённой") {
+		if !strings.Contains(j.text("main"), "подтверждённой") {
 			t.Error("the page does not say what a confirmed account is")
 		}
 	})

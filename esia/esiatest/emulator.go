@@ -1,5 +1,5 @@
 // Package esiatest is an emulator of ESIA for tests and the dev server. It speaks ESIA's
-// protocol as the public facts and real ТЕСИА tokens show it (DESIGN §4, docs/ESIA.md),
+// protocol as the public facts and real ТЕСИА tokens show it (docs/DESIGN.md §4, docs/ESIA.md),
 // strictly: GOST client secrets over the exact string ESIA signs (standard or URL-safe
 // base64, padded or not, as ESIA takes them), certificate hashes, the timestamp window,
 // redirect URIs, scopes, single-use codes, JWT tokens with ESIA's header and claim types
@@ -22,6 +22,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"html/template"
+	"io"
 	"math/big"
 	mrand "math/rand/v2"
 	"net/http"
@@ -259,6 +260,12 @@ func (s *Server) TokenCertificatePEM() ([]byte, error) {
 func (s *Server) Handler() http.Handler {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /aas/oauth2/v2/ac", s.authorize)
+	// The persona page's style is a file of its own: a page served under a strict CSP (the dev
+	// server mounts the emulator behind the broker's) may not use inline styles.
+	m.HandleFunc("GET /aas/oauth2/v2/emulator.css", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		_, _ = io.WriteString(w, personaCSS)
+	})
 	m.HandleFunc("POST /aas/oauth2/v2/ac", s.choose)
 	m.HandleFunc("POST /aas/oauth2/v3/te", s.token)
 	m.HandleFunc("GET /rs/prns/{oid}", s.person)
@@ -748,12 +755,14 @@ func (s *Server) randomPersona() *Persona {
 	return &p
 }
 
+const personaCSS = `body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#eef2f7;color:#0b1f33}main{max-width:560px;margin:16px auto;background:#fff;padding:20px;border-radius:8px}
+button{display:block;width:100%;text-align:left;margin:8px 0;padding:12px;border:1px solid #0d4cd3;border-radius:6px;background:#fff;color:#0d4cd3;font-size:1rem;cursor:pointer}
+button:focus{outline:3px solid #0b1f33;outline-offset:2px}.cancel{border-color:#999;color:#333}.note{color:#555;font-size:.9rem}`
+
 const personaPage = `<!doctype html>
 <html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Госуслуги (эмулятор ЕСИА)</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#eef2f7;color:#0b1f33}main{max-width:560px;margin:16px auto;background:#fff;padding:20px;border-radius:8px}
-button{display:block;width:100%;text-align:left;margin:8px 0;padding:12px;border:1px solid #0d4cd3;border-radius:6px;background:#fff;color:#0d4cd3;font-size:1rem;cursor:pointer}
-button:focus{outline:3px solid #ffbf47}.cancel{border-color:#999;color:#333}.note{color:#555;font-size:.9rem}</style></head>
+<link rel="stylesheet" href="emulator.css"></head>
 <body><main><h1>Вход через Госуслуги</h1>
 <p class="note">Это эмулятор ЕСИА для разработки и тестов. Выберите, кем войти.</p>
 <form method="post">
