@@ -82,6 +82,8 @@ type Broker struct {
 	proxies      []*net.IPNet
 	calendar     func() time.Time
 	tracer       trace.Tracer
+	// logoutClient posts back-channel logout tokens.
+	logoutClient *http.Client
 }
 
 // New composes the provider. It loads the signing keys (creating the first ones when there are
@@ -155,6 +157,9 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		MinParameterEntropy:            8,
 		RefreshTokenScopes:             []string{"offline_access"},
 		TokenEntropy:                   32,
+		// RFC 9126: a pushed request lives 90 s and is used once (the store deletes it).
+		PushedAuthorizeRequestURIPrefix: parURIPrefix,
+		PushedAuthorizeContextLifespan:  90 * time.Second,
 	}
 	hmacStrategy := oauth2.NewHMACSHAStrategy(&hmac.HMACStrategy{Config: fc}, fc)
 	var core oauth2.CoreStrategy = hmacStrategy
@@ -181,6 +186,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		compose.OAuth2PKCEFactory,
 		compose.OpenIDConnectExplicitFactory,
 		compose.OpenIDConnectRefreshFactory,
+		compose.PushedAuthorizeHandlerFactory,
 	)
 
 	pages, err := parsePages()
@@ -190,7 +196,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	*b = Broker{
 		cfg: cfg, store: o.Store, keys: keys, provider: provider, idSigner: idSigner,
 		connectors: map[string]Connector{}, log: o.Logger, pages: pages,
-		metrics: newMetrics(o.Registry, o.Store), cookieKey: cookieKey, mount: o.Mount,
+		metrics: newMetrics(o.Registry, o.Store), cookieKey: cookieKey, mount: o.Mount, logoutClient: newLogoutClient(),
 		linker: linking.NewService(o.Store, digester, inv), keyDigestKey: digester.InviteKey(),
 	}
 	b.brand = brand{Name: cfg.Region.Name, SupportPhone: cfg.Region.SupportPhone, SupportEmail: cfg.Region.SupportEmail, SupportURL: cfg.Region.SupportURL}
@@ -288,17 +294,24 @@ func (b *Broker) DisablePasswordAccounts(ctx context.Context) (int, error) {
 // Keys gives the broker's signing key set (for the CLI and tests).
 func (b *Broker) Keys() *KeySet { return b.keys }
 
-// Run does the background work until ctx ends: reloading keys and removing expired rows.
+// Run does the background work until ctx ends: reloading keys, removing expired rows and
+// delivering back-channel logouts.
 func (b *Broker) Run(ctx context.Context) {
 	go b.keys.Run(ctx)
 	t := time.NewTicker(5 * time.Minute)
 	defer t.Stop()
+	logouts := time.NewTicker(2 * time.Second)
+	defer logouts.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			b.cleanup(ctx)
+		case <-logouts.C:
+			if _, err := b.DeliverLogouts(ctx); err != nil && ctx.Err() == nil {
+				b.log.Error("deliver back-channel logouts", "err", err)
+			}
 		}
 	}
 }
@@ -340,6 +353,7 @@ func (b *Broker) Handler() http.Handler {
 	pages := func() int { return b.cfg.Limits.PagesPerIPPerMinute }
 	route("/oauth2/authorize", "authorize", b.limited("authorize", pages, b.authorize), http.MethodGet, http.MethodPost)
 	route("/oauth2/authorize/resume", "authorize_resume", b.resume, http.MethodGet)
+	route("/oauth2/par", "par", b.limited("par", pages, b.pushedAuthorize), http.MethodPost)
 	route("/oauth2/token", "token", b.limited("token", func() int { return b.cfg.Limits.TokenPerIPPerMinute }, b.token), http.MethodPost)
 	route("/oauth2/revoke", "revoke", b.revoke, http.MethodPost)
 	route("/oauth2/introspect", "introspect", b.introspect, http.MethodPost)

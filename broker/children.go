@@ -391,7 +391,7 @@ func childResult(err error) string {
 // the client is gone).
 func (b *Broker) clientName(ctx context.Context, id string) string {
 	if c, err := b.store.GetClient(ctx, id); err == nil {
-		if sc, ok := c.(*storage.Client); ok && sc.Name != "" {
+		if sc, ok := storage.ClientOf(c); ok && sc.Name != "" {
 			return sc.Name
 		}
 	}

@@ -1,14 +1,20 @@
 package broker
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
@@ -75,6 +81,18 @@ func ValidateClient(c *storage.Client) error {
 			p = append(p, fmt.Sprintf("home URL %q: must be an https URL (http only on loopback), without credentials or fragment", c.HomeURL))
 		}
 	}
+	for _, l := range []struct{ name, uri string }{{"back-channel logout URI", c.BackchannelLogoutURI}, {"front-channel logout URI", c.FrontchannelLogoutURI}} {
+		if l.uri == "" {
+			continue
+		}
+		// The broker calls (or frames) it: an absolute https URL (http only on loopback),
+		// without credentials or fragment (Back-Channel Logout 1.0 §2.2).
+		u, err := url.Parse(l.uri)
+		if err != nil || u.User != nil || u.Fragment != "" || strings.Contains(l.uri, "#") || !(u.Scheme == "https" && u.Host != "" || u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+			p = append(p, fmt.Sprintf("%s %q: must be an https URL (http only on loopback), without credentials or fragment", l.name, l.uri))
+		}
+	}
+	p = append(p, checkClientAuth(c)...)
 	if c.IDTokenAlg != "" && c.IDTokenAlg != "RS256" && c.IDTokenAlg != "ES256" {
 		p = append(p, fmt.Sprintf("ID token alg %q: use RS256 or ES256", c.IDTokenAlg))
 	}
@@ -110,4 +128,81 @@ func isLoopbackHost(h string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+// TokenEndpointAuthMethods are the client authentication methods a client may be registered
+// for (token, introspection, revocation and pushed authorization endpoints).
+var TokenEndpointAuthMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
+
+// checkClientAuth checks the client authentication part of a registration: the method fits the
+// client's kind, and private_key_jwt comes with a JWK Set of public RS256 (2048 bits or more)
+// or ES256 keys of one kind.
+func checkClientAuth(c *storage.Client) []string {
+	var p []string
+	m := c.TokenEndpointAuthMethod
+	switch {
+	case m != "" && !slices.Contains(TokenEndpointAuthMethods, m):
+		p = append(p, fmt.Sprintf("token endpoint auth method %q: use %s", m, strings.Join(TokenEndpointAuthMethods, ", ")))
+	case c.Public && m != "" && m != "none":
+		p = append(p, fmt.Sprintf("token endpoint auth method %q: a public client authenticates with none", m))
+	case !c.Public && m == "none":
+		p = append(p, "token endpoint auth method none: only for a public client (--public)")
+	}
+	switch {
+	case m == "private_key_jwt" && c.JWKS == "":
+		p = append(p, "jwks: private_key_jwt needs the client's public keys (--jwks FILE)")
+	case m != "private_key_jwt" && c.JWKS != "":
+		p = append(p, "jwks: only for token endpoint auth method private_key_jwt")
+	case c.JWKS != "":
+		p = append(p, checkClientJWKS(c.JWKS)...)
+	}
+	if c.RequirePAR && !slices.Contains(c.GrantTypes, "authorization_code") {
+		p = append(p, "require PAR: only for a client of the authorization_code grant")
+	}
+	return p
+}
+
+func checkClientJWKS(raw string) []string {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal([]byte(raw), &set); err != nil {
+		return []string{fmt.Sprintf("jwks: not a JWK Set: %v", err)}
+	}
+	if len(set.Keys) == 0 || len(set.Keys) > 10 {
+		return []string{"jwks: give 1 to 10 keys"}
+	}
+	var p []string
+	kinds := map[string]bool{}
+	for i, k := range set.Keys {
+		if !k.IsPublic() {
+			p = append(p, fmt.Sprintf("jwks key %d: a private key; register only the public part", i+1))
+			continue
+		}
+		if k.Use != "" && k.Use != "sig" {
+			p = append(p, fmt.Sprintf("jwks key %d: use %q, want sig", i+1, k.Use))
+		}
+		switch pub := k.Key.(type) {
+		case *rsa.PublicKey:
+			kinds["RSA"] = true
+			if pub.N.BitLen() < 2048 {
+				p = append(p, fmt.Sprintf("jwks key %d: RSA key of %d bits, at least 2048", i+1, pub.N.BitLen()))
+			}
+			if k.Algorithm != "" && k.Algorithm != "RS256" {
+				p = append(p, fmt.Sprintf("jwks key %d: alg %q, want RS256", i+1, k.Algorithm))
+			}
+		case *ecdsa.PublicKey:
+			kinds["EC"] = true
+			if pub.Curve != elliptic.P256() {
+				p = append(p, fmt.Sprintf("jwks key %d: EC key not on P-256", i+1))
+			}
+			if k.Algorithm != "" && k.Algorithm != "ES256" {
+				p = append(p, fmt.Sprintf("jwks key %d: alg %q, want ES256", i+1, k.Algorithm))
+			}
+		default:
+			p = append(p, fmt.Sprintf("jwks key %d: an RSA or P-256 EC key is needed", i+1))
+		}
+	}
+	if len(kinds) > 1 {
+		p = append(p, "jwks: keys of one kind (all RSA for RS256, or all EC for ES256)")
+	}
+	return p
 }

@@ -40,8 +40,11 @@ type metrics struct {
 	invites     *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
 	lockouts    *prometheus.CounterVec
-	keys        *prometheus.CounterVec
-	consents    *prometheus.CounterVec
+	// logouts counts back-channel logout attempts; logoutsPending is the queue's length.
+	logouts        *prometheus.CounterVec
+	logoutsPending prometheus.Gauge
+	keys           *prometheus.CounterVec
+	consents       *prometheus.CounterVec
 }
 
 // poolStats is what the metrics read of the database pool.
@@ -109,10 +112,16 @@ func newMetrics(reg *prometheus.Registry, db poolStats) *metrics {
 		consents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "esia_broker_consents_total", Help: "Consent pages: shown, given, refused.",
 		}, []string{"result"}),
+		logouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "esia_broker_backchannel_logouts_total", Help: "Back-channel logout attempts by result: delivered, failed (retried later), abandoned (past the 24 h window).",
+		}, []string{"result"}),
+		logoutsPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "esia_broker_backchannel_logouts_pending", Help: "Back-channel logouts queued and not yet delivered.",
+		}),
 	}
 	m.all = []prometheus.Collector{m.requests, m.latency, m.tokens, m.logins, m.upstreamRefusals, m.certExpiry, m.certIssued, m.callbackErrors,
 		m.upstreamLatency, m.upstreamResults, m.links, m.invites, m.rateLimited, m.lockouts, m.keys, m.consents,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo()}
+		m.logouts, m.logoutsPending, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo()}
 	if db != nil {
 		m.all = append(m.all, poolCollector{db})
 	}

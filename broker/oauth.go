@@ -43,21 +43,23 @@ func (b *Broker) discovery(w http.ResponseWriter, _ *http.Request) {
 		"introspection_endpoint": iss + "/oauth2/introspect",
 		"end_session_endpoint":   iss + "/oauth2/logout",
 		"authorization_response_iss_parameter_supported": true,
-		"scopes_supported":                              SupportedScopes,
-		"response_types_supported":                      []string{"code"},
-		"response_modes_supported":                      []string{"query"},
-		"grant_types_supported":                         []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeActivationKey},
-		"subject_types_supported":                       []string{"public"},
-		"id_token_signing_alg_values_supported":         []string{"RS256", "ES256"},
-		"code_challenge_methods_supported":              []string{"S256"},
-		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "none"},
-		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
-		"claims_supported":                              []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "name", "family_name", "given_name", "middle_name", "birthdate", "roles", "students", "student_id", "esia_oid"},
-		"prompt_values_supported":                       []string{"none", "login", "consent", "select_account"},
-		"claims_parameter_supported":                    false,
-		"request_parameter_supported":                   false,
-		"request_uri_parameter_supported":               false,
+		"backchannel_logout_supported":                   true,
+		"backchannel_logout_session_supported":           true,
+		"scopes_supported":                               SupportedScopes,
+		"response_types_supported":                       []string{"code"},
+		"response_modes_supported":                       []string{"query"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeActivationKey},
+		"subject_types_supported":                        []string{"public"},
+		"id_token_signing_alg_values_supported":          []string{"RS256", "ES256"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
+		"claims_supported":                               []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "name", "family_name", "given_name", "middle_name", "birthdate", "roles", "students", "student_id", "esia_oid"},
+		"prompt_values_supported":                        []string{"none", "login", "consent", "select_account"},
+		"claims_parameter_supported":                     false,
+		"request_parameter_supported":                    false,
+		"request_uri_parameter_supported":                false,
 	})
 }
 
@@ -70,9 +72,24 @@ func (b *Broker) jwks(w http.ResponseWriter, r *http.Request) {
 // is stored as a login request and the start page is shown.
 func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		b.authorizeError(w, r, nil, fosite.ErrInvalidRequest.WithHint("The request could not be read."))
+		return
+	}
+	pushed := strings.HasPrefix(r.Form.Get("request_uri"), parURIPrefix)
+	if r.Form.Get("request_uri") != "" && !pushed {
+		b.authorizeError(w, r, nil, fosite.ErrRequestURINotSupported.WithHint("Only request_uri values from the pushed authorization request endpoint are accepted."))
+		return
+	}
 	ar, err := b.provider.NewAuthorizeRequest(ctx, r)
 	if err != nil {
 		b.authorizeError(w, r, ar, err)
+		return
+	}
+	if c, ok := storage.ClientOf(ar.GetClient()); ok && c.RequirePAR && !pushed {
+		// The request's parameters came through the browser, where anyone on the way could
+		// change them: this client registered that it pushes its requests (RFC 9126 §6).
+		b.authorizeError(w, r, ar, fosite.ErrInvalidRequest.WithHint("This client must use pushed authorization requests (RFC 9126)."))
 		return
 	}
 	if err := checkExactRedirect(ar); err != nil {
@@ -111,7 +128,7 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	// A live session: the rest of the way (role, consent, picker) goes through a login request
 	// bound to this browser and this session, as after a fresh login.
-	lr := &storage.LoginRequest{ID: uuid.NewString(), AuthorizeQuery: ar.GetRequestForm().Encode(), BrowserHash: hashToken(b.browserID(w, r)),
+	lr := &storage.LoginRequest{ID: uuid.NewString(), AuthorizeQuery: authorizeQuery(ar), BrowserHash: hashToken(b.browserID(w, r)),
 		SessionHash: bs.IDHash, ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
 	if err := b.store.CreateLoginRequest(ctx, lr); err != nil {
 		b.renderError(w, r, err)
@@ -199,7 +216,7 @@ func (b *Broker) nextStep(ctx context.Context, lr *storage.LoginRequest, account
 	if err != nil {
 		return step{kind: stepAuthError, err: err, ar: ar}
 	}
-	client, ok := ar.GetClient().(*storage.Client)
+	client, ok := storage.ClientOf(ar.GetClient())
 	if !ok {
 		return step{kind: stepPageError, err: errors.New("authorize: unexpected client type")}
 	}
@@ -442,7 +459,7 @@ func (b *Broker) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	browser := b.browserID(w, r)
 	// The whole request is kept, prompt included: fosite checks auth_time against the request
 	// time for prompt=login, and select_account still asks for the picker.
-	lr := &storage.LoginRequest{ID: uuid.NewString(), AuthorizeQuery: ar.GetRequestForm().Encode(), BrowserHash: hashToken(browser), ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
+	lr := &storage.LoginRequest{ID: uuid.NewString(), AuthorizeQuery: authorizeQuery(ar), BrowserHash: hashToken(browser), ExpiresAt: time.Now().Add(b.cfg.Session.LoginTimeout)}
 	// With idp naming a connector the browser goes straight to the upstream: the login request
 	// and the upstream flow are written together and no start page is shown.
 	if conn, ok := b.connectors[ar.GetRequestForm().Get("idp")]; ok {
@@ -806,4 +823,57 @@ func (w issWriter) WriteHeader(code int) {
 // authorizeWriter wraps w for an authorization response.
 func (b *Broker) authorizeWriter(w http.ResponseWriter) http.ResponseWriter {
 	return issWriter{ResponseWriter: w, iss: b.issuer()}
+}
+
+// parURIPrefix starts every request_uri the pushed authorization request endpoint gives.
+const parURIPrefix = "urn:ietf:params:oauth:request_uri:"
+
+// authorizeQuery is the authorization request as a login request keeps it, to be replayed at
+// each step: for a pushed request, the pushed parameters themselves (its request_uri is used
+// once), never a client credential.
+func authorizeQuery(ar fosite.AuthorizeRequester) string {
+	form := url.Values{}
+	for k, v := range ar.GetRequestForm() {
+		form[k] = v
+	}
+	for _, k := range []string{"request_uri", "client_secret", "client_assertion", "client_assertion_type"} {
+		form.Del(k)
+	}
+	return form.Encode()
+}
+
+// pushedAuthorize is the pushed authorization request endpoint (RFC 9126): a client posts its
+// authorization request from its server, authenticated, and gets a request_uri to send the
+// browser with. The request is checked as the authorization endpoint checks it.
+func (b *Broker) pushedAuthorize(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ar, err := b.provider.NewPushedAuthorizeRequest(ctx, r)
+	if err == nil {
+		err = checkExactRedirect(ar)
+	}
+	if err == nil {
+		err = checkPKCE(ar)
+	}
+	if err == nil && ar.GetRequestForm().Get("request_uri") != "" {
+		err = fosite.ErrInvalidRequest.WithHint("A pushed request must not itself carry a request_uri.")
+	}
+	if isUnavailable(err) {
+		writeUnavailableJSON(w)
+		return
+	}
+	if err != nil {
+		if errors.Is(err, fosite.ErrInvalidClient) {
+			if _, _, basic := r.BasicAuth(); basic {
+				w.Header().Set("WWW-Authenticate", `Basic realm="esia-broker", charset="UTF-8"`)
+			}
+		}
+		b.provider.WritePushedAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	resp, err := b.provider.NewPushedAuthorizeResponse(ctx, ar, newEmptySession())
+	if err != nil {
+		b.provider.WritePushedAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	b.provider.WritePushedAuthorizeResponse(ctx, w, ar, resp)
 }

@@ -153,6 +153,10 @@ func (s *Store) ForgetAccount(ctx context.Context, id string) error {
 		if affected(res) == 0 {
 			return fmt.Errorf("forget account: %w", ErrNotFound)
 		}
+		// The diaries learn of it while the consents still name them.
+		if err := s.enqueueLogouts(ctx, id, ""); err != nil {
+			return err
+		}
 		for _, q := range []string{
 			`DELETE FROM browser_sessions WHERE account_id = ?`,
 			`DELETE FROM consents WHERE account_id = ?`,
@@ -176,16 +180,27 @@ func (s *Store) ForgetAccount(ctx context.Context, id string) error {
 
 // RevokeTokensOf deletes every code, access and refresh token (the app devices among them) and
 // browser session of a subject: the account may no longer use what it was given.
+// The diaries that take back-channel logouts are told (sub only: every session of the subject)
+// when anything was ended.
 func (s *Store) RevokeTokensOf(ctx context.Context, subject string) error {
-	for _, t := range []string{tableAccess, tableRefresh, tableCode, tablePKCE, tableOIDC} {
-		if _, err := s.exec(ctx, `DELETE FROM `+t+` WHERE subject = ?`, subject); err != nil {
-			return fmt.Errorf("revoke tokens: %w", err)
+	return s.InTx(ctx, func(ctx context.Context) error {
+		ended := int64(0)
+		for _, t := range []string{tableAccess, tableRefresh, tableCode, tablePKCE, tableOIDC} {
+			res, err := s.exec(ctx, `DELETE FROM `+t+` WHERE subject = ?`, subject)
+			if err != nil {
+				return fmt.Errorf("revoke tokens: %w", err)
+			}
+			ended += affected(res)
 		}
-	}
-	if _, err := s.exec(ctx, `DELETE FROM browser_sessions WHERE account_id = ?`, subject); err != nil {
-		return fmt.Errorf("revoke sessions: %w", err)
-	}
-	return nil
+		res, err := s.exec(ctx, `DELETE FROM browser_sessions WHERE account_id = ?`, subject)
+		if err != nil {
+			return fmt.Errorf("revoke sessions: %w", err)
+		}
+		if ended+affected(res) == 0 {
+			return nil
+		}
+		return s.enqueueLogouts(ctx, subject, "")
+	})
 }
 
 // FullName joins family, given and middle names, skipping empty parts.

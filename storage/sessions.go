@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -70,19 +71,39 @@ func (s *Store) DeleteBrowserSessionsBySID(ctx context.Context, sid, accountID s
 	if sid == "" {
 		return 0, nil
 	}
-	res, err := s.exec(ctx, `DELETE FROM browser_sessions WHERE sid = ? AND account_id = ?`, sid, accountID)
-	if err != nil {
-		return 0, fmt.Errorf("delete browser session by sid: %w", err)
-	}
-	return int(affected(res)), nil
+	var n int
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		res, err := s.exec(ctx, `DELETE FROM browser_sessions WHERE sid = ? AND account_id = ?`, sid, accountID)
+		if err != nil {
+			return fmt.Errorf("delete browser session by sid: %w", err)
+		}
+		if n = int(affected(res)); n > 0 {
+			return s.enqueueLogouts(ctx, accountID, sid)
+		}
+		return nil
+	})
+	return n, err
 }
 
-// DeleteBrowserSession ends a session.
+// DeleteBrowserSession ends a session; the diaries that take back-channel logouts are told.
 func (s *Store) DeleteBrowserSession(ctx context.Context, idHash string) error {
-	if _, err := s.exec(ctx, `DELETE FROM browser_sessions WHERE id_hash = ?`, idHash); err != nil {
-		return fmt.Errorf("delete browser session: %w", err)
-	}
-	return nil
+	return s.InTx(ctx, func(ctx context.Context) error {
+		var ended struct {
+			AccountID string `db:"account_id"`
+			SID       string `db:"sid"`
+		}
+		err := s.get(ctx, &ended, `SELECT account_id, sid FROM browser_sessions WHERE id_hash = ?`, idHash)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("delete browser session: %w", err)
+		}
+		if _, err := s.exec(ctx, `DELETE FROM browser_sessions WHERE id_hash = ?`, idHash); err != nil {
+			return fmt.Errorf("delete browser session: %w", err)
+		}
+		return s.enqueueLogouts(ctx, ended.AccountID, ended.SID)
+	})
 }
 
 // LoginRequest is an authorization request waiting for the user to log in.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -16,14 +17,19 @@ import (
 )
 
 type clientFlags struct {
-	name        string
-	redirects   []string
-	postLogouts []string
-	grants      []string
-	scopes      []string
-	public      bool
-	idTokenAlg  string
-	homeURL     string
+	name         string
+	redirects    []string
+	postLogouts  []string
+	grants       []string
+	scopes       []string
+	public       bool
+	idTokenAlg   string
+	homeURL      string
+	backchannel  string
+	frontchannel string
+	authMethod   string
+	jwksFile     string
+	requirePAR   bool
 }
 
 func (f *clientFlags) bind(cmd *cobra.Command, defaults bool) {
@@ -40,10 +46,15 @@ func (f *clientFlags) bind(cmd *cobra.Command, defaults bool) {
 	fl.BoolVar(&f.public, "public", false, "public client (no secret; PKCE required), e.g. a mobile app")
 	fl.StringVar(&f.idTokenAlg, "id-token-alg", "", "ID token signing alg for this client: RS256 or ES256 (default: tokens.id_token_alg)")
 	fl.StringVar(&f.homeURL, "home-url", "", "the diary's own page (https), listed with --name on the broker's start page")
+	fl.StringVar(&f.backchannel, "backchannel-logout-uri", "", "where the broker POSTs a signed logout token when a session of the diary's user ends (Back-Channel Logout 1.0; https)")
+	fl.StringVar(&f.frontchannel, "frontchannel-logout-uri", "", "the diary's page the broker loads in a hidden frame at logout, with iss and sid (Front-Channel Logout 1.0; https)")
+	fl.StringVar(&f.authMethod, "token-endpoint-auth-method", "", "client_secret_basic, client_secret_post or private_key_jwt (with --jwks); none for --public; default: basic or post")
+	fl.StringVar(&f.jwksFile, "jwks", "", "file with the client's public keys (a JWK Set) for private_key_jwt; \"\" clears")
+	fl.BoolVar(&f.requirePAR, "require-par", false, "accept authorization requests only through a pushed request (RFC 9126)")
 }
 
 // apply copies the flags the user set onto c.
-func (f *clientFlags) apply(cmd *cobra.Command, c *storage.Client) {
+func (f *clientFlags) apply(cmd *cobra.Command, c *storage.Client) error {
 	ch := cmd.Flags().Changed
 	if ch("name") {
 		c.Name = f.name
@@ -69,12 +80,35 @@ func (f *clientFlags) apply(cmd *cobra.Command, c *storage.Client) {
 	if ch("home-url") {
 		c.HomeURL = f.homeURL
 	}
+	if ch("backchannel-logout-uri") {
+		c.BackchannelLogoutURI = f.backchannel
+	}
+	if ch("frontchannel-logout-uri") {
+		c.FrontchannelLogoutURI = f.frontchannel
+	}
+	if ch("token-endpoint-auth-method") {
+		c.TokenEndpointAuthMethod = f.authMethod
+	}
+	if ch("require-par") {
+		c.RequirePAR = f.requirePAR
+	}
+	if ch("jwks") {
+		c.JWKS = ""
+		if f.jwksFile != "" {
+			b, err := os.ReadFile(f.jwksFile)
+			if err != nil {
+				return fmt.Errorf("--jwks: %w", err)
+			}
+			c.JWKS = strings.TrimSpace(string(b))
+		}
+	}
 	c.ResponseTypes = nil
 	for _, g := range c.GrantTypes {
 		if g == "authorization_code" {
 			c.ResponseTypes = []string{"code"}
 		}
 	}
+	return nil
 }
 
 func (a *app) clientsCmd() *cobra.Command {
@@ -86,12 +120,14 @@ func (a *app) clientsCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withStore(cmd.Context(), func(_ *config.Config, s *storage.Store) error {
 				c := &storage.Client{ID: args[0]}
-				cf.apply(cmd, c)
+				if err := cf.apply(cmd, c); err != nil {
+					return err
+				}
 				if err := broker.ValidateClient(c); err != nil {
 					return err
 				}
 				var secret string
-				if !c.Public {
+				if !c.Public && c.TokenEndpointAuthMethod != "private_key_jwt" {
 					var err error
 					if secret, c.SecretHash, err = broker.NewClientSecret(); err != nil {
 						return err
@@ -129,12 +165,17 @@ func (a *app) clientsCmd() *cobra.Command {
 					return notFound(args[0], err)
 				}
 				wasPublic := c.Public
-				uf.apply(cmd, c)
+				if err := uf.apply(cmd, c); err != nil {
+					return err
+				}
 				if err := broker.ValidateClient(c); err != nil {
 					return err
 				}
+				if c.TokenEndpointAuthMethod == "private_key_jwt" {
+					c.SecretHash = "" // keys, not a secret: a secret left over would be a second way in
+				}
 				var secret string
-				if wasPublic && !c.Public {
+				if !c.Public && c.TokenEndpointAuthMethod != "private_key_jwt" && (wasPublic || c.SecretHash == "") {
 					if secret, c.SecretHash, err = broker.NewClientSecret(); err != nil {
 						return err
 					}
@@ -194,6 +235,8 @@ func (a *app) clientsCmd() *cobra.Command {
 					"id": c.ID, "name": c.Name, "public": c.Public, "redirect_uris": c.RedirectURIs,
 					"post_logout_redirect_uris": c.PostLogoutRedirectURIs, "grant_types": c.GrantTypes,
 					"scopes": c.Scopes, "id_token_alg": c.IDTokenAlg, "home_url": c.HomeURL, "created_at": c.CreatedAt, "updated_at": c.UpdatedAt,
+					"backchannel_logout_uri": c.BackchannelLogoutURI, "frontchannel_logout_uri": c.FrontchannelLogoutURI,
+					"token_endpoint_auth_method": c.TokenEndpointAuthMethod, "jwks": json.RawMessage(orNull(c.JWKS)), "require_pushed_authorization_requests": c.RequirePAR,
 				}
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
@@ -266,4 +309,11 @@ func notFound(id string, err error) error {
 		return fmt.Errorf("no client %q", id)
 	}
 	return err
+}
+
+func orNull(s string) string {
+	if s == "" {
+		return "null"
+	}
+	return s
 }

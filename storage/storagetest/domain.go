@@ -409,14 +409,34 @@ func testConsentsIntentsAndRequests(t *testing.T, s *storage.Store) {
 		t.Errorf("updating an expired request: %v", err)
 	}
 	must(t, s.Ping(ctx))
-	// private_key_jwt is not offered: storing an assertion's jti is refused, so that a replay
-	// check can never silently pass.
-	if err := s.SetClientAssertionJWT(ctx, "jti", time.Now()); err == nil {
-		t.Error("a client assertion was stored, though the broker does not support them")
+	// private_key_jwt assertions: a jti is used once, also by 50 requests at once; after it
+	// expires it may come again.
+	if err := s.ClientAssertionJWTValid(ctx, "jti-1"); err != nil {
+		t.Errorf("an unseen jti: %v", err)
 	}
-	if err := s.ClientAssertionJWTValid(ctx, "jti"); err != nil {
-		t.Errorf("no assertion JTI is ever known, so none is a replay: %v", err)
+	var jwg sync.WaitGroup
+	var ok atomic.Int32
+	for range 50 {
+		jwg.Add(1)
+		go func() {
+			defer jwg.Done()
+			if s.SetClientAssertionJWT(ctx, "jti-1", clk.now().Add(5*time.Minute)) == nil {
+				ok.Add(1)
+			}
+		}()
 	}
+	jwg.Wait()
+	if ok.Load() != 1 {
+		t.Errorf("the same jti was accepted %d times", ok.Load())
+	}
+	if err := s.ClientAssertionJWTValid(ctx, "jti-1"); !errors.Is(err, fosite.ErrJTIKnown) {
+		t.Errorf("a used jti: %v", err)
+	}
+	clk.add(6 * time.Minute)
+	if err := s.ClientAssertionJWTValid(ctx, "jti-1"); err != nil {
+		t.Errorf("an expired jti: %v", err)
+	}
+	must(t, s.SetClientAssertionJWT(ctx, "jti-1", clk.now().Add(time.Minute)))
 }
 
 // testRevokedFamilyInGrace: a rotated refresh token in its grace window dies with its family.

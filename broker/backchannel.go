@@ -1,0 +1,157 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+// Back-channel logout (OpenID Connect Back-Channel Logout 1.0). When a browser session ends —
+// logout here, or a revocation that ends sessions (unlink, disable, forget, a child's 14th
+// birthday) — the store queues, in the same transaction, one delivery per diary the person
+// consented to that registered a backchannel_logout_uri. A worker (one replica at a time)
+// signs a fresh logout token for each due delivery and POSTs it; a diary that does not answer
+// 200 is tried again with a growing pause until logoutMaxAge has passed. A restart loses
+// nothing: the queue is in the database.
+
+const (
+	// logoutJob is the advisory-lock id of the delivery worker.
+	logoutJob = 0x65736c6f // "eslo"
+	// logoutMaxAge is how long a logout is tried before it is given up.
+	logoutMaxAge = 24 * time.Hour
+	// logoutBatch is how many deliveries one round sends at most.
+	logoutBatch = 100
+	// logoutTokenLifespan is the logout token's exp after its iat.
+	logoutTokenLifespan = 2 * time.Minute
+	// backchannelEvent is the logout token's event.
+	backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"
+)
+
+// logoutBackoff is the pause after the n-th failed attempt (n ≥ 1): 5 s doubling, at most 30 min.
+func logoutBackoff(n int) time.Duration {
+	d := 5 * time.Second
+	for i := 1; i < n && d < 30*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Minute)
+}
+
+// DeliverLogouts sends the due back-channel logouts once and reports how many were delivered.
+// The server's Run calls it every few seconds; with several replicas on PostgreSQL one runs it
+// at a time.
+func (b *Broker) DeliverLogouts(ctx context.Context) (int, error) {
+	delivered := 0
+	_, err := b.store.RunExclusive(ctx, logoutJob, func(ctx context.Context) error {
+		due, err := b.store.DueLogouts(ctx, logoutBatch)
+		if err != nil {
+			return err
+		}
+		for _, d := range due {
+			// A claim leases the delivery for longer than one attempt takes: of two workers
+			// (replicas on SQLite's single node, or a round that overlaps) one sends it.
+			claimed, err := b.store.ClaimLogout(ctx, d, time.Minute)
+			if err != nil {
+				return err
+			}
+			if !claimed {
+				continue
+			}
+			ok, err := b.deliverLogout(ctx, d)
+			if err != nil {
+				return err
+			}
+			if ok {
+				delivered++
+			}
+		}
+		return nil
+	})
+	if n, perr := b.store.PendingLogouts(ctx); perr == nil {
+		b.metrics.logoutsPending.Set(float64(n))
+	}
+	return delivered, err
+}
+
+// deliverLogout makes one attempt; an error is the store's (the diary's failures are recorded).
+func (b *Broker) deliverLogout(ctx context.Context, d storage.LogoutDelivery) (bool, error) {
+	log := b.log.With("client", d.ClientID, "attempt", d.Attempts+1)
+	sendErr := b.postLogoutToken(ctx, d)
+	if sendErr == nil {
+		b.metrics.logouts.WithLabelValues("delivered").Inc()
+		log.Info("back-channel logout delivered")
+		return true, b.store.LogoutDelivered(ctx, d.ID)
+	}
+	if b.store.Now().Sub(d.CreatedAt) >= logoutMaxAge {
+		b.metrics.logouts.WithLabelValues("abandoned").Inc()
+		log.Error("back-channel logout abandoned: the diary did not take it within the delivery window", "err", sendErr, "window", logoutMaxAge)
+		if err := b.store.LogoutDelivered(ctx, d.ID); err != nil {
+			return false, err
+		}
+		return false, b.store.Audit(ctx, "system:logout", "logout.backchannel_abandoned", d.ClientID, map[string]any{"attempts": d.Attempts + 1})
+	}
+	b.metrics.logouts.WithLabelValues("failed").Inc()
+	pause := logoutBackoff(d.Attempts + 1)
+	log.Warn("back-channel logout failed; will retry", "err", sendErr, "retry_in", pause.String())
+	return false, b.store.LogoutFailed(ctx, d.ID, pause, sendErr.Error())
+}
+
+// postLogoutToken signs a fresh logout token for the delivery and POSTs it.
+func (b *Broker) postLogoutToken(ctx context.Context, d storage.LogoutDelivery) error {
+	now := time.Now()
+	claims := jwt.MapClaims{
+		"iss":    strings.TrimSuffix(b.cfg.Issuer, "/"),
+		"aud":    []string{d.ClientID},
+		"iat":    now.Unix(),
+		"exp":    now.Add(logoutTokenLifespan).Unix(),
+		"jti":    uuid.NewString(),
+		"sub":    d.Subject,
+		"events": map[string]any{backchannelEvent: map[string]any{}},
+	}
+	if d.SID != "" {
+		claims["sid"] = d.SID
+	}
+	header := &jwt.Headers{Extra: map[string]any{"typ": "logout+jwt"}}
+	if d.IDTokenAlg != "" {
+		header.Extra[algHint] = d.IDTokenAlg
+	}
+	token, _, err := b.idSigner.Generate(ctx, claims, header)
+	if err != nil {
+		return fmt.Errorf("sign logout token: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URI, strings.NewReader(url.Values{"logout_token": {token}}.Encode()))
+	if err != nil {
+		return fmt.Errorf("logout request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := b.logoutClient.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is the diary's registered one: no need to repeat it
+		}
+		return fmt.Errorf("post logout token: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+		return errors.New("the diary answered " + strconv.Itoa(resp.StatusCode))
+	}
+	return nil
+}
+
+// newLogoutClient is the HTTP client of back-channel logouts: it follows no redirect (a logout
+// token goes only to the registered URI).
+func newLogoutClient() *http.Client {
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
