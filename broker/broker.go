@@ -101,8 +101,16 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	} else if !ok {
 		return nil, errors.New("database schema is not current: run `esia-broker migrate up` (or set database.migrate_on_start)")
 	}
-	if err := o.Store.VerifySecrets(ctx, cfg.SecretFingerprints()); err != nil {
-		return nil, err
+	// On a database in use with no fingerprints yet (upgraded), they are recorded once the
+	// master key has decrypted the signing keys.
+	fingerprints := cfg.SecretFingerprints()
+	recordAfterKeys := false
+	if err := o.Store.VerifySecrets(ctx, fingerprints, storage.RecordWhenEmpty); err != nil {
+		var unrecorded *storage.SecretsUnrecordedError
+		if !errors.As(err, &unrecorded) {
+			return nil, err
+		}
+		recordAfterKeys = true
 	}
 	master, err := config.DecodeSecret(cfg.Secrets.MasterKey)
 	if err != nil {
@@ -135,6 +143,12 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	}
 	if err := keys.Ensure(ctx, "RS256", "ES256"); err != nil {
 		return nil, err
+	}
+	if recordAfterKeys {
+		if err := o.Store.VerifySecrets(ctx, fingerprints, storage.RecordMissing); err != nil {
+			return nil, err
+		}
+		o.Logger.InfoContext(ctx, "recorded the fingerprints of the secrets after decrypting the signing keys")
 	}
 
 	issuer := strings.TrimSuffix(cfg.Issuer, "/")

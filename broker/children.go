@@ -163,6 +163,21 @@ func (b *Broker) renderAccountForm(w http.ResponseWriter, r *http.Request, accou
 		b.renderError(w, r, err)
 		return
 	}
+	students := studentViews(linked)
+	if account.Kind == "child" {
+		// A sub-account holds no links: it is its student card, and links nothing more.
+		c, err := b.store.ChildByAccount(ctx, account.ID)
+		if err != nil {
+			b.renderError(w, r, err)
+			return
+		}
+		st, err := b.store.Student(ctx, c.StudentID)
+		if err != nil {
+			b.renderError(w, r, err)
+			return
+		}
+		students = []studentView{{ID: st.ID, Name: storage.FullName(st.FamilyName, st.GivenName, st.MiddleName), Class: st.Class, Self: true}}
+	}
 	var children []childView
 	for _, l := range linked {
 		if l.Relation != "parent" || linking.IsAdult(l.Birthdate, b.calendar()) {
@@ -210,7 +225,7 @@ func (b *Broker) renderAccountForm(w http.ResponseWriter, r *http.Request, accou
 		fieldErr = fe.Message // not a child on this page (a forged form): shown at the top
 	}
 	b.render(w, r, status, "account", pageData{Title: "Личный кабинет", Message: storage.FullName(account.FamilyName, account.GivenName, account.MiddleName),
-		Students: studentViews(linked), Children: children, Devices: devices, CSRF: b.csrfToken(b.browserID(w, r)), Notice: notice, FieldError: fieldErr})
+		Students: students, SubAccount: account.Kind == "child", Children: children, Devices: devices, CSRF: b.csrfToken(b.browserID(w, r)), Notice: notice, FieldError: fieldErr})
 }
 
 var childErrors = map[error]string{

@@ -39,7 +39,12 @@ func (e *linkEnv) postPage(t *testing.T, br *browser, path, page string, v url.V
 // childLogin runs the RP's authorization through «Вход для детей до 14 лет».
 func (e *linkEnv) childLogin(t *testing.T, login, password string) (*http.Response, string, string) {
 	t.Helper()
-	br := newBrowser(t)
+	return e.childLoginIn(t, newBrowser(t), login, password)
+}
+
+// childLoginIn is childLogin in the browser br.
+func (e *linkEnv) childLoginIn(t *testing.T, br *browser, login, password string) (*http.Response, string, string) {
+	t.Helper()
 	verifier := oauth2.GenerateVerifier()
 	_, start := e.get(t, br, strings.TrimPrefix(e.rp.conf.AuthCodeURL("state-child-1", oauth2.S256ChallengeOption(verifier), oidc.Nonce("nonce-child")), e.h.URL))
 	m := regexp.MustCompile(`href="(/child/login\?login=[^"]+)"`).FindStringSubmatch(start)
@@ -83,9 +88,16 @@ func TestChildrenAndActivationKeys(t *testing.T) {
 			if resp.StatusCode != 401 || !strings.Contains(body, "Неверный логин или пароль") {
 				t.Errorf("wrong password: %d", resp.StatusCode)
 			}
-			resp, body, verifier := e.childLogin(t, "ALEX.IVANOV", "correct-horse")
+			child := newBrowser(t)
+			resp, body, verifier := e.childLoginIn(t, child, "ALEX.IVANOV", "correct-horse")
 			if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
 				t.Fatalf("child login: %d %s", resp.StatusCode, body)
+			}
+			// The child's own account page shows its card, and no code to enter (a sub-account
+			// links nothing).
+			if code, page := e.get(t, child, "/account"); code != 200 || !strings.Contains(page, "Я учусь") || !strings.Contains(page, "Иванов Алексей Игоревич") ||
+				strings.Contains(page, "/link/code") || strings.Contains(page, "не привязана") || !strings.Contains(page, "создал родитель") {
+				t.Errorf("the child's account page: %d %s", code, page)
 			}
 			_, c := e.tokens(t, loginResult{final: resp, verifier: verifier})
 			parentID := mustAccountID(t, s, "1000300001")

@@ -60,6 +60,9 @@ type pageData struct {
 	Children   []childView
 	Devices    []deviceView
 	ChildLogin bool
+	// SubAccount: the account page of a child's login-and-password sub-account (it links
+	// nothing: no code to enter).
+	SubAccount bool
 	// Diaries are the region's diaries on the start page.
 	Diaries []diaryLink
 }

@@ -3,7 +3,6 @@
 package config
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -712,24 +711,27 @@ func DecodeSecret(s string) ([]byte, error) {
 }
 
 // SecretFingerprints returns, for each secret by its key, a fingerprint that identifies it
-// without revealing it: the first 128 bits of HMAC-SHA256 keyed by the secret. An empty
-// secret (dev mode without a dev folder) has a fingerprint too, different from any real one.
+// without revealing it: the first 128 bits of SHA-256 over a label, the key and the secret's
+// bytes. (Not an HMAC keyed by the secret: HMAC hashes a key longer than its block first, so a
+// long secret and its SHA-256 would share a fingerprint.) An empty secret (dev mode without a
+// dev folder) has a fingerprint too, different from any real one.
 func (c *Config) SecretFingerprints() map[string]string {
-	fp := func(secret string) string {
+	fp := func(name, secret string) string {
 		key, err := DecodeSecret(secret)
 		if err != nil {
 			key = []byte(secret)
 		}
-		m := hmac.New(sha256.New, key)
-		m.Write([]byte("esia-broker secret fingerprint v1"))
-		return hex.EncodeToString(m.Sum(nil)[:16])
+		h := sha256.New()
+		h.Write([]byte("esia-broker secret fingerprint v2\x00" + name + "\x00"))
+		h.Write(key)
+		return "v2:" + hex.EncodeToString(h.Sum(nil)[:16])
 	}
 	s := c.Secrets
 	return map[string]string{
-		"secrets.master_key":   fp(s.MasterKey),
-		"secrets.cookie_key":   fp(s.CookieKey),
-		"secrets.snils_pepper": fp(s.SNILSPepper),
-		"secrets.token_key":    fp(s.TokenKey),
+		"secrets.master_key":   fp("secrets.master_key", s.MasterKey),
+		"secrets.cookie_key":   fp("secrets.cookie_key", s.CookieKey),
+		"secrets.snils_pepper": fp("secrets.snils_pepper", s.SNILSPepper),
+		"secrets.token_key":    fp("secrets.token_key", s.TokenKey),
 	}
 }
 

@@ -20,54 +20,101 @@ func (e *SecretsDifferError) Error() string {
 		"a secrets.cookie_key or secrets.token_key changed on purpose is accepted with `esia-broker secrets accept`", strings.Join(e.Names, ", "))
 }
 
-// VerifySecrets checks the fingerprints of the secrets (CheckSecretFingerprints) and returns a
-// *SecretsDifferError when any differs.
-func (s *Store) VerifySecrets(ctx context.Context, fingerprints map[string]string) error {
-	differ, err := s.CheckSecretFingerprints(ctx, fingerprints)
-	if err != nil {
-		return err
-	}
-	if len(differ) > 0 {
-		return &SecretsDifferError{Names: differ}
-	}
-	return nil
+// SecretsUnrecordedError is returned when the database already holds data but no fingerprint
+// of a secret yet (a database upgraded from before fingerprints): nothing proves that the
+// caller's secret is the one the data was written with.
+type SecretsUnrecordedError struct {
+	Names []string
 }
 
-// CheckSecretFingerprints records the fingerprint of every named secret the database holds
-// none for (the first use of a database), then returns, sorted, the names whose recorded
-// fingerprint differs from the one given: the caller runs with other secrets than the data was
-// written with.
-func (s *Store) CheckSecretFingerprints(ctx context.Context, fingerprints map[string]string) ([]string, error) {
+func (e *SecretsUnrecordedError) Error() string {
+	return fmt.Sprintf("%s: this database holds data but no fingerprint of the secret(s) yet, so nothing shows they are the ones the data was written with; refusing to run, nothing was written. "+
+		"Start `esia-broker serve` once with the server's configuration: it records them after it has decrypted the signing keys", strings.Join(e.Names, ", "))
+}
+
+// SecretRecording says whether VerifySecrets may record the fingerprint of a secret the
+// database holds none for.
+type SecretRecording int
+
+const (
+	// RecordNever only compares: a missing fingerprint is a *SecretsUnrecordedError.
+	RecordNever SecretRecording = iota
+	// RecordWhenEmpty records missing fingerprints on a database that holds no data yet (its
+	// first use); on one that does, a missing fingerprint is a *SecretsUnrecordedError.
+	RecordWhenEmpty
+	// RecordMissing records every missing fingerprint. Only for a caller that has shown its
+	// secrets fit the data: the server, once it has decrypted the signing keys.
+	RecordMissing
+)
+
+// IsEmpty tells whether the database holds no data yet: no row in the tables that hold what the
+// broker writes with its secrets or for its users (only its schema, perhaps fingerprints and
+// rate counters).
+func (s *Store) IsEmpty(ctx context.Context) (bool, error) {
+	for _, t := range []string{"signing_keys", "clients", "schools", "students", "invites", "accounts", "links"} {
+		var n int
+		if err := s.get(ctx, &n, `SELECT COUNT(*) FROM (SELECT 1 FROM `+t+` LIMIT 1) AS t`); err != nil {
+			return false, fmt.Errorf("check whether %s is empty: %w", t, err)
+		}
+		if n > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// VerifySecrets compares the fingerprints of the caller's secrets with those recorded at the
+// database's first use and returns a *SecretsDifferError naming those that differ. A secret
+// with no recorded fingerprint is recorded as rec allows, otherwise it is a
+// *SecretsUnrecordedError. Everything is read, and recorded, in one transaction, names in one
+// order: of two processes first started at once with different secrets, one records all of its
+// fingerprints and the other is refused (never a mix that fits neither).
+func (s *Store) VerifySecrets(ctx context.Context, fingerprints map[string]string, rec SecretRecording) error {
 	names := make([]string, 0, len(fingerprints))
 	for n := range fingerprints {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	now := s.clock()
-	var differ []string
-	// One transaction, names in one order: of two processes first started at once with
-	// different secrets, one records all of its fingerprints and the other is refused (never a
-	// mix that fits neither).
+	var differ, unrecorded []string
 	err := s.InTx(ctx, func(ctx context.Context) error {
-		differ = differ[:0]
-		for _, n := range names {
-			if _, err := s.exec(ctx, `INSERT INTO secret_fingerprints (name, fingerprint, recorded_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`, n, fingerprints[n], now); err != nil {
-				return fmt.Errorf("record secret fingerprint: %w", err)
+		differ, unrecorded = differ[:0], unrecorded[:0]
+		record := rec == RecordMissing
+		if rec == RecordWhenEmpty {
+			empty, err := s.IsEmpty(ctx)
+			if err != nil {
+				return err
 			}
-			var got string
-			if err := s.get(ctx, &got, `SELECT fingerprint FROM secret_fingerprints WHERE name = ?`, n); err != nil {
+			record = empty
+		}
+		for _, n := range names {
+			if record {
+				if _, err := s.exec(ctx, `INSERT INTO secret_fingerprints (name, fingerprint, recorded_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`, n, fingerprints[n], now); err != nil {
+					return fmt.Errorf("record secret fingerprint: %w", err)
+				}
+			}
+			var got []string
+			if err := s.selectAll(ctx, &got, `SELECT fingerprint FROM secret_fingerprints WHERE name = ?`, n); err != nil {
 				return fmt.Errorf("read secret fingerprint: %w", err)
 			}
-			if got != fingerprints[n] {
+			switch {
+			case len(got) == 0:
+				unrecorded = append(unrecorded, n)
+			case got[0] != fingerprints[n]:
 				differ = append(differ, n)
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	switch {
+	case err != nil:
+		return err
+	case len(differ) > 0:
+		return &SecretsDifferError{Names: differ}
+	case len(unrecorded) > 0:
+		return &SecretsUnrecordedError{Names: unrecorded}
 	}
-	return differ, nil
+	return nil
 }
 
 // ReplaceSecretFingerprint records a secret's new fingerprint after a deliberate rotation.

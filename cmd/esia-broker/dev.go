@@ -69,11 +69,8 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 			if err != nil {
 				return err
 			}
+			fromOutside := st.fromOutside(cfg)
 			if err := st.apply(cfg, true); err != nil {
-				return err
-			}
-			st.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
-			if err := st.save(); err != nil {
 				return err
 			}
 			if cfg.Region.Name == config.Defaults()["region.name"] {
@@ -86,41 +83,51 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 				cfg.Activation.ClientID = "demo-mobile"
 			}
 			ctx := cmd.Context()
-			store, err := a.openStore(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			if _, err := store.Migrate(ctx); err != nil {
-				store.Close()
-				return err
-			}
-			if err := verifySecrets(ctx, cfg, store); err != nil {
-				store.Close()
-				return fmt.Errorf("%w\n(the dev server's secrets in ./%s no longer match its database %s: delete both to start afresh)", err, devStateDir, describeDSN(cfg.Database.DSN))
-			}
 			issuer := strings.TrimSuffix(cfg.Issuer, "/")
 			secret, hash, err := broker.NewClientSecret()
 			if err != nil {
-				store.Close()
 				return err
 			}
 			rp := devrp.New(issuer, secret)
-			err = registerDemo(ctx, store, &storage.Client{
-				ID: devrp.ClientID, Name: "Демо-дневник", SecretHash: hash,
-				RedirectURIs: []string{rp.RedirectURI()}, PostLogoutRedirectURIs: []string{rp.PostLogoutURI()},
-				GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
-				Scopes: []string{"openid", "profile", "offline_access", "students", "esia"}, HomeURL: issuer + "/demo/",
-			})
-			if err == nil && cfg.Activation.ClientID == "demo-mobile" {
-				err = registerDemo(ctx, store, &storage.Client{ID: "demo-mobile", Name: "Госуслуги (демо-приложение)", Public: true,
-					GrantTypes: []string{broker.GrantTypeActivationKey, "refresh_token"}, Scopes: []string{"openid", "profile", "students", "offline_access"}})
-			}
 			var codes []string
-			if err == nil {
+			// Runs once the listeners are bound and the store is migrated: nothing is written,
+			// in the database or in ./.esia-broker-dev, before the database is known to be the
+			// dev server's and the secrets its own.
+			prepare := func(ctx context.Context, store *storage.Store) error {
+				if err := store.ClaimForDev(ctx); err != nil {
+					if errors.Is(err, storage.ErrNotDevDatabase) {
+						return &exitError{code: 2, err: fmt.Errorf("%s: %w", describeDSN(cfg.Database.DSN), err)}
+					}
+					return err
+				}
+				// A database that has data but no fingerprints yet gets them from the broker
+				// once the signing keys decrypt.
+				err := verifySecrets(ctx, cfg, store, storage.RecordWhenEmpty)
+				var unrecorded *storage.SecretsUnrecordedError
+				if err != nil && !errors.As(err, &unrecorded) {
+					hint := fmt.Sprintf("delete ./%s and the database %s to start afresh", devStateDir, describeDSN(cfg.Database.DSN))
+					if len(fromOutside) > 0 {
+						hint = fmt.Sprintf("%s came from the environment or --config, not from ./%s: unset it to use the dev folder's", strings.Join(fromOutside, ", "), devStateDir)
+					}
+					return fmt.Errorf("%w\n(the dev server's secrets do not match its database %s: %s)", err, describeDSN(cfg.Database.DSN), hint)
+				}
+				if err := st.saveSecrets(); err != nil {
+					return err
+				}
+				err = registerDemo(ctx, store, &storage.Client{
+					ID: devrp.ClientID, Name: "Демо-дневник", SecretHash: hash,
+					RedirectURIs: []string{rp.RedirectURI()}, PostLogoutRedirectURIs: []string{rp.PostLogoutURI()},
+					GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
+					Scopes: []string{"openid", "profile", "offline_access", "students", "esia"}, HomeURL: issuer + "/demo/",
+				})
+				if err == nil && cfg.Activation.ClientID == "demo-mobile" {
+					err = registerDemo(ctx, store, &storage.Client{ID: "demo-mobile", Name: "Госуслуги (демо-приложение)", Public: true,
+						GrantTypes: []string{broker.GrantTypeActivationKey, "refresh_token"}, Scopes: []string{"openid", "profile", "students", "offline_access"}})
+				}
+				if err != nil {
+					return err
+				}
 				codes, err = seedDevRoster(ctx, cfg, store)
-			}
-			store.Close()
-			if err != nil {
 				return err
 			}
 			emu, err := devESIA(cfg, population, skipSig, tokenAlg)
@@ -135,7 +142,11 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 				r.PathPrefix("/_esia/").Handler(http.StripPrefix("/_esia", emu.Handler()))
 				rp.Mount(r)
 			}
-			return a.serve(ctx, cfg, serveOptions{connectors: conns, mount: mount, ready: func(addr string) {
+			return a.serve(ctx, cfg, serveOptions{connectors: conns, mount: mount, prepare: prepare, ready: func(addr string) {
+				st.Issuer = issuer
+				if err := st.saveServer(); err != nil {
+					fmt.Fprintf(a.stderr, "warning: %v (admin commands in this folder will not find the dev server's address)\n", err)
+				}
 				fmt.Fprintf(a.stdout, "\nesia-broker dev server is up (store: %s)\n", describeDSN(cfg.Database.DSN))
 				fmt.Fprintf(a.stdout, "  demo relying party:  %s/demo/\n", issuer)
 				fmt.Fprintf(a.stdout, "  ESIA emulator:       %s/_esia/ (personas: %s)\n", issuer, personaNames())
@@ -355,16 +366,45 @@ func (st *devState) apply(cfg *config.Config, generate bool) error {
 	return nil
 }
 
-func (st *devState) save() error {
+// fromOutside names the secrets that the environment or a configuration file set, so that
+// the dev folder's are not used for them.
+func (st *devState) fromOutside(cfg *config.Config) []string {
+	var names []string
+	for _, s := range []struct {
+		name, value string
+	}{{"master_key", cfg.Secrets.MasterKey}, {"cookie_key", cfg.Secrets.CookieKey}, {"snils_pepper", cfg.Secrets.SNILSPepper}, {"token_key", cfg.Secrets.TokenKey}} {
+		if s.value != "" && s.value != st.Secrets[s.name] {
+			names = append(names, "secrets."+s.name)
+		}
+	}
+	return names
+}
+
+// saveSecrets writes the dev secrets (called once the database has accepted them).
+func (st *devState) saveSecrets() error {
+	return writeDevFile(devSecretsFile, st.Secrets)
+}
+
+// saveServer writes the issuer the dev server runs under (called once it listens).
+func (st *devState) saveServer() error {
+	return writeDevFile(devServerFile, map[string]string{"issuer": st.Issuer})
+}
+
+func writeDevFile(name string, v any) error {
 	if err := os.MkdirAll(devStateDir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", devStateDir, err)
 	}
-	for file, v := range map[string]any{devSecretsFile: st.Secrets, devServerFile: map[string]string{"issuer": st.Issuer}} {
-		b, _ := json.MarshalIndent(v, "", "  ")
-		path := filepath.Join(devStateDir, file)
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", name, err)
+	}
+	path := filepath.Join(devStateDir, name)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

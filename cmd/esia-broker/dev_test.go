@@ -2,17 +2,23 @@ package main
 
 import (
 	"context"
-	"github.com/esia-broker/esia-broker/internal/testwait"
+	"encoding/base64"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/esia-broker/esia-broker/internal/testwait"
+	"github.com/esia-broker/esia-broker/storage"
 )
 
 // TestDevServerLogsInThroughEmulator runs `esia-broker dev` in an empty folder and logs in from
@@ -217,5 +223,119 @@ func TestDevPort(t *testing.T) {
 		if _, err := run(t, nil, append([]string{"dev"}, bad...)...); err == nil {
 			t.Errorf("dev %v started", bad)
 		}
+	}
+}
+
+// devOnce runs `esia-broker dev` in the current folder with env until its banner shows (then
+// stops it) or it ends; it returns the output and the error it ended with.
+func devOnce(t *testing.T, env []string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		root := newRoot(&app{stdout: out, stderr: io.Discard, environ: env})
+		root.SetArgs([]string{"dev"})
+		done <- root.ExecuteContext(ctx)
+	}()
+	var err error
+	testwait.Until(t, 60*time.Second, "the dev server to start or stop", func() bool {
+		select {
+		case err = <-done:
+			return true
+		default:
+			if strings.Contains(out.String(), "Stop with Ctrl+C") {
+				cancel()
+				err = testwait.Recv(t, done, 30*time.Second, "the dev server to stop")
+				return true
+			}
+			return false
+		}
+	})
+	return out.String(), err
+}
+
+// TestDevClaimsOnlyItsDatabase: dev binds its ports before it touches anything, runs only on a
+// database it created (an empty one, or one it ran on before), and writes its secrets and
+// address to ./.esia-broker-dev only once the database has accepted them.
+func TestDevClaimsOnlyItsDatabase(t *testing.T) {
+	t.Chdir(t.TempDir())
+	free := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return addr
+	}
+	devEnv := func(dsn string, extra ...string) []string {
+		addr := free()
+		env := []string{"ESIA_BROKER_LISTEN=" + addr, "ESIA_BROKER_ISSUER=http://" + addr, "ESIA_BROKER_HTTP_METRICS_LISTEN=127.0.0.1:0"}
+		if dsn != "" {
+			env = append(env, "ESIA_BROKER_DATABASE_DSN="+dsn)
+		}
+		return append(env, extra...)
+	}
+	wroteState := func() []string {
+		var files []string
+		for _, f := range []string{devSecretsFile, devServerFile} {
+			if _, err := os.Stat(filepath.Join(devStateDir, f)); err == nil {
+				files = append(files, f)
+			}
+		}
+		return files
+	}
+	exit2 := func(err error, text string) bool {
+		var ee *exitError
+		return errors.As(err, &ee) && ee.code == 2 && strings.Contains(err.Error(), text)
+	}
+
+	// A busy metrics port: refused before the database is created or a file written.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = devOnce(t, append(devEnv(""), "ESIA_BROKER_HTTP_METRICS_LISTEN="+busy.Addr().String()))
+	busy.Close()
+	if err == nil || !strings.Contains(err.Error(), "http.metrics_listen") {
+		t.Errorf("dev with a busy metrics port: %v", err)
+	}
+	if _, err := os.Stat(storage.DefaultSQLitePath); !errors.Is(err, os.ErrNotExist) || len(wroteState()) > 0 {
+		t.Errorf("dev with a busy port created the database (%v) or wrote %v", err, wroteState())
+	}
+
+	// A database in use that dev did not create: refused, nothing written to it or the folder.
+	other := "sqlite:" + filepath.Join(t.TempDir(), "region.db")
+	env := testEnv(other)
+	mustRun(t, env, "migrate", "up")
+	mustRun(t, env, "roster", "schools", "add", "sch-1", "Школа")
+	_, err = devOnce(t, devEnv(other))
+	if !exit2(err, "did not create") {
+		t.Errorf("dev on a database in use: %v", err)
+	}
+	if files := wroteState(); len(files) > 0 {
+		t.Errorf("the refused dev wrote %v", files)
+	}
+	if out := mustRun(t, env, "clients", "list"); strings.Contains(out, "demo-diary") {
+		t.Errorf("the refused dev registered its demo client: %s", out)
+	}
+
+	// Its own database: first start claims it, a restart is accepted.
+	if out, err := devOnce(t, devEnv("")); err != nil || !strings.Contains(out, "parent-no-match") {
+		t.Fatalf("first dev start: %v\n%s", err, out)
+	}
+	if files := wroteState(); len(files) != 2 {
+		t.Errorf("after the first start ./%s holds %v", devStateDir, files)
+	}
+	if out, err := devOnce(t, devEnv("")); err != nil || !strings.Contains(out, "printed at an earlier start") {
+		t.Errorf("dev restart: %v\n%s", err, out)
+	}
+	// A secret from the environment that is not the one the dev database was made with: the
+	// refusal says where it came from.
+	k := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("p", 32)))
+	if _, err := devOnce(t, devEnv("", "ESIA_BROKER_SECRETS_SNILS_PEPPER="+k)); !exit2(err, "secrets.snils_pepper came from the environment") {
+		t.Errorf("dev with another pepper in the environment: %v", err)
 	}
 }

@@ -136,9 +136,27 @@ func (a *app) openStore(ctx context.Context, cfg *config.Config) (*storage.Store
 	return s, nil
 }
 
-// withStore loads an admin command's configuration, opens the store, checks that the secrets
-// are the ones the database was first used with, and runs fn.
+// withStore loads an admin command's configuration, opens the store, refuses a schema that
+// is not current and secrets that are not the ones the database was first used with (both exit
+// code 2, before anything is written), and runs fn.
 func (a *app) withStore(ctx context.Context, fn func(cfg *config.Config, s *storage.Store) error) error {
+	return a.withStoreRecording(ctx, storage.RecordWhenEmpty, fn)
+}
+
+// withStoreRecording is withStore with the say on whether the secrets' fingerprints may be
+// recorded (only on an empty database, or never: `secrets check` reads only).
+func (a *app) withStoreRecording(ctx context.Context, rec storage.SecretRecording, fn func(cfg *config.Config, s *storage.Store) error) error {
+	return a.withCurrentStore(ctx, func(cfg *config.Config, s *storage.Store) error {
+		if err := verifySecrets(ctx, cfg, s, rec); err != nil {
+			return err
+		}
+		return fn(cfg, s)
+	})
+}
+
+// withCurrentStore opens the store of an admin command and refuses a schema that is not
+// current; the secrets are left to fn (`secrets accept` compares them itself).
+func (a *app) withCurrentStore(ctx context.Context, fn func(cfg *config.Config, s *storage.Store) error) error {
 	cfg, err := a.loadAdminConfig()
 	if err != nil {
 		return err
@@ -148,28 +166,50 @@ func (a *app) withStore(ctx context.Context, fn func(cfg *config.Config, s *stor
 		return err
 	}
 	defer s.Close()
-	if err := verifySecrets(ctx, cfg, s); err != nil {
+	if err := checkSchema(ctx, s); err != nil {
 		return err
 	}
 	return fn(cfg, s)
 }
 
-// verifySecrets refuses secrets that differ from those the database was first used with
-// (exit code 2). A database whose schema is not current yet (before `migrate up`) is not
-// checked: the commands that write need the current schema anyway.
-func verifySecrets(ctx context.Context, cfg *config.Config, s *storage.Store) error {
-	current, err := s.MigrationsCurrent(ctx)
-	if err != nil || !current {
-		return nil
-	}
-	if err := s.VerifySecrets(ctx, cfg.SecretFingerprints()); err != nil {
-		var differ *storage.SecretsDifferError
-		if errors.As(err, &differ) {
-			return &exitError{code: 2, err: err}
-		}
+// withMigrationStore is for the migrate commands only: they work on a schema that is not current
+// and never touch what the secrets protect.
+func (a *app) withMigrationStore(ctx context.Context, fn func(s *storage.Store) error) error {
+	cfg, err := a.loadAdminConfig()
+	if err != nil {
 		return err
 	}
+	s, err := a.openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s)
+}
+
+// checkSchema refuses (exit code 2) a database whose schema is behind this binary: a command
+// would write rows the old schema cannot hold, or skip the checks the new one carries.
+func checkSchema(ctx context.Context, s *storage.Store) error {
+	current, err := s.MigrationsCurrent(ctx)
+	if err != nil {
+		return fmt.Errorf("check the database schema: %w", err)
+	}
+	if !current {
+		return &exitError{code: 2, err: errors.New("the database schema is not current: run `esia-broker migrate up` first; nothing was written")}
+	}
 	return nil
+}
+
+// verifySecrets refuses (exit code 2) secrets that differ from those the database was first used
+// with, and a database in use that has no fingerprints yet.
+func verifySecrets(ctx context.Context, cfg *config.Config, s *storage.Store, rec storage.SecretRecording) error {
+	err := s.VerifySecrets(ctx, cfg.SecretFingerprints(), rec)
+	var differ *storage.SecretsDifferError
+	var unrecorded *storage.SecretsUnrecordedError
+	if errors.As(err, &differ) || errors.As(err, &unrecorded) {
+		return &exitError{code: 2, err: err}
+	}
+	return err
 }
 
 func (a *app) actor() string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/storage"
 )
 
 func (a *app) secretsCmd() *cobra.Command {
@@ -16,25 +18,11 @@ func (a *app) secretsCmd() *cobra.Command {
 	check := &cobra.Command{
 		Use: "check", Short: "Check that the configured secrets are the ones the database was first used with", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := a.loadAdminConfig()
-			if err != nil {
-				return err
-			}
-			s, err := a.openStore(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			if current, err := s.MigrationsCurrent(cmd.Context()); err != nil {
-				return err
-			} else if !current {
-				return &exitError{code: 2, err: errors.New("the database schema is not current: run `esia-broker migrate up` first")}
-			}
-			if err := verifySecrets(cmd.Context(), cfg, s); err != nil {
-				return err
-			}
-			fmt.Fprintln(a.stdout, "the secrets are the ones this database was first used with")
-			return nil
+			// Read only: a check records nothing, not even on an empty database.
+			return a.withStoreRecording(cmd.Context(), storage.RecordNever, func(*config.Config, *storage.Store) error {
+				fmt.Fprintln(a.stdout, "the secrets are the ones this database was first used with")
+				return nil
+			})
 		},
 	}
 	accept := &cobra.Command{
@@ -57,44 +45,40 @@ NAME is cookie_key, token_key or their full keys secrets.cookie_key, secrets.tok
 				names = append(names, n)
 			}
 			ctx := cmd.Context()
-			cfg, err := a.loadAdminConfig()
-			if err != nil {
-				return err
-			}
-			s, err := a.openStore(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			if current, err := s.MigrationsCurrent(ctx); err != nil {
-				return err
-			} else if !current {
-				return &exitError{code: 2, err: errors.New("the database schema is not current: run `esia-broker migrate up` first")}
-			}
-			fps := cfg.SecretFingerprints()
-			differ, err := s.CheckSecretFingerprints(ctx, fps)
-			if err != nil {
-				return err
-			}
-			for _, d := range differ {
-				if !slices.Contains(names, d) {
-					return &exitError{code: 2, err: fmt.Errorf("%s also differs from the one this database was first used with and is not accepted: nothing was changed", d)}
+			return a.withCurrentStore(ctx, func(cfg *config.Config, s *storage.Store) error {
+				fps := cfg.SecretFingerprints()
+				err := s.VerifySecrets(ctx, fps, storage.RecordNever)
+				var differ []string
+				var de *storage.SecretsDifferError
+				switch {
+				case errors.As(err, &de):
+					differ = de.Names
+				case err != nil:
+					return &exitError{code: 2, err: err}
 				}
-			}
-			for _, n := range names {
-				if !slices.Contains(differ, n) {
-					fmt.Fprintf(a.stdout, "%s: unchanged\n", n)
-					continue
+				for _, d := range differ {
+					if !slices.Contains(names, d) {
+						return &exitError{code: 2, err: fmt.Errorf("%s also differs from the one this database was first used with and is not accepted: nothing was changed", d)}
+					}
 				}
-				if err := s.ReplaceSecretFingerprint(ctx, n, fps[n]); err != nil {
-					return err
+				for _, n := range names {
+					if !slices.Contains(differ, n) {
+						fmt.Fprintf(a.stdout, "%s: unchanged\n", n)
+						continue
+					}
+					err := s.InTx(ctx, func(ctx context.Context) error {
+						if err := s.ReplaceSecretFingerprint(ctx, n, fps[n]); err != nil {
+							return err
+						}
+						return s.Audit(ctx, a.actor(), "secrets.accept", n, nil)
+					})
+					if err != nil {
+						return fmt.Errorf("accept %s: %w", n, err)
+					}
+					fmt.Fprintf(a.stdout, "%s: the new secret is accepted\n", n)
 				}
-				if err := s.Audit(ctx, a.actor(), "secrets.accept", n, nil); err != nil {
-					return err
-				}
-				fmt.Fprintf(a.stdout, "%s: the new secret is accepted\n", n)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.AddCommand(check, accept)

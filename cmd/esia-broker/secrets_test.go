@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/esia-broker/esia-broker/internal/testwait"
 	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
 )
@@ -96,5 +101,107 @@ func TestSecretsMustMatchTheDatabase(t *testing.T) {
 				t.Errorf("the import with the right secrets: %v", err)
 			}
 		})
+	}
+}
+
+// TestUpgradedDatabase walks a database from before fingerprints and the dev mark: its schema
+// one migration behind refuses every admin command (exit 2, nothing written); once migrated it
+// holds data but no fingerprints, so admin commands and `secrets check` are refused and record
+// nothing; serve records them after it has decrypted the signing keys, and the commands run.
+func TestUpgradedDatabase(t *testing.T) {
+	dsn := storagetest.NewSQLiteDSN(t)
+	env := testEnv(dsn)
+	mustRun(t, env, "migrate", "up")
+	mustRun(t, env, "roster", "schools", "add", "sch-1", "Школа")
+	mustRun(t, env, "keys", "rotate")
+	db, err := sql.Open("sqlite", strings.TrimPrefix(dsn, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	count := func(query string) (n int) {
+		t.Helper()
+		if err := db.QueryRow(query).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Back to the state before 0011: v1 fingerprints, no marks table, 0011 not applied.
+	for _, q := range []string{
+		`UPDATE secret_fingerprints SET fingerprint = 'deadbeef'`,
+		`DROP TABLE database_marks`,
+		`DELETE FROM schema_migrations WHERE version = (SELECT MAX(version) FROM schema_migrations)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	refused := func(wantText string, args ...string) {
+		t.Helper()
+		_, err := run(t, env, args...)
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), wantText) || !strings.Contains(err.Error(), "nothing was written") {
+			t.Errorf("%s: %v, want exit 2 saying %q", args, err, wantText)
+		}
+	}
+	schools := func() int { return count(`SELECT COUNT(*) FROM schools`) }
+	refused("migrate up", "roster", "schools", "add", "sch-2", "Вторая")
+	refused("migrate up", "secrets", "check")
+	if n := schools(); n != 1 {
+		t.Errorf("a command on the old schema wrote: %d schools", n)
+	}
+	if out := mustRun(t, env, "migrate", "up"); !strings.Contains(out, "applied 0011") {
+		t.Errorf("migrate up: %s", out)
+	}
+	if n := count(`SELECT COUNT(*) FROM secret_fingerprints`); n != 0 {
+		t.Errorf("0011 kept %d v1 fingerprints", n)
+	}
+	if n := count(`SELECT COUNT(*) FROM database_marks`); n != 0 {
+		t.Errorf("a database without the demo client was marked as the dev server's")
+	}
+	refused("no fingerprint", "roster", "schools", "add", "sch-2", "Вторая")
+	refused("no fingerprint", "secrets", "check")
+	if n, f := schools(), count(`SELECT COUNT(*) FROM secret_fingerprints`); n != 1 || f != 0 {
+		t.Errorf("refused commands wrote: %d schools, %d fingerprints", n, f)
+	}
+
+	// serve with another master key cannot decrypt the signing keys and records nothing.
+	other := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("q", 32)))
+	if _, err := run(t, withSecret(env, "ESIA_BROKER_SECRETS_MASTER_KEY", other), "serve"); err == nil || !strings.Contains(err.Error(), "load signing key") {
+		t.Fatalf("serve with another master key on a database with signing keys: %v", err)
+	}
+	if f := count(`SELECT COUNT(*) FROM secret_fingerprints`); f != 0 {
+		t.Errorf("serve with the wrong master key recorded %d fingerprints", f)
+	}
+
+	a := &app{stdout: &bytes.Buffer{}, stderr: &lockedBuffer{}, environ: env}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- a.serve(ctx, cfg, serveOptions{ready: func(addr string) { ready <- addr }}) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	cancel()
+	if err := testwait.Recv(t, done, 10*time.Second, "serve to stop"); err != nil {
+		t.Fatal(err)
+	}
+	if f := count(`SELECT COUNT(*) FROM secret_fingerprints`); f != 4 {
+		t.Errorf("serve recorded %d fingerprints, want 4", f)
+	}
+	mustRun(t, env, "roster", "schools", "add", "sch-2", "Вторая")
+	if out := mustRun(t, env, "secrets", "check"); !strings.Contains(out, "are the ones") {
+		t.Errorf("secrets check: %s", out)
+	}
+	if _, err := run(t, withSecret(env, "ESIA_BROKER_SECRETS_MASTER_KEY", other), "roster", "schools", "list"); err == nil || !strings.Contains(err.Error(), "secrets.master_key") {
+		t.Errorf("another master key after serve recorded the fingerprints: %v", err)
 	}
 }

@@ -44,12 +44,35 @@ func (a *app) serveCmd() *cobra.Command {
 type serveOptions struct {
 	connectors []broker.Connector
 	mount      func(*mux.Router)
-	ready      func(addr string)
+	// prepare runs on the migrated store before the broker starts (dev: claim the database,
+	// check the secrets, seed the demo); the listeners are bound by then.
+	prepare func(ctx context.Context, s *storage.Store) error
+	ready   func(addr string)
 }
 
-// serve runs the broker on cfg.Listen until ctx ends, then drains in-flight requests.
+// serve runs the broker on cfg.Listen until ctx ends, then drains in-flight requests. Every
+// listener is bound before the database is touched: a busy port stops the start with nothing
+// written.
 func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) error {
 	log := newLogger(a.stderr, cfg)
+	l, err := a.listen(cfg)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	var metricsL, pprofL net.Listener
+	if cfg.HTTP.MetricsListen != "" {
+		if metricsL, err = net.Listen("tcp", cfg.HTTP.MetricsListen); err != nil {
+			return fmt.Errorf("listen on %s (http.metrics_listen): %w", cfg.HTTP.MetricsListen, err)
+		}
+		defer metricsL.Close()
+	}
+	if cfg.HTTP.PprofListen != "" {
+		if pprofL, err = net.Listen("tcp", cfg.HTTP.PprofListen); err != nil {
+			return fmt.Errorf("listen on %s (http.pprof_listen): %w", cfg.HTTP.PprofListen, err)
+		}
+		defer pprofL.Close()
+	}
 	store, err := a.openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -62,6 +85,11 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 		}
 		if len(applied) > 0 {
 			log.Info("applied migrations", "versions", applied)
+		}
+	}
+	if o.prepare != nil {
+		if err := o.prepare(ctx, store); err != nil {
+			return err
 		}
 	}
 	// argon2 leaves each check's memory to the garbage collector: without a limit the heap grows
@@ -79,7 +107,8 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	b, err := broker.New(ctx, broker.Options{Config: cfg, Store: store, Logger: log, Mount: o.mount, Connectors: o.connectors, Tracer: tp})
 	if err != nil {
 		var differ *storage.SecretsDifferError
-		if errors.As(err, &differ) {
+		var unrecorded *storage.SecretsUnrecordedError
+		if errors.As(err, &differ) || errors.As(err, &unrecorded) {
 			return &exitError{code: 2, err: err}
 		}
 		return err
@@ -95,10 +124,6 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 			log.Info("children.password_accounts is off: disabled login-and-password sub-accounts", "count", n)
 		}
 	}
-	l, err := a.listen(cfg)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{
 		Handler:           b.Handler(),
 		ReadTimeout:       cfg.HTTP.ReadTimeout,
@@ -111,19 +136,11 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	go b.Run(bg)
-	if cfg.HTTP.MetricsListen != "" {
-		stopMetrics, err := serveMetrics(cfg.HTTP.MetricsListen, b.MetricsHandler(), log)
-		if err != nil {
-			return err
-		}
-		defer stopMetrics()
+	if metricsL != nil {
+		defer serveMetrics(metricsL, b.MetricsHandler(), log)()
 	}
-	if cfg.HTTP.PprofListen != "" {
-		stopPprof, err := servePprof(cfg.HTTP.PprofListen, log)
-		if err != nil {
-			return err
-		}
-		defer stopPprof()
+	if pprofL != nil {
+		defer servePprof(pprofL, log)()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
@@ -185,26 +202,18 @@ func (a *app) listen(cfg *config.Config) (net.Listener, error) {
 
 // serveMetrics serves /metrics on its own listener (http.metrics_listen), never on the broker's
 // public address.
-func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s (http.metrics_listen): %w", addr, err)
-	}
+func serveMetrics(l net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
 	m := http.NewServeMux()
 	m.Handle("GET /metrics", h)
 	srv := &http.Server{Handler: m, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	log.Info("metrics listening", "addr", l.Addr().String())
-	return func() { _ = srv.Close() }, nil
+	return func() { _ = srv.Close() }
 }
 
 // servePprof serves Go's profiler on its own loopback listener (http.pprof_listen), never on the
 // broker's own address.
-func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s (http.pprof_listen): %w", addr, err)
-	}
+func servePprof(l net.Listener, log *slog.Logger) (stop func()) {
 	m := http.NewServeMux()
 	m.HandleFunc("/debug/pprof/", pprof.Index)
 	m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -214,7 +223,7 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	srv := &http.Server{Handler: m, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	log.Info("profiler listening", "addr", l.Addr().String())
-	return func() { _ = srv.Close() }, nil
+	return func() { _ = srv.Close() }
 }
 
 func (a *app) migrateCmd() *cobra.Command {
@@ -222,7 +231,7 @@ func (a *app) migrateCmd() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "up", Short: "Apply every pending migration", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withStore(cmd.Context(), func(_ *config.Config, s *storage.Store) error {
+			return a.withMigrationStore(cmd.Context(), func(s *storage.Store) error {
 				applied, err := s.Migrate(cmd.Context())
 				for _, v := range applied {
 					fmt.Fprintf(a.stdout, "applied %s\n", v)
@@ -239,7 +248,7 @@ func (a *app) migrateCmd() *cobra.Command {
 	}, &cobra.Command{
 		Use: "status", Short: "List migrations as applied or pending", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withStore(cmd.Context(), func(_ *config.Config, s *storage.Store) error {
+			return a.withMigrationStore(cmd.Context(), func(s *storage.Store) error {
 				st, err := s.MigrationStatus(cmd.Context())
 				if err != nil {
 					return err
