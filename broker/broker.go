@@ -362,8 +362,8 @@ func (b *Broker) Handler() http.Handler {
 	route := func(path, name string, h http.HandlerFunc, methods ...string) {
 		r.Handle(path, b.instrument(name, h)).Methods(methods...)
 	}
-	route("/.well-known/openid-configuration", "discovery", b.discovery, http.MethodGet)
-	route("/oauth2/jwks", "jwks", b.jwks, http.MethodGet)
+	route("/.well-known/openid-configuration", "discovery", b.discovery, http.MethodGet, http.MethodHead)
+	route("/oauth2/jwks", "jwks", b.jwks, http.MethodGet, http.MethodHead)
 	pages := func() int { return b.cfg.Limits.PagesPerIPPerMinute }
 	route("/oauth2/authorize", "authorize", b.limited("authorize", pages, b.authorize), http.MethodGet, http.MethodPost)
 	route("/oauth2/authorize/resume", "authorize_resume", b.resume, http.MethodGet)
@@ -396,11 +396,11 @@ func (b *Broker) Handler() http.Handler {
 	route("/api/v1/students/{id}", "api_student_put", b.apiPutStudent, http.MethodPut)
 	route("/api/v1/students/{id}", "api_student_delete", b.apiDeactivateStudent, http.MethodDelete)
 	route("/api/v1/link-intents", "api_link_intents", b.apiCreateLinkIntent, http.MethodPost)
-	route("/", "home", b.home, http.MethodGet)
+	route("/", "home", b.home, http.MethodGet, http.MethodHead)
 	route("/account/login", "account_login", b.limited("account_login", pages, b.accountLogin), http.MethodPost)
-	route("/healthz", "healthz", b.healthz, http.MethodGet)
-	route("/readyz", "readyz", b.readyz, http.MethodGet)
-	r.HandleFunc("/brand/logo", b.serveLogo).Methods(http.MethodGet)
+	route("/healthz", "healthz", b.healthz, http.MethodGet, http.MethodHead)
+	route("/readyz", "readyz", b.readyz, http.MethodGet, http.MethodHead)
+	r.HandleFunc("/brand/logo", b.serveLogo).Methods(http.MethodGet, http.MethodHead)
 	// Browsers ask for /favicon.ico on their own: the region's logo when configured, else ours.
 	r.HandleFunc("/favicon.ico", func(w http.ResponseWriter, r *http.Request) {
 		to := "/static/favicon.svg"
@@ -410,7 +410,7 @@ func (b *Broker) Handler() http.Handler {
 		http.Redirect(w, r, to, http.StatusMovedPermanently)
 	}).Methods(http.MethodGet, http.MethodHead)
 	static, _ := fs.Sub(staticFS, "static")
-	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", noListing(http.FileServer(http.FS(static))))).Methods(http.MethodGet)
+	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", noListing(http.FileServer(http.FS(static))))).Methods(http.MethodGet, http.MethodHead)
 	if b.mount != nil {
 		b.mount(r)
 	}

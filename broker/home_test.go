@@ -42,12 +42,35 @@ func TestStartPage(t *testing.T) {
 	if resp2.StatusCode != http.StatusOK || resp2.Request.URL.Path != "/account" || !strings.Contains(body, "Петров Сергей Николаевич") || !strings.Contains(body, "Я родитель: ввести код") || !strings.Contains(body, "Я обучающийся: ввести код") {
 		t.Errorf("after ESIA: %d %s %s", resp2.StatusCode, resp2.Request.URL, title(body))
 	}
+	// From the account page the role and code pages speak to someone who came on their own
+	// (no «we did not find you by SNILS») and lead back to it.
+	if code, role := e.get(t, br, "/link/role"); code != 200 || strings.Contains(role, "По СНИЛС") || !strings.Contains(role, `href="/account"`) {
+		t.Errorf("the role page from the account: %d %s", code, role)
+	}
+	if code, cp := e.get(t, br, "/link/code?role=parent"); code != 200 || !strings.Contains(cp, `href="/account"`) {
+		t.Errorf("the code page from the account: %d %s", code, cp)
+	}
+	// The start page answers HEAD (link checkers, uptime probes) and names the region once.
+	head, err := http.Head(e.h.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != http.StatusOK {
+		t.Errorf("HEAD /: %d", head.StatusCode)
+	}
+	if m := regexp.MustCompile(`<title>([^<]*)</title>`).FindStringSubmatch(page); m == nil || strings.Count(m[1], "—") != 0 {
+		t.Errorf("the start page's title: %v", m)
+	}
 	// «Вход для детей до 14 лет» → the child login → back to the start page, logged in.
 	child := newBrowser(t)
 	_, page = e.get(t, child, "/")
 	resp = e.post(t, child, "/account/login", page, url.Values{"connector": {"child"}})
 	form, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if f := string(form); strings.Contains(f, "вкладк") || !strings.Contains(f, "Как входят дети до\u00a014\u00a0лет") {
+		t.Errorf("the child login names a section the parent's page does not have: %s", f)
+	}
 	lr := regexp.MustCompile(`name="login_request" value="([^"]+)"`).FindStringSubmatch(string(form))
 	if lr == nil {
 		t.Fatalf("no child login form: %s", form)

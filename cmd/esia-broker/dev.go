@@ -271,7 +271,7 @@ func seedDevRoster(ctx context.Context, cfg *config.Config, s *storage.Store) ([
 		return nil, fmt.Errorf("dev roster: %w", err)
 	}
 	slips, err := inv.Issue(ctx, invites.IssueRequest{Selection: invites.Selection{SchoolID: "demo-sch-1", Class: "5А"}, Role: invites.RoleParent, TTL: 30 * 24 * time.Hour, Operator: "dev"})
-	const again = "esia-broker invites rotate --school demo-sch-1 --class 5А --role parent"
+	again := selfCommand() + " invites rotate --school demo-sch-1 --class 5А --role parent --format csv"
 	if errors.Is(err, invites.ErrOpenCodesExist) {
 		return []string{"parent invite codes for class 5А were printed at an earlier start; for new ones run in this folder: " + again}, nil
 	}
@@ -283,6 +283,18 @@ func seedDevRoster(ctx context.Context, cfg *config.Config, s *storage.Store) ([
 		out = append(out, fmt.Sprintf("  %s — %s, %s", sl.Code, sl.StudentName, sl.Class))
 	}
 	return append(out, "to replace them, run in this folder: "+again), nil
+}
+
+// selfCommand is how to run this binary again from the dev folder: `go run ./cmd/esia-broker`
+// when it was started by go run (make dev), else the name it was started by.
+func selfCommand() string {
+	if exe, err := os.Executable(); err == nil && strings.Contains(filepath.ToSlash(exe), "/go-build") {
+		return "go run ./cmd/esia-broker"
+	}
+	if len(os.Args) > 0 && os.Args[0] != "" && !strings.ContainsAny(os.Args[0], " \t'\"") {
+		return os.Args[0]
+	}
+	return "esia-broker"
 }
 
 func describeDSN(dsn string) string {

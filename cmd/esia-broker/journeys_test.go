@@ -245,7 +245,8 @@ func TestBrowserJourneys(t *testing.T) {
 		// The operator replaces the class's codes with the exact command the dev server
 		// printed, run in its folder with nothing else set: the printed codes stop working,
 		// the new ones work.
-		cmd := regexp.MustCompile(`run in this folder: esia-broker (.+)`).FindStringSubmatch(out.String())
+		// Under go test the binary is a go-build one, as under make dev: the command is go run.
+		cmd := regexp.MustCompile(`run in this folder: go run \./cmd/esia-broker (.+)`).FindStringSubmatch(out.String())
 		if cmd == nil {
 			t.Fatalf("the dev server printed no rotate command: %s", out.String())
 		}
