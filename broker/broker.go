@@ -202,6 +202,12 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		compose.OpenIDConnectRefreshFactory,
 		compose.PushedAuthorizeHandlerFactory,
 	)
+	// A client's private_key_jwt assertion names the broker as its audience by the token
+	// endpoint (OpenID Connect Core §9) or by the issuer (RFC 7523 §3; what FAPI 2 and most
+	// libraries send): both are accepted, at every endpoint that authenticates clients.
+	if f, ok := provider.(*fosite.Fosite); ok {
+		f.Config = assertionAudiences{Config: fc, urls: []string{issuer + "/oauth2/token", issuer}}
+	}
 
 	pages, err := parsePages()
 	if err != nil {
@@ -493,3 +499,11 @@ func HashClientSecret(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return "sha256$" + hex.EncodeToString(sum[:])
 }
+
+// assertionAudiences is fosite's configuration with the audiences a client assertion may name.
+type assertionAudiences struct {
+	*fosite.Config
+	urls []string
+}
+
+func (a assertionAudiences) GetTokenURLs(context.Context) []string { return a.urls }

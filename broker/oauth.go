@@ -42,26 +42,35 @@ func (b *Broker) discovery(w http.ResponseWriter, _ *http.Request) {
 		"revocation_endpoint":    iss + "/oauth2/revoke",
 		"introspection_endpoint": iss + "/oauth2/introspect",
 		"end_session_endpoint":   iss + "/oauth2/logout",
-		"authorization_response_iss_parameter_supported": true,
-		"backchannel_logout_supported":                   true,
-		"backchannel_logout_session_supported":           true,
-		"scopes_supported":                               SupportedScopes,
-		"response_types_supported":                       []string{"code"},
-		"response_modes_supported":                       []string{"query"},
-		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeActivationKey},
-		"subject_types_supported":                        []string{"public"},
-		"id_token_signing_alg_values_supported":          []string{"RS256", "ES256"},
-		"code_challenge_methods_supported":               []string{"S256"},
-		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
-		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
-		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
-		"claims_supported":                               []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "name", "family_name", "given_name", "middle_name", "birthdate", "roles", "students", "student_id", "esia_oid"},
-		"prompt_values_supported":                        []string{"none", "login", "consent", "select_account"},
-		"claims_parameter_supported":                     false,
-		"request_parameter_supported":                    false,
-		"request_uri_parameter_supported":                false,
+		"authorization_response_iss_parameter_supported":           true,
+		"backchannel_logout_supported":                             true,
+		"backchannel_logout_session_supported":                     true,
+		"scopes_supported":                                         SupportedScopes,
+		"response_types_supported":                                 []string{"code"},
+		"response_modes_supported":                                 []string{"query"},
+		"grant_types_supported":                                    []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeActivationKey},
+		"subject_types_supported":                                  []string{"public"},
+		"id_token_signing_alg_values_supported":                    []string{"RS256", "ES256"},
+		"code_challenge_methods_supported":                         []string{"S256"},
+		"token_endpoint_auth_methods_supported":                    []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		"introspection_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
+		"revocation_endpoint_auth_methods_supported":               []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		"token_endpoint_auth_signing_alg_values_supported":         assertionAlgs,
+		"introspection_endpoint_auth_signing_alg_values_supported": assertionAlgs,
+		"revocation_endpoint_auth_signing_alg_values_supported":    assertionAlgs,
+		"pushed_authorization_request_endpoint":                    iss + "/oauth2/par",
+		"require_pushed_authorization_requests":                    false,
+		"claims_supported":                                         []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "name", "family_name", "given_name", "middle_name", "birthdate", "roles", "students", "student_id", "esia_oid"},
+		"prompt_values_supported":                                  []string{"none", "login", "consent", "select_account"},
+		"claims_parameter_supported":                               false,
+		"request_parameter_supported":                              false,
+		"request_uri_parameter_supported":                          false,
 	})
 }
+
+// assertionAlgs are the algorithms of private_key_jwt client assertions (the client's JWKS
+// holds RS256 or P-256 keys).
+var assertionAlgs = []string{"RS256", "ES256"}
 
 func (b *Broker) jwks(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=60")
