@@ -298,4 +298,3 @@ func grepLines(text, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
-
