@@ -3,9 +3,12 @@ package broker_test
 import (
 	"context"
 	"encoding/json"
+	"html"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -297,4 +300,63 @@ func grepLines(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestFrontchannelLogout: the diary asks the browser to log out (RP-Initiated Logout with its
+// ID token and return address); the «Вы вышли» page loads, in hidden frames, the
+// front-channel logout URI of each diary the person used, with iss and sid, allows exactly
+// those origins as frames, and then goes on to the diary's return address. A diary the person
+// never used gets no frame.
+func TestFrontchannelLogout(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := t.Context()
+		h := newHarness(t, s)
+		for id, uri := range map[string]string{"kiasuo": "https://diary.example/logout/frame?tab=1", "asiou": "https://asiou.example/fc"} {
+			c := h.client(id, id+"-secret-secret", "openid", "profile")
+			c.FrontchannelLogoutURI = uri
+			if err := s.UpdateClient(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		z := newZitadelRP(t, h, "kiasuo", "kiasuo-secret-secret", []string{"openid", "profile"})
+		br := newBrowser(t)
+		tokens := z.login(br)
+		sid, _ := tokens.IDTokenClaims.Claims["sid"].(string)
+		end, err := url.Parse(h.URL + "/oauth2/logout")
+		if err != nil {
+			t.Fatal(err)
+		}
+		end.RawQuery = url.Values{"id_token_hint": {tokens.IDToken}, "post_logout_redirect_uri": {rpPostLogout}, "state": {"st-1"}}.Encode()
+		resp, err := br.Get(end.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		page := string(body)
+		frame := "https://diary.example/logout/frame?" + url.Values{"iss": {h.URL}, "sid": {sid}, "tab": {"1"}}.Encode()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(page, `src="`+html.EscapeString(frame)+`"`) {
+			t.Fatalf("«Вы вышли»: %d, want a frame %s in\n%s", resp.StatusCode, frame, page)
+		}
+		if strings.Contains(page, "asiou.example") {
+			t.Error("a diary the person never used got a frame")
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.HasSuffix(csp, "; frame-src https://diary.example") || !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("CSP %q", csp)
+		}
+		back := html.EscapeString(rpPostLogout + "?state=st-1")
+		if !strings.Contains(page, `href="`+back+`"`) || !strings.Contains(page, `content="2;url=`+back+`"`) {
+			t.Errorf("no way on to the diary's return address %s:\n%s", back, page)
+		}
+		// The session ended: a second logout has nobody to log out and no frames.
+		resp, err = br.Get(h.URL + "/oauth2/logout/done")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), "<iframe") {
+			t.Error("frames again after the session ended")
+		}
+	})
 }

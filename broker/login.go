@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/hmac"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -529,6 +530,9 @@ func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
 	b.clearCookie(w, b.cfg.Session.CookieName)
 	b.clearCookie(w, b.cfg.Session.BrowserCookieName)
 	back := logoutReturn{ClientID: clientID, URI: postLogout, State: r.Form.Get("state"), At: time.Now()}
+	if bs != nil {
+		back.Sub, back.SID, back.MAC = bs.AccountID, bs.SID, b.browserMAC("frontchannel\x00"+bs.AccountID+"\x00"+bs.SID)
+	}
 	if to := b.upstreamLogoutURL(); to != "" {
 		// ESIA keeps a session of its own: end it too, then come back to /oauth2/logout/done,
 		// which finishes where the relying party asked.
@@ -553,13 +557,18 @@ const logoutPending = 24 * time.Hour
 type logoutReturn struct {
 	ClientID, URI, State string
 	Login, Connector     string
+	// Sub and SID name the browser session that ended, for the diaries' front-channel logout
+	// frames; MAC authenticates them (the cookie that carries them through ESIA's logout is the
+	// browser's).
+	Sub, SID, MAC string
 	// At is when the logout began: a login in this browser before the logout completes must
 	// have authenticated at the upstream after it.
 	At time.Time
 }
 
 func (l logoutReturn) encode() string {
-	v := url.Values{"c": {l.ClientID}, "u": {l.URI}, "s": {l.State}, "l": {l.Login}, "n": {l.Connector}, "t": {strconv.FormatInt(l.At.Unix(), 10)}}
+	v := url.Values{"c": {l.ClientID}, "u": {l.URI}, "s": {l.State}, "l": {l.Login}, "n": {l.Connector}, "t": {strconv.FormatInt(l.At.Unix(), 10)},
+		"a": {l.Sub}, "i": {l.SID}, "m": {l.MAC}}
 	return base64.RawURLEncoding.EncodeToString([]byte(v.Encode()))
 }
 
@@ -631,7 +640,8 @@ func decodeLogoutReturn(s string) (logoutReturn, bool) {
 		return logoutReturn{}, false
 	}
 	at, _ := strconv.ParseInt(v.Get("t"), 10, 64)
-	return logoutReturn{ClientID: v.Get("c"), URI: v.Get("u"), State: v.Get("s"), Login: v.Get("l"), Connector: v.Get("n"), At: time.Unix(at, 0)}, true
+	return logoutReturn{ClientID: v.Get("c"), URI: v.Get("u"), State: v.Get("s"), Login: v.Get("l"), Connector: v.Get("n"), At: time.Unix(at, 0),
+		Sub: v.Get("a"), SID: v.Get("i"), MAC: v.Get("m")}, true
 }
 
 // upstreamLogoutURL is where to end the upstream's own session (ESIA's), coming back to
@@ -666,18 +676,59 @@ func (b *Broker) postLogoutRedirect(ctx context.Context, clientID, uri, state st
 	return u.String(), nil
 }
 
-// finishLogout sends the browser where the logout was asked to end.
+// finishLogout sends the browser where the logout was asked to end. When diaries the person
+// used registered a frontchannel_logout_uri (Front-Channel Logout 1.0), the «Вы вышли» page
+// loads each in a hidden frame, with iss and sid, and then goes on to the diary's return
+// address, if one was asked for.
 func (b *Broker) finishLogout(w http.ResponseWriter, r *http.Request, back logoutReturn) {
+	to := ""
 	if back.URI != "" {
-		to, err := b.postLogoutRedirect(r.Context(), back.ClientID, back.URI, back.State)
-		if err != nil {
+		var err error
+		if to, err = b.postLogoutRedirect(r.Context(), back.ClientID, back.URI, back.State); err != nil {
 			b.renderError(w, r, err)
 			return
 		}
+	}
+	frames, origins, err := b.frontchannelFrames(r.Context(), back)
+	if err != nil {
+		b.logger(r.Context()).Warn("front-channel logout frames left out", "err", err)
+	}
+	if len(frames) == 0 && to != "" {
 		http.Redirect(w, r, to, http.StatusFound)
 		return
 	}
-	b.render(w, r, http.StatusOK, "logged_out", pageData{Title: "Вы вышли"})
+	if len(frames) > 0 {
+		w.Header().Set("Content-Security-Policy", contentSecurityPolicy+"; frame-src "+strings.Join(origins, " "))
+	}
+	b.render(w, r, http.StatusOK, "logged_out", pageData{Title: "Вы вышли", Frames: frames, ReturnURI: to, Refresh: to})
+}
+
+// frontchannelFrames returns the front-channel logout URIs, with iss and sid, of the diaries
+// the person of the ended session consented to, and their origins.
+func (b *Broker) frontchannelFrames(ctx context.Context, back logoutReturn) ([]string, []string, error) {
+	if back.SID == "" || !hmac.Equal([]byte(back.MAC), []byte(b.browserMAC("frontchannel\x00"+back.Sub+"\x00"+back.SID))) {
+		return nil, nil, nil
+	}
+	uris, err := b.store.FrontchannelLogoutURIs(ctx, back.Sub)
+	if err != nil {
+		return nil, nil, err
+	}
+	var frames, origins []string
+	for _, raw := range uris {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			continue
+		}
+		q := u.Query()
+		q.Set("iss", b.issuer())
+		q.Set("sid", back.SID)
+		u.RawQuery = q.Encode()
+		frames = append(frames, u.String())
+		if o := u.Scheme + "://" + u.Host; !slices.Contains(origins, o) {
+			origins = append(origins, o)
+		}
+	}
+	return frames, origins, nil
 }
 
 // logoutDone is where ESIA's logout comes back. The return address is checked again against

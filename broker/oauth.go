@@ -45,6 +45,8 @@ func (b *Broker) discovery(w http.ResponseWriter, _ *http.Request) {
 		"authorization_response_iss_parameter_supported":           true,
 		"backchannel_logout_supported":                             true,
 		"backchannel_logout_session_supported":                     true,
+		"frontchannel_logout_supported":                            true,
+		"frontchannel_logout_session_supported":                    true,
 		"scopes_supported":                                         SupportedScopes,
 		"response_types_supported":                                 []string{"code"},
 		"response_modes_supported":                                 []string{"query"},

@@ -56,6 +56,10 @@ type pageData struct {
 	Items      []string
 	Version    string
 	ReturnURI  string
+	// Frames are the diaries' front-channel logout URIs the «Вы вышли» page loads.
+	Frames []string
+	// Refresh is where the page goes on its own after a moment (meta refresh).
+	Refresh string
 	Notice     string
 	Children   []childView
 	Devices    []deviceView

@@ -100,3 +100,14 @@ func (s *Store) PendingLogouts(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// FrontchannelLogoutURIs returns the frontchannel_logout_uri of every diary account consented
+// to that registered one, by client id.
+func (s *Store) FrontchannelLogoutURIs(ctx context.Context, accountID string) ([]string, error) {
+	var uris []string
+	if err := s.selectAll(ctx, &uris, `SELECT c.frontchannel_logout_uri FROM consents co JOIN clients c ON c.id = co.client_id
+		WHERE co.account_id = ? AND c.frontchannel_logout_uri <> '' ORDER BY c.id`, accountID); err != nil {
+		return nil, fmt.Errorf("read front-channel logout URIs: %w", err)
+	}
+	return uris, nil
+}
