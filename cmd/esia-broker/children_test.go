@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/esia-broker/esia-broker/internal/testwait"
 	"github.com/esia-broker/esia-broker/storage"
@@ -158,5 +163,70 @@ func TestInviteCLIMessages(t *testing.T) {
 	stderr("invites", "rotate", "--school", "sch-1", "--role", "parent", "--out", rotated)
 	if b, _ := os.ReadFile(rotated); strings.Count(string(b), "прежний код больше не действует") != 2 {
 		t.Errorf("the rotated slips do not say the old codes are void: %s", b)
+	}
+}
+
+// TestClientLogoutAndAuthFlags: a diary is registered for back- and front-channel logout,
+// private_key_jwt with its public keys and pushed requests only; each bad registration is
+// refused with the reason and writes nothing (issue 16, items 8-10).
+func TestClientLogoutAndAuthFlags(t *testing.T) {
+	env := testEnv(storagetest.NewSQLiteDSN(t))
+	mustRun(t, env, "migrate", "up")
+	dir := t.TempDir()
+	jwksFile := func(name string, bits int, private bool) string {
+		key, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var k any = &key.PublicKey
+		if private {
+			k = key
+		}
+		b, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good, priv, short := jwksFile("good.json", 2048, false), jwksFile("private.json", 2048, true), jwksFile("short.json", 1024, false)
+	base := []string{"clients", "create", "pkj", "--name", "Дневник", "--redirect-uri", "https://diary.example/cb"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--token-endpoint-auth-method", "private_key_jwt"}, "--jwks"},
+		{[]string{"--token-endpoint-auth-method", "private_key_jwt", "--jwks", priv}, "private key"},
+		{[]string{"--token-endpoint-auth-method", "private_key_jwt", "--jwks", short}, "at least 2048"},
+		{[]string{"--jwks", good}, "only for token endpoint auth method private_key_jwt"},
+		{[]string{"--token-endpoint-auth-method", "none"}, "only for a public client"},
+		{[]string{"--backchannel-logout-uri", "http://diary.example/bc"}, "back-channel logout URI"},
+		{[]string{"--frontchannel-logout-uri", "javascript:alert(1)"}, "front-channel logout URI"},
+		{[]string{"--require-par", "--grant-type", "client_credentials"}, "PAR"},
+	} {
+		_, err := run(t, env, append(append([]string{}, base...), c.args...)...)
+		if err == nil || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(c.want)) {
+			t.Errorf("%v: %v, want an error saying %q", c.args, err, c.want)
+		}
+	}
+	if out := mustRun(t, env, "clients", "list"); strings.Contains(out, "pkj") {
+		t.Fatalf("a refused registration was written: %s", out)
+	}
+	out := mustRun(t, env, append(append([]string{}, base...), "--token-endpoint-auth-method", "private_key_jwt", "--jwks", good,
+		"--backchannel-logout-uri", "https://diary.example/bc", "--frontchannel-logout-uri", "https://diary.example/fc", "--require-par")...)
+	if strings.Contains(out, "client_secret") {
+		t.Errorf("a private_key_jwt client was given a secret: %s", out)
+	}
+	var shown map[string]any
+	if err := json.Unmarshal([]byte(mustRun(t, env, "clients", "show", "pkj")), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if shown["token_endpoint_auth_method"] != "private_key_jwt" || shown["backchannel_logout_uri"] != "https://diary.example/bc" ||
+		shown["frontchannel_logout_uri"] != "https://diary.example/fc" || shown["require_pushed_authorization_requests"] != true || shown["jwks"] == nil {
+		t.Errorf("show: %v", shown)
+	}
+	mustRun(t, env, "clients", "update", "pkj", "--backchannel-logout-uri", "", "--require-par=false")
+	if err := json.Unmarshal([]byte(mustRun(t, env, "clients", "show", "pkj")), &shown); err != nil || shown["backchannel_logout_uri"] != "" || shown["require_pushed_authorization_requests"] != false {
+		t.Errorf("after update: %v %v", err, shown)
 	}
 }
