@@ -59,7 +59,7 @@ type pageData struct {
 	// Frames are the diaries' front-channel logout URIs the «Вы вышли» page loads.
 	Frames []string
 	// Refresh is where the page goes on its own after a moment (meta refresh).
-	Refresh string
+	Refresh    string
 	Notice     string
 	Children   []childView
 	Devices    []deviceView
