@@ -79,7 +79,7 @@ func (d *diaryStandIn) received() []string {
 // the broker's JWKS, then the claims Back-Channel Logout 1.0 §2.4 requires.
 func verifyLogoutToken(t *testing.T, jwksURL, raw, issuer, clientID string) oidc.LogoutTokenClaims {
 	t.Helper()
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
 	if err != nil {
 		t.Fatalf("logout token: %v", err)
 	}
