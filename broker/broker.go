@@ -77,6 +77,7 @@ type Broker struct {
 	logo       []byte
 	mount      func(r *mux.Router)
 	linker     *linking.Service
+	invites    *invites.Service
 	// keyDigestKey keys the digests of activation keys.
 	keyDigestKey []byte
 	proxies      []*net.IPNet
@@ -217,7 +218,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		cfg: cfg, store: o.Store, keys: keys, provider: provider, idSigner: idSigner,
 		connectors: map[string]Connector{}, log: o.Logger, pages: pages,
 		metrics: newMetrics(o.Registry, o.Store), cookieKey: cookieKey, mount: o.Mount, logoutClient: newLogoutClient(),
-		linker: linking.NewService(o.Store, digester, inv), keyDigestKey: digester.InviteKey(),
+		linker: linking.NewService(o.Store, digester, inv), invites: inv, keyDigestKey: digester.InviteKey(),
 	}
 	b.brand = brand{Name: cfg.Region.Name, SupportPhone: cfg.Region.SupportPhone, SupportEmail: cfg.Region.SupportEmail, SupportURL: cfg.Region.SupportURL}
 	if cfg.Region.LogoFile != "" {
@@ -345,8 +346,15 @@ func (b *Broker) cleanup(ctx context.Context) {
 	var n int64
 	ran, err := b.store.RunExclusive(ctx, cleanupJob, func(ctx context.Context) error {
 		var err error
-		n, err = b.store.DeleteExpired(ctx)
-		return err
+		if n, err = b.store.DeleteExpired(ctx); err != nil {
+			return err
+		}
+		if keep := b.cfg.Linking.EventsRetention; keep > 0 {
+			pruned, err := b.store.PruneEvents(ctx, keep)
+			n += pruned
+			return err
+		}
+		return nil
 	})
 	switch {
 	case err != nil:
@@ -402,6 +410,14 @@ func (b *Broker) Handler() http.Handler {
 	route("/api/v1/students/{id}", "api_student_put", b.apiPutStudent, http.MethodPut)
 	route("/api/v1/students/{id}", "api_student_delete", b.apiDeactivateStudent, http.MethodDelete)
 	route("/api/v1/link-intents", "api_link_intents", b.apiCreateLinkIntent, http.MethodPost)
+	route("/api/v1/invites", "api_invites_issue", b.apiIssueInvites, http.MethodPost)
+	route("/api/v1/invites", "api_invites_list", b.apiListInvites, http.MethodGet)
+	route("/api/v1/invites/sheet", "api_invites_sheet", b.apiInviteSheet, http.MethodPost)
+	route("/api/v1/invites/{id}", "api_invite_revoke", b.apiRevokeInvite, http.MethodDelete)
+	route("/api/v1/students/{id}/links", "api_student_links", b.apiStudentLinks, http.MethodGet)
+	route("/api/v1/links/{id}", "api_link_end", b.apiEndLink, http.MethodDelete)
+	route("/api/v1/events", "api_events", b.apiEvents, http.MethodGet)
+	route("/api/v1/openapi.json", "api_openapi", b.apiDocument, http.MethodGet, http.MethodHead)
 	route("/", "home", b.home, http.MethodGet, http.MethodHead)
 	route("/account/login", "account_login", b.limited("account_login", pages, b.accountLogin), http.MethodPost)
 	route("/healthz", "healthz", b.healthz, http.MethodGet, http.MethodHead)

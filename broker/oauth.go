@@ -19,7 +19,8 @@ import (
 
 // SupportedScopes are the scopes the broker knows; a client may request those it is registered
 // for.
-var SupportedScopes = []string{"openid", "profile", "offline_access", "students", "esia", "roster:write", "links:write"}
+var SupportedScopes = []string{"openid", "profile", "offline_access", "students", "esia", "roster:write", "links:write",
+	"links:read", "invites:write", "events:read"}
 
 func (b *Broker) issuer() string { return strings.TrimSuffix(b.cfg.Issuer, "/") }
 

@@ -150,6 +150,9 @@ type Linking struct {
 	// AlwaysPickStudent lists clients (comma-separated) that always show the student picker.
 	AlwaysPickStudent string        `mapstructure:"always_pick_student"`
 	LinkIntentTTL     time.Duration `mapstructure:"link_intent_ttl"`
+	// EventsRetention is how long the diaries' event feed keeps an event (GET /api/v1/events);
+	// a cursor older than that is told so (410).
+	EventsRetention time.Duration `mapstructure:"events_retention"`
 }
 
 // Upstream configures where people log in: ESIA directly, or a generic OpenID provider.
@@ -370,6 +373,7 @@ func Defaults() map[string]any {
 		"linking.consent_version":            "2026-11",
 		"linking.always_pick_student":        "",
 		"linking.link_intent_ttl":            "10m",
+		"linking.events_retention":           "720h",
 		"children.password_accounts":         true,
 		"children.unconfirmed_esia_children": true,
 		"children.argon2_time":               1,
@@ -686,6 +690,9 @@ func (c *Config) validate() []string {
 	}
 	if c.Linking.LinkIntentTTL < 30*time.Second || c.Linking.LinkIntentTTL > time.Hour {
 		bad("linking.link_intent_ttl", "must be between 30s and 1h")
+	}
+	if c.Linking.EventsRetention < time.Hour || c.Linking.EventsRetention > 8760*time.Hour {
+		bad("linking.events_retention", "must be between 1h and 8760h (a year)")
 	}
 	return p
 }

@@ -30,6 +30,7 @@ type Store interface {
 	ListInvites(ctx context.Context, f storage.InviteFilter) ([]storage.InviteRow, error)
 	RedeemInvite(ctx context.Context, digest, role, accountID string) (*storage.Invite, error)
 	UnredeemInvite(ctx context.Context, id string) error
+	InviteByID(ctx context.Context, id string) (*storage.Invite, error)
 	ReserveAttempt(ctx context.Context, keys ...storage.LimitKey) (time.Time, error)
 	Failed(ctx context.Context, keys ...storage.LimitKey) (time.Time, error)
 	Succeeded(ctx context.Context, key string) error
@@ -84,6 +85,7 @@ type IssueRequest struct {
 // Slip is one printed code: the only place the plain code exists.
 type Slip struct {
 	InviteID    string
+	StudentID   string
 	SchoolID    string
 	SchoolName  string
 	Class       string
@@ -128,16 +130,45 @@ func (s *Service) Rotate(ctx context.Context, r IssueRequest) ([]Slip, int, erro
 	return slips, revoked, err
 }
 
+// FieldError is a request the service refuses for one of its fields; nothing was written.
+type FieldError struct {
+	Field  string // school, class, students, role or expiry
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Reason }
+
 func checkRole(role string) error {
 	if role != RoleParent && role != RoleStudent {
-		return fmt.Errorf("role must be parent or student, got %q", role)
+		return &FieldError{"role", fmt.Sprintf("role must be parent or student, got %q", role)}
 	}
 	return nil
 }
 
+// MaxTTL is the longest an invite code may stay valid.
+const MaxTTL = 366 * 24 * time.Hour
+
+// ParseTTL reads how long codes stay valid: a number of days ("30d", 1–365) or a Go duration
+// ("72h") up to MaxTTL.
+func ParseTTL(s string) (time.Duration, error) {
+	bad := &FieldError{"expiry", "use a number of days (1d…365d) or a duration like 72h"}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		var n int
+		if _, err := fmt.Sscanf(d, "%d", &n); err != nil || n <= 0 || n > 365 || fmt.Sprint(n) != d {
+			return 0, bad
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d > MaxTTL {
+		return 0, bad
+	}
+	return d, nil
+}
+
 func (s *Service) students(ctx context.Context, sel Selection) ([]storage.Student, error) {
 	if sel.SchoolID == "" {
-		return nil, errors.New("a school is required")
+		return nil, &FieldError{"school", "a school is required"}
 	}
 	st, err := s.store.SelectStudents(ctx, sel)
 	if err != nil {
@@ -149,7 +180,7 @@ func (s *Service) students(ctx context.Context, sel Selection) ([]storage.Studen
 			return nil, err
 		}
 		if !slices.ContainsFunc(schools, func(sc storage.School) bool { return sc.ID == sel.SchoolID }) {
-			return nil, fmt.Errorf("unknown school %q (add it with `esia-broker roster schools add`)", sel.SchoolID)
+			return nil, &FieldError{"school", fmt.Sprintf("unknown school %q (add it with `esia-broker roster schools add`)", sel.SchoolID)}
 		}
 	}
 	if len(sel.IDs) > 0 && len(st) != len(sel.IDs) {
@@ -163,10 +194,14 @@ func (s *Service) students(ctx context.Context, sel Selection) ([]storage.Studen
 				missing = append(missing, fmt.Sprintf("%q", id))
 			}
 		}
-		return nil, fmt.Errorf("not active students of school %q%s: %s", sel.SchoolID, classNote(sel.Class), strings.Join(missing, ", "))
+		return nil, &FieldError{"students", fmt.Sprintf("not active students of school %q%s: %s", sel.SchoolID, classNote(sel.Class), strings.Join(missing, ", "))}
 	}
 	if len(st) == 0 {
-		return nil, fmt.Errorf("no active students in school %q%s", sel.SchoolID, classNote(sel.Class))
+		field := "school"
+		if sel.Class != "" {
+			field = "class"
+		}
+		return nil, &FieldError{field, fmt.Sprintf("no active students in school %q%s", sel.SchoolID, classNote(sel.Class))}
 	}
 	return st, nil
 }
@@ -182,8 +217,8 @@ func (s *Service) issue(ctx context.Context, r IssueRequest, rotating bool) ([]S
 	if err := checkRole(r.Role); err != nil {
 		return nil, err
 	}
-	if r.TTL <= 0 {
-		return nil, errors.New("expiry must be positive")
+	if r.TTL <= 0 || r.TTL > MaxTTL {
+		return nil, &FieldError{"expiry", "the expiry must be positive and at most 366 days"}
 	}
 	students, err := s.students(ctx, r.Selection)
 	if err != nil {
@@ -220,7 +255,7 @@ func (s *Service) issue(ctx context.Context, r IssueRequest, rotating bool) ([]S
 		norm, _ := Normalize(code)
 		in := storage.Invite{ID: uuid.NewString(), CodeDigest: Digest(s.key, norm), StudentID: st.ID, Role: r.Role, CreatedBy: r.Operator, CreatedAt: now, ExpiresAt: now.Add(r.TTL)}
 		invs = append(invs, in)
-		slips = append(slips, Slip{InviteID: in.ID, SchoolID: st.SchoolID, SchoolName: names[st.SchoolID], Class: st.Class,
+		slips = append(slips, Slip{InviteID: in.ID, StudentID: st.ID, SchoolID: st.SchoolID, SchoolName: names[st.SchoolID], Class: st.Class,
 			StudentName: storage.FullName(st.FamilyName, st.GivenName, st.MiddleName), Role: r.Role, Code: code, ExpiresAt: in.ExpiresAt, Replaces: rotating, Birthdate: st.Birthdate})
 		if r.Progress != nil && (i%200 == 199 || i == len(students)-1) {
 			r.Progress(i+1, len(students))
@@ -270,6 +305,28 @@ func (s *Service) revoke(ctx context.Context, sel Selection, role, operator, act
 		return 0, err
 	}
 	return n, s.store.Audit(ctx, operator, action, sel.SchoolID, map[string]any{"class": sel.Class, "role": role, "revoked": n})
+}
+
+// ErrInviteUsed is returned when revoking a code that was already used for a link.
+var ErrInviteUsed = errors.New("the code was already used")
+
+// RevokeOne revokes one code by its id. A code already revoked or expired is revoked without
+// change; one already used gives ErrInviteUsed, an unknown id storage.ErrNotFound.
+func (s *Service) RevokeOne(ctx context.Context, id, operator string) error {
+	return s.store.InTx(ctx, func(ctx context.Context) error {
+		in, err := s.store.InviteByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if in.RedeemedAt != nil {
+			return ErrInviteUsed
+		}
+		n, err := s.store.RevokeInvites(ctx, []string{id})
+		if err != nil || n == 0 {
+			return err
+		}
+		return s.store.Audit(ctx, operator, "invites.revoke", in.StudentID, map[string]any{"invite": id, "role": in.Role, "revoked": n})
+	})
 }
 
 // List lists invites with their status; never the code.

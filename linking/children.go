@@ -54,6 +54,10 @@ func (s *Service) MoveChildToESIA(ctx context.Context, parentID, studentID strin
 		if err := s.store.SetAccountStatus(ctx, c.AccountID, "disabled"); err != nil {
 			return err
 		}
+		if err := s.store.AppendEvent(ctx, storage.Event{Type: storage.EventChildDisabled, AccountID: c.AccountID, StudentID: studentID,
+			Data: map[string]any{"reason": "moved_to_esia"}}); err != nil {
+			return err
+		}
 		return s.store.Audit(ctx, "account:"+parentID, "child.moved_to_esia", studentID, map[string]any{"sub_account": c.AccountID})
 	})
 }
@@ -73,6 +77,10 @@ func (s *Service) DisablePasswordAccounts(ctx context.Context, actor string) (in
 		}
 		err := s.store.InTx(ctx, func(ctx context.Context) error {
 			if err := s.store.SetAccountStatus(ctx, c.AccountID, "disabled"); err != nil {
+				return err
+			}
+			if err := s.store.AppendEvent(ctx, storage.Event{Type: storage.EventChildDisabled, AccountID: c.AccountID, StudentID: c.StudentID,
+				Data: map[string]any{"reason": "password_accounts_off"}}); err != nil {
 				return err
 			}
 			return s.store.Audit(ctx, actor, "child.disabled", c.StudentID, map[string]any{"sub_account": c.AccountID, "reason": "children.password_accounts is off"})
@@ -172,6 +180,10 @@ func (s *Service) CreateChildLogin(ctx context.Context, parentID, studentID, log
 			if errors.Is(err, storage.ErrConflict) {
 				return ErrLoginTaken
 			}
+			return err
+		}
+		if err := s.store.AppendEvent(ctx, storage.Event{Type: storage.EventChildCreated, AccountID: a.ID, StudentID: studentID,
+			Data: map[string]any{"parent": parentID}}); err != nil {
 			return err
 		}
 		return s.store.Audit(ctx, "account:"+parentID, "child.create", studentID, nil)

@@ -20,7 +20,7 @@ type Store interface {
 	UpsertStudent(ctx context.Context, st *storage.Student, guardians []storage.Guardian) (bool, error)
 	SetStudentActive(ctx context.Context, id string, active bool) (bool, error)
 	StudentsForSNILS(ctx context.Context, digest string) (parents, own []storage.Student, err error)
-	AddLink(ctx context.Context, accountID, studentID, relation, method string) (bool, error)
+	AddLink(ctx context.Context, accountID, studentID, relation, method string) (string, error)
 	RevokeLink(ctx context.Context, id string) (bool, error)
 	Links(ctx context.Context, accountID string, all bool) ([]storage.Link, error)
 	Audit(ctx context.Context, actor, action, target string, details map[string]any) error
@@ -36,6 +36,9 @@ type Store interface {
 	SetAccountStatus(ctx context.Context, id, status string) error
 	OwnESIALink(ctx context.Context, studentID string) (bool, error)
 	ChildAccounts(ctx context.Context) ([]storage.ChildAccount, error)
+	AppendEvent(ctx context.Context, e storage.Event) error
+	LinkByID(ctx context.Context, id string) (*storage.Link, error)
+	RevokeTokensOf(ctx context.Context, subject string) error
 }
 
 // Service applies the linking rules.
@@ -192,6 +195,9 @@ func (s *Service) ResolveAccount(ctx context.Context, a *storage.Account, snils 
 					if err := s.store.Audit(ctx, "account:"+accountID, "link.revoke", l.StudentID, map[string]any{"method": "snils", "reason": "snils no longer on the card"}); err != nil {
 						return err
 					}
+					if err := s.store.AppendEvent(ctx, linkEvent(storage.EventLinkRevoked, l.AccountID, l.StudentID, l.ID, l.Relation, l.Method)); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -199,13 +205,16 @@ func (s *Service) ResolveAccount(ctx context.Context, a *storage.Account, snils 
 			if have[id] {
 				continue
 			}
-			added, err := s.store.AddLink(ctx, accountID, id, w.relation, "snils")
+			linkID, err := s.store.AddLink(ctx, accountID, id, w.relation, "snils")
 			if err != nil {
 				return err
 			}
-			if added {
+			if linkID != "" {
 				ch.Added++
 				if err := s.store.Audit(ctx, "account:"+accountID, "link.add", id, map[string]any{"method": "snils", "relation": w.relation}); err != nil {
+					return err
+				}
+				if err := s.store.AppendEvent(ctx, linkEvent(storage.EventLinkCreated, accountID, id, linkID, w.relation, "snils")); err != nil {
 					return err
 				}
 			}
@@ -262,17 +271,78 @@ func (s *Service) RedeemCode(ctx context.Context, accountID, code, role, ip stri
 	if err := MayLink(a, st, relation, s.now()); err != nil {
 		return refuse(err)
 	}
-	added, err := s.store.AddLink(ctx, accountID, st.ID, relation, "invite")
+	var linkID string
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if linkID, err = s.store.AddLink(ctx, accountID, st.ID, relation, "invite"); err != nil || linkID == "" {
+			return err
+		}
+		if err := s.invites.Settled(ctx, accountID); err != nil {
+			return err
+		}
+		if err := s.store.Audit(ctx, "account:"+accountID, "link.add", st.ID, map[string]any{"method": "invite", "relation": relation, "invite": in.ID}); err != nil {
+			return err
+		}
+		if err := s.store.AppendEvent(ctx, storage.Event{Type: storage.EventInviteRedeemed, AccountID: accountID, StudentID: st.ID,
+			Data: map[string]any{"invite_id": in.ID, "role": role}}); err != nil {
+			return err
+		}
+		return s.store.AppendEvent(ctx, linkEvent(storage.EventLinkCreated, accountID, st.ID, linkID, relation, "invite"))
+	})
 	if err != nil {
 		return nil, err
 	}
-	if !added {
+	if linkID == "" {
 		return refuse(ErrAlreadyLinked)
 	}
-	if err := s.invites.Settled(ctx, accountID); err != nil {
-		return nil, err
+	return st, nil
+}
+
+// linkEvent is the feed's event of a link made or ended; method is as stored ("invite" is a
+// code).
+func linkEvent(typ, accountID, studentID, linkID, relation, method string) storage.Event {
+	return storage.Event{Type: typ, AccountID: accountID, StudentID: studentID,
+		Data: map[string]any{"link_id": linkID, "relation": relation, "method": APIMethod(method)}}
+}
+
+// APIMethod names a link's method as the diaries' API does: a link made by an invite code is
+// "code".
+func APIMethod(method string) string {
+	if method == "invite" {
+		return "code"
 	}
-	return st, s.store.Audit(ctx, "account:"+accountID, "link.add", st.ID, map[string]any{"method": "invite", "relation": relation, "invite": in.ID})
+	return method
+}
+
+// EndLink ends an active link with everything the end of a right ends, in one transaction: the
+// account's sessions, codes and tokens (refresh families and app devices among them), a
+// sub-account left with no parent, and the link.revoked event. It returns the link as it was.
+func (s *Service) EndLink(ctx context.Context, linkID, actor string) (*storage.Link, error) {
+	var l *storage.Link
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if l, err = s.store.LinkByID(ctx, linkID); err != nil {
+			return err
+		}
+		if l.RevokedAt != nil {
+			return fmt.Errorf("link %s was already revoked: %w", linkID, storage.ErrNotFound)
+		}
+		revoked, err := s.store.RevokeLink(ctx, linkID)
+		if err != nil {
+			return err
+		}
+		if !revoked {
+			return fmt.Errorf("link %s was already revoked: %w", linkID, storage.ErrNotFound)
+		}
+		if err := s.store.RevokeTokensOf(ctx, l.AccountID); err != nil {
+			return err
+		}
+		if err := s.store.Audit(ctx, actor, "link.revoke", l.StudentID, map[string]any{"account": l.AccountID, "link": l.ID, "method": l.Method}); err != nil {
+			return err
+		}
+		return s.store.AppendEvent(ctx, linkEvent(storage.EventLinkRevoked, l.AccountID, l.StudentID, l.ID, l.Relation, l.Method))
+	})
+	return l, err
 }
 
 // ApplyIntent links the account to the students a diary named (method diary). Every link
@@ -292,13 +362,16 @@ func (s *Service) ApplyIntent(ctx context.Context, accountID, clientID, relation
 			if err := MayLink(a, st, relation, s.now()); err != nil {
 				return err
 			}
-			added, err := s.store.AddLink(ctx, accountID, id, relation, "diary")
+			linkID, err := s.store.AddLink(ctx, accountID, id, relation, "diary")
 			if err != nil {
 				return err
 			}
-			if added {
+			if linkID != "" {
 				n++
 				if err := s.store.Audit(ctx, "account:"+accountID, "link.add", id, map[string]any{"method": "diary", "relation": relation, "client": clientID}); err != nil {
+					return err
+				}
+				if err := s.store.AppendEvent(ctx, linkEvent(storage.EventLinkCreated, accountID, id, linkID, relation, "diary")); err != nil {
 					return err
 				}
 			}

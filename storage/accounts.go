@@ -170,11 +170,23 @@ func (s *Store) ForgetAccount(ctx context.Context, id string) error {
 				return fmt.Errorf("forget account: %w", err)
 			}
 		}
+		active, err := s.Links(ctx, id, false)
+		if err != nil {
+			return err
+		}
 		if _, err := s.exec(ctx, `UPDATE links SET revoked_at = ? WHERE account_id = ? AND revoked_at IS NULL`, now, id); err != nil {
 			return fmt.Errorf("forget account: %w", err)
 		}
-		_, err = s.EndOrphanedChildAccess(ctx, students...)
-		return err
+		if _, err = s.EndOrphanedChildAccess(ctx, students...); err != nil {
+			return err
+		}
+		for _, l := range active {
+			if err := s.AppendEvent(ctx, Event{Type: EventLinkRevoked, AccountID: id, StudentID: l.StudentID,
+				Data: map[string]any{"link_id": l.ID, "relation": l.Relation, "method": l.Method, "reason": "account_forgotten"}}); err != nil {
+				return err
+			}
+		}
+		return s.AppendEvent(ctx, Event{Type: EventAccountForgotten, AccountID: id})
 	})
 }
 

@@ -209,3 +209,12 @@ type InviteStat struct {
 	Expired  int
 	Revoked  int
 }
+
+// InviteByID returns one invite.
+func (s *Store) InviteByID(ctx context.Context, id string) (*Invite, error) {
+	var in Invite
+	if err := s.get(ctx, &in, `SELECT `+inviteCols+` FROM invites WHERE id = ?`, id); err != nil {
+		return nil, fmt.Errorf("get invite: %w", err)
+	}
+	return &in, nil
+}

@@ -34,24 +34,26 @@ type LinkedStudent struct {
 	Birthdate string    `db:"birthdate"`
 }
 
-// AddLink links account to student unless an active link exists; it tells whether it made one.
-func (s *Store) AddLink(ctx context.Context, accountID, studentID, relation, method string) (bool, error) {
+// AddLink links account to student unless an active link exists; it returns the new link's id,
+// or "" when it made none.
+func (s *Store) AddLink(ctx context.Context, accountID, studentID, relation, method string) (string, error) {
 	var n int
 	if err := s.get(ctx, &n, `SELECT COUNT(*) FROM links WHERE account_id = ? AND student_id = ? AND revoked_at IS NULL`, accountID, studentID); err != nil {
-		return false, fmt.Errorf("add link: %w", err)
+		return "", fmt.Errorf("add link: %w", err)
 	}
 	if n > 0 {
-		return false, nil
+		return "", nil
 	}
+	id := uuid.NewString()
 	_, err := s.exec(ctx, `INSERT INTO links (id, account_id, student_id, relation, method, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		uuid.NewString(), accountID, studentID, relation, method, s.clock())
+		id, accountID, studentID, relation, method, s.clock())
 	if isUniqueViolation(err) {
-		return false, nil // a concurrent login made the same link
+		return "", nil // a concurrent login made the same link
 	}
 	if err != nil {
-		return false, fmt.Errorf("add link: %w", err)
+		return "", fmt.Errorf("add link: %w", err)
 	}
-	return true, nil
+	return id, nil
 }
 
 // RevokeLink ends an active link by id; it tells whether one was revoked. When it was a
@@ -105,6 +107,25 @@ func (s *Store) GuardianLinks(ctx context.Context, studentID string) ([]Link, er
 		WHERE l.student_id = ? AND l.relation = 'parent' AND l.revoked_at IS NULL AND a.status = 'active' ORDER BY l.created_at`, studentID)
 	if err != nil {
 		return nil, fmt.Errorf("guardian links: %w", err)
+	}
+	return out, nil
+}
+
+// LinkByID returns one link, active or revoked.
+func (s *Store) LinkByID(ctx context.Context, id string) (*Link, error) {
+	var l Link
+	if err := s.get(ctx, &l, `SELECT id, account_id, student_id, relation, method, created_at, revoked_at FROM links WHERE id = ?`, id); err != nil {
+		return nil, fmt.Errorf("get link: %w", err)
+	}
+	return &l, nil
+}
+
+// StudentLinks lists the active links to a student card, oldest first.
+func (s *Store) StudentLinks(ctx context.Context, studentID string) ([]Link, error) {
+	var out []Link
+	if err := s.selectAll(ctx, &out, `SELECT id, account_id, student_id, relation, method, created_at, revoked_at FROM links
+		WHERE student_id = ? AND revoked_at IS NULL ORDER BY created_at, id`, studentID); err != nil {
+		return nil, fmt.Errorf("student links: %w", err)
 	}
 	return out, nil
 }

@@ -106,6 +106,9 @@ func (s *Store) UpsertStudent(ctx context.Context, st *Student, guardians []Guar
 					if _, err := s.EndOrphanedChildAccess(ctx, st.ID); err != nil {
 						return err
 					}
+					if err := s.AppendEvent(ctx, Event{Type: EventStudentDeactivated, StudentID: st.ID}); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -146,11 +149,14 @@ func (s *Store) SetStudentActive(ctx context.Context, id string, active bool) (b
 		if err != nil {
 			return fmt.Errorf("set student %s active=%v: %w", id, active, err)
 		}
-		if !active {
+		if !active && affected(res) > 0 {
 			// A child who left loses the sub-account's sessions and tokens at once.
-			_, err = s.EndOrphanedChildAccess(ctx, id)
+			if _, err = s.EndOrphanedChildAccess(ctx, id); err != nil {
+				return err
+			}
+			return s.AppendEvent(ctx, Event{Type: EventStudentDeactivated, StudentID: id})
 		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return false, err
@@ -249,6 +255,10 @@ func (s *Store) revokeStaleSNILSLinks(ctx context.Context, studentID string) err
 			return fmt.Errorf("revoke stale SNILS link: %w", err)
 		}
 		if err := s.Audit(ctx, "roster", "link.revoke", l.StudentID, map[string]any{"account": l.AccountID, "method": "snils", "reason": "snils no longer on the card"}); err != nil {
+			return err
+		}
+		if err := s.AppendEvent(ctx, Event{Type: EventLinkRevoked, AccountID: l.AccountID, StudentID: l.StudentID,
+			Data: map[string]any{"link_id": l.ID, "relation": l.Relation, "method": l.Method}}); err != nil {
 			return err
 		}
 	}

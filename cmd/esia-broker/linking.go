@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -198,16 +199,9 @@ func validID(s string) bool {
 }
 
 func parseTTL(s string) (time.Duration, error) {
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		var n int
-		if _, err := fmt.Sscanf(d, "%d", &n); err != nil || n <= 0 || n > 365 {
-			return 0, fmt.Errorf("--expires %q: use a number of days (1d…365d) or a duration like 72h", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 || d > 366*24*time.Hour {
-		return 0, fmt.Errorf("--expires %q: use a number of days (1d…365d) or a duration like 72h", s)
+	d, err := invites.ParseTTL(s)
+	if err != nil {
+		return 0, fmt.Errorf("--expires %q: %w", s, err)
 	}
 	return d, nil
 }
@@ -455,24 +449,28 @@ func (a *app) accountsCmd() *cobra.Command {
 		})}
 	unlink := &cobra.Command{Use: "unlink ACCOUNT_ID LINK_ID", Short: "Revoke one link", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withAccount(func(ctx context.Context, s *storage.Store, acct *storage.Account) error {
-				ls, err := s.Links(ctx, acct.ID, false)
+			return a.withStore(cmd.Context(), func(cfg *config.Config, s *storage.Store) error {
+				ctx := cmd.Context()
+				ls, err := s.Links(ctx, args[0], false)
 				if err != nil {
 					return err
 				}
-				for _, l := range ls {
-					if l.ID == args[1] {
-						return s.InTx(ctx, func(ctx context.Context) error {
-							if _, err := s.RevokeLink(ctx, l.ID); err != nil {
-								return err
-							}
-							fmt.Fprintf(a.stdout, "revoked link %s (%s)\n", l.ID, l.StudentID)
-							return s.Audit(ctx, a.actor(), "link.revoke", l.StudentID, map[string]any{"account": acct.ID, "method": "admin"})
-						})
-					}
+				if !slices.ContainsFunc(ls, func(l storage.Link) bool { return l.ID == args[1] }) {
+					return fmt.Errorf("account %s has no active link %q", args[0], args[1])
 				}
-				return fmt.Errorf("account %s has no active link %q", acct.ID, args[1])
-			})(cmd, args)
+				linker, _, err := services(cfg, s)
+				if err != nil {
+					return err
+				}
+				// The link ends as the diaries' DELETE /api/v1/links/{id} ends it: with the
+				// account's sessions and tokens, and a sub-account left without a parent.
+				l, err := linker.EndLink(ctx, args[1], a.actor())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "revoked link %s (%s); the account's sessions and tokens ended\n", l.ID, l.StudentID)
+				return nil
+			})
 		}}
 	disable := &cobra.Command{Use: "disable ACCOUNT_ID", Short: "Disable an account: it can no longer log in; its sessions and tokens end", Args: cobra.ExactArgs(1),
 		RunE: withAccount(func(ctx context.Context, s *storage.Store, acct *storage.Account) error {
@@ -481,6 +479,9 @@ func (a *app) accountsCmd() *cobra.Command {
 					return err
 				}
 				if err := s.RevokeTokensOf(ctx, acct.ID); err != nil {
+					return err
+				}
+				if err := s.AppendEvent(ctx, storage.Event{Type: storage.EventAccountDisabled, AccountID: acct.ID}); err != nil {
 					return err
 				}
 				fmt.Fprintf(a.stdout, "disabled account %s\n", acct.ID)

@@ -95,13 +95,13 @@ func testRosterAndLinks(t *testing.T, s *storage.Store) {
 	if _, err := s.AccountByUpstream(ctx, "esia", "oid-2"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("unknown upstream account: %v", err)
 	}
-	if added, err := s.AddLink(ctx, acct.ID, "s-1", "parent", "snils"); err != nil || !added {
+	if added, err := s.AddLink(ctx, acct.ID, "s-1", "parent", "snils"); err != nil || added == "" {
 		t.Fatalf("add link: %v %v", added, err)
 	}
-	if added, _ := s.AddLink(ctx, acct.ID, "s-1", "parent", "invite"); added {
+	if added, _ := s.AddLink(ctx, acct.ID, "s-1", "parent", "invite"); added != "" {
 		t.Error("a second active link to the same card")
 	}
-	if added, _ := s.AddLink(ctx, acct.ID, "s-3", "parent", "invite"); !added {
+	if added, _ := s.AddLink(ctx, acct.ID, "s-3", "parent", "invite"); added == "" {
 		t.Error("link to s-3")
 	}
 	linked, err := s.LinkedStudents(ctx, acct.ID)

@@ -1,0 +1,392 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/esia-broker/esia-broker/docs"
+	"github.com/esia-broker/esia-broker/invites"
+	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+// The diaries' API for class teachers' codes, who is linked, and what changed (docs/DIARY.md,
+// docs/openapi.json). Every call is authenticated by a client-credentials access token with
+// the endpoint's scope and audited with the client as the operator.
+
+// badField answers 400 naming the field.
+func badField(w http.ResponseWriter, field, reason string) {
+	writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_request", "error_description": reason,
+		"problems": []problem{{Field: field, Reason: reason}}})
+}
+
+// decodeStrict reads a JSON object into v, refusing unknown fields, and names the field at
+// fault when it can.
+func decodeStrict(r *http.Request, v any) (field, reason string, ok bool) {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return "", "the body must be application/json", false
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("one JSON object only")
+	}
+	var te *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return "", "", true
+	case errors.As(err, &te):
+		return te.Field, fmt.Sprintf("%s must be a JSON %s", te.Field, te.Type.Kind()), false
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return f, "unknown field " + f, false
+	}
+	return "", "the body is not a valid JSON object", false
+}
+
+// auditAPI records a call of the API by client; a failure to record fails the call.
+func (b *Broker) auditAPI(w http.ResponseWriter, r *http.Request, client, action, target string, details map[string]any) bool {
+	if err := b.store.Audit(r.Context(), "api:"+client, action, target, details); err != nil {
+		b.logger(r.Context()).Error("audit api call", "action", action, "err", err)
+		apiError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "The call could not be recorded; try again.")
+		return false
+	}
+	return true
+}
+
+type inviteRequest struct {
+	SchoolID   string   `json:"school_id"`
+	Class      string   `json:"class"`
+	StudentIDs []string `json:"student_ids"`
+	Role       string   `json:"role"`
+	Rotate     bool     `json:"rotate"`
+	ExpiresIn  string   `json:"expires_in"`
+}
+
+// apiFields maps the invites service's field names to the API's.
+var apiFields = map[string]string{"school": "school_id", "class": "class", "students": "student_ids", "role": "role", "expiry": "expires_in"}
+
+// issueInvites runs POST /api/v1/invites and /api/v1/invites/sheet: it validates, issues or
+// rotates, and returns the slips; on a refusal it has answered already.
+func (b *Broker) issueInvites(w http.ResponseWriter, r *http.Request, client string) ([]invites.Slip, *inviteRequest, bool) {
+	var req inviteRequest
+	if field, reason, ok := decodeStrict(r, &req); !ok {
+		badField(w, field, reason)
+		return nil, nil, false
+	}
+	switch {
+	case req.SchoolID == "":
+		badField(w, "school_id", "school_id is required")
+		return nil, nil, false
+	case req.Role != invites.RoleParent && req.Role != invites.RoleStudent:
+		badField(w, "role", "role must be parent or student")
+		return nil, nil, false
+	case len(req.StudentIDs) > 1000:
+		badField(w, "student_ids", "name at most 1000 students")
+		return nil, nil, false
+	}
+	for _, id := range req.StudentIDs {
+		if id == "" || len(id) > 64 {
+			badField(w, "student_ids", "every student id must be 1-64 characters")
+			return nil, nil, false
+		}
+	}
+	ttl := 30 * 24 * time.Hour
+	if req.ExpiresIn != "" {
+		var err error
+		if ttl, err = invites.ParseTTL(req.ExpiresIn); err != nil {
+			badField(w, "expires_in", "expires_in: "+err.Error())
+			return nil, nil, false
+		}
+	}
+	ir := invites.IssueRequest{Selection: invites.Selection{SchoolID: req.SchoolID, Class: req.Class, IDs: req.StudentIDs},
+		Role: req.Role, TTL: ttl, Operator: "api:" + client}
+	var slips []invites.Slip
+	var err error
+	if req.Rotate {
+		slips, _, err = b.invites.Rotate(r.Context(), ir)
+	} else {
+		slips, err = b.invites.Issue(r.Context(), ir)
+	}
+	var fe *invites.FieldError
+	switch {
+	case errors.As(err, &fe):
+		badField(w, apiFields[fe.Field], fe.Reason)
+		return nil, nil, false
+	case errors.Is(err, invites.ErrOpenCodesExist):
+		apiError(w, http.StatusConflict, "open_codes_exist", "Some of the selected students already have open codes for this role; send \"rotate\": true to replace them.")
+		return nil, nil, false
+	case err != nil:
+		b.logger(r.Context()).Error("api: issue invites", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "The codes could not be issued.")
+		return nil, nil, false
+	}
+	return slips, &req, true
+}
+
+// apiIssueInvites is POST /api/v1/invites (scope invites:write): one code per selected student,
+// shown this once.
+func (b *Broker) apiIssueInvites(w http.ResponseWriter, r *http.Request) {
+	client, ok := b.requireScope(w, r, "invites:write")
+	if !ok {
+		return
+	}
+	slips, _, ok := b.issueInvites(w, r, client)
+	if !ok {
+		return
+	}
+	out := make([]map[string]any, len(slips))
+	for i, s := range slips {
+		out[i] = map[string]any{"id": s.InviteID, "student_id": s.StudentID, "role": s.Role, "code": s.Code, "expires_at": s.ExpiresAt.UTC()}
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"invites": out})
+}
+
+// apiInviteSheet is POST /api/v1/invites/sheet (scope invites:write): as POST /api/v1/invites,
+// answered with the printable A4 sheet of slips.
+func (b *Broker) apiInviteSheet(w http.ResponseWriter, r *http.Request) {
+	client, ok := b.requireScope(w, r, "invites:write")
+	if !ok {
+		return
+	}
+	slips, req, ok := b.issueInvites(w, r, client)
+	if !ok {
+		return
+	}
+	start := b.issuer()
+	if c, err := b.store.Client(r.Context(), client); err == nil && c.HomeURL != "" {
+		start = c.HomeURL
+	}
+	title := req.SchoolID
+	if len(slips) > 0 && slips[0].SchoolName != "" {
+		title = slips[0].SchoolName
+	}
+	if req.Class != "" {
+		title += ", класс " + req.Class
+	}
+	var buf bytes.Buffer
+	if err := invites.WriteHTML(&buf, title, start, slips); err != nil {
+		b.logger(r.Context()).Error("api: invite sheet", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "The sheet could not be made.")
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// apiStatus is the API's name of an invite's status.
+func apiStatus(s string) string {
+	if s == "redeemed" {
+		return "used"
+	}
+	return s
+}
+
+// apiListInvites is GET /api/v1/invites (scope invites:write): the records, never the codes.
+func (b *Broker) apiListInvites(w http.ResponseWriter, r *http.Request) {
+	client, ok := b.requireScope(w, r, "invites:write")
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	for k := range q {
+		switch k {
+		case "school_id", "class", "role", "status":
+		default:
+			badField(w, k, "unknown parameter "+k)
+			return
+		}
+	}
+	f := storage.InviteFilter{SchoolID: q.Get("school_id"), Class: q.Get("class"), Role: q.Get("role")}
+	status := q.Get("status")
+	switch {
+	case f.SchoolID == "":
+		badField(w, "school_id", "school_id is required")
+		return
+	case f.Role != "" && f.Role != invites.RoleParent && f.Role != invites.RoleStudent:
+		badField(w, "role", "role must be parent or student")
+		return
+	case status != "" && status != "open" && status != "used" && status != "revoked" && status != "expired":
+		badField(w, "status", "status must be open, used, revoked or expired")
+		return
+	}
+	rows, err := b.invites.List(r.Context(), f)
+	if err != nil {
+		b.logger(r.Context()).Error("api: list invites", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "The codes could not be listed.")
+		return
+	}
+	now := b.store.Now()
+	out := []map[string]any{}
+	for _, row := range rows {
+		st := apiStatus(row.Status(now))
+		if status != "" && st != status {
+			continue
+		}
+		m := map[string]any{"id": row.ID, "student_id": row.StudentID, "school_id": row.SchoolID, "class": row.Class, "role": row.Role,
+			"status": st, "created_at": row.CreatedAt.UTC(), "expires_at": row.ExpiresAt.UTC()}
+		if row.RedeemedAt != nil {
+			m["used_at"] = row.RedeemedAt.UTC()
+		}
+		if row.RevokedAt != nil {
+			m["revoked_at"] = row.RevokedAt.UTC()
+		}
+		out = append(out, m)
+	}
+	if !b.auditAPI(w, r, client, "api.invites.list", f.SchoolID, map[string]any{"class": f.Class, "role": f.Role, "status": status, "count": len(out)}) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"invites": out})
+}
+
+// apiRevokeInvite is DELETE /api/v1/invites/{id} (scope invites:write).
+func (b *Broker) apiRevokeInvite(w http.ResponseWriter, r *http.Request) {
+	client, ok := b.requireScope(w, r, "invites:write")
+	if !ok {
+		return
+	}
+	err := b.invites.RevokeOne(r.Context(), mux.Vars(r)["id"], "api:"+client)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		apiError(w, http.StatusNotFound, "not_found", "No such invite code.")
+	case errors.Is(err, invites.ErrInviteUsed):
+		apiError(w, http.StatusConflict, "invite_used", "The code was already used; end the link it made with DELETE /api/v1/links/{id}.")
+	case err != nil:
+		b.logger(r.Context()).Error("api: revoke invite", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "The code could not be revoked.")
+	default:
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// apiStudentLinks is GET /api/v1/students/{id}/links (scope links:read): who is linked.
+func (b *Broker) apiStudentLinks(w http.ResponseWriter, r *http.Request) {
+	client, ok := b.requireScope(w, r, "links:read")
+	if !ok {
+		return
+	}
+	id := mux.Vars(r)["id"]
+	if _, err := b.store.Student(r.Context(), id); errors.Is(err, storage.ErrNotFound) {
+		apiError(w, http.StatusNotFound, "not_found", "No such student.")
+		return
+	} else if err != nil {
+		apiError(w, http.StatusInternalServerError, "server_error", "The student could not be read.")
+		return
+	}
+	links, err := b.store.StudentLinks(r.Context(), id)
+	if err != nil {
+		b.logger(r.Context()).Error("api: student links", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "The links could not be read.")
+		return
+	}
+	out := make([]map[string]any, len(links))
+	for i, l := range links {
+		out[i] = map[string]any{"id": l.ID, "account": l.AccountID, "relation": l.Relation, "method": linking.APIMethod(l.Method), "created_at": l.CreatedAt.UTC()}
+	}
+	if !b.auditAPI(w, r, client, "api.links.read", id, map[string]any{"count": len(out)}) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"student_id": id, "links": out})
+}
+
+// apiEndLink is DELETE /api/v1/links/{id} (scope links:write): the link ends with the account's
+// sessions and tokens and a sub-account left without a parent.
+func (b *Broker) apiEndLink(w http.ResponseWriter, r *http.Request) {
+	client, ok := b.requireScope(w, r, "links:write")
+	if !ok {
+		return
+	}
+	_, err := b.linker.EndLink(r.Context(), mux.Vars(r)["id"], "api:"+client)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		apiError(w, http.StatusNotFound, "not_found", "No such active link.")
+	case err != nil:
+		b.logger(r.Context()).Error("api: end link", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "The link could not be ended.")
+	default:
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// apiEvents is GET /api/v1/events (scope events:read): the changes after a cursor, oldest first.
+func (b *Broker) apiEvents(w http.ResponseWriter, r *http.Request) {
+	client, ok := b.requireScope(w, r, "events:read")
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	for k := range q {
+		if k != "after" && k != "limit" {
+			badField(w, k, "unknown parameter "+k)
+			return
+		}
+	}
+	var after int64
+	if s := q.Get("after"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			badField(w, "after", "after must be a cursor this API returned as next")
+			return
+		}
+		after = n
+	}
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			badField(w, "limit", "limit must be between 1 and 1000")
+			return
+		}
+		limit = n
+	}
+	evs, err := b.store.Events(r.Context(), after, limit)
+	if errors.Is(err, storage.ErrEventsPruned) {
+		apiError(w, http.StatusGone, "cursor_expired", "Events after this cursor are older than the retention period and were removed; read the current state (GET /api/v1/students/{id}/links) and start again without after.")
+		return
+	}
+	if err != nil {
+		b.logger(r.Context()).Error("api: events", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "The events could not be read.")
+		return
+	}
+	next := after
+	out := make([]map[string]any, len(evs))
+	for i, e := range evs {
+		m := map[string]any{"id": strconv.FormatInt(e.ID, 10), "type": e.Type, "time": e.At.UTC(), "data": e.Data}
+		if m["data"] == nil {
+			m["data"] = map[string]any{}
+		}
+		if e.StudentID != "" {
+			m["student_id"] = e.StudentID
+		}
+		if e.AccountID != "" {
+			m["account"] = e.AccountID
+		}
+		out[i] = m
+		next = e.ID
+	}
+	if !b.auditAPI(w, r, client, "api.events.read", "", map[string]any{"after": after, "count": len(out)}) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": out, "next": strconv.FormatInt(next, 10)})
+}
+
+// apiDocument is GET /api/v1/openapi.json: the API's OpenAPI 3.1 description, as kept in docs/.
+func (b *Broker) apiDocument(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(docs.OpenAPI)
+}
