@@ -127,8 +127,7 @@ func (b *Broker) consent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	replay, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/oauth2/authorize?"+lr.AuthorizeQuery, nil)
-	ar, err := b.provider.NewAuthorizeRequest(ctx, replay)
+	ar, err := b.replayAuthorize(ctx, lr.AuthorizeQuery)
 	if err != nil {
 		b.authorizeError(w, r, ar, err)
 		return

@@ -93,6 +93,18 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 		b.authorizeError(w, r, nil, fosite.ErrRequestURINotSupported.WithHint("Only request_uri values from the pushed authorization request endpoint are accepted."))
 		return
 	}
+	if _, ok := r.Form["request"]; ok {
+		// Request objects are not supported (discovery says so): fosite would take an unsigned
+		// one from a client with a JWKS and let it override what the client sent.
+		b.authorizeError(w, r, nil, fosite.ErrRequestNotSupported.WithHint("Request objects are not supported; use a pushed authorization request."))
+		return
+	}
+	if pushed {
+		// RFC 9126 §4: the pushed parameters are the request. Whatever else the browser brings
+		// (a nonce, a state, another redirect_uri) is dropped, not merged.
+		r.Form = url.Values{"client_id": r.Form["client_id"], "request_uri": r.Form["request_uri"]}
+		r.PostForm = url.Values{}
+	}
 	ar, err := b.provider.NewAuthorizeRequest(ctx, r)
 	if err != nil {
 		b.authorizeError(w, r, ar, err)
@@ -220,11 +232,7 @@ func (b *Broker) nextStep(ctx context.Context, lr *storage.LoginRequest, account
 	if account.Status != "active" {
 		return step{kind: stepPageError, err: &UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена", Message: "Вход с этой учётной записью отключён администратором. Обратитесь в школу или в службу поддержки."}}
 	}
-	replay, err := http.NewRequestWithContext(ctx, http.MethodGet, "/oauth2/authorize?"+lr.AuthorizeQuery, nil)
-	if err != nil {
-		return step{kind: stepPageError, err: err}
-	}
-	ar, err := b.provider.NewAuthorizeRequest(ctx, replay)
+	ar, err := b.replayAuthorize(ctx, lr.AuthorizeQuery)
 	if err != nil {
 		return step{kind: stepAuthError, err: err, ar: ar}
 	}
@@ -854,12 +862,43 @@ func authorizeQuery(ar fosite.AuthorizeRequester) string {
 	return form.Encode()
 }
 
+// replayAuthorize rebuilds a login request's authorization request, checked as the
+// authorization endpoint checked it: exact redirect URI, never a request object.
+func (b *Broker) replayAuthorize(ctx context.Context, query string) (fosite.AuthorizeRequester, error) {
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fosite.ErrInvalidRequest.WithHint("The stored authorization request could not be read.")
+	}
+	if q.Has("request") || q.Has("request_uri") {
+		return nil, fosite.ErrRequestNotSupported.WithHint("Request objects are not supported.")
+	}
+	replay, err := http.NewRequestWithContext(ctx, http.MethodGet, "/oauth2/authorize?"+query, nil)
+	if err != nil {
+		return nil, err
+	}
+	ar, err := b.provider.NewAuthorizeRequest(ctx, replay)
+	if err != nil {
+		return ar, err
+	}
+	if err := checkExactRedirect(ar); err != nil {
+		return nil, err
+	}
+	return ar, nil
+}
+
 // pushedAuthorize is the pushed authorization request endpoint (RFC 9126): a client posts its
 // authorization request from its server, authenticated, and gets a request_uri to send the
 // browser with. The request is checked as the authorization endpoint checks it.
 func (b *Broker) pushedAuthorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	ar, err := b.provider.NewPushedAuthorizeRequest(ctx, r)
+	var ar fosite.AuthorizeRequester
+	err := r.ParseForm()
+	if err == nil && r.Form.Has("request") {
+		err = fosite.ErrRequestNotSupported.WithHint("Request objects are not supported; push the parameters themselves.")
+	}
+	if err == nil {
+		ar, err = b.provider.NewPushedAuthorizeRequest(ctx, r)
+	}
 	if err == nil {
 		err = checkExactRedirect(ar)
 	}

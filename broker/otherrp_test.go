@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -345,6 +346,54 @@ func TestPushedAuthorizationRequests(t *testing.T) {
 			t.Fatalf("exchange after PAR: %v", err)
 		}
 
+		// The browser cannot add to or change a pushed request: its nonce, state, redirect_uri,
+		// scope and code_challenge are dropped, and a request object is refused.
+		verifier = oauth2.GenerateVerifier()
+		z.nonce = "nonce-pushed-3"
+		tampered := authorizeURL(push(verifier, z.nonce)) + "&" + url.Values{"nonce": {"EVIL"}, "state": {"EVIL"}, "redirect_uri": {"http://127.0.0.1:9999/cb"},
+			"scope": {"openid profile students"}, "code_challenge": {oidc.NewSHACodeChallenge("attacker-verifier-attacker-verifier-attacker")}}.Encode()
+		back = h.login(br, tampered)
+		if back.Host != mustParse(t, rpRedirect).Host || back.Path != mustParse(t, rpRedirect).Path || back.Query().Get("state") != "state-pushed-1" {
+			t.Errorf("a tampered pushed login came back as %s", back)
+		}
+		if _, err := zrp.CodeExchange[*oidc.IDTokenClaims](ctx, back.Query().Get("code"), z.party, zrp.WithCodeVerifier(verifier)); err != nil {
+			t.Errorf("exchange after a tampered PAR (the pushed nonce and challenge must hold): %v", err)
+		}
+		// Pushed without a nonce: one the browser adds does not reach the ID token.
+		verifier = oauth2.GenerateVerifier()
+		v := url.Values{"response_type": {"code"}, "client_id": {"kiasuo"}, "redirect_uri": {rpRedirect}, "scope": {"openid profile"},
+			"state": {"state-pushed-5"}, "code_challenge": {oidc.NewSHACodeChallenge(verifier)}, "code_challenge_method": {"S256"}}
+		code, out := postForm(t, h.URL+"/oauth2/par", v, "kiasuo", "secret-secret-secret")
+		if code != http.StatusCreated {
+			t.Fatalf("PAR without nonce: %d %v", code, out)
+		}
+		back = h.login(br, authorizeURL(out["request_uri"].(string))+"&nonce=ADDED-BY-BROWSER&prompt=none")
+		code, out = postForm(t, h.URL+"/oauth2/token", url.Values{"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")},
+			"redirect_uri": {rpRedirect}, "code_verifier": {verifier}}, "kiasuo", "secret-secret-secret")
+		idt, _ := out["id_token"].(string)
+		if parts := strings.Split(idt, "."); code != http.StatusOK || len(parts) != 3 {
+			t.Errorf("exchange: %d %v", code, out)
+		} else if payload, _ := base64.RawURLEncoding.DecodeString(parts[1]); strings.Contains(string(payload), "ADDED-BY-BROWSER") {
+			t.Errorf("a nonce the browser added reached the ID token: %s", payload)
+		}
+		unsigned := "eyJhbGciOiJub25lIn0." + base64.RawURLEncoding.EncodeToString([]byte(`{"nonce":"EVIL","redirect_uri":"http://127.0.0.1:9999/cb"}`)) + "."
+		for _, u := range []string{authorizeURL(push(oauth2.GenerateVerifier(), "n-4")) + "&request=" + unsigned,
+			h.URL + "/oauth2/authorize?" + url.Values{"client_id": {"kiasuo"}, "response_type": {"code"}, "request": {unsigned}}.Encode()} {
+			resp, err := br.Get(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if loc := resp.Header.Get("Location"); strings.Contains(loc, "code=") || loginLink.Match(b) {
+				t.Errorf("a request object was taken: %d %s", resp.StatusCode, loc)
+			}
+		}
+		if code, out := postForm(t, h.URL+"/oauth2/par", url.Values{"response_type": {"code"}, "client_id": {"kiasuo"}, "redirect_uri": {rpRedirect},
+			"scope": {"openid"}, "request": {unsigned}, "code_challenge": {oidc.NewSHACodeChallenge(verifier)}, "code_challenge_method": {"S256"}}, "kiasuo", "secret-secret-secret"); code != http.StatusBadRequest {
+			t.Errorf("PAR with a request object: %d %v", code, out)
+		}
+
 		// One request_uri, 50 browsers at once: one login starts.
 		uri := push(oauth2.GenerateVerifier(), "nonce-pushed-2")
 		var started atomic.Int32
@@ -371,4 +420,13 @@ func TestPushedAuthorizationRequests(t *testing.T) {
 		}
 		_ = disc
 	})
+}
+
+func mustParse(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
