@@ -187,6 +187,7 @@ func TestBackchannelLogoutReachesADiaryThatWasDown(t *testing.T) {
 		if m := metricsText(t, h2); !strings.Contains(m, `esia_broker_backchannel_logouts_total{result="delivered"} 1`) || !strings.Contains(m, "esia_broker_backchannel_logouts_pending 0") {
 			t.Errorf("metrics after delivery:\n%s", grepLines(m, "backchannel"))
 		}
+
 	})
 }
 
@@ -254,6 +255,30 @@ func TestBackchannelLogoutOnceAcrossReplicas(t *testing.T) {
 		}
 		if len(seen) != 5 || all != 1 {
 			t.Errorf("sessions logged out: %d of 5, every-session tokens %d", len(seen), all)
+		}
+
+		// A logout token is signed with the ID tokens' keys but is not one: as an
+		// id_token_hint it ends no session.
+		br := newBrowser(t)
+		z.login(br)
+		status := func() int {
+			resp, err := br.Get(h1.URL + "/account")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if got := status(); got != http.StatusOK {
+			t.Fatalf("account page of a fresh session: %d", got)
+		}
+		resp, err := br.Get(h1.URL + "/oauth2/logout?" + url.Values{"id_token_hint": {got[0]}, "client_id": {"kiasuo"}}.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := status(); got != http.StatusOK {
+			t.Errorf("a logout token as id_token_hint ended the session: account page %d", got)
 		}
 
 		// A diary that never answers: tried with back-off, given up after 24 hours, audited.

@@ -77,6 +77,7 @@ type Broker struct {
 	logo       []byte
 	mount      func(r *mux.Router)
 	linker     *linking.Service
+	clientAuth clientAuthentication
 	invites    *invites.Service
 	// keyDigestKey keys the digests of activation keys.
 	keyDigestKey []byte
@@ -206,9 +207,13 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	// A client's private_key_jwt assertion names the broker as its audience by the token
 	// endpoint (OpenID Connect Core §9) or by the issuer (RFC 7523 §3; what FAPI 2 and most
 	// libraries send): both are accepted, at every endpoint that authenticates clients.
-	if f, ok := provider.(*fosite.Fosite); ok {
-		f.Config = assertionAudiences{Config: fc, urls: []string{issuer + "/oauth2/token", issuer}}
+	f, ok := provider.(*fosite.Fosite)
+	if !ok {
+		return nil, errNoFosite
 	}
+	f.Config = assertionAudiences{Config: fc, urls: []string{issuer + "/oauth2/token", issuer}}
+	clientAuth := clientAuthentication{f: f, now: time.Now}
+	fc.ClientAuthenticationStrategy = clientAuth.authenticate
 
 	pages, err := parsePages()
 	if err != nil {
@@ -218,7 +223,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		cfg: cfg, store: o.Store, keys: keys, provider: provider, idSigner: idSigner,
 		connectors: map[string]Connector{}, log: o.Logger, pages: pages,
 		metrics: newMetrics(o.Registry, o.Store), cookieKey: cookieKey, mount: o.Mount, logoutClient: newLogoutClient(),
-		linker: linking.NewService(o.Store, digester, inv), invites: inv, keyDigestKey: digester.InviteKey(),
+		linker: linking.NewService(o.Store, digester, inv), invites: inv, keyDigestKey: digester.InviteKey(), clientAuth: clientAuth,
 	}
 	b.brand = brand{Name: cfg.Region.Name, SupportPhone: cfg.Region.SupportPhone, SupportEmail: cfg.Region.SupportEmail, SupportURL: cfg.Region.SupportURL}
 	if cfg.Region.LogoFile != "" {

@@ -529,6 +529,9 @@ func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 		b.tokenExchange(ctx, r).write(ctx, b, w)
 		return
 	}
+	// The client is authenticated before the transaction: a refused grant rolls it back, and
+	// the assertion's jti must stay used all the same.
+	ctx = b.clientAuth.preAuthenticate(ctx, r)
 	tctx, err := b.store.BeginRequestTx(ctx)
 	if err != nil {
 		b.logger(ctx).Warn("token request: begin transaction", "err", err)

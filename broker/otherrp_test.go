@@ -8,7 +8,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -429,4 +431,104 @@ func mustParse(t *testing.T, raw string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestClientAssertionRefusals: every failed private_key_jwt authentication is 401
+// invalid_client — at revocation too, where fosite answered 200 without revoking — an assertion
+// lives at most an hour, its jti stays spent when the grant it came with is refused, and one
+// request carries one authentication method.
+func TestClientAssertionRefusals(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		h := newHarness(t, s)
+		ctx := t.Context()
+		key, _, jwks := rsaClientKey(t, "k1")
+		c := h.client("pkj", "", "openid", "profile")
+		c.Public, c.TokenEndpointAuthMethod, c.JWKS = false, "private_key_jwt", jwks
+		if err := s.UpdateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		h.client("sec", "sec-secret-secret", "openid", "profile")
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		sign := func(exp, iat int64) string {
+			n++
+			claims := map[string]any{"iss": "pkj", "sub": "pkj", "aud": h.URL, "jti": fmt.Sprintf("jti-%d-%d", n, time.Now().UnixNano()), "exp": exp, "iat": iat}
+			b, _ := json.Marshal(claims)
+			jws, err := signer.Sign(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := jws.CompactSerialize()
+			return out
+		}
+		now := time.Now().Unix()
+		form := func(assertion string, v url.Values) url.Values {
+			v.Set("client_id", "pkj")
+			v.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+			v.Set("client_assertion", assertion)
+			return v
+		}
+		cc := func(assertion string) (int, map[string]any) {
+			return postForm(t, h.URL+"/oauth2/token", form(assertion, url.Values{"grant_type": {"client_credentials"}, "scope": {"openid"}}), "", "")
+		}
+		code, tok := cc(sign(now+60, now))
+		access, _ := tok["access_token"].(string)
+		if code != http.StatusOK || access == "" {
+			t.Fatalf("a good assertion: %d %v", code, tok)
+		}
+		for name, a := range map[string]string{
+			"expired":              sign(now-600, now-700),
+			"issued in the future": sign(now+900, now+600),
+			"two hours":            sign(now+7200, now),
+			"year 10000":           sign(253402300800, now),
+			"int64 max":            sign(math.MaxInt64, now),
+		} {
+			for _, endpoint := range []string{"/oauth2/token", "/oauth2/par", "/oauth2/revoke", "/oauth2/introspect"} {
+				v := url.Values{"grant_type": {"client_credentials"}, "scope": {"openid"}, "token": {access}, "response_type": {"code"},
+					"redirect_uri": {rpRedirect}, "code_challenge": {oidc.NewSHACodeChallenge("v-v-v-v-v-v-v-v-v-v-v-v-v-v-v-v-v-v-v-v-v-v")}, "code_challenge_method": {"S256"}}
+				code, out := postForm(t, h.URL+endpoint, form(a, v), "", "")
+				if endpoint == "/oauth2/introspect" {
+					if code == http.StatusOK && out["active"] == true {
+						t.Errorf("%s assertion at %s: %d %v", name, endpoint, code, out)
+					}
+					continue
+				}
+				if code != http.StatusUnauthorized || out["error"] != "invalid_client" {
+					t.Errorf("%s assertion at %s: %d %v, want 401 invalid_client", name, endpoint, code, out)
+				}
+			}
+		}
+		// A replayed assertion at revocation: 401, and the token is still active.
+		a := sign(now+60, now)
+		if code, out := postForm(t, h.URL+"/oauth2/introspect", form(a, url.Values{"token": {access}}), "", ""); code != http.StatusOK || out["active"] != true {
+			t.Fatalf("introspect: %d %v", code, out)
+		}
+		if code, out := postForm(t, h.URL+"/oauth2/revoke", form(a, url.Values{"token": {access}}), "", ""); code != http.StatusUnauthorized || out["error"] != "invalid_client" {
+			t.Errorf("revocation with a replayed assertion: %d %v", code, out)
+		}
+		if code, out := postForm(t, h.URL+"/oauth2/introspect", form(sign(now+60, now), url.Values{"token": {access}}), "", ""); code != http.StatusOK || out["active"] != true {
+			t.Errorf("the token after a refused revocation: %d %v", code, out)
+		}
+
+		// A refused grant does not give the assertion back.
+		for _, g := range []url.Values{{"grant_type": {"authorization_code"}, "code": {"ory_ac_bogus.bogus"}, "redirect_uri": {rpRedirect}},
+			{"grant_type": {"refresh_token"}, "refresh_token": {"ory_rt_bogus.bogus"}}} {
+			a := sign(now+60, now)
+			if code, _ := postForm(t, h.URL+"/oauth2/token", form(a, g), "", ""); code == http.StatusOK {
+				t.Fatalf("a bogus %s was accepted", g.Get("grant_type"))
+			}
+			if code, out := cc(a); code != http.StatusUnauthorized || out["error"] != "invalid_client" {
+				t.Errorf("the assertion of a refused %s, used again: %d %v", g.Get("grant_type"), code, out)
+			}
+		}
+
+		// One method per request: a secret of one client and an assertion of another.
+		v := form(sign(now+60, now), url.Values{"grant_type": {"client_credentials"}, "scope": {"openid"}})
+		if code, out := postForm(t, h.URL+"/oauth2/token", v, "sec", "sec-secret-secret"); code != http.StatusBadRequest || out["error"] != "invalid_request" {
+			t.Errorf("Basic and an assertion together: %d %v", code, out)
+		}
+	})
 }

@@ -87,13 +87,15 @@ func (b *Broker) decodeIDToken(ctx context.Context, token string) (jwt.MapClaims
 		}
 		return nil, err
 	}
-	if typ, _ := t.Header["typ"].(string); strings.Contains(strings.ToLower(typ), "at+jwt") {
-		return nil, errors.New("an access token is not an ID token")
+	// The broker signs ID tokens with typ JWT; access tokens (at+jwt) and logout tokens
+	// (logout+jwt) are signed with the same keys and are not ID tokens.
+	if typ, _ := t.Header["typ"].(string); typ != "" && !strings.EqualFold(typ, "JWT") {
+		return nil, fmt.Errorf("a %s is not an ID token", typ)
 	}
 	c := t.Claims
-	for _, k := range []string{"client_id", "scp", "scope"} {
+	for _, k := range []string{"client_id", "scp", "scope", "events"} {
 		if _, ok := c[k]; ok {
-			return nil, fmt.Errorf("claim %s belongs to access tokens, not ID tokens", k)
+			return nil, fmt.Errorf("claim %s belongs to access or logout tokens, not ID tokens", k)
 		}
 	}
 	if iss, _ := c["iss"].(string); iss != b.issuer() {

@@ -272,9 +272,15 @@ func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.
 	if _, err := s.exec(ctx, `DELETE FROM client_assertions WHERE jti_hash = ? AND expires_at <= ?`, jtiHash(jti), now); err != nil {
 		return fmt.Errorf("record client assertion: %w", err)
 	}
-	// An assertion is kept at least a minute, however short its own exp.
-	if exp = exp.UTC(); exp.Before(now.Add(time.Minute)) {
-		exp = now.Add(time.Minute)
+	// An assertion is kept at least a minute, however short its own exp, and at most a day:
+	// the broker refuses assertions that live longer than an hour, and an exp beyond the
+	// timestamp range (year 10000 and on, or an overflowed one) must not make it expired.
+	if exp = exp.UTC(); exp.Before(now.Add(time.Minute)) || exp.After(now.Add(24*time.Hour)) {
+		if exp.Before(now.Add(time.Minute)) {
+			exp = now.Add(time.Minute)
+		} else {
+			exp = now.Add(24 * time.Hour)
+		}
 	}
 	_, err := s.exec(ctx, `INSERT INTO client_assertions (jti_hash, expires_at) VALUES (?, ?)`, jtiHash(jti), exp)
 	if isUniqueViolation(err) {
