@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"html"
 	"io"
@@ -382,6 +383,85 @@ func TestFrontchannelLogout(t *testing.T) {
 		resp.Body.Close()
 		if strings.Contains(string(body), "<iframe") {
 			t.Error("frames again after the session ended")
+		}
+	})
+}
+
+// TestLogoutReachesTheSessionsDiaries: a logout is told to the diaries the ended session gave
+// codes to — a child's sub-account session too, though children give no consent — and not to
+// other diaries the person once consented to (they would learn the sid of a session that was
+// never theirs).
+func TestLogoutReachesTheSessionsDiaries(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := t.Context()
+		e := newLinkEnv(t, s, "ESIA_BROKER_DEV=true", "ESIA_BROKER_CHILDREN_ARGON2_MEMORY_KIB=8192")
+		used, unused := newDiaryStandIn(t), newDiaryStandIn(t)
+		c, err := s.Client(ctx, "kiasuo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.BackchannelLogoutURI = used.URI()
+		if err := s.UpdateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		backchannelClient(t, e.h, "asiou", unused.URI())
+
+		parent := newBrowser(t)
+		res := e.esiaLogin(t, parent, "parent-two-kids", nil, e.acceptAll(t, parent))
+		ptok, pclaims := e.tokens(t, res)
+		// The parent once consented to the other diary, in another session.
+		if err := s.SaveConsent(ctx, &storage.Consent{AccountID: pclaims.Sub, ClientID: "asiou", TextVersion: "2026-11", Scopes: "openid", GrantedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		_, page := e.get(t, parent, "/account")
+		if code, body := e.postPage(t, parent, "/account/child", page, url.Values{"action": {"create"}, "student": {"s-1"}, "login": {"alex.bc"}, "password": {"correct-horse"}}); code != 200 {
+			t.Fatalf("create the child's login: %d %s", code, body)
+		}
+		child := newBrowser(t)
+		resp, body, verifier := e.childLoginIn(t, child, "alex.bc", "correct-horse")
+		if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("child login: %d %s", resp.StatusCode, body)
+		}
+		ctok, cclaims := e.tokens(t, loginResult{final: resp, verifier: verifier})
+
+		logout := func(idToken string) {
+			t.Helper()
+			resp, err := http.PostForm(e.h.URL+"/oauth2/logout", url.Values{"id_token_hint": {idToken}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if _, err := e.h.Broker.DeliverLogouts(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sidOf := func(tok interface{ Extra(string) any }) string {
+			raw, _ := tok.Extra("id_token").(string)
+			parts := strings.Split(raw, ".")
+			payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+			var c struct {
+				SID string `json:"sid"`
+			}
+			_ = json.Unmarshal(payload, &c)
+			return c.SID
+		}
+
+		logout(ctok.Extra("id_token").(string))
+		got := used.received()
+		if len(got) != 1 {
+			t.Fatalf("the child's logout reached the diary %d times, want 1", len(got))
+		}
+		lc := verifyLogoutToken(t, e.h.URL+"/oauth2/jwks", got[0], e.h.URL, "kiasuo")
+		if lc.Subject != cclaims.Sub || lc.SessionID != sidOf(ctok) {
+			t.Errorf("the child's logout token: sub %q sid %q, want %q %q", lc.Subject, lc.SessionID, cclaims.Sub, sidOf(ctok))
+		}
+
+		logout(ptok.Extra("id_token").(string))
+		if n := len(used.received()); n != 2 {
+			t.Errorf("the parent's logout: the diary of the session got %d tokens in all, want 2", n)
+		}
+		if n := len(unused.received()); n != 0 {
+			t.Errorf("a diary the ended session never used got %d logout tokens", n)
 		}
 	})
 }

@@ -704,12 +704,12 @@ func (b *Broker) finishLogout(w http.ResponseWriter, r *http.Request, back logou
 }
 
 // frontchannelFrames returns the front-channel logout URIs, with iss and sid, of the diaries
-// the person of the ended session consented to, and their origins.
+// the ended session gave codes to, and their origins.
 func (b *Broker) frontchannelFrames(ctx context.Context, back logoutReturn) ([]string, []string, error) {
 	if back.SID == "" || !hmac.Equal([]byte(back.MAC), []byte(b.browserMAC("frontchannel\x00"+back.Sub+"\x00"+back.SID))) {
 		return nil, nil, nil
 	}
-	uris, err := b.store.FrontchannelLogoutURIs(ctx, back.Sub)
+	uris, err := b.store.FrontchannelLogoutURIs(ctx, back.Sub, back.SID)
 	if err != nil {
 		return nil, nil, err
 	}

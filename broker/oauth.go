@@ -408,7 +408,15 @@ func (b *Broker) issueCode(ctx context.Context, ar fosite.AuthorizeRequester, bs
 		return nil, nil, expiredLogin(err)
 	}
 	resp, authErr = b.provider.NewAuthorizeResponse(ctx, ar, sess)
-	return resp, authErr, nil
+	if authErr != nil {
+		return resp, authErr, nil
+	}
+	// The session's logout is to reach this diary, for as long as a refresh token may live.
+	keep := max(b.cfg.Tokens.RefreshTokenLifespan, b.cfg.Session.Lifespan)
+	if err := b.store.RecordSessionClient(ctx, account.ID, bs.SID, client.ID, time.Now().Add(keep)); err != nil {
+		return nil, nil, err
+	}
+	return resp, nil, nil
 }
 
 // authorizeError redirects the error to the client only when its redirect URI is verified;

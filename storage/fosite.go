@@ -401,7 +401,7 @@ func (s *Store) TokenCounts(ctx context.Context) (map[string]int, error) {
 func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
 	now := s.clock()
 	var total int64
-	for _, t := range append(fositeTables[:], "browser_sessions", "login_requests", "upstream_flows", "client_assertions", "oauth2_par") {
+	for _, t := range append(fositeTables[:], "browser_sessions", "login_requests", "upstream_flows", "client_assertions", "oauth2_par", "session_clients") {
 		res, err := s.exec(ctx, `DELETE FROM `+t+` WHERE expires_at < ?`, now)
 		if err != nil {
 			return total, fmt.Errorf("delete expired %s: %w", t, err)

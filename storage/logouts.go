@@ -28,9 +28,8 @@ type LogoutDelivery struct {
 // the caller's transaction: the logout is queued exactly when the session ends. A logout
 // already waiting for the same diary, subject and session is not queued twice.
 func (s *Store) enqueueLogouts(ctx context.Context, subject, sid string) error {
-	var clients []string
-	if err := s.selectAll(ctx, &clients, `SELECT c.id FROM consents co JOIN clients c ON c.id = co.client_id
-		WHERE co.account_id = ? AND c.backchannel_logout_uri <> '' ORDER BY c.id`, subject); err != nil {
+	clients, err := s.loggedInClients(ctx, subject, sid, "backchannel_logout_uri")
+	if err != nil {
 		return fmt.Errorf("queue back-channel logouts: %w", err)
 	}
 	now := s.clock()
@@ -40,6 +39,46 @@ func (s *Store) enqueueLogouts(ctx context.Context, subject, sid string) error {
 			newSID(), c, subject, sid, now, now, c, subject, sid); err != nil {
 			return fmt.Errorf("queue back-channel logout: %w", err)
 		}
+	}
+	return nil
+}
+
+// loggedInClients returns the ids (column "id") or the logout URIs of the clients, with a
+// non-empty column uriColumn, that a logout of the account's session sid must reach: those the
+// session gave codes to. For sid "" (every session of the account) those of all its recorded
+// sessions and every client it consented to. A session from before sessions recorded their
+// clients falls back to the consented ones.
+func (s *Store) loggedInClients(ctx context.Context, accountID, sid, uriColumn string) ([]string, error) {
+	var out []string
+	if sid != "" {
+		if err := s.selectAll(ctx, &out, `SELECT c.id FROM session_clients sc JOIN clients c ON c.id = sc.client_id
+			WHERE sc.account_id = ? AND sc.sid = ? AND c.`+uriColumn+` <> '' ORDER BY c.id`, accountID, sid); err != nil {
+			return nil, err
+		}
+		var recorded int
+		if err := s.get(ctx, &recorded, `SELECT COUNT(*) FROM session_clients WHERE account_id = ? AND sid = ?`, accountID, sid); err != nil {
+			return nil, err
+		}
+		if recorded > 0 {
+			return out, nil
+		}
+	}
+	err := s.selectAll(ctx, &out, `SELECT c.id FROM clients c WHERE c.`+uriColumn+` <> '' AND (
+			c.id IN (SELECT client_id FROM consents WHERE account_id = ?) OR c.id IN (SELECT client_id FROM session_clients WHERE account_id = ?))
+		ORDER BY c.id`, accountID, accountID)
+	return out, err
+}
+
+// RecordSessionClient records that the account's browser session sid gave a code to client,
+// for its logouts (in the transaction that issues the code).
+func (s *Store) RecordSessionClient(ctx context.Context, accountID, sid, clientID string, expires time.Time) error {
+	if sid == "" {
+		return nil
+	}
+	_, err := s.exec(ctx, `INSERT INTO session_clients (account_id, sid, client_id, expires_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (account_id, sid, client_id) DO UPDATE SET expires_at = excluded.expires_at`, accountID, sid, clientID, expires.UTC())
+	if err != nil {
+		return fmt.Errorf("record the session's client: %w", err)
 	}
 	return nil
 }
@@ -101,13 +140,20 @@ func (s *Store) PendingLogouts(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// FrontchannelLogoutURIs returns the frontchannel_logout_uri of every diary account consented
-// to that registered one, by client id.
-func (s *Store) FrontchannelLogoutURIs(ctx context.Context, accountID string) ([]string, error) {
-	var uris []string
-	if err := s.selectAll(ctx, &uris, `SELECT c.frontchannel_logout_uri FROM consents co JOIN clients c ON c.id = co.client_id
-		WHERE co.account_id = ? AND c.frontchannel_logout_uri <> '' ORDER BY c.id`, accountID); err != nil {
+// FrontchannelLogoutURIs returns the frontchannel_logout_uri of every diary a logout of the
+// account's session sid must reach (see loggedInClients), by client id.
+func (s *Store) FrontchannelLogoutURIs(ctx context.Context, accountID, sid string) ([]string, error) {
+	ids, err := s.loggedInClients(ctx, accountID, sid, "frontchannel_logout_uri")
+	if err != nil {
 		return nil, fmt.Errorf("read front-channel logout URIs: %w", err)
+	}
+	uris := make([]string, 0, len(ids))
+	for _, id := range ids {
+		var u string
+		if err := s.get(ctx, &u, `SELECT frontchannel_logout_uri FROM clients WHERE id = ?`, id); err != nil {
+			return nil, fmt.Errorf("read front-channel logout URIs: %w", err)
+		}
+		uris = append(uris, u)
 	}
 	return uris, nil
 }
