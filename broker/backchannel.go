@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -151,7 +153,37 @@ func (b *Broker) postLogoutToken(ctx context.Context, d storage.LogoutDelivery) 
 }
 
 // newLogoutClient is the HTTP client of back-channel logouts: it follows no redirect (a logout
-// token goes only to the registered URI).
-func newLogoutClient() *http.Client {
-	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+// token goes only to the registered URI), and it connects to no address a diary cannot have —
+// link-local (cloud metadata), unspecified or multicast — nor to loopback unless the broker
+// itself is served on loopback (a local or test deployment), so that a registered URI cannot
+// probe the broker's own host or network. The address checked is the one dialled, after DNS.
+func newLogoutClient(issuer string) *http.Client {
+	allowLoopback := false
+	if u, err := url.Parse(issuer); err == nil {
+		allowLoopback = isLoopbackHost(u.Hostname())
+	}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
+		host, _, err := net.SplitHostPort(address)
+		if err != nil {
+			return err
+		}
+		return logoutTargetAllowed(net.ParseIP(host), allowLoopback)
+	}}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.DialContext = dialer.DialContext
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// errLogoutTarget is returned for a back-channel logout URI that resolves to a refused address.
+var errLogoutTarget = errors.New("the back-channel logout URI resolves to an address the broker does not call (loopback, link-local, unspecified or multicast)")
+
+func logoutTargetAllowed(ip net.IP, allowLoopback bool) error {
+	switch {
+	case ip == nil:
+		return errLogoutTarget
+	case ip.IsLoopback() && !allowLoopback, ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast(), ip.IsUnspecified(), ip.IsMulticast(), ip.IsInterfaceLocalMulticast():
+		return errLogoutTarget
+	}
+	return nil
 }

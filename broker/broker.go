@@ -107,7 +107,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	// master key has decrypted the signing keys.
 	fingerprints := cfg.SecretFingerprints()
 	recordAfterKeys := false
-	if err := o.Store.VerifySecrets(ctx, fingerprints, storage.RecordWhenEmpty); err != nil {
+	if err := o.Store.VerifySecrets(ctx, fingerprints, storage.RecordWhenEmpty, cfg.LegacySecretFingerprints()); err != nil {
 		var unrecorded *storage.SecretsUnrecordedError
 		if !errors.As(err, &unrecorded) {
 			return nil, err
@@ -147,7 +147,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		return nil, err
 	}
 	if recordAfterKeys {
-		if err := o.Store.VerifySecrets(ctx, fingerprints, storage.RecordMissing); err != nil {
+		if err := o.Store.VerifySecrets(ctx, fingerprints, storage.RecordMissing, cfg.LegacySecretFingerprints()); err != nil {
 			return nil, err
 		}
 		o.Logger.InfoContext(ctx, "recorded the fingerprints of the secrets after decrypting the signing keys")
@@ -222,7 +222,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	*b = Broker{
 		cfg: cfg, store: o.Store, keys: keys, provider: provider, idSigner: idSigner,
 		connectors: map[string]Connector{}, log: o.Logger, pages: pages,
-		metrics: newMetrics(o.Registry, o.Store), cookieKey: cookieKey, mount: o.Mount, logoutClient: newLogoutClient(),
+		metrics: newMetrics(o.Registry, o.Store), cookieKey: cookieKey, mount: o.Mount, logoutClient: newLogoutClient(issuer),
 		linker: linking.NewService(o.Store, digester, inv), invites: inv, keyDigestKey: digester.InviteKey(), clientAuth: clientAuth,
 	}
 	b.brand = brand{Name: cfg.Region.Name, SupportPhone: cfg.Region.SupportPhone, SupportEmail: cfg.Region.SupportEmail, SupportURL: cfg.Region.SupportURL}

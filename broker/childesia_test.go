@@ -38,6 +38,16 @@ func TestChildOwnESIAAccount(t *testing.T) {
 			if acr.ACR != tc.acr {
 				t.Errorf("%s: acr %q, want %q", tc.persona, acr.ACR, tc.acr)
 			}
+			// A child is not offered the parent's code: its account page has no such link, and
+			// the role and parent-code pages lead to the student's code.
+			if _, page := e.get(t, br, "/account"); strings.Contains(page, "role=parent") || !strings.Contains(page, "Я учусь") {
+				t.Errorf("%s: the account page offers the parent's code: %s", tc.persona, page)
+			}
+			for _, path := range []string{"/link/code?role=parent", "/link/role"} {
+				if code, page := e.get(t, br, path); code != 200 || !strings.Contains(page, `name="role" value="student"`) || strings.Contains(page, `value="parent"`) {
+					t.Errorf("%s: %s: %d %s", tc.persona, path, code, page)
+				}
+			}
 		}
 		// What ESIA sent for the unconfirmed account is logged by field name, without values.
 		logs := e.h.Logs.String()

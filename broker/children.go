@@ -225,7 +225,12 @@ func (b *Broker) renderAccountForm(w http.ResponseWriter, r *http.Request, accou
 		fieldErr = fe.Message // not a child on this page (a forged form): shown at the top
 	}
 	b.render(w, r, status, "account", pageData{Title: "Личный кабинет", Message: storage.FullName(account.FamilyName, account.GivenName, account.MiddleName),
-		Students: students, SubAccount: account.Kind == "child", Children: children, Devices: devices, CSRF: b.csrfToken(b.browserID(w, r)), Notice: notice, FieldError: fieldErr})
+		Students: students, SubAccount: account.Kind == "child", Adult: b.mayBeParent(account), Children: children, Devices: devices, CSRF: b.csrfToken(b.browserID(w, r)), Notice: notice, FieldError: fieldErr})
+}
+
+// mayBeParent tells whether the account may link a child as a parent: an adult's own account.
+func (b *Broker) mayBeParent(a *storage.Account) bool {
+	return a.Kind != "child" && linking.MayLink(a, nil, "parent", b.calendar()) == nil
 }
 
 var childErrors = map[error]string{

@@ -99,6 +99,11 @@ func TestChildrenAndActivationKeys(t *testing.T) {
 				strings.Contains(page, "/link/code") || strings.Contains(page, "не привязана") || !strings.Contains(page, "создал родитель") {
 				t.Errorf("the child's account page: %d %s", code, page)
 			}
+			for _, path := range []string{"/link/code?role=parent", "/link/code?role=student", "/link/role"} {
+				if code, page := e.get(t, child, path); code != http.StatusForbidden || !strings.Contains(page, "Код вводит родитель") {
+					t.Errorf("a sub-account at %s: %d", path, code)
+				}
+			}
 			_, c := e.tokens(t, loginResult{final: resp, verifier: verifier})
 			parentID := mustAccountID(t, s, "1000300001")
 			if c.Sub == parentID || studentIDs(c) != "s-1/sch-1/self" || c.StudentID != "s-1" || len(c.Roles) != 1 || c.Roles[0] != "student" || len(c.AMR) != 1 || c.AMR[0] != "pwd" || c.Name != "Иванов Алексей Игоревич" {

@@ -42,6 +42,9 @@ type signingKey struct {
 	retiredAt *time.Time
 }
 
+// ErrWrongMasterKey is returned when a signing key does not decrypt with secrets.master_key.
+var ErrWrongMasterKey = errors.New("cannot decrypt private key: wrong master key? (secrets.master_key)")
+
 // KeySet holds the decrypted signing keys in memory and reloads them from the database, so that
 // a rotation made on one replica reaches every other without a restart.
 type KeySet struct {
@@ -235,7 +238,7 @@ func (ks *KeySet) decrypt(kid string, enc []byte) (crypto.Signer, error) {
 	}
 	der, err := ks.aead.Open(nil, enc[:n], enc[n:], []byte(kid))
 	if err != nil {
-		return nil, errors.New("cannot decrypt private key: wrong master key?")
+		return nil, ErrWrongMasterKey
 	}
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {

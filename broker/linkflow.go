@@ -217,15 +217,29 @@ func (b *Broker) loginParam(w http.ResponseWriter, r *http.Request, id string) (
 }
 
 func (b *Broker) rolePage(w http.ResponseWriter, r *http.Request) {
-	if _, ok := b.sessionOrPage(w, r); !ok {
+	account, ok := b.sessionOrPage(w, r)
+	if !ok {
 		return
 	}
 	login, ok := b.loginParam(w, r, r.URL.Query().Get("login"))
 	if !ok {
 		return
 	}
+	if account.Kind == "child" {
+		b.renderError(w, r, errChildCodes)
+		return
+	}
+	if !b.mayBeParent(account) {
+		// A minor has one role: the student's code is the only one it may enter.
+		b.renderCode(w, r, http.StatusOK, login, invites.RoleStudent, "", "")
+		return
+	}
 	b.render(w, r, http.StatusOK, "role", pageData{Title: "Выберите роль", LoginID: login})
 }
+
+// errChildCodes is the page a child's sub-account meets where codes are entered.
+var errChildCodes = &UserError{Status: http.StatusForbidden, Title: "Код вводит родитель",
+	Message: "Учётная запись ребёнка не может вводить пригласительные коды. Код вводит родитель, войдя через Госуслуги со своей учётной записью."}
 
 func roleFromParam(v string) (string, bool) {
 	switch v {
@@ -236,16 +250,25 @@ func roleFromParam(v string) (string, bool) {
 }
 
 func (b *Broker) codePage(w http.ResponseWriter, r *http.Request) {
-	if _, ok := b.sessionOrPage(w, r); !ok {
+	account, ok := b.sessionOrPage(w, r)
+	if !ok {
 		return
 	}
 	login, ok := b.loginParam(w, r, r.URL.Query().Get("login"))
 	if !ok {
 		return
 	}
+	if account.Kind == "child" {
+		b.renderError(w, r, errChildCodes)
+		return
+	}
 	role, ok := roleFromParam(r.URL.Query().Get("role"))
 	if !ok {
 		role = invites.RoleParent
+	}
+	if role == invites.RoleParent && !b.mayBeParent(account) {
+		// The form would only be refused when sent: a minor enters the student's code.
+		role = invites.RoleStudent
 	}
 	b.renderCode(w, r, http.StatusOK, login, role, "", "")
 }

@@ -267,7 +267,8 @@ func (b *Broker) nextStep(ctx context.Context, lr *storage.LoginRequest, account
 			st.kind, st.err = stepPageError, err
 			return st
 		}
-		if !current {
+		// prompt=consent asks again, however current the consent (OpenID Connect Core §3.1.2.1).
+		if !current || slices.Contains(prompt, "consent") {
 			if none {
 				st.kind, st.err = stepAuthError, fosite.ErrConsentRequired.WithHint("The user has not consented to this client yet.")
 			} else {

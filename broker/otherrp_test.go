@@ -441,7 +441,12 @@ func TestClientAssertionRefusals(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *storage.Store) {
 		h := newHarness(t, s)
 		ctx := t.Context()
-		key, _, jwks := rsaClientKey(t, "k1")
+		key, _, withUse := rsaClientKey(t, "k1")
+		// Registered without "use": a signing key all the same.
+		jwks := strings.Replace(withUse, `"use":"sig",`, "", 1)
+		if jwks == withUse {
+			t.Fatalf("no use in %s", withUse)
+		}
 		c := h.client("pkj", "", "openid", "profile")
 		c.Public, c.TokenEndpointAuthMethod, c.JWKS = false, "private_key_jwt", jwks
 		if err := s.UpdateClient(ctx, c); err != nil {
@@ -529,6 +534,34 @@ func TestClientAssertionRefusals(t *testing.T) {
 		v := form(sign(now+60, now), url.Values{"grant_type": {"client_credentials"}, "scope": {"openid"}})
 		if code, out := postForm(t, h.URL+"/oauth2/token", v, "sec", "sec-secret-secret"); code != http.StatusBadRequest || out["error"] != "invalid_request" {
 			t.Errorf("Basic and an assertion together: %d %v", code, out)
+		}
+	})
+}
+
+// TestPromptConsent: prompt=consent, advertised in discovery, shows the consent page again to a
+// person who has consented already; without it the code is issued at once.
+func TestPromptConsent(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		h := newHarness(t, s)
+		h.client("kiasuo", "secret-secret-secret", "openid", "profile")
+		r := newRP(t, h, "kiasuo", "secret-secret-secret", "openid", "profile")
+		br := newBrowser(t)
+		r.loginAndExchange(t, br)
+		ask := func(extra ...oauth2.AuthCodeOption) (int, string) {
+			opts := append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("nonce", "n-prompt")}, extra...)
+			resp, err := br.Get(r.conf.AuthCodeURL("state-prompt", opts...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode, string(b) + resp.Header.Get("Location")
+		}
+		if _, body := ask(); !strings.Contains(body, "code=") {
+			t.Errorf("a second login without prompt did not go straight back: %.300s", body)
+		}
+		if code, body := ask(oauth2.SetAuthURLParam("prompt", "consent")); code != http.StatusOK || !consentForm.MatchString(body) {
+			t.Errorf("prompt=consent: %d, no consent page: %.300s", code, body)
 		}
 	})
 }

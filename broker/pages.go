@@ -67,6 +67,8 @@ type pageData struct {
 	// SubAccount: the account page of a child's login-and-password sub-account (it links
 	// nothing: no code to enter).
 	SubAccount bool
+	// Adult: the account may link a child as a parent (the parent-code offers show).
+	Adult bool
 	// Diaries are the region's diaries on the start page.
 	Diaries []diaryLink
 }

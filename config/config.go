@@ -3,6 +3,7 @@
 package config
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -739,6 +740,28 @@ func (c *Config) SecretFingerprints() map[string]string {
 		"secrets.cookie_key":   fp("secrets.cookie_key", s.CookieKey),
 		"secrets.snils_pepper": fp("secrets.snils_pepper", s.SNILSPepper),
 		"secrets.token_key":    fp("secrets.token_key", s.TokenKey),
+	}
+}
+
+// LegacySecretFingerprints returns the fingerprints earlier releases recorded (v1: an HMAC keyed
+// by the secret), so that a database they first used is still recognised, with its fingerprints
+// left as they are for replicas not yet upgraded.
+func (c *Config) LegacySecretFingerprints() map[string]string {
+	fp := func(secret string) string {
+		key, err := DecodeSecret(secret)
+		if err != nil {
+			key = []byte(secret)
+		}
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte("esia-broker secret fingerprint v1"))
+		return hex.EncodeToString(m.Sum(nil)[:16])
+	}
+	s := c.Secrets
+	return map[string]string{
+		"secrets.master_key":   fp(s.MasterKey),
+		"secrets.cookie_key":   fp(s.CookieKey),
+		"secrets.snils_pepper": fp(s.SNILSPepper),
+		"secrets.token_key":    fp(s.TokenKey),
 	}
 }
 

@@ -359,6 +359,13 @@ func (c *Client) asFosite() (fosite.Client, error) {
 		if err := json.Unmarshal([]byte(c.JWKS), &set); err != nil {
 			return nil, fmt.Errorf("client %s jwks: %w", c.ID, err)
 		}
+		// A key registered without "use" is a signing key (the registration refuses any other
+		// use); fosite looks keys up by use "sig" and would find none.
+		for i := range set.Keys {
+			if set.Keys[i].Use == "" {
+				set.Keys[i].Use = "sig"
+			}
+		}
 		oc.keys = &set
 	}
 	return oc, nil

@@ -44,18 +44,33 @@ func (s *Store) ensureMigrationTable(ctx context.Context) error {
 	return nil
 }
 
-// MigrationStatus lists every embedded migration and whether it is applied.
-func (s *Store) MigrationStatus(ctx context.Context) ([]Migration, error) {
-	if err := s.ensureMigrationTable(ctx); err != nil {
-		return nil, err
+// tableExists tells whether the database has the table (read only).
+func (s *Store) tableExists(ctx context.Context, name string) (bool, error) {
+	var n int
+	q := `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?`
+	if s.dialect == Postgres {
+		q = `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?`
 	}
+	if err := s.db.GetContext(ctx, &n, s.db.Rebind(q), name); err != nil {
+		return false, fmt.Errorf("look for table %s: %w", name, err)
+	}
+	return n > 0, nil
+}
+
+// MigrationStatus lists every embedded migration and whether it is applied. It only reads: a
+// database without schema_migrations has none applied.
+func (s *Store) MigrationStatus(ctx context.Context) ([]Migration, error) {
 	_, names, err := s.migrationFiles()
 	if err != nil {
 		return nil, err
 	}
 	var applied []string
-	if err := s.db.SelectContext(ctx, &applied, `SELECT version FROM schema_migrations`); err != nil {
-		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	if ok, err := s.tableExists(ctx, "schema_migrations"); err != nil {
+		return nil, err
+	} else if ok {
+		if err := s.db.SelectContext(ctx, &applied, `SELECT version FROM schema_migrations`); err != nil {
+			return nil, fmt.Errorf("read schema_migrations: %w", err)
+		}
 	}
 	done := map[string]bool{}
 	for _, v := range applied {
@@ -83,6 +98,9 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 			return nil, fmt.Errorf("migrate: take advisory lock: %w", err)
 		}
 		defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, lockID) }()
+	}
+	if err := s.ensureMigrationTable(ctx); err != nil {
+		return nil, err
 	}
 	status, err := s.MigrationStatus(ctx)
 	if err != nil {

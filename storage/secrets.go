@@ -68,8 +68,10 @@ func (s *Store) IsEmpty(ctx context.Context) (bool, error) {
 // with no recorded fingerprint is recorded as rec allows, otherwise it is a
 // *SecretsUnrecordedError. Everything is read, and recorded, in one transaction, names in one
 // order: of two processes first started at once with different secrets, one records all of its
-// fingerprints and the other is refused (never a mix that fits neither).
-func (s *Store) VerifySecrets(ctx context.Context, fingerprints map[string]string, rec SecretRecording) error {
+// fingerprints and the other is refused (never a mix that fits neither). A recorded fingerprint
+// equal to the secret's legacy one (v1, recorded by earlier releases) matches too, and is left
+// as it is, so that a replica still on an earlier release keeps working.
+func (s *Store) VerifySecrets(ctx context.Context, fingerprints map[string]string, rec SecretRecording, legacy ...map[string]string) error {
 	names := make([]string, 0, len(fingerprints))
 	for n := range fingerprints {
 		names = append(names, n)
@@ -100,7 +102,7 @@ func (s *Store) VerifySecrets(ctx context.Context, fingerprints map[string]strin
 			switch {
 			case len(got) == 0:
 				unrecorded = append(unrecorded, n)
-			case got[0] != fingerprints[n]:
+			case !fingerprintMatches(got[0], n, fingerprints, legacy):
 				differ = append(differ, n)
 			}
 		}
@@ -113,6 +115,46 @@ func (s *Store) VerifySecrets(ctx context.Context, fingerprints map[string]strin
 		return &SecretsDifferError{Names: differ}
 	case len(unrecorded) > 0:
 		return &SecretsUnrecordedError{Names: unrecorded}
+	}
+	return nil
+}
+
+func fingerprintMatches(recorded, name string, current map[string]string, legacy []map[string]string) bool {
+	if recorded == current[name] {
+		return true
+	}
+	for _, l := range legacy {
+		if v, ok := l[name]; ok && recorded == v {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckRecordedSecrets compares the secrets with the fingerprints the database holds, if it
+// holds any, and writes nothing, not even a schema: serve and dev ask it before they migrate, so
+// that a process with other secrets changes nothing. Only a differing secret is an error
+// (*SecretsDifferError); one not recorded is left to VerifySecrets.
+func (s *Store) CheckRecordedSecrets(ctx context.Context, fingerprints map[string]string, legacy ...map[string]string) error {
+	ok, err := s.tableExists(ctx, "secret_fingerprints")
+	if err != nil || !ok {
+		return err
+	}
+	var rows []struct {
+		Name        string `db:"name"`
+		Fingerprint string `db:"fingerprint"`
+	}
+	if err := s.db.SelectContext(ctx, &rows, `SELECT name, fingerprint FROM secret_fingerprints ORDER BY name`); err != nil {
+		return fmt.Errorf("read secret fingerprints: %w", err)
+	}
+	var differ []string
+	for _, r := range rows {
+		if _, ours := fingerprints[r.Name]; ours && !fingerprintMatches(r.Fingerprint, r.Name, fingerprints, legacy) {
+			differ = append(differ, r.Name)
+		}
+	}
+	if len(differ) > 0 {
+		return &SecretsDifferError{Names: differ}
 	}
 	return nil
 }

@@ -65,6 +65,11 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 			if err := deriveDevIssuer(cfg); err != nil {
 				return &exitError{code: 2, err: err}
 			}
+			if a.configPath == "" && !hasEnv(a.environ, "ESIA_BROKER_HTTP_METRICS_LISTEN") {
+				// A second dev server (--port) must not collide on the metrics port: dev serves
+				// metrics only when asked to.
+				cfg.HTTP.MetricsListen = ""
+			}
 			st, err := readDevState()
 			if err != nil {
 				return err
@@ -93,6 +98,14 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 			// Runs once the listeners are bound and the store is migrated: nothing is written,
 			// in the database or in ./.esia-broker-dev, before the database is known to be the
 			// dev server's and the secrets its own.
+			// secretsHint says how to mend dev secrets the database refused.
+			secretsHint := func(err error) error {
+				hint := fmt.Sprintf("delete ./%s and the database %s to start afresh", devStateDir, describeDSN(cfg.Database.DSN))
+				if len(fromOutside) > 0 {
+					hint = fmt.Sprintf("%s came from the environment or --config, not from ./%s: unset it to use the dev folder's", strings.Join(fromOutside, ", "), devStateDir)
+				}
+				return fmt.Errorf("%w\n(the dev server's secrets do not match its database %s: %s)", err, describeDSN(cfg.Database.DSN), hint)
+			}
 			prepare := func(ctx context.Context, store *storage.Store) error {
 				if err := store.ClaimForDev(ctx); err != nil {
 					if errors.Is(err, storage.ErrNotDevDatabase) {
@@ -105,11 +118,7 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 				err := verifySecrets(ctx, cfg, store, storage.RecordWhenEmpty)
 				var unrecorded *storage.SecretsUnrecordedError
 				if err != nil && !errors.As(err, &unrecorded) {
-					hint := fmt.Sprintf("delete ./%s and the database %s to start afresh", devStateDir, describeDSN(cfg.Database.DSN))
-					if len(fromOutside) > 0 {
-						hint = fmt.Sprintf("%s came from the environment or --config, not from ./%s: unset it to use the dev folder's", strings.Join(fromOutside, ", "), devStateDir)
-					}
-					return fmt.Errorf("%w\n(the dev server's secrets do not match its database %s: %s)", err, describeDSN(cfg.Database.DSN), hint)
+					return secretsHint(err)
 				}
 				if err := st.saveSecrets(); err != nil {
 					return err
@@ -142,8 +151,21 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 				r.PathPrefix("/_esia/").Handler(http.StripPrefix("/_esia", emu.Handler()))
 				rp.Mount(r)
 			}
-			return a.serve(ctx, cfg, serveOptions{connectors: conns, mount: mount, prepare: prepare, ready: func(addr string) {
-				st.Issuer = issuer
+			beforeMigrate := func(ctx context.Context, store *storage.Store) error {
+				ok, err := store.DevCandidate(ctx)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return &exitError{code: 2, err: fmt.Errorf("%s: %w", describeDSN(cfg.Database.DSN), storage.ErrNotDevDatabase)}
+				}
+				if err := checkRecordedSecrets(ctx, cfg, store); err != nil {
+					return secretsHint(err)
+				}
+				return nil
+			}
+			return a.serve(ctx, cfg, serveOptions{connectors: conns, mount: mount, prepare: prepare, beforeMigrate: beforeMigrate, ready: func(addr string) {
+				st.Issuer, st.DSN = issuer, cfg.Database.DSN
 				if err := st.saveServer(); err != nil {
 					fmt.Fprintf(a.stderr, "warning: %v (admin commands in this folder will not find the dev server's address)\n", err)
 				}
@@ -326,6 +348,9 @@ const (
 type devState struct {
 	Secrets map[string]string
 	Issuer  string
+	// DSN is the database the dev server last ran on (its own, unless the environment named
+	// another).
+	DSN string
 }
 
 func readDevState() (*devState, error) {
@@ -341,12 +366,13 @@ func readDevState() (*devState, error) {
 	path = filepath.Join(devStateDir, devServerFile)
 	if b, err := os.ReadFile(path); err == nil {
 		var srv struct {
-			Issuer string `json:"issuer"`
+			Issuer   string `json:"issuer"`
+			Database string `json:"database"`
 		}
 		if err := json.Unmarshal(b, &srv); err != nil {
 			return nil, fmt.Errorf("read %s: %w", path, err)
 		}
-		st.Issuer = srv.Issuer
+		st.Issuer, st.DSN = srv.Issuer, srv.Database
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
@@ -397,9 +423,10 @@ func (st *devState) saveSecrets() error {
 	return writeDevFile(devSecretsFile, st.Secrets)
 }
 
-// saveServer writes the issuer the dev server runs under (called once it listens).
+// saveServer writes the issuer and database the dev server runs with (called once it listens;
+// the folder is the developer's own, 0700).
 func (st *devState) saveServer() error {
-	return writeDevFile(devServerFile, map[string]string{"issuer": st.Issuer})
+	return writeDevFile(devServerFile, map[string]string{"issuer": st.Issuer, "database": st.DSN})
 }
 
 func writeDevFile(name string, v any) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -322,6 +323,37 @@ func TestDevClaimsOnlyItsDatabase(t *testing.T) {
 		t.Errorf("the refused dev registered its demo client: %s", out)
 	}
 
+	// An empty database whose secrets an admin command recorded (the server's), and one whose
+	// schema is behind: refused, before any migration, with no mark written.
+	fresh := "sqlite:" + filepath.Join(t.TempDir(), "fresh.db")
+	mustRun(t, testEnv(fresh), "migrate", "up")
+	mustRun(t, testEnv(fresh), "clients", "list")
+	if _, err := devOnce(t, devEnv(fresh)); !exit2(err, "did not create") {
+		t.Errorf("dev on an empty database with the server's fingerprints: %v", err)
+	}
+	freshDB, err := sql.Open("sqlite", strings.TrimPrefix(fresh, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer freshDB.Close()
+	var marks int
+	if err := freshDB.QueryRow(`SELECT COUNT(*) FROM database_marks`).Scan(&marks); err != nil || marks != 0 {
+		t.Errorf("the refused dev marked the database: %d %v", marks, err)
+	}
+	if _, err := freshDB.Exec(`DELETE FROM schema_migrations WHERE version LIKE '0013%'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devOnce(t, devEnv(fresh)); !exit2(err, "did not create") {
+		t.Errorf("dev on a foreign database with its schema behind: %v", err)
+	}
+	var applied int
+	if err := freshDB.QueryRow(`SELECT COUNT(*) FROM schema_migrations WHERE version LIKE '0013%'`).Scan(&applied); err != nil || applied != 0 {
+		t.Errorf("the refused dev migrated the database: %d %v", applied, err)
+	}
+	if files := wroteState(); len(files) > 0 {
+		t.Errorf("the refused dev wrote %v", files)
+	}
+
 	// Its own database: first start claims it, a restart is accepted.
 	if out, err := devOnce(t, devEnv("")); err != nil || !strings.Contains(out, "parent-no-match") {
 		t.Fatalf("first dev start: %v\n%s", err, out)
@@ -337,5 +369,21 @@ func TestDevClaimsOnlyItsDatabase(t *testing.T) {
 	k := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("p", 32)))
 	if _, err := devOnce(t, devEnv("", "ESIA_BROKER_SECRETS_SNILS_PEPPER="+k)); !exit2(err, "secrets.snils_pepper came from the environment") {
 		t.Errorf("dev with another pepper in the environment: %v", err)
+	}
+}
+
+// TestDevOnAnotherDatabase: dev run on a database the environment names; the rotate command its
+// banner prints, run in the folder without that environment, works on the same database and
+// creates no other.
+func TestDevOnAnotherDatabase(t *testing.T) {
+	startDevWith(t, func(string) ([]string, []string) {
+		return []string{"ESIA_BROKER_DATABASE_DSN=sqlite:./mydev.db"}, nil
+	})
+	out := mustRun(t, nil, "invites", "rotate", "--school", "demo-sch-1", "--class", "5А", "--role", "parent", "--format", "csv")
+	if strings.Count(out, "\n") < 2 {
+		t.Errorf("rotate in the dev folder: %s", out)
+	}
+	if _, err := os.Stat(storage.DefaultSQLitePath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the admin command created %s: %v", storage.DefaultSQLitePath, err)
 	}
 }

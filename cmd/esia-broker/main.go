@@ -99,6 +99,9 @@ func (a *app) loadAdminConfig() (*config.Config, error) {
 	if !hasEnv(a.environ, "ESIA_BROKER_ISSUER") && st.Issuer != "" {
 		cfg.Issuer = st.Issuer
 	}
+	if !hasEnv(a.environ, "ESIA_BROKER_DATABASE_DSN") && st.DSN != "" {
+		cfg.Database.DSN = st.DSN
+	}
 	fmt.Fprintf(a.stderr, "esia-broker: in the dev server's folder: using its secrets and settings from ./%s (dev mode)\n", devStateDir)
 	return cfg, nil
 }
@@ -161,6 +164,11 @@ func (a *app) withCurrentStore(ctx context.Context, fn func(cfg *config.Config, 
 	if err != nil {
 		return err
 	}
+	if path, ok := sqlitePath(cfg.Database.DSN); ok {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return &exitError{code: 2, err: fmt.Errorf("no database at %s: check database.dsn, or create it with `esia-broker migrate up`; nothing was written", path)}
+		}
+	}
 	s, err := a.openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -187,6 +195,21 @@ func (a *app) withMigrationStore(ctx context.Context, fn func(s *storage.Store) 
 	return fn(s)
 }
 
+// sqlitePath returns the file of an embedded-store DSN.
+func sqlitePath(dsn string) (string, bool) {
+	if dsn != "" && !strings.HasPrefix(dsn, "sqlite:") {
+		return "", false
+	}
+	path := strings.TrimPrefix(dsn, "sqlite:")
+	if path == "" {
+		path = storage.DefaultSQLitePath
+	}
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	return strings.TrimPrefix(path, "file:"), true
+}
+
 // checkSchema refuses (exit code 2) a database whose schema is behind this binary: a command
 // would write rows the old schema cannot hold, or skip the checks the new one carries.
 func checkSchema(ctx context.Context, s *storage.Store) error {
@@ -203,7 +226,7 @@ func checkSchema(ctx context.Context, s *storage.Store) error {
 // verifySecrets refuses (exit code 2) secrets that differ from those the database was first used
 // with, and a database in use that has no fingerprints yet.
 func verifySecrets(ctx context.Context, cfg *config.Config, s *storage.Store, rec storage.SecretRecording) error {
-	err := s.VerifySecrets(ctx, cfg.SecretFingerprints(), rec)
+	err := s.VerifySecrets(ctx, cfg.SecretFingerprints(), rec, cfg.LegacySecretFingerprints())
 	var differ *storage.SecretsDifferError
 	var unrecorded *storage.SecretsUnrecordedError
 	if errors.As(err, &differ) || errors.As(err, &unrecorded) {

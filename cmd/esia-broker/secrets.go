@@ -19,7 +19,19 @@ func (a *app) secretsCmd() *cobra.Command {
 		Use: "check", Short: "Check that the configured secrets are the ones the database was first used with", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Read only: a check records nothing, not even on an empty database.
-			return a.withStoreRecording(cmd.Context(), storage.RecordNever, func(*config.Config, *storage.Store) error {
+			ctx := cmd.Context()
+			return a.withCurrentStore(ctx, func(cfg *config.Config, s *storage.Store) error {
+				err := verifySecrets(ctx, cfg, s, storage.RecordNever)
+				var unrecorded *storage.SecretsUnrecordedError
+				if errors.As(err, &unrecorded) {
+					if empty, eerr := s.IsEmpty(ctx); eerr == nil && empty {
+						fmt.Fprintln(a.stdout, "the database holds no data yet: its first use (serve, dev or an admin command) records these secrets")
+						return nil
+					}
+				}
+				if err != nil {
+					return err
+				}
 				fmt.Fprintln(a.stdout, "the secrets are the ones this database was first used with")
 				return nil
 			})
@@ -47,7 +59,7 @@ NAME is cookie_key, token_key or their full keys secrets.cookie_key, secrets.tok
 			ctx := cmd.Context()
 			return a.withCurrentStore(ctx, func(cfg *config.Config, s *storage.Store) error {
 				fps := cfg.SecretFingerprints()
-				err := s.VerifySecrets(ctx, fps, storage.RecordNever)
+				err := s.VerifySecrets(ctx, fps, storage.RecordNever, cfg.LegacySecretFingerprints())
 				var differ []string
 				var de *storage.SecretsDifferError
 				switch {

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,10 +105,12 @@ func TestSecretsMustMatchTheDatabase(t *testing.T) {
 	}
 }
 
-// TestUpgradedDatabase walks a database from before fingerprints and the dev mark: its schema
-// one migration behind refuses every admin command (exit 2, nothing written); once migrated it
-// holds data but no fingerprints, so admin commands and `secrets check` are refused and record
-// nothing; serve records them after it has decrypted the signing keys, and the commands run.
+// TestUpgradedDatabase walks a database from before fingerprints v2 and the dev mark: its
+// schema behind refuses every admin command (exit 2, nothing written); serve with another
+// secret refuses it before migrating; migrated, its v1 fingerprints still identify the secrets
+// (kept, for replicas not yet upgraded). Without any fingerprint, admin commands and `secrets
+// check` are refused and record nothing; serve records them after it has decrypted the signing
+// keys, and the commands run.
 func TestUpgradedDatabase(t *testing.T) {
 	dsn := storagetest.NewSQLiteDSN(t)
 	env := testEnv(dsn)
@@ -126,17 +129,23 @@ func TestUpgradedDatabase(t *testing.T) {
 		}
 		return n
 	}
-	// Back to the state before 0011: v1 fingerprints, no marks table, 0011 not applied.
-	for _, q := range []string{
-		`UPDATE secret_fingerprints SET fingerprint = 'deadbeef'`,
-		`DROP TABLE database_marks`,
-		`DELETE FROM schema_migrations WHERE version = (SELECT MAX(version) FROM schema_migrations)`,
-	} {
+	a := &app{stdout: &bytes.Buffer{}, stderr: &lockedBuffer{}, environ: env}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Back to the state of release 0010: v1 fingerprints, no marks, events or session clients.
+	stmts := []string{`DROP TABLE database_marks`, `DROP TABLE events`, `DROP TABLE events_pruned`, `DROP TABLE session_clients`,
+		`DELETE FROM schema_migrations WHERE version > '0011'`, `DELETE FROM schema_migrations WHERE version LIKE '0011%'`}
+	for name, fp := range cfg.LegacySecretFingerprints() {
+		stmts = append(stmts, fmt.Sprintf(`UPDATE secret_fingerprints SET fingerprint = '%s' WHERE name = '%s'`, fp, name))
+	}
+	for _, q := range stmts {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	refused := func(wantText string, args ...string) {
+	refused := func(wantText string, env []string, args ...string) {
 		t.Helper()
 		_, err := run(t, env, args...)
 		var ee *exitError
@@ -145,40 +154,60 @@ func TestUpgradedDatabase(t *testing.T) {
 		}
 	}
 	schools := func() int { return count(`SELECT COUNT(*) FROM schools`) }
-	refused("migrate up", "roster", "schools", "add", "sch-2", "Вторая")
-	refused("migrate up", "secrets", "check")
+	migrations := func() int { return count(`SELECT COUNT(*) FROM schema_migrations`) }
+	before := migrations()
+	refused("migrate up", env, "roster", "schools", "add", "sch-2", "Вторая")
+	refused("migrate up", env, "secrets", "check")
 	if n := schools(); n != 1 {
 		t.Errorf("a command on the old schema wrote: %d schools", n)
 	}
+	// serve (migrating on start) and dev with another pepper: refused before any migration.
+	otherPepper := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("p", 32)))
+	wrong := append(withSecret(env, "ESIA_BROKER_SECRETS_SNILS_PEPPER", otherPepper), "ESIA_BROKER_DATABASE_MIGRATE_ON_START=true")
+	refused("secrets.snils_pepper", wrong, "serve")
+	if n := migrations(); n != before {
+		t.Errorf("serve with another pepper migrated the database: %d migrations, had %d", n, before)
+	}
+
 	if out := mustRun(t, env, "migrate", "up"); !strings.Contains(out, "applied 0011") {
 		t.Errorf("migrate up: %s", out)
 	}
-	if n := count(`SELECT COUNT(*) FROM secret_fingerprints`); n != 0 {
-		t.Errorf("0011 kept %d v1 fingerprints", n)
+	if n := count(`SELECT COUNT(*) FROM secret_fingerprints WHERE fingerprint NOT LIKE 'v2:%'`); n != 4 {
+		t.Errorf("migrated: %d v1 fingerprints kept, want 4", n)
 	}
 	if n := count(`SELECT COUNT(*) FROM database_marks`); n != 0 {
 		t.Errorf("a database without the demo client was marked as the dev server's")
 	}
-	refused("no fingerprint", "roster", "schools", "add", "sch-2", "Вторая")
-	refused("no fingerprint", "secrets", "check")
-	if n, f := schools(), count(`SELECT COUNT(*) FROM secret_fingerprints`); n != 1 || f != 0 {
+	// The v1 fingerprints identify the secrets: the right ones run, others are refused by name.
+	mustRun(t, env, "roster", "schools", "add", "sch-2", "Вторая")
+	if out := mustRun(t, env, "secrets", "check"); !strings.Contains(out, "are the ones") {
+		t.Errorf("secrets check with v1 fingerprints: %s", out)
+	}
+	refused("secrets.snils_pepper", withSecret(env, "ESIA_BROKER_SECRETS_SNILS_PEPPER", otherPepper), "roster", "schools", "list")
+	if n := count(`SELECT COUNT(*) FROM secret_fingerprints WHERE fingerprint NOT LIKE 'v2:%'`); n != 4 {
+		t.Errorf("the v1 fingerprints were replaced: %d left", n)
+	}
+
+	// A database in use without fingerprints (one from before them).
+	if _, err := db.Exec(`DELETE FROM secret_fingerprints`); err != nil {
+		t.Fatal(err)
+	}
+	refused("no fingerprint", env, "roster", "schools", "add", "sch-3", "Третья")
+	refused("no fingerprint", env, "secrets", "check")
+	if n, f := schools(), count(`SELECT COUNT(*) FROM secret_fingerprints`); n != 2 || f != 0 {
 		t.Errorf("refused commands wrote: %d schools, %d fingerprints", n, f)
 	}
 
 	// serve with another master key cannot decrypt the signing keys and records nothing.
 	other := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("q", 32)))
-	if _, err := run(t, withSecret(env, "ESIA_BROKER_SECRETS_MASTER_KEY", other), "serve"); err == nil || !strings.Contains(err.Error(), "load signing key") {
-		t.Fatalf("serve with another master key on a database with signing keys: %v", err)
+	var ee *exitError
+	if _, err := run(t, withSecret(env, "ESIA_BROKER_SECRETS_MASTER_KEY", other), "serve"); !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), "load signing key") {
+		t.Fatalf("serve with another master key on a database with signing keys: %v, want exit 2", err)
 	}
 	if f := count(`SELECT COUNT(*) FROM secret_fingerprints`); f != 0 {
 		t.Errorf("serve with the wrong master key recorded %d fingerprints", f)
 	}
 
-	a := &app{stdout: &bytes.Buffer{}, stderr: &lockedBuffer{}, environ: env}
-	cfg, err := a.loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	ready, done := make(chan string, 1), make(chan error, 1)
@@ -194,14 +223,46 @@ func TestUpgradedDatabase(t *testing.T) {
 	if err := testwait.Recv(t, done, 10*time.Second, "serve to stop"); err != nil {
 		t.Fatal(err)
 	}
-	if f := count(`SELECT COUNT(*) FROM secret_fingerprints`); f != 4 {
+	if f := count(`SELECT COUNT(*) FROM secret_fingerprints WHERE fingerprint LIKE 'v2:%'`); f != 4 {
 		t.Errorf("serve recorded %d fingerprints, want 4", f)
 	}
-	mustRun(t, env, "roster", "schools", "add", "sch-2", "Вторая")
+	mustRun(t, env, "roster", "schools", "add", "sch-3", "Третья")
 	if out := mustRun(t, env, "secrets", "check"); !strings.Contains(out, "are the ones") {
 		t.Errorf("secrets check: %s", out)
 	}
 	if _, err := run(t, withSecret(env, "ESIA_BROKER_SECRETS_MASTER_KEY", other), "roster", "schools", "list"); err == nil || !strings.Contains(err.Error(), "secrets.master_key") {
 		t.Errorf("another master key after serve recorded the fingerprints: %v", err)
+	}
+}
+
+// TestAdminCommandsOnAMissingOrEmptyDatabase: a mistyped SQLite path is refused and not
+// created; `secrets check` on a database that holds nothing yet says so, records nothing and
+// creates no schema.
+func TestAdminCommandsOnAMissingOrEmptyDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "typo.db")
+	for _, args := range [][]string{{"clients", "list"}, {"secrets", "check"}, {"invites", "list"}} {
+		_, err := run(t, testEnv("sqlite:"+path), args...)
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), "no database at") {
+			t.Errorf("%v on a missing database: %v", args, err)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%v created the database file", args)
+		}
+	}
+	dsn := storagetest.NewSQLiteDSN(t)
+	env := testEnv(dsn)
+	mustRun(t, env, "migrate", "up")
+	if out := mustRun(t, env, "secrets", "check"); !strings.Contains(out, "holds no data yet") {
+		t.Errorf("secrets check on an empty database: %s", out)
+	}
+	db, err := sql.Open("sqlite", strings.TrimPrefix(dsn, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM secret_fingerprints`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("secrets check recorded %d fingerprints (%v)", n, err)
 	}
 }

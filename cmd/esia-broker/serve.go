@@ -47,7 +47,10 @@ type serveOptions struct {
 	// prepare runs on the migrated store before the broker starts (dev: claim the database,
 	// check the secrets, seed the demo); the listeners are bound by then.
 	prepare func(ctx context.Context, s *storage.Store) error
-	ready   func(addr string)
+	// beforeMigrate runs on the store before migrations, writing nothing, in place of the
+	// check of the recorded secrets (dev: refuse a database it may not use, then check them).
+	beforeMigrate func(ctx context.Context, s *storage.Store) error
+	ready         func(addr string)
 }
 
 // serve runs the broker on cfg.Listen until ctx ends, then drains in-flight requests. Every
@@ -78,6 +81,15 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 		return err
 	}
 	defer store.Close()
+	// Before anything is written — a migration included — the database must be one these
+	// secrets belong to, and (dev) one the dev server may use.
+	preflight := o.beforeMigrate
+	if preflight == nil {
+		preflight = func(ctx context.Context, store *storage.Store) error { return checkRecordedSecrets(ctx, cfg, store) }
+	}
+	if err := preflight(ctx, store); err != nil {
+		return err
+	}
 	if cfg.Database.MigrateOnStart {
 		applied, err := store.Migrate(ctx)
 		if err != nil {
@@ -108,7 +120,7 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	if err != nil {
 		var differ *storage.SecretsDifferError
 		var unrecorded *storage.SecretsUnrecordedError
-		if errors.As(err, &differ) || errors.As(err, &unrecorded) {
+		if errors.As(err, &differ) || errors.As(err, &unrecorded) || errors.Is(err, broker.ErrWrongMasterKey) {
 			return &exitError{code: 2, err: err}
 		}
 		return err
@@ -265,4 +277,15 @@ func (a *app) migrateCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// checkRecordedSecrets refuses (exit code 2), before anything is written, secrets that differ
+// from the fingerprints the database holds.
+func checkRecordedSecrets(ctx context.Context, cfg *config.Config, store *storage.Store) error {
+	err := store.CheckRecordedSecrets(ctx, cfg.SecretFingerprints(), cfg.LegacySecretFingerprints())
+	var differ *storage.SecretsDifferError
+	if errors.As(err, &differ) {
+		return &exitError{code: 2, err: err}
+	}
+	return err
 }
