@@ -370,7 +370,31 @@ func (b *Broker) cleanup(ctx context.Context) {
 }
 
 // Handler returns the broker's HTTP handler with every route and middleware.
-func (b *Broker) Handler() http.Handler {
+func (b *Broker) Handler() http.Handler { return b.middleware(b.router()) }
+
+// Route is one route of the broker: a path template and its methods.
+type Route struct {
+	Path    string
+	Methods []string
+}
+
+// Routes lists the broker's routes (the API description is checked against them).
+func (b *Broker) Routes() []Route {
+	var out []Route
+	_ = b.router().Walk(func(rt *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		p, err := rt.GetPathTemplate()
+		if err != nil {
+			return nil
+		}
+		m, _ := rt.GetMethods()
+		out = append(out, Route{Path: p, Methods: m})
+		return nil
+	})
+	return out
+}
+
+// router builds the routes, without the middleware.
+func (b *Broker) router() *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.renderError(w, r, &UserError{Status: http.StatusNotFound, Title: "Страница не найдена", Message: "Такой страницы нет. Проверьте адрес или вернитесь в электронный дневник."})
@@ -441,7 +465,7 @@ func (b *Broker) Handler() http.Handler {
 	if b.mount != nil {
 		b.mount(r)
 	}
-	return b.middleware(r)
+	return r
 }
 
 // MetricsHandler serves Prometheus metrics; serve mounts it on http.metrics_listen, never on the

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -23,6 +24,8 @@ import (
 type apiCaller struct {
 	t    *testing.T
 	base string
+	// doc, when set, checks every answer against the API description.
+	doc *openAPI
 }
 
 func (a apiCaller) do(method, path, token, body string) (int, http.Header, []byte) {
@@ -43,6 +46,13 @@ func (a apiCaller) do(method, path, token, body string) (int, http.Header, []byt
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if a.doc != nil {
+		if tmpl := a.doc.template(strings.SplitN(path, "?", 2)[0]); tmpl != "" {
+			a.doc.checkResponse(a.t, tmpl, method, strconv.Itoa(resp.StatusCode), b)
+		} else {
+			a.t.Errorf("%s is not described in docs/openapi.json", path)
+		}
+	}
 	return resp.StatusCode, resp.Header, b
 }
 
@@ -89,7 +99,8 @@ func TestDiaryAPI(t *testing.T) {
 		e := newLinkEnv(t, s)
 		e.h.client("teacher-app", "teacher-secret-secret", "invites:write")
 		e.h.client("diary-links", "links-secret-secret", "links:read", "links:write", "events:read")
-		api := apiCaller{t, e.h.URL}
+		doc := loadOpenAPI(t)
+		api := apiCaller{t, e.h.URL, &doc}
 		inv := ccToken(t, e.h.URL, "teacher-app", "teacher-secret-secret", "invites:write")
 		read := ccToken(t, e.h.URL, "diary-links", "links-secret-secret", "links:read")
 		write := ccToken(t, e.h.URL, "diary-links", "links-secret-secret", "links:write")

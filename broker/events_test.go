@@ -70,7 +70,7 @@ func TestEventFeedExactlyOnceAcrossReplicas(t *testing.T) {
 				switch w % 4 {
 				case 0, 1: // through the API of replica A or B
 					base := []string{a.Direct, b.Direct}[w%2]
-					code, _, body := apiCaller{t, base}.do("DELETE", "/api/v1/students/"+id, roster, "")
+					code, _, body := apiCaller{t, base, nil}.do("DELETE", "/api/v1/students/"+id, roster, "")
 					if code != 200 {
 						errs <- fmt.Errorf("deactivate %s: %d %s", id, code, body)
 					}
@@ -96,7 +96,7 @@ func TestEventFeedExactlyOnceAcrossReplicas(t *testing.T) {
 	seen := map[string]int{}
 	var last int64
 	cursor := ""
-	api := apiCaller{t, lb.URL}
+	api := apiCaller{t, lb.URL, nil}
 	finished := false
 	deadline := time.Now().Add(90 * time.Second)
 	for len(seen) < len(want) && time.Now().Before(deadline) {
