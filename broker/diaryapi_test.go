@@ -22,7 +22,7 @@ import (
 
 // apiCaller calls the diaries' API with a bearer token.
 type apiCaller struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	// doc, when set, checks every answer against the API description.
 	doc *openAPI
@@ -78,7 +78,7 @@ func field(m map[string]any) string {
 	return f
 }
 
-func ccToken(t *testing.T, base, id, secret string, scopes ...string) string {
+func ccToken(t testing.TB, base, id, secret string, scopes ...string) string {
 	t.Helper()
 	cc := clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: base + "/oauth2/token", Scopes: scopes}
 	tok, err := cc.Token(context.Background())

@@ -428,7 +428,7 @@ func TestESIACallbackReplayAndForgery(t *testing.T) {
 	nothingWritten(t, s)
 }
 
-func openSQLite(t *testing.T) *storage.Store {
+func openSQLite(t testing.TB) *storage.Store {
 	t.Helper()
 	return storagetestOpenSQLite(t)
 }

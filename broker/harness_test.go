@@ -48,7 +48,7 @@ func (f *fakeConnector) HandleCallback(_ context.Context, r *http.Request, data 
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	Logs   *syncBuffer
 	URL    string
 	Direct string // this replica's own address (URL is the public one)
@@ -83,25 +83,25 @@ func testConfig(t testing.TB, issuer string, extra ...string) *config.Config {
 	return cfg
 }
 
-func newHarness(t *testing.T, store *storage.Store, extraEnv ...string) *harness {
+func newHarness(t testing.TB, store *storage.Store, extraEnv ...string) *harness {
 	return newHarnessWith(t, store, nil, extraEnv...)
 }
 
 // newHarnessWith starts a broker whose connectors come from conns (given the issuer); nil
 // means the fake connector.
-func newHarnessWith(t *testing.T, store *storage.Store, conns func(issuer string) []broker.Connector, extraEnv ...string) *harness {
+func newHarnessWith(t testing.TB, store *storage.Store, conns func(issuer string) []broker.Connector, extraEnv ...string) *harness {
 	return newHarnessAt(t, store, "", conns, extraEnv...)
 }
 
 // newHarnessAt starts a broker on its own port; issuer, when not empty, is the public address
 // (a load balancer in front of several replicas).
-func newHarnessAt(t *testing.T, store *storage.Store, issuer string, conns func(issuer string) []broker.Connector, extraEnv ...string) *harness {
+func newHarnessAt(t testing.TB, store *storage.Store, issuer string, conns func(issuer string) []broker.Connector, extraEnv ...string) *harness {
 	t.Helper()
 	return startHarness(t, store, issuer, conns, nil, extraEnv...)
 }
 
 // startHarness is newHarnessAt with a tracer provider for the broker and the store (nil: none).
-func startHarness(t *testing.T, store *storage.Store, issuer string, conns func(issuer string) []broker.Connector, tp trace.TracerProvider, extraEnv ...string) *harness {
+func startHarness(t testing.TB, store *storage.Store, issuer string, conns func(issuer string) []broker.Connector, tp trace.TracerProvider, extraEnv ...string) *harness {
 	t.Helper()
 	if tp != nil {
 		store.SetTracer(tp)
@@ -243,7 +243,7 @@ func acceptConsents(t testing.TB, br *browser, resp *http.Response) (*http.Respo
 	return nil, ""
 }
 
-func storagetestOpenSQLite(t *testing.T) *storage.Store {
+func storagetestOpenSQLite(t testing.TB) *storage.Store {
 	return storagetest.Open(t, storagetest.NewSQLiteDSN(t))
 }
 

@@ -126,7 +126,7 @@ func (d openAPI) pathList() []string {
 }
 
 // checkResponse checks a response body of path/method/status against its documented schema.
-func (d openAPI) checkResponse(t *testing.T, path, method, status string, body []byte) {
+func (d openAPI) checkResponse(t testing.TB, path, method, status string, body []byte) {
 	t.Helper()
 	op, ok := d.Paths[path][strings.ToLower(method)]
 	if !ok {
