@@ -257,18 +257,34 @@ func (b *Broker) apiRevokeInvite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := b.invites.RevokeOne(r.Context(), mux.Vars(r)["id"], "api:"+client)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		apiError(w, http.StatusNotFound, "not_found", "No such invite code.")
-	case errors.Is(err, invites.ErrInviteUsed):
-		apiError(w, http.StatusConflict, "invite_used", "The code was already used; end the link it made with DELETE /api/v1/links/{id}.")
-	case err != nil:
-		b.logger(r.Context()).Error("api: revoke invite", "err", err)
-		apiError(w, http.StatusInternalServerError, "server_error", "The code could not be revoked.")
-	default:
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusNoContent)
+	b.answerChange(w, r, err, "revoke invite",
+		apiRefusal{storage.ErrNotFound, http.StatusNotFound, "not_found", "No such invite code."},
+		apiRefusal{invites.ErrInviteUsed, http.StatusConflict, "invite_used", "The code was already used; end the link it made with DELETE /api/v1/links/{id}."})
+}
+
+// apiRefusal is the answer of a change refused for err.
+type apiRefusal struct {
+	err          error
+	status       int
+	code, reason string
+}
+
+// answerChange answers a change with no content: 204, the refusal that err is, or 500 (logged
+// as what).
+func (b *Broker) answerChange(w http.ResponseWriter, r *http.Request, err error, what string, refusals ...apiRefusal) {
+	for _, f := range refusals {
+		if errors.Is(err, f.err) {
+			apiError(w, f.status, f.code, f.reason)
+			return
+		}
 	}
+	if err != nil {
+		b.logger(r.Context()).Error("api: "+what, "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "The change could not be made.")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // apiStudentLinks is GET /api/v1/students/{id}/links (scope links:read): who is linked.
@@ -309,16 +325,7 @@ func (b *Broker) apiEndLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, err := b.linker.EndLink(r.Context(), mux.Vars(r)["id"], "api:"+client)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		apiError(w, http.StatusNotFound, "not_found", "No such active link.")
-	case err != nil:
-		b.logger(r.Context()).Error("api: end link", "err", err)
-		apiError(w, http.StatusInternalServerError, "server_error", "The link could not be ended.")
-	default:
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusNoContent)
-	}
+	b.answerChange(w, r, err, "end link", apiRefusal{storage.ErrNotFound, http.StatusNotFound, "not_found", "No such active link."})
 }
 
 // apiEvents is GET /api/v1/events (scope events:read): the changes after a cursor, oldest first.

@@ -15,7 +15,6 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/esia-broker/esia-broker/internal/testwait"
 	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
 )
@@ -58,22 +57,7 @@ func TestOnlyESIAAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- a.serve(sctx, cfg, serveOptions{ready: func(addr string) { ready <- addr }}) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("serve ended: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	cancel()
-	if err := testwait.Recv(t, done, 10*time.Second, "serve to stop"); err != nil {
-		t.Fatal(err)
-	}
+	serveOnce(t, a, cfg)
 	if logs := a.stderr.(*lockedBuffer).String(); !strings.Contains(logs, "disabled login-and-password sub-accounts") || !strings.Contains(logs, `"count":1`) && !strings.Contains(logs, "count=1") {
 		t.Errorf("serve's log: %s", logs)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esia-broker/esia-broker/config"
 	"github.com/esia-broker/esia-broker/internal/testwait"
 	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
@@ -208,21 +209,7 @@ func TestUpgradedDatabase(t *testing.T) {
 		t.Errorf("serve with the wrong master key recorded %d fingerprints", f)
 	}
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- a.serve(ctx, cfg, serveOptions{ready: func(addr string) { ready <- addr }}) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("serve ended: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	cancel()
-	if err := testwait.Recv(t, done, 10*time.Second, "serve to stop"); err != nil {
-		t.Fatal(err)
-	}
+	serveOnce(t, a, cfg)
 	if f := count(`SELECT COUNT(*) FROM secret_fingerprints WHERE fingerprint LIKE 'v2:%'`); f != 4 {
 		t.Errorf("serve recorded %d fingerprints, want 4", f)
 	}
@@ -264,5 +251,25 @@ func TestAdminCommandsOnAMissingOrEmptyDatabase(t *testing.T) {
 	var n int
 	if err := db.QueryRow(`SELECT COUNT(*) FROM secret_fingerprints`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("secrets check recorded %d fingerprints (%v)", n, err)
+	}
+}
+
+// serveOnce runs `serve` with cfg until it listens, then stops it.
+func serveOnce(t *testing.T, a *app, cfg *config.Config) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- a.serve(ctx, cfg, serveOptions{ready: func(addr string) { ready <- addr }}) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	cancel()
+	if err := testwait.Recv(t, done, 10*time.Second, "serve to stop"); err != nil {
+		t.Fatal(err)
 	}
 }
