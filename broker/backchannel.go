@@ -154,8 +154,8 @@ func (b *Broker) postLogoutToken(ctx context.Context, d storage.LogoutDelivery) 
 
 // newLogoutClient is the HTTP client of back-channel logouts: it follows no redirect (a logout
 // token goes only to the registered URI), and it connects to no address a diary cannot have —
-// link-local (cloud metadata), unspecified or multicast — nor to loopback unless the broker
-// itself is served on loopback (a local or test deployment), so that a registered URI cannot
+// link-local (cloud metadata), unspecified or multicast — nor to loopback or another address of
+// its own host unless the broker itself is served on loopback (a local or test deployment), so that a registered URI cannot
 // probe the broker's own host or network. The address checked is the one dialled, after DNS.
 func newLogoutClient(issuer string) *http.Client {
 	allowLoopback := false
@@ -167,7 +167,14 @@ func newLogoutClient(issuer string) *http.Client {
 		if err != nil {
 			return err
 		}
-		return logoutTargetAllowed(net.ParseIP(host), allowLoopback)
+		ip := net.ParseIP(host)
+		if err := logoutTargetAllowed(ip, allowLoopback); err != nil {
+			return err
+		}
+		if !allowLoopback && isOwnAddress(ip) {
+			return errLogoutTarget
+		}
+		return nil
 	}}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
@@ -176,7 +183,22 @@ func newLogoutClient(issuer string) *http.Client {
 }
 
 // errLogoutTarget is returned for a back-channel logout URI that resolves to a refused address.
-var errLogoutTarget = errors.New("the back-channel logout URI resolves to an address the broker does not call (loopback, link-local, unspecified or multicast)")
+var errLogoutTarget = errors.New("the back-channel logout URI resolves to an address the broker does not call (its own host, loopback, link-local, unspecified or multicast)")
+
+// isOwnAddress tells whether ip is an address of one of this host's interfaces (the broker's
+// own host, reached by an address that is not loopback).
+func isOwnAddress(ip net.IP) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true // unknown: refuse rather than probe
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
 
 func logoutTargetAllowed(ip net.IP, allowLoopback bool) error {
 	switch {

@@ -47,8 +47,23 @@ func TestLogoutClientRefusesItsOwnHost(t *testing.T) {
 		resp.Body.Close()
 		t.Fatal("the logout client reached a loopback address")
 	}
-	if c := newLogoutClient("http://127.0.0.1:8080"); c == nil {
-		t.Fatal("no client")
+	// The host's own addresses that are not loopback: refused too.
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || n.IP.IsLinkLocalUnicast() || n.IP.To4() == nil {
+			continue
+		}
+		own, err := net.Listen("tcp", net.JoinHostPort(n.IP.String(), "0"))
+		if err != nil {
+			continue
+		}
+		resp, err := c.Post("http://"+own.Addr().String()+"/", "application/x-www-form-urlencoded", nil)
+		own.Close()
+		if err == nil {
+			resp.Body.Close()
+			t.Errorf("the logout client reached the host's own address %s", n.IP)
+		}
 	}
 }
 

@@ -86,15 +86,24 @@ func (a clientAuthentication) checkLifetime(assertion string) error {
 	if err != nil {
 		return fosite.ErrInvalidClient.WithHint("The client assertion is not a signed JWT.")
 	}
-	var c struct {
-		Exp json.Number `json:"exp"`
-	}
+	// Read as fosite reads them — a map, where only "exp" is exp — and refuse a second key that
+	// a case-insensitive reader would take for it ("Exp", "EXP").
+	var claims map[string]any
 	dec := json.NewDecoder(strings.NewReader(string(payload)))
 	dec.UseNumber()
-	if err := dec.Decode(&c); err != nil || c.Exp == "" {
-		return fosite.ErrInvalidClient.WithHint("The client assertion must carry exp.")
+	if err := dec.Decode(&claims); err != nil {
+		return fosite.ErrInvalidClient.WithHint("The client assertion's claims are not a JSON object.")
 	}
-	exp, err := c.Exp.Float64()
+	for k := range claims {
+		if k != "exp" && strings.EqualFold(k, "exp") {
+			return fosite.ErrInvalidClient.WithHint("The client assertion carries exp twice.")
+		}
+	}
+	n, ok := claims["exp"].(json.Number)
+	if !ok {
+		return fosite.ErrInvalidClient.WithHint("The client assertion must carry exp as a number.")
+	}
+	exp, err := n.Float64()
 	if err != nil || exp > float64(a.now().Add(maxAssertionLifetime+assertionLeeway).Unix()) {
 		return fosite.ErrInvalidClient.WithHint("The client assertion must expire within an hour.")
 	}

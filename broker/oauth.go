@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -84,6 +85,11 @@ func (b *Broker) jwks(w http.ResponseWriter, r *http.Request) {
 // is stored as a login request and the start page is shown.
 func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if !formEncoded(r) {
+		// A multipart body would be read by fosite after the checks below, past them.
+		b.authorizeError(w, r, nil, fosite.ErrInvalidRequest.WithHint("A POST to the authorization endpoint must be application/x-www-form-urlencoded."))
+		return
+	}
 	if err := r.ParseForm(); err != nil {
 		b.authorizeError(w, r, nil, fosite.ErrInvalidRequest.WithHint("The request could not be read."))
 		return
@@ -99,13 +105,18 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 		b.authorizeError(w, r, nil, fosite.ErrRequestNotSupported.WithHint("Request objects are not supported; use a pushed authorization request."))
 		return
 	}
+	req := r
 	if pushed {
 		// RFC 9126 §4: the pushed parameters are the request. Whatever else the browser brings
-		// (a nonce, a state, another redirect_uri) is dropped, not merged.
-		r.Form = url.Values{"client_id": r.Form["client_id"], "request_uri": r.Form["request_uri"]}
-		r.PostForm = url.Values{}
+		// (a nonce, a state, another redirect_uri) is dropped, not merged: fosite gets a request
+		// of its own that holds nothing else, query or body.
+		req = r.Clone(ctx)
+		req.Method, req.Body, req.ContentLength = http.MethodGet, http.NoBody, 0
+		req.URL.RawQuery = url.Values{"client_id": r.Form["client_id"], "request_uri": r.Form["request_uri"]}.Encode()
+		req.Header.Del("Content-Type")
+		req.Form, req.PostForm, req.MultipartForm = nil, nil, nil
 	}
-	ar, err := b.provider.NewAuthorizeRequest(ctx, r)
+	ar, err := b.provider.NewAuthorizeRequest(ctx, req)
 	if err != nil {
 		b.authorizeError(w, r, ar, err)
 		return
@@ -532,6 +543,10 @@ func (b *Broker) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 // together and committed before the answer leaves; the client_credentials grant writes a single
 // row and needs none.
 func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
+	if !formEncoded(r) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "The body must be application/x-www-form-urlencoded."})
+		return
+	}
 	ctx := b.withClientIP(r)
 	grant := r.PostFormValue("grant_type")
 	if grant != "authorization_code" && grant != "refresh_token" {
@@ -684,6 +699,10 @@ func (b *Broker) tokenExchange(ctx context.Context, r *http.Request) tokenOutcom
 }
 
 func (b *Broker) revoke(w http.ResponseWriter, r *http.Request) {
+	if !formEncoded(r) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "The body must be application/x-www-form-urlencoded."})
+		return
+	}
 	ctx := r.Context()
 	err := b.provider.NewRevocationRequest(ctx, r)
 	switch {
@@ -708,6 +727,10 @@ func (b *Broker) revoke(w http.ResponseWriter, r *http.Request) {
 // ask, and it learns only of tokens issued to it or meant for it (its id among their audiences);
 // anything else — an unknown, expired or foreign token — is {"active": false}.
 func (b *Broker) introspect(w http.ResponseWriter, r *http.Request) {
+	if !formEncoded(r) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "The body must be application/x-www-form-urlencoded."})
+		return
+	}
 	ctx := r.Context()
 	if err := r.ParseForm(); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "The request body could not be read."})
@@ -874,6 +897,21 @@ func authorizeQuery(ar fosite.AuthorizeRequester) string {
 	return form.Encode()
 }
 
+// formEncoded tells whether a request's body, if it has one, is application/x-www-form-urlencoded:
+// the only body the OAuth endpoints read (RFC 6749 §3.2, RFC 9126 §2.1). fosite would also read a
+// multipart body, after the broker's own checks of the form.
+func formEncoded(r *http.Request) bool {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		return true
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return r.ContentLength == 0
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/x-www-form-urlencoded"
+}
+
 // replayAuthorize rebuilds a login request's authorization request, checked as the
 // authorization endpoint checked it: exact redirect URI, never a request object.
 func (b *Broker) replayAuthorize(ctx context.Context, query string) (fosite.AuthorizeRequester, error) {
@@ -904,7 +942,12 @@ func (b *Broker) replayAuthorize(ctx context.Context, query string) (fosite.Auth
 func (b *Broker) pushedAuthorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var ar fosite.AuthorizeRequester
-	err := r.ParseForm()
+	var err error
+	if !formEncoded(r) || r.Method != http.MethodPost {
+		err = fosite.ErrInvalidRequest.WithHint("A pushed authorization request is a POST of application/x-www-form-urlencoded (RFC 9126 §2.1).")
+	} else {
+		err = r.ParseForm()
+	}
 	if err == nil && r.Form.Has("request") {
 		err = fosite.ErrRequestNotSupported.WithHint("Request objects are not supported; push the parameters themselves.")
 	}

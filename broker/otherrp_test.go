@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
@@ -458,9 +459,12 @@ func TestClientAssertionRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := 0
-		sign := func(exp, iat int64) string {
+		signWith := func(exp, iat int64, extra map[string]any) string {
 			n++
 			claims := map[string]any{"iss": "pkj", "sub": "pkj", "aud": h.URL, "jti": fmt.Sprintf("jti-%d-%d", n, time.Now().UnixNano()), "exp": exp, "iat": iat}
+			for k, v := range extra {
+				claims[k] = v
+			}
 			b, _ := json.Marshal(claims)
 			jws, err := signer.Sign(b)
 			if err != nil {
@@ -469,6 +473,7 @@ func TestClientAssertionRefusals(t *testing.T) {
 			out, _ := jws.CompactSerialize()
 			return out
 		}
+		sign := func(exp, iat int64) string { return signWith(exp, iat, nil) }
 		now := time.Now().Unix()
 		form := func(assertion string, v url.Values) url.Values {
 			v.Set("client_id", "pkj")
@@ -490,6 +495,9 @@ func TestClientAssertionRefusals(t *testing.T) {
 			"two hours":            sign(now+7200, now),
 			"year 10000":           sign(253402300800, now),
 			"int64 max":            sign(math.MaxInt64, now),
+			// A case-insensitive reader of the claims would take the second for exp.
+			"exp twice": signWith(now+315360000, now, map[string]any{"Exp": now + 60}),
+			"EXP twice": signWith(now+315360000, now, map[string]any{"EXP": now + 60, "eXp": now + 60}),
 		} {
 			for _, endpoint := range []string{"/oauth2/token", "/oauth2/par", "/oauth2/revoke", "/oauth2/introspect"} {
 				v := url.Values{"grant_type": {"client_credentials"}, "scope": {"openid"}, "token": {access}, "response_type": {"code"},
@@ -564,4 +572,30 @@ func TestPromptConsent(t *testing.T) {
 			t.Errorf("prompt=consent: %d, no consent page: %.300s", code, body)
 		}
 	})
+}
+
+// TestOnlyFormBodies: the OAuth endpoints read application/x-www-form-urlencoded bodies only —
+// fosite would read a multipart body after the broker's checks of the form, so a nonce or a
+// request object sent that way beside a pushed request_uri got in.
+func TestOnlyFormBodies(t *testing.T) {
+	h := newHarness(t, openSQLite(t))
+	h.client("kiasuo", "secret-secret-secret", "openid", "profile")
+	for _, path := range []string{"/oauth2/authorize", "/oauth2/par", "/oauth2/token", "/oauth2/revoke", "/oauth2/introspect"} {
+		var body strings.Builder
+		mw := multipart.NewWriter(&body)
+		for k, v := range map[string]string{"client_id": "kiasuo", "client_secret": "secret-secret-secret", "response_type": "code", "grant_type": "client_credentials",
+			"redirect_uri": rpRedirect, "scope": "openid", "nonce": "EVIL", "token": "x", "request_uri": "urn:ietf:params:oauth:request_uri:x"} {
+			_ = mw.WriteField(k, v)
+		}
+		mw.Close()
+		resp, err := http.Post(h.URL+path, mw.FormDataContentType(), strings.NewReader(body.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+			t.Errorf("multipart POST to %s: %d %.200s", path, resp.StatusCode, b)
+		}
+	}
 }

@@ -272,15 +272,13 @@ func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.
 	if _, err := s.exec(ctx, `DELETE FROM client_assertions WHERE jti_hash = ? AND expires_at <= ?`, jtiHash(jti), now); err != nil {
 		return fmt.Errorf("record client assertion: %w", err)
 	}
-	// An assertion is kept at least a minute, however short its own exp, and at most a day:
-	// the broker refuses assertions that live longer than an hour, and an exp beyond the
-	// timestamp range (year 10000 and on, or an overflowed one) must not make it expired.
-	if exp = exp.UTC(); exp.Before(now.Add(time.Minute)) || exp.After(now.Add(24*time.Hour)) {
-		if exp.Before(now.Add(time.Minute)) {
-			exp = now.Add(time.Minute)
-		} else {
-			exp = now.Add(24 * time.Hour)
-		}
+	// An assertion is kept at least a minute, however short its own exp. One that would live
+	// longer than MaxAssertionLifetime is refused: its jti would be forgotten while it is still
+	// valid (the broker refuses those before this; this holds whoever calls).
+	if exp = exp.UTC(); exp.After(now.Add(MaxAssertionLifetime)) {
+		return fmt.Errorf("record client assertion: %w", ErrAssertionTooLong)
+	} else if exp.Before(now.Add(time.Minute)) {
+		exp = now.Add(time.Minute)
 	}
 	_, err := s.exec(ctx, `INSERT INTO client_assertions (jti_hash, expires_at) VALUES (?, ?)`, jtiHash(jti), exp)
 	if isUniqueViolation(err) {
@@ -291,6 +289,12 @@ func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.
 	}
 	return nil
 }
+
+// MaxAssertionLifetime is the longest a client assertion's exp may lie ahead (with leeway).
+const MaxAssertionLifetime = time.Hour + 2*time.Minute
+
+// ErrAssertionTooLong is returned for a client assertion whose exp lies too far ahead.
+var ErrAssertionTooLong = errors.New("the client assertion lives too long")
 
 func jtiHash(jti string) string {
 	h := sha256.Sum256([]byte("client-assertion:" + jti))

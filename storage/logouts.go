@@ -43,25 +43,16 @@ func (s *Store) enqueueLogouts(ctx context.Context, subject, sid string) error {
 	return nil
 }
 
-// loggedInClients returns the ids (column "id") or the logout URIs of the clients, with a
-// non-empty column uriColumn, that a logout of the account's session sid must reach: those the
-// session gave codes to. For sid "" (every session of the account) those of all its recorded
-// sessions and every client it consented to. A session from before sessions recorded their
-// clients falls back to the consented ones.
+// loggedInClients returns the ids of the clients, with a non-empty column uriColumn, that a
+// logout of the account's session sid must reach: those the session gave codes to (none when it
+// gave none). For sid "" (every session of the account) those of all its recorded sessions and
+// every client it consented to.
 func (s *Store) loggedInClients(ctx context.Context, accountID, sid, uriColumn string) ([]string, error) {
 	var out []string
 	if sid != "" {
-		if err := s.selectAll(ctx, &out, `SELECT c.id FROM session_clients sc JOIN clients c ON c.id = sc.client_id
-			WHERE sc.account_id = ? AND sc.sid = ? AND c.`+uriColumn+` <> '' ORDER BY c.id`, accountID, sid); err != nil {
-			return nil, err
-		}
-		var recorded int
-		if err := s.get(ctx, &recorded, `SELECT COUNT(*) FROM session_clients WHERE account_id = ? AND sid = ?`, accountID, sid); err != nil {
-			return nil, err
-		}
-		if recorded > 0 {
-			return out, nil
-		}
+		err := s.selectAll(ctx, &out, `SELECT c.id FROM session_clients sc JOIN clients c ON c.id = sc.client_id
+			WHERE sc.account_id = ? AND sc.sid = ? AND c.`+uriColumn+` <> '' ORDER BY c.id`, accountID, sid)
+		return out, err
 	}
 	err := s.selectAll(ctx, &out, `SELECT c.id FROM clients c WHERE c.`+uriColumn+` <> '' AND (
 			c.id IN (SELECT client_id FROM consents WHERE account_id = ?) OR c.id IN (SELECT client_id FROM session_clients WHERE account_id = ?))

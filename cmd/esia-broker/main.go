@@ -164,10 +164,8 @@ func (a *app) withCurrentStore(ctx context.Context, fn func(cfg *config.Config, 
 	if err != nil {
 		return err
 	}
-	if path, ok := sqlitePath(cfg.Database.DSN); ok {
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return &exitError{code: 2, err: fmt.Errorf("no database at %s: check database.dsn, or create it with `esia-broker migrate up`; nothing was written", path)}
-		}
+	if err := databaseExists(cfg); err != nil {
+		return err
 	}
 	s, err := a.openStore(ctx, cfg)
 	if err != nil {
@@ -193,6 +191,35 @@ func (a *app) withMigrationStore(ctx context.Context, fn func(s *storage.Store) 
 	}
 	defer s.Close()
 	return fn(s)
+}
+
+// withExistingMigrationStore is withMigrationStore for a command that only reads (migrate
+// status): it refuses a SQLite file that does not exist instead of creating it.
+func (a *app) withExistingMigrationStore(ctx context.Context, fn func(s *storage.Store) error) error {
+	cfg, err := a.loadAdminConfig()
+	if err != nil {
+		return err
+	}
+	if err := databaseExists(cfg); err != nil {
+		return err
+	}
+	s, err := a.openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s)
+}
+
+// databaseExists refuses (exit code 2) an embedded store whose file does not exist: only
+// `migrate up`, `serve` and `dev` create one.
+func databaseExists(cfg *config.Config) error {
+	if path, ok := sqlitePath(cfg.Database.DSN); ok {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return &exitError{code: 2, err: fmt.Errorf("no database at %s: check database.dsn, or create it with `esia-broker migrate up`; nothing was written", path)}
+		}
+	}
+	return nil
 }
 
 // sqlitePath returns the file of an embedded-store DSN.

@@ -227,7 +227,7 @@ func TestUpgradedDatabase(t *testing.T) {
 // creates no schema.
 func TestAdminCommandsOnAMissingOrEmptyDatabase(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "typo.db")
-	for _, args := range [][]string{{"clients", "list"}, {"secrets", "check"}, {"invites", "list"}} {
+	for _, args := range [][]string{{"clients", "list"}, {"secrets", "check"}, {"invites", "list"}, {"migrate", "status"}} {
 		_, err := run(t, testEnv("sqlite:"+path), args...)
 		var ee *exitError
 		if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), "no database at") {

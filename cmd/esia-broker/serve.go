@@ -260,7 +260,7 @@ func (a *app) migrateCmd() *cobra.Command {
 	}, &cobra.Command{
 		Use: "status", Short: "List migrations as applied or pending", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withMigrationStore(cmd.Context(), func(s *storage.Store) error {
+			return a.withExistingMigrationStore(cmd.Context(), func(s *storage.Store) error {
 				st, err := s.MigrationStatus(cmd.Context())
 				if err != nil {
 					return err
