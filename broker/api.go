@@ -34,13 +34,26 @@ func (b *Broker) requireScope(w http.ResponseWriter, r *http.Request, scope stri
 		apiError(w, http.StatusUnauthorized, "invalid_token", "The access token is not active.")
 		return "", false
 	}
-	if !ar.GetGrantedScopes().Has(scope) {
+	clientID := ar.GetClient().GetID()
+	if h, ok := r.Context().Value(apiCallKey{}).(*apiCall); ok {
+		h.client = clientID // audited, answered or refused
+	}
+	// A machine's token only: one a person's login gave (its subject the account) is no API
+	// credential, whatever scopes it carries; and the client must still hold the scope now.
+	sess, ok := ar.GetSession().(*Session)
+	current, err := b.store.Client(r.Context(), clientID)
+	if !ok || sess.Subject != clientID || sess.ClientID != clientID || err != nil || !slices.Contains(current.Scopes, scope) ||
+		!slices.Contains(current.GrantTypes, "client_credentials") || !ar.GetGrantedScopes().Has(scope) {
 		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+scope+`"`)
-		apiError(w, http.StatusForbidden, "insufficient_scope", "The access token lacks scope "+scope+".")
+		apiError(w, http.StatusForbidden, "insufficient_scope", "The API takes a client-credentials access token with scope "+scope+", of a client registered for it.")
 		return "", false
 	}
-	return ar.GetClient().GetID(), true
+	return clientID, true
 }
+
+// MachineScopes are the scopes of the diary API: only a client's own (client credentials)
+// tokens carry them, never a person's login.
+var MachineScopes = []string{"roster:write", "links:write", "links:read", "invites:write", "events:read"}
 
 func decodeJSON(r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {

@@ -71,6 +71,8 @@ func ValidateClient(c *storage.Client) error {
 	for _, s := range c.Scopes {
 		if !slices.Contains(SupportedScopes, s) {
 			p = append(p, fmt.Sprintf("scope %q: not supported (use %s)", s, strings.Join(SupportedScopes, ", ")))
+		} else if slices.Contains(MachineScopes, s) && (c.Public || !slices.Contains(c.GrantTypes, "client_credentials")) {
+			p = append(p, fmt.Sprintf("scope %q: the diary API's scopes are for a confidential client of the client_credentials grant", s))
 		}
 	}
 	if c.HomeURL != "" {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,14 +54,30 @@ func decodeStrict(r *http.Request, v any) (field, reason string, ok bool) {
 	return "", "the body is not a valid JSON object", false
 }
 
-// auditAPI records a call of the API by client; a failure to record fails the call.
-func (b *Broker) auditAPI(w http.ResponseWriter, r *http.Request, client, action, target string, details map[string]any) bool {
-	if err := b.store.Audit(r.Context(), "api:"+client, action, target, details); err != nil {
-		b.logger(r.Context()).Error("audit api call", "action", action, "err", err)
-		apiError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "The call could not be recorded; try again.")
-		return false
+type apiCallKey struct{}
+
+// apiCall is filled in by requireScope with the client a call authenticated.
+type apiCall struct{ client string }
+
+// audited wraps a diary API handler: every call a client authenticated for — answered, refused
+// or a no-op — is in the audit log (api.call, with the route, method and status), the client as
+// the operator. The domain lines (invites.issue, link.revoke …) are written beside it.
+func (b *Broker) audited(route string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		call := &apiCall{}
+		sw := &statusWriter{ResponseWriter: w}
+		h(sw, r.WithContext(context.WithValue(r.Context(), apiCallKey{}, call)))
+		if call.client == "" {
+			return
+		}
+		status := sw.code
+		if status == 0 {
+			status = http.StatusOK
+		}
+		if err := b.store.Audit(context.WithoutCancel(r.Context()), "api:"+call.client, "api.call", route, map[string]any{"method": r.Method, "status": status}); err != nil {
+			b.logger(r.Context()).Error("audit api call", "route", route, "err", err)
+		}
 	}
-	return true
 }
 
 type inviteRequest struct {
@@ -195,7 +212,7 @@ func apiStatus(s string) string {
 
 // apiListInvites is GET /api/v1/invites (scope invites:write): the records, never the codes.
 func (b *Broker) apiListInvites(w http.ResponseWriter, r *http.Request) {
-	client, ok := b.requireScope(w, r, "invites:write")
+	_, ok := b.requireScope(w, r, "invites:write")
 	if !ok {
 		return
 	}
@@ -244,9 +261,6 @@ func (b *Broker) apiListInvites(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, m)
 	}
-	if !b.auditAPI(w, r, client, "api.invites.list", f.SchoolID, map[string]any{"class": f.Class, "role": f.Role, "status": status, "count": len(out)}) {
-		return
-	}
 	writeJSON(w, http.StatusOK, map[string]any{"invites": out})
 }
 
@@ -289,7 +303,7 @@ func (b *Broker) answerChange(w http.ResponseWriter, r *http.Request, err error,
 
 // apiStudentLinks is GET /api/v1/students/{id}/links (scope links:read): who is linked.
 func (b *Broker) apiStudentLinks(w http.ResponseWriter, r *http.Request) {
-	client, ok := b.requireScope(w, r, "links:read")
+	_, ok := b.requireScope(w, r, "links:read")
 	if !ok {
 		return
 	}
@@ -311,9 +325,6 @@ func (b *Broker) apiStudentLinks(w http.ResponseWriter, r *http.Request) {
 	for i, l := range links {
 		out[i] = map[string]any{"id": l.ID, "account": l.AccountID, "relation": l.Relation, "method": linking.APIMethod(l.Method), "created_at": l.CreatedAt.UTC()}
 	}
-	if !b.auditAPI(w, r, client, "api.links.read", id, map[string]any{"count": len(out)}) {
-		return
-	}
 	writeJSON(w, http.StatusOK, map[string]any{"student_id": id, "links": out})
 }
 
@@ -325,12 +336,13 @@ func (b *Broker) apiEndLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, err := b.linker.EndLink(r.Context(), mux.Vars(r)["id"], "api:"+client)
-	b.answerChange(w, r, err, "end link", apiRefusal{storage.ErrNotFound, http.StatusNotFound, "not_found", "No such active link."})
+	b.answerChange(w, r, err, "end link", apiRefusal{storage.ErrNotFound, http.StatusNotFound, "not_found", "No such active link."},
+		apiRefusal{linking.ErrSNILSLink, http.StatusConflict, "snils_link", "The link follows the SNILS on the student's card and would be made again at the next login: take the guardian off the card (PUT /api/v1/students/{id}), which ends the link at once."})
 }
 
 // apiEvents is GET /api/v1/events (scope events:read): the changes after a cursor, oldest first.
 func (b *Broker) apiEvents(w http.ResponseWriter, r *http.Request) {
-	client, ok := b.requireScope(w, r, "events:read")
+	_, ok := b.requireScope(w, r, "events:read")
 	if !ok {
 		return
 	}
@@ -341,8 +353,8 @@ func (b *Broker) apiEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var after int64
-	if s := q.Get("after"); s != "" {
+	after := int64(-1) // from the oldest event kept
+	if s := q.Get("after"); q.Has("after") {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
 			badField(w, "after", "after must be a cursor this API returned as next")
@@ -359,7 +371,11 @@ func (b *Broker) apiEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	evs, err := b.store.Events(r.Context(), after, limit)
+	evs, floor, err := b.store.Events(r.Context(), after, limit)
+	if errors.Is(err, storage.ErrCursorAhead) {
+		badField(w, "after", "after is beyond the newest event: send a cursor this API returned as next")
+		return
+	}
 	if errors.Is(err, storage.ErrEventsPruned) {
 		apiError(w, http.StatusGone, "cursor_expired", "Events after this cursor are older than the retention period and were removed; read the current state (GET /api/v1/students/{id}/links) and start again without after.")
 		return
@@ -369,7 +385,7 @@ func (b *Broker) apiEvents(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusInternalServerError, "server_error", "The events could not be read.")
 		return
 	}
-	next := after
+	next := max(after, floor)
 	out := make([]map[string]any, len(evs))
 	for i, e := range evs {
 		m := map[string]any{"id": strconv.FormatInt(e.ID, 10), "type": e.Type, "time": e.At.UTC(), "data": e.Data}
@@ -384,9 +400,6 @@ func (b *Broker) apiEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		out[i] = m
 		next = e.ID
-	}
-	if !b.auditAPI(w, r, client, "api.events.read", "", map[string]any{"after": after, "count": len(out)}) {
-		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": out, "next": strconv.FormatInt(next, 10)})
 }

@@ -12,7 +12,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
@@ -379,26 +381,130 @@ func TestDiaryAPI(t *testing.T) {
 		got := map[string]bool{}
 		for _, a := range audit {
 			got[a.Actor+" "+a.Action] = true
+			if a.Action == "api.call" {
+				var d struct {
+					Method string `json:"method"`
+					Status int    `json:"status"`
+				}
+				_ = json.Unmarshal([]byte(a.Details), &d)
+				got[fmt.Sprintf("%s %s %d", a.Actor, a.Target, d.Status)] = true
+			}
 		}
-		for _, w := range []string{"api:teacher-app invites.issue", "api:teacher-app invites.rotate", "api:teacher-app api.invites.list",
-			"api:teacher-app invites.revoke", "api:diary-links api.links.read", "api:diary-links link.revoke", "api:diary-links api.events.read"} {
+		for _, w := range []string{"api:teacher-app invites.issue", "api:teacher-app invites.rotate", "api:teacher-app invites.revoke", "api:diary-links link.revoke",
+			// every call, answered, refused or a no-op
+			"api:teacher-app api_invites_list 200", "api:teacher-app api_invites_issue 409", "api:teacher-app api_invites_issue 400",
+			"api:teacher-app api_invite_revoke 404", "api:teacher-app api_invite_revoke 204", "api:teacher-app api_invites_sheet 201",
+			"api:diary-links api_student_links 200", "api:diary-links api_student_links 404", "api:diary-links api_link_end 404",
+			"api:diary-links api_events 200", "api:diary-links api_events 400", "api:diary-links api_events 403"} {
 			if !got[w] {
 				t.Errorf("no audit line %q", w)
 			}
 		}
 
-		// Retention: a cursor older than what was kept is told so.
+		// The API's scopes never come through a person's login.
+		resp, err := newBrowser(t).Get(e.rp.conf.AuthCodeURL("s-machine", oauth2.SetAuthURLParam("scope", "openid invites:write"),
+			oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); !strings.Contains(loc, "error=invalid_scope") {
+			t.Errorf("an authorization request for invites:write: %d %s", resp.StatusCode, loc)
+		}
+
+		// A link the card's SNILS makes cannot be ended here: the next login would make it again.
+		other := newBrowser(t)
+		e.esiaLogin(t, other, "parent-two-kids", nil, e.acceptAll(t, other))
+		_, m = api.json("GET", "/api/v1/students/s-1/links", read, "")
+		if ls, _ := m["links"].([]any); len(ls) != 1 || ls[0].(map[string]any)["method"] != "snils" {
+			t.Fatalf("links of s-1: %v", m)
+		} else if code, m := api.json("DELETE", "/api/v1/links/"+ls[0].(map[string]any)["id"].(string), write, ""); code != 409 || m["error"] != "snils_link" {
+			t.Errorf("ending a SNILS link: %d %v", code, m)
+		}
+
+		// A cursor no answer gave (beyond the newest event) is refused, not taken as "nothing new".
+		_, m = api.json("GET", "/api/v1/events?limit=1000", events, "")
+		latest := m["next"].(string)
+		if code, m := api.json("GET", "/api/v1/events?after=99999999", events, ""); code != 400 || field(m) != "after" {
+			t.Errorf("a cursor from the future: %d %v", code, m)
+		}
+
+		// Retention: a cursor older than what was kept is told so, 0 included.
 		if _, err := s.PruneEvents(ctx, -1); err != nil { // everything recorded so far
 			t.Fatal(err)
 		}
-		if code, m := api.json("GET", "/api/v1/events?after="+all[0].ID, events, ""); code != 410 || m["error"] != "cursor_expired" {
-			t.Errorf("pruned cursor: %d %v", code, m)
+		for _, old := range []string{all[0].ID, "0"} {
+			if code, m := api.json("GET", "/api/v1/events?after="+old, events, ""); code != 410 || m["error"] != "cursor_expired" {
+				t.Errorf("pruned cursor %s: %d %v", old, code, m)
+			}
 		}
-		if code, m := api.json("GET", "/api/v1/events?after="+all[2].ID, events, ""); code != 200 {
+		if code, m := api.json("GET", "/api/v1/events?after="+latest, events, ""); code != 200 || m["next"] != latest {
 			t.Errorf("the newest cursor after pruning: %d %v", code, m)
 		}
-		if code, m := api.json("GET", "/api/v1/events", events, ""); code != 200 || len(m["events"].([]any)) != 0 {
-			t.Errorf("from the start after pruning: %d %v", code, m)
+		if code, m := api.json("GET", "/api/v1/events", events, ""); code != 200 || len(m["events"].([]any)) != 0 || m["next"] != latest {
+			t.Errorf("from the start after pruning: %d %v (next must be %s, a cursor that works)", code, m, latest)
+		}
+	})
+}
+
+// TestConcurrentInviteIssue: twenty class teachers' diaries issue, then rotate, a class's codes
+// at the same moment: one issue succeeds (the rest 409) and, after the rotations, each student
+// has exactly one open code — on PostgreSQL too, where each transaction sees its own snapshot.
+func TestConcurrentInviteIssue(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		h := newHarness(t, s)
+		h.client("teacher-app", "teacher-secret-secret", "invites:write")
+		if err := s.UpsertSchool(ctx, "sch-c", "Школа"); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if _, err := s.UpsertStudent(ctx, &storage.Student{ID: fmt.Sprintf("c-%d", i), SchoolID: "sch-c", Class: "8Т", FamilyName: "Тестов", GivenName: "Тест", Birthdate: "2012-01-01", Active: true}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tok := ccToken(t, h.URL, "teacher-app", "teacher-secret-secret", "invites:write")
+		api := apiCaller{t, h.URL, nil}
+		burst := func(body string) map[int]int {
+			var mu sync.Mutex
+			codes := map[int]int{}
+			var wg sync.WaitGroup
+			for range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					code, _, _ := api.do("POST", "/api/v1/invites", tok, body)
+					mu.Lock()
+					codes[code]++
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			return codes
+		}
+		open := func() map[string]int {
+			rows, err := s.ListInvites(ctx, storage.InviteFilter{SchoolID: "sch-c"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := map[string]int{}
+			for _, r := range rows {
+				if r.Status(time.Now()) == "open" {
+					n[r.StudentID]++
+				}
+			}
+			return n
+		}
+		if got := burst(`{"school_id":"sch-c","class":"8Т","role":"parent"}`); got[201] != 1 || got[409] != 19 {
+			t.Errorf("20 issues at once: %v, want one 201 and 19 409", got)
+		}
+		if got := burst(`{"school_id":"sch-c","class":"8Т","role":"parent","rotate":true}`); got[201] != 20 {
+			t.Errorf("20 rotations at once: %v", got)
+		}
+		for id, n := range open() {
+			if n != 1 {
+				t.Errorf("student %s has %d open codes after concurrent rotations, want 1", id, n)
+			}
 		}
 	})
 }

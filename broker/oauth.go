@@ -135,6 +135,12 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 		b.authorizeError(w, r, ar, err)
 		return
 	}
+	for _, sc := range MachineScopes {
+		if ar.GetRequestedScopes().Has(sc) {
+			b.authorizeError(w, r, ar, fosite.ErrInvalidScope.WithHintf("Scope %s is the diary API's: a client asks for it with client credentials, never through a person's login.", sc))
+			return
+		}
+	}
 	prompt := fosite.RemoveEmpty(strings.Split(ar.GetRequestForm().Get("prompt"), " "))
 	bs, account, err := b.currentSession(ctx, r)
 	if err != nil {

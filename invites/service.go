@@ -31,6 +31,8 @@ type Store interface {
 	RedeemInvite(ctx context.Context, digest, role, accountID string) (*storage.Invite, error)
 	UnredeemInvite(ctx context.Context, id string) error
 	InviteByID(ctx context.Context, id string) (*storage.Invite, error)
+	RevokeInvite(ctx context.Context, id string) (bool, error)
+	LockStudents(ctx context.Context, ids []string) error
 	ReserveAttempt(ctx context.Context, keys ...storage.LimitKey) (time.Time, error)
 	Failed(ctx context.Context, keys ...storage.LimitKey) (time.Time, error)
 	Succeeded(ctx context.Context, key string) error
@@ -174,6 +176,13 @@ func (s *Service) students(ctx context.Context, sel Selection) ([]storage.Studen
 	if err != nil {
 		return nil, err
 	}
+	ids := make([]string, len(st))
+	for i, x := range st {
+		ids[i] = x.ID
+	}
+	if err := s.store.LockStudents(ctx, ids); err != nil {
+		return nil, err
+	}
 	if len(st) == 0 {
 		schools, err := s.store.Schools(ctx)
 		if err != nil {
@@ -311,21 +320,22 @@ func (s *Service) revoke(ctx context.Context, sel Selection, role, operator, act
 var ErrInviteUsed = errors.New("the code was already used")
 
 // RevokeOne revokes one code by its id. A code already revoked or expired is revoked without
-// change; one already used gives ErrInviteUsed, an unknown id storage.ErrNotFound.
+// change; one already used gives ErrInviteUsed, an unknown id storage.ErrNotFound. A redemption
+// at the same moment either wins (ErrInviteUsed) or finds the code revoked.
 func (s *Service) RevokeOne(ctx context.Context, id, operator string) error {
 	return s.store.InTx(ctx, func(ctx context.Context) error {
+		revoked, err := s.store.RevokeInvite(ctx, id)
+		if errors.Is(err, storage.ErrInviteUsed) {
+			return ErrInviteUsed
+		}
+		if err != nil || !revoked {
+			return err
+		}
 		in, err := s.store.InviteByID(ctx, id)
 		if err != nil {
 			return err
 		}
-		if in.RedeemedAt != nil {
-			return ErrInviteUsed
-		}
-		n, err := s.store.RevokeInvites(ctx, []string{id})
-		if err != nil || n == 0 {
-			return err
-		}
-		return s.store.Audit(ctx, operator, "invites.revoke", in.StudentID, map[string]any{"invite": id, "role": in.Role, "revoked": n})
+		return s.store.Audit(ctx, operator, "invites.revoke", in.StudentID, map[string]any{"invite": id, "role": in.Role, "revoked": 1})
 	})
 }
 

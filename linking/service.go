@@ -314,6 +314,10 @@ func APIMethod(method string) string {
 	return method
 }
 
+// ErrSNILSLink is returned for ending a link the card's SNILS makes: the next login would make
+// it again. The card is what changes (the guardian taken off it, or the card's SNILS).
+var ErrSNILSLink = errors.New("the link follows the SNILS on the student's card: take the guardian off the card (or correct the card's SNILS), which ends the link at once")
+
 // EndLink ends an active link with everything the end of a right ends, in one transaction: the
 // account's sessions, codes and tokens (refresh families and app devices among them), a
 // sub-account left with no parent, and the link.revoked event. It returns the link as it was.
@@ -326,6 +330,9 @@ func (s *Service) EndLink(ctx context.Context, linkID, actor string) (*storage.L
 		}
 		if l.RevokedAt != nil {
 			return fmt.Errorf("link %s was already revoked: %w", linkID, storage.ErrNotFound)
+		}
+		if l.Method == "snils" {
+			return ErrSNILSLink
 		}
 		revoked, err := s.store.RevokeLink(ctx, linkID)
 		if err != nil {

@@ -68,33 +68,42 @@ func (s *Store) AppendEvent(ctx context.Context, e Event) error {
 	})
 }
 
-// Events returns up to limit events with ids above after, oldest first. An after below what
-// retention removed gives ErrEventsPruned; after 0 starts at the oldest event kept.
-func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
-	if after > 0 {
-		var through int64
-		if err := s.get(ctx, &through, `SELECT through FROM events_pruned`); err != nil {
-			return nil, fmt.Errorf("read events: %w", err)
-		}
-		if after < through {
-			return nil, ErrEventsPruned
-		}
+// ErrCursorAhead is returned for a cursor beyond every event recorded: no answer gave it.
+var ErrCursorAhead = errors.New("the cursor is beyond the newest event")
+
+// Events returns up to limit events with ids above after, oldest first, and the cursor below
+// which retention removed events (the cursor of an empty feed). after -1 starts at the oldest
+// event kept; an after below what retention removed gives ErrEventsPruned (0 included, once
+// anything was pruned), one beyond the newest event ErrCursorAhead.
+func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, int64, error) {
+	var bounds struct {
+		Through int64 `db:"through"`
+		Newest  int64 `db:"newest"`
+	}
+	if err := s.get(ctx, &bounds, `SELECT p.through, COALESCE((SELECT MAX(id) FROM events), 0) AS newest FROM events_pruned p`); err != nil {
+		return nil, 0, fmt.Errorf("read events: %w", err)
+	}
+	if after >= 0 && after < bounds.Through {
+		return nil, 0, ErrEventsPruned
+	}
+	if after > max(bounds.Through, bounds.Newest) {
+		return nil, 0, ErrCursorAhead
 	}
 	var rows []struct {
 		Event
 		Raw string `db:"data"`
 	}
-	if err := s.selectAll(ctx, &rows, `SELECT id, type, at, student_id, account_id, data FROM events WHERE id > ? ORDER BY id LIMIT ?`, after, limit); err != nil {
-		return nil, fmt.Errorf("read events: %w", err)
+	if err := s.selectAll(ctx, &rows, `SELECT id, type, at, student_id, account_id, data FROM events WHERE id > ? ORDER BY id LIMIT ?`, max(after, 0), limit); err != nil {
+		return nil, 0, fmt.Errorf("read events: %w", err)
 	}
 	out := make([]Event, len(rows))
 	for i, r := range rows {
 		out[i] = r.Event
 		if err := json.Unmarshal([]byte(r.Raw), &out[i].Data); err != nil {
-			return nil, fmt.Errorf("read event %d: %w", r.ID, err)
+			return nil, 0, fmt.Errorf("read event %d: %w", r.ID, err)
 		}
 	}
-	return out, nil
+	return out, bounds.Through, nil
 }
 
 // PruneEvents removes events older than keep and remembers the highest id removed, so that a

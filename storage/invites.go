@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"slices"
 	"context"
 	"errors"
 	"fmt"
@@ -217,4 +218,47 @@ func (s *Store) InviteByID(ctx context.Context, id string) (*Invite, error) {
 		return nil, fmt.Errorf("get invite: %w", err)
 	}
 	return &in, nil
+}
+
+// LockStudents takes the row locks of the students' cards until the transaction ends (PostgreSQL;
+// SQLite transactions already hold the one write lock), so that two issues or rotations of
+// codes for the same students run one after the other: each sees the other's open codes.
+func (s *Store) LockStudents(ctx context.Context, ids []string) error {
+	if s.dialect != Postgres || len(ids) == 0 {
+		return nil
+	}
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	for chunk := range chunks(sorted, 500) {
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		var got []string
+		if err := s.selectAll(ctx, &got, `SELECT id FROM students WHERE id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`) ORDER BY id FOR UPDATE`, args...); err != nil {
+			return fmt.Errorf("lock students: %w", err)
+		}
+	}
+	return nil
+}
+
+// RevokeInvite revokes one invite unless it was used, atomically against a redemption: it
+// tells whether it revoked it; storage.ErrInviteUsed when it was used, ErrNotFound when there is
+// no such invite (one already revoked or expired is revoked without change, false).
+func (s *Store) RevokeInvite(ctx context.Context, id string) (bool, error) {
+	res, err := s.exec(ctx, `UPDATE invites SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND redeemed_at IS NULL`, s.clock(), id)
+	if err != nil {
+		return false, fmt.Errorf("revoke invite: %w", err)
+	}
+	if affected(res) == 1 {
+		return true, nil
+	}
+	in, err := s.InviteByID(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	if in.RedeemedAt != nil {
+		return false, ErrInviteUsed
+	}
+	return false, nil
 }

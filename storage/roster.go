@@ -67,6 +67,19 @@ func (s *Store) Student(ctx context.Context, id string) (*Student, error) {
 	return &st, nil
 }
 
+// studentForUpdate reads a card and, on PostgreSQL, locks it until the transaction ends.
+func (s *Store) studentForUpdate(ctx context.Context, id string) (*Student, error) {
+	q := `SELECT ` + studentCols + ` FROM students WHERE id = ?`
+	if s.dialect == Postgres {
+		q += ` FOR UPDATE`
+	}
+	var st Student
+	if err := s.get(ctx, &st, q, id); err != nil {
+		return nil, fmt.Errorf("get student: %w", err)
+	}
+	return &st, nil
+}
+
 // Guardians returns the guardians of a card, ordered by digest.
 func (s *Store) Guardians(ctx context.Context, studentID string) ([]Guardian, error) {
 	var g []Guardian
@@ -81,16 +94,23 @@ func (s *Store) Guardians(ctx context.Context, studentID string) ([]Guardian, er
 func (s *Store) UpsertStudent(ctx context.Context, st *Student, guardians []Guardian) (bool, error) {
 	changed := false
 	err := s.InTx(ctx, func(ctx context.Context) error {
-		old, err := s.Student(ctx, st.ID)
+		// Two writers of one card run one after the other: the second sees the first's card
+		// (a new card is inserted once, a change is made and told once).
+		old, err := s.studentForUpdate(ctx, st.ID)
 		now := s.clock()
+		if errors.Is(err, ErrNotFound) {
+			res, ierr := s.exec(ctx, `INSERT INTO students (`+studentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+				st.ID, st.SchoolID, st.Class, st.FamilyName, st.GivenName, st.MiddleName, st.Birthdate, st.SNILSDigest, st.Active, now)
+			if ierr != nil {
+				return fmt.Errorf("insert student %s: %w", st.ID, ierr)
+			}
+			if affected(res) == 0 { // a concurrent writer inserted it: take it from there
+				old, err = s.studentForUpdate(ctx, st.ID)
+			}
+		}
 		switch {
 		case errors.Is(err, ErrNotFound):
 			changed = true
-			_, err = s.exec(ctx, `INSERT INTO students (`+studentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				st.ID, st.SchoolID, st.Class, st.FamilyName, st.GivenName, st.MiddleName, st.Birthdate, st.SNILSDigest, st.Active, now)
-			if err != nil {
-				return fmt.Errorf("insert student %s: %w", st.ID, err)
-			}
 		case err != nil:
 			return err
 		default:
