@@ -2,11 +2,9 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -55,18 +53,6 @@ func (b *Broker) requireScope(w http.ResponseWriter, r *http.Request, scope stri
 // tokens carry them, never a person's login.
 var MachineScopes = []string{"roster:write", "links:write", "links:read", "invites:write", "events:read"}
 
-func decodeJSON(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		return errors.New("the body must be application/json")
-	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return errors.New("the body is not valid JSON of the expected shape")
-	}
-	return nil
-}
-
 type problem struct {
 	Field  string `json:"field,omitempty"`
 	Reason string `json:"reason"`
@@ -88,8 +74,7 @@ func (b *Broker) apiPutStudent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var c linking.Card
-	if err := decodeJSON(r, &c); err != nil {
-		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+	if !decodeStrict(w, r, &c) {
 		return
 	}
 	id := mux.Vars(r)["id"]
@@ -118,8 +103,7 @@ func (b *Broker) apiPutStudents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var cards []linking.Card
-	if err := decodeJSON(r, &cards); err != nil {
-		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+	if !decodeStrict(w, r, &cards) {
 		return
 	}
 	if len(cards) == 0 || len(cards) > 1000 {
@@ -177,25 +161,28 @@ func (b *Broker) apiCreateLinkIntent(w http.ResponseWriter, r *http.Request) {
 		Relation  string   `json:"relation"`
 		ReturnURI string   `json:"return_uri"`
 	}
-	if err := decodeJSON(r, &req); err != nil {
-		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+	if !decodeStrict(w, r, &req) {
 		return
 	}
 	if req.Relation == "" {
 		req.Relation = "parent"
 	}
 	if req.Relation != "parent" && req.Relation != "self" {
-		apiError(w, http.StatusBadRequest, "invalid_request", "relation must be parent or self")
+		badField(w, "relation", "relation must be parent or self")
 		return
 	}
 	if len(req.Students) == 0 || len(req.Students) > 20 {
-		apiError(w, http.StatusBadRequest, "invalid_request", "name between 1 and 20 students")
+		badField(w, "students", "name between 1 and 20 students")
+		return
+	}
+	if len(slices.Compact(slices.Sorted(slices.Values(req.Students)))) != len(req.Students) {
+		badField(w, "students", "a student is named twice")
 		return
 	}
 	for _, id := range req.Students {
 		st, err := b.store.Student(ctx, id)
 		if err != nil || !st.Active {
-			apiError(w, http.StatusBadRequest, "invalid_request", "unknown or inactive student "+id)
+			badField(w, "students", "unknown or inactive student "+id)
 			return
 		}
 	}
@@ -205,7 +192,7 @@ func (b *Broker) apiCreateLinkIntent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.ReturnURI != "" && !slices.Contains(client.RedirectURIs, req.ReturnURI) && !slices.Contains(client.PostLogoutRedirectURIs, req.ReturnURI) {
-		apiError(w, http.StatusBadRequest, "invalid_request", "return_uri must be one of the client's registered redirect or post-logout URIs")
+		badField(w, "return_uri", "return_uri must be one of the client's registered redirect or post-logout URIs")
 		return
 	}
 	raw := randomToken()

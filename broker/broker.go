@@ -397,9 +397,17 @@ func (b *Broker) Routes() []Route {
 func (b *Broker) router() *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			apiError(w, http.StatusNotFound, "not_found", "No such API call: see /api/v1/openapi.json.")
+			return
+		}
 		b.renderError(w, r, &UserError{Status: http.StatusNotFound, Title: "Страница не найдена", Message: "Такой страницы нет. Проверьте адрес или вернитесь в электронный дневник."})
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			apiError(w, http.StatusMethodNotAllowed, "method_not_allowed", "This API address does not take "+r.Method+": see /api/v1/openapi.json.")
+			return
+		}
 		b.renderError(w, r, &UserError{Status: http.StatusMethodNotAllowed, Title: "Действие недоступно", Message: "Этот адрес не принимает такой запрос. Вернитесь в электронный дневник и попробуйте снова."})
 	})
 	route := func(path, name string, h http.HandlerFunc, methods ...string) {

@@ -1,6 +1,9 @@
 package broker
 
 import (
+	"reflect"
+	"mime"
+	"io"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -29,29 +32,115 @@ func badField(w http.ResponseWriter, field, reason string) {
 		"problems": []problem{{Field: field, Reason: reason}}})
 }
 
-// decodeStrict reads a JSON object into v, refusing unknown fields, and names the field at
-// fault when it can.
-func decodeStrict(r *http.Request, v any) (field, reason string, ok bool) {
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		return "", "the body must be application/json", false
+// decodeStrict reads a JSON body into v: one value, no unknown field, names as written (Go's
+// decoder would take "ROLE" for "role", so a validator in front of the API would see another
+// document than the broker), and names the field at fault when it can. A body over the server's
+// limit is 413.
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any) bool {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		badField(w, "", "the body must be application/json")
+		return false
 	}
-	dec := json.NewDecoder(r.Body)
+	raw, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		apiError(w, http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf("the body is over %d bytes; send fewer cards per call", tooBig.Limit))
+		return false
+	}
+	if err != nil {
+		badField(w, "", "the body could not be read")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	err = dec.Decode(v)
 	if err == nil && dec.More() {
-		err = errors.New("one JSON object only")
+		err = errors.New("one JSON value only")
 	}
 	var te *json.UnmarshalTypeError
 	switch {
-	case err == nil:
-		return "", "", true
+	case errors.As(err, &te) && te.Field != "":
+		badField(w, te.Field, fmt.Sprintf("%s must be a JSON %s", te.Field, jsonKind(te.Type)))
+		return false
 	case errors.As(err, &te):
-		return te.Field, fmt.Sprintf("%s must be a JSON %s", te.Field, te.Type.Kind()), false
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		badField(w, "", "the body must be a JSON "+jsonKind(te.Type))
+		return false
+	case err != nil && strings.HasPrefix(err.Error(), "json: unknown field "):
 		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return f, "unknown field " + f, false
+		badField(w, f, "unknown field "+f)
+		return false
+	case err != nil:
+		badField(w, "", "the body is not one valid JSON value")
+		return false
 	}
-	return "", "the body is not a valid JSON object", false
+	var generic any
+	_ = json.Unmarshal(raw, &generic)
+	if f := inexactKey(generic, reflect.TypeOf(v)); f != "" {
+		badField(w, f, "unknown field "+f+" (names are case-sensitive)")
+		return false
+	}
+	return true
+}
+
+// jsonKind names a Go type as JSON does.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Ptr:
+		return jsonKind(t.Elem())
+	}
+	return "number"
+}
+
+// inexactKey returns the first object key in val that is not, to the letter, a JSON name of the
+// struct type t describes (at any depth); "" when every key is.
+func inexactKey(val any, t reflect.Type) string {
+	for t.Kind() == reflect.Ptr {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := val.(map[string]any)
+		if !ok {
+			return ""
+		}
+		fields := map[string]reflect.Type{}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" || !f.IsExported() {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			fields[name] = f.Type
+		}
+		for k, x := range m {
+			ft, ok := fields[k]
+			if !ok {
+				return k
+			}
+			if bad := inexactKey(x, ft); bad != "" {
+				return k + "." + bad
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		a, _ := val.([]any)
+		for i, x := range a {
+			if bad := inexactKey(x, t.Elem()); bad != "" {
+				return fmt.Sprintf("[%d].%s", i, bad)
+			}
+		}
+	}
+	return ""
 }
 
 type apiCallKey struct{}
@@ -96,8 +185,7 @@ var apiFields = map[string]string{"school": "school_id", "class": "class", "stud
 // rotates, and returns the slips; on a refusal it has answered already.
 func (b *Broker) issueInvites(w http.ResponseWriter, r *http.Request, client string) ([]invites.Slip, *inviteRequest, bool) {
 	var req inviteRequest
-	if field, reason, ok := decodeStrict(r, &req); !ok {
-		badField(w, field, reason)
+	if !decodeStrict(w, r, &req) {
 		return nil, nil, false
 	}
 	switch {
@@ -111,11 +199,17 @@ func (b *Broker) issueInvites(w http.ResponseWriter, r *http.Request, client str
 		badField(w, "student_ids", "name at most 1000 students")
 		return nil, nil, false
 	}
+	seen := map[string]bool{}
 	for _, id := range req.StudentIDs {
 		if id == "" || len(id) > 64 {
 			badField(w, "student_ids", "every student id must be 1-64 characters")
 			return nil, nil, false
 		}
+		if seen[id] {
+			badField(w, "student_ids", fmt.Sprintf("student %q is named twice", id))
+			return nil, nil, false
+		}
+		seen[id] = true
 	}
 	ttl := 30 * 24 * time.Hour
 	if req.ExpiresIn != "" {
@@ -198,6 +292,8 @@ func (b *Broker) apiInviteSheet(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	// The sheet is a document of its own, styled inline for printing; it runs no script.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write(buf.Bytes())
 }

@@ -158,6 +158,9 @@ func TestDiaryAPI(t *testing.T) {
 			{`{"school_id":"sch-1","role":"parent","schol":"x"}`, "schol"},
 			{`{"school_id":"sch-1","role":"parent","rotate":"yes"}`, "rotate"},
 			{`{"school_id":["sch-1"],"role":"parent"}`, "school_id"},
+			{`{"school_id":"sch-1","ROLE":"parent","role":"parent"}`, "ROLE"},
+			{`{"school_id":"sch-1","role":"parent","student_ids":["s-4","s-4"]}`, "student_ids"},
+			{`{"school_id":"sch-1","role":"parent","expires_in":"1s"}`, "expires_in"},
 		} {
 			for _, path := range []string{"/api/v1/invites", "/api/v1/invites/sheet"} {
 				code, m := api.json("POST", path, inv, c.body)
@@ -166,8 +169,10 @@ func TestDiaryAPI(t *testing.T) {
 				}
 			}
 		}
-		if code, _ := api.json("POST", "/api/v1/invites", inv, `{"school_id":"sch-1","role":"parent"}{}`); code != 400 {
-			t.Errorf("two objects: %d", code)
+		for _, body := range []string{`{"school_id":"sch-1","role":"parent"}{}`, `[]`, `{"school_id":"sch-1","role":"parent"} trailing`} {
+			if code, _ := api.json("POST", "/api/v1/invites", inv, body); code != 400 {
+				t.Errorf("body %s: %d", body, code)
+			}
 		}
 		for _, q := range []string{"", "?school_id=sch-1&status=lost", "?school_id=sch-1&role=x", "?school_id=sch-1&shool=1"} {
 			if code, _ := api.json("GET", "/api/v1/invites"+q, inv, ""); code != 400 {

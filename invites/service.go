@@ -1,6 +1,7 @@
 package invites
 
 import (
+	"strconv"
 	"context"
 	"errors"
 	"fmt"
@@ -150,19 +151,19 @@ func checkRole(role string) error {
 // MaxTTL is the longest an invite code may stay valid.
 const MaxTTL = 366 * 24 * time.Hour
 
-// ParseTTL reads how long codes stay valid: a number of days ("30d", 1–365) or a Go duration
-// ("72h") up to MaxTTL.
+// ParseTTL reads how long codes stay valid: a number of days ("30d", 1–366) or a Go duration
+// ("72h") from an hour to MaxTTL — a code that dies at once would replace a working one.
 func ParseTTL(s string) (time.Duration, error) {
-	bad := &FieldError{"expiry", "use a number of days (1d…365d) or a duration like 72h"}
+	bad := &FieldError{"expiry", "use a number of days (1d…366d) or a duration from 1h to 8784h, like 72h"}
 	if d, ok := strings.CutSuffix(s, "d"); ok {
-		var n int
-		if _, err := fmt.Sscanf(d, "%d", &n); err != nil || n <= 0 || n > 365 || fmt.Sprint(n) != d {
+		n, err := strconv.Atoi(d)
+		if err != nil || n <= 0 || n > 366 || strconv.Itoa(n) != d {
 			return 0, bad
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 || d > MaxTTL {
+	if err != nil || d < time.Hour || d > MaxTTL {
 		return 0, bad
 	}
 	return d, nil

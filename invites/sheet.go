@@ -21,7 +21,11 @@ var moscow = time.FixedZone("MSK", 3*3600)
 // FormatDate writes a date as on a Russian form: 22.12.2026.
 func FormatDate(t time.Time) string { return t.In(moscow).Format("02.01.2006") }
 
-var sheet = template.Must(template.New("sheet").Funcs(template.FuncMap{"role": RoleName, "date": FormatDate}).Parse(`<!doctype html>
+// FormatExpiry writes when a code stops working, to the minute, Moscow time: 22.12.2026 10:00.
+// (A date alone, "until … inclusive", would promise the rest of a day the code does not have.)
+func FormatExpiry(t time.Time) string { return t.In(moscow).Format("02.01.2006 15:04") }
+
+var sheet = template.Must(template.New("sheet").Funcs(template.FuncMap{"role": RoleName, "date": FormatDate, "expiry": FormatExpiry}).Parse(`<!doctype html>
 <html lang="ru"><head><meta charset="utf-8">
 <title>Пригласительные коды — {{.Title}}</title>
 <style>
@@ -43,7 +47,7 @@ h1 { font-size: 13pt; margin: 0 0 6mm; }
 <div class="name">{{.StudentName}}</div>
 <div>Роль: <b>{{role .Role}}</b></div>
 <div class="code">{{.Code}}</div>
-<div>Код действует до {{date .ExpiresAt}} включительно и подходит только для этого {{if eq .Role "student"}}обучающегося{{else}}ребёнка{{end}}.</div>
+<div>Код действует до {{expiry .ExpiresAt}} (время московское) и подходит только для этого {{if eq .Role "student"}}обучающегося{{else}}ребёнка{{end}}.</div>
 {{if .Replaces}}<div>Этот код заменяет выданный ранее: прежний код больше не действует.</div>{{end}}
 <ol>
 <li>Откройте {{$.StartURL}} и нажмите «Войти через Госуслуги».</li>
@@ -68,7 +72,7 @@ func WriteCSV(w io.Writer, startURL string, slips []Slip) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"school_id", "school_name", "class", "student", "role", "code", "expires", "start_url"})
 	for _, s := range slips {
-		_ = cw.Write([]string{s.SchoolID, csvSafe(s.SchoolName), csvSafe(s.Class), csvSafe(s.StudentName), RoleName(s.Role), s.Code, FormatDate(s.ExpiresAt), startURL})
+		_ = cw.Write([]string{s.SchoolID, csvSafe(s.SchoolName), csvSafe(s.Class), csvSafe(s.StudentName), RoleName(s.Role), s.Code, FormatExpiry(s.ExpiresAt), startURL})
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {

@@ -305,14 +305,8 @@ func linkEvent(typ, accountID, studentID, linkID, relation, method string) stora
 		Data: map[string]any{"link_id": linkID, "relation": relation, "method": APIMethod(method)}}
 }
 
-// APIMethod names a link's method as the diaries' API does: a link made by an invite code is
-// "code".
-func APIMethod(method string) string {
-	if method == "invite" {
-		return "code"
-	}
-	return method
-}
+// APIMethod names a link's method as the diaries' API does (storage.APILinkMethod).
+func APIMethod(method string) string { return storage.APILinkMethod(method) }
 
 // ErrSNILSLink is returned for ending a link the card's SNILS makes: the next login would make
 // it again. The card is what changes (the guardian taken off it, or the card's SNILS).

@@ -182,7 +182,7 @@ func (s *Store) ForgetAccount(ctx context.Context, id string) error {
 		}
 		for _, l := range active {
 			if err := s.AppendEvent(ctx, Event{Type: EventLinkRevoked, AccountID: id, StudentID: l.StudentID,
-				Data: map[string]any{"link_id": l.ID, "relation": l.Relation, "method": l.Method, "reason": "account_forgotten"}}); err != nil {
+				Data: map[string]any{"link_id": l.ID, "relation": l.Relation, "method": APILinkMethod(l.Method), "reason": "account_forgotten"}}); err != nil {
 				return err
 			}
 		}

@@ -111,6 +111,15 @@ func (s *Store) GuardianLinks(ctx context.Context, studentID string) ([]Link, er
 	return out, nil
 }
 
+// APILinkMethod names a link's method as the diaries see it (API and event feed): a link made
+// by an invite code is "code"; "admin" and "imported" stay as they are.
+func APILinkMethod(method string) string {
+	if method == "invite" {
+		return "code"
+	}
+	return method
+}
+
 // LinkByID returns one link, active or revoked.
 func (s *Store) LinkByID(ctx context.Context, id string) (*Link, error) {
 	var l Link
@@ -120,11 +129,12 @@ func (s *Store) LinkByID(ctx context.Context, id string) (*Link, error) {
 	return &l, nil
 }
 
-// StudentLinks lists the active links to a student card, oldest first.
+// StudentLinks lists the active links of active accounts to a student card, oldest first.
 func (s *Store) StudentLinks(ctx context.Context, studentID string) ([]Link, error) {
 	var out []Link
-	if err := s.selectAll(ctx, &out, `SELECT id, account_id, student_id, relation, method, created_at, revoked_at FROM links
-		WHERE student_id = ? AND revoked_at IS NULL ORDER BY created_at, id`, studentID); err != nil {
+	if err := s.selectAll(ctx, &out, `SELECT l.id, l.account_id, l.student_id, l.relation, l.method, l.created_at, l.revoked_at FROM links l
+		JOIN accounts a ON a.id = l.account_id
+		WHERE l.student_id = ? AND l.revoked_at IS NULL AND a.status = 'active' ORDER BY l.created_at, l.id`, studentID); err != nil {
 		return nil, fmt.Errorf("student links: %w", err)
 	}
 	return out, nil

@@ -278,7 +278,7 @@ func (s *Store) revokeStaleSNILSLinks(ctx context.Context, studentID string) err
 			return err
 		}
 		if err := s.AppendEvent(ctx, Event{Type: EventLinkRevoked, AccountID: l.AccountID, StudentID: l.StudentID,
-			Data: map[string]any{"link_id": l.ID, "relation": l.Relation, "method": l.Method}}); err != nil {
+			Data: map[string]any{"link_id": l.ID, "relation": l.Relation, "method": APILinkMethod(l.Method)}}); err != nil {
 			return err
 		}
 	}
