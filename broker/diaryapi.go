@@ -1,15 +1,15 @@
 package broker
 
 import (
-	"reflect"
-	"mime"
-	"io"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"

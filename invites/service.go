@@ -1,11 +1,11 @@
 package invites
 
 import (
-	"strconv"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
