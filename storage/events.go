@@ -42,9 +42,11 @@ var ErrEventsPruned = errors.New("events after this cursor were removed by reten
 // none), so that the event commits with the change it records or not at all.
 //
 // A reader that follows id > cursor must never see a later id commit before an earlier one:
-// sequence values are drawn before commit. On PostgreSQL the transaction therefore takes a
-// transaction-scoped advisory lock before it draws the id and holds it until it ends, so ids
-// of committed events follow commit order; on SQLite, writers are already serialised.
+// sequence values are drawn before commit. The events of a transaction are therefore written
+// just before it commits, after it took a transaction-scoped advisory lock on PostgreSQL that it
+// holds to the end: ids of committed events follow commit order, and the lock is held only for
+// those inserts and the commit (not, say, for the rest of a login). On SQLite, writers are
+// serialised anyway.
 func (s *Store) AppendEvent(ctx context.Context, e Event) error {
 	data := "{}"
 	if len(e.Data) > 0 {
@@ -54,18 +56,44 @@ func (s *Store) AppendEvent(ctx context.Context, e Event) error {
 		}
 		data = string(b)
 	}
+	p := pendingEvent{typ: e.Type, at: s.clock(), student: e.StudentID, account: e.AccountID, data: data}
+	if h, ok := txFrom(ctx); ok {
+		h.events = append(h.events, p)
+		return nil
+	}
 	return s.InTx(ctx, func(ctx context.Context) error {
-		if s.dialect == Postgres {
-			if _, err := s.exec(ctx, `SELECT pg_advisory_xact_lock(?)`, eventsLock); err != nil {
-				return fmt.Errorf("event %s: lock: %w", e.Type, err)
-			}
-		}
-		if _, err := s.exec(ctx, `INSERT INTO events (type, at, student_id, account_id, data) VALUES (?, ?, ?, ?, ?)`,
-			e.Type, s.clock(), e.StudentID, e.AccountID, data); err != nil {
-			return fmt.Errorf("event %s: %w", e.Type, err)
-		}
+		h, _ := txFrom(ctx)
+		h.events = append(h.events, p)
 		return nil
 	})
+}
+
+// pendingEvent is an event waiting for its transaction's commit.
+type pendingEvent struct {
+	typ              string
+	at               time.Time
+	student, account string
+	data             string
+}
+
+// flushEvents writes the transaction's events, under the events lock (see AppendEvent).
+func (s *Store) flushEvents(ctx context.Context, h *txHandle) error {
+	if len(h.events) == 0 {
+		return nil
+	}
+	if s.dialect == Postgres {
+		if _, err := h.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, eventsLock); err != nil {
+			return fmt.Errorf("events: lock: %w", err)
+		}
+	}
+	for _, e := range h.events {
+		if _, err := h.tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO events (type, at, student_id, account_id, data) VALUES (?, ?, ?, ?, ?)`),
+			e.typ, e.at, e.student, e.account, e.data); err != nil {
+			return fmt.Errorf("event %s: %w", e.typ, err)
+		}
+	}
+	h.events = nil
+	return nil
 }
 
 // ErrCursorAhead is returned for a cursor beyond every event recorded: no answer gave it.

@@ -178,6 +178,9 @@ type txHandle struct {
 	// revoked are the grants whose tokens a request transaction revoked on purpose (a replayed
 	// code or refresh token): AbortRequestTx revokes them again after rolling back.
 	revoked []revocation
+	// events are the feed's events of the transaction, written just before it commits (see
+	// AppendEvent).
+	events []pendingEvent
 }
 
 // revocation is one deliberate revocation of a grant's tokens in a table.
@@ -231,6 +234,10 @@ func (s *Store) Commit(ctx context.Context) error {
 	if joined, _ := ctx.Value(joinedKey{}).(bool); joined {
 		return nil
 	}
+	if err := s.flushEvents(ctx, h); err != nil {
+		_ = h.tx.Rollback()
+		return err
+	}
 	if err := h.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -281,6 +288,10 @@ func (s *Store) EndRequestTx(ctx context.Context) (bool, error) {
 			return false, fmt.Errorf("rollback: %w", err)
 		}
 		return false, nil
+	}
+	if err := s.flushEvents(ctx, h); err != nil {
+		_ = h.tx.Rollback()
+		return false, err
 	}
 	if err := h.tx.Commit(); err != nil {
 		return false, fmt.Errorf("commit: %w", err)
