@@ -513,3 +513,53 @@ func TestConcurrentInviteIssue(t *testing.T) {
 		}
 	})
 }
+
+// TestEndOfARightRacesRefreshes: the account's tokens end (as DELETE /api/v1/links/{id}, a
+// disable or a forget end them) while refreshes of its refresh token run: no token issued by a
+// refresh that raced the end may work after it.
+func TestEndOfARightRacesRefreshes(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		h := newHarness(t, s)
+		h.client("kiasuo", "secret-secret-secret", "openid", "profile", "offline_access")
+		r := newRP(t, h, "kiasuo", "secret-secret-secret", "openid", "profile", "offline_access")
+		for round := range 8 {
+			tok, idt := r.loginAndExchange(t, newBrowser(t))
+			var mu sync.Mutex
+			var issued []*oauth2.Token
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if nt, err := r.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
+						mu.Lock()
+						issued = append(issued, nt)
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.RevokeTokensOf(ctx, idt.Subject); err != nil {
+					t.Error(err)
+				}
+			}()
+			wg.Wait()
+			for _, nt := range issued {
+				if _, err := r.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: nt.RefreshToken}).Token(); err == nil {
+					t.Errorf("round %d: a refresh token issued while the account's tokens ended still works", round)
+				}
+				req, _ := http.NewRequest("GET", h.URL+"/oauth2/userinfo", nil)
+				req.Header.Set("Authorization", "Bearer "+nt.AccessToken)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						t.Errorf("round %d: an access token issued while the account's tokens ended still works", round)
+					}
+				}
+			}
+		}
+	})
+}

@@ -661,7 +661,7 @@ func (b *Broker) tokenExchange(ctx context.Context, r *http.Request) tokenOutcom
 		// and names and links are brought up to date, so a student who left or a revoked link
 		// disappears from refreshed tokens.
 		if sess, ok := ar.GetSession().(*Session); ok && sess.Subject != "" && sess.Subject != sess.ClientID {
-			a, err := b.store.Account(ctx, sess.Subject)
+			a, err := b.store.AccountForUpdate(ctx, sess.Subject)
 			if isUnavailable(err) {
 				return tokenOutcome{unavailable: true}
 			}

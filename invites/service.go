@@ -325,15 +325,18 @@ var ErrInviteUsed = errors.New("the code was already used")
 // at the same moment either wins (ErrInviteUsed) or finds the code revoked.
 func (s *Service) RevokeOne(ctx context.Context, id, operator string) error {
 	return s.store.InTx(ctx, func(ctx context.Context) error {
+		in, err := s.store.InviteByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := s.store.LockStudents(ctx, []string{in.StudentID}); err != nil {
+			return err
+		}
 		revoked, err := s.store.RevokeInvite(ctx, id)
 		if errors.Is(err, storage.ErrInviteUsed) {
 			return ErrInviteUsed
 		}
 		if err != nil || !revoked {
-			return err
-		}
-		in, err := s.store.InviteByID(ctx, id)
-		if err != nil {
 			return err
 		}
 		return s.store.Audit(ctx, operator, "invites.revoke", in.StudentID, map[string]any{"invite": id, "role": in.Role, "revoked": 1})
@@ -441,5 +444,16 @@ func (s *Service) Settled(ctx context.Context, accountID string) error {
 
 // GiveBack returns a redeemed invite to open (the link it was for was refused, e.g. by age).
 func (s *Service) GiveBack(ctx context.Context, inviteID string) error {
-	return s.store.UnredeemInvite(ctx, inviteID)
+	return s.store.InTx(ctx, func(ctx context.Context) error {
+		in, err := s.store.InviteByID(ctx, inviteID)
+		if err != nil {
+			return err
+		}
+		// Under the card's lock, as issuing and revoking: a rotation that skipped this code
+		// while it was in use has committed its new one, which the give-back then sees.
+		if err := s.store.LockStudents(ctx, []string{in.StudentID}); err != nil {
+			return err
+		}
+		return s.store.UnredeemInvite(ctx, inviteID)
+	})
 }

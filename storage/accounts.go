@@ -100,6 +100,21 @@ func (s *Store) Account(ctx context.Context, id string) (*Account, error) {
 	return &a, nil
 }
 
+// AccountForUpdate is Account that, on PostgreSQL, also locks the row until the transaction
+// ends: a refresh holds it while it issues new tokens, and RevokeTokensOf takes it before it
+// deletes them, so a refresh racing the end of a right cannot leave tokens behind.
+func (s *Store) AccountForUpdate(ctx context.Context, id string) (*Account, error) {
+	q := `SELECT ` + accountCols + ` FROM accounts WHERE id = ?`
+	if s.dialect == Postgres {
+		q += ` FOR UPDATE`
+	}
+	var a Account
+	if err := s.get(ctx, &a, q, id); err != nil {
+		return nil, fmt.Errorf("get account: %w", err)
+	}
+	return &a, nil
+}
+
 // CountAccounts counts accounts; tests use it to prove nothing half-made was left.
 func (s *Store) CountAccounts(ctx context.Context) (int, error) {
 	var n int
@@ -196,6 +211,12 @@ func (s *Store) ForgetAccount(ctx context.Context, id string) error {
 // when anything was ended.
 func (s *Store) RevokeTokensOf(ctx context.Context, subject string) error {
 	return s.InTx(ctx, func(ctx context.Context) error {
+		if s.dialect == Postgres {
+			var ids []string // the account's lock, which a refresh holds while it issues
+			if err := s.selectAll(ctx, &ids, `SELECT id FROM accounts WHERE id = ? FOR UPDATE`, subject); err != nil {
+				return fmt.Errorf("revoke tokens: lock account: %w", err)
+			}
+		}
 		ended := int64(0)
 		for _, t := range []string{tableAccess, tableRefresh, tableCode, tablePKCE, tableOIDC} {
 			res, err := s.exec(ctx, `DELETE FROM `+t+` WHERE subject = ?`, subject)

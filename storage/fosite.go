@@ -313,8 +313,21 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 	if row.RequestID != requestID {
 		return fosite.ErrNotFound
 	}
-	if _, err := s.exec(ctx, `UPDATE `+tableRefresh+` SET active = ?, rotated_at = ? WHERE signature = ? AND active = ?`, false, s.clock(), signature, true); err != nil {
+	res, err := s.exec(ctx, `UPDATE `+tableRefresh+` SET active = ?, rotated_at = ? WHERE signature = ? AND active = ?`, false, s.clock(), signature, true)
+	if err != nil {
 		return fmt.Errorf("rotate refresh token: %w", err)
+	}
+	if affected(res) == 0 {
+		// Rotated already (a concurrent refresh in the grace window) or deleted meanwhile (the
+		// account's tokens were revoked after this request read the token): only the first
+		// may go on.
+		var n int
+		if err := s.get(ctx, &n, `SELECT COUNT(*) FROM `+tableRefresh+` WHERE signature = ?`, signature); err != nil {
+			return fmt.Errorf("rotate refresh token: %w", err)
+		}
+		if n == 0 {
+			return fosite.ErrNotFound
+		}
 	}
 	if row.AccessSignature != "" {
 		if err := s.deleteToken(ctx, tableAccess, row.AccessSignature); err != nil {

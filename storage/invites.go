@@ -35,10 +35,10 @@ type InviteRow struct {
 // Status is open, redeemed, expired or revoked at now.
 func (i *Invite) Status(now time.Time) string {
 	switch {
+	case i.RedeemedAt != nil: // a revocation asked for while it was being used does not undo that
+		return "redeemed"
 	case i.RevokedAt != nil:
 		return "revoked"
-	case i.RedeemedAt != nil:
-		return "redeemed"
 	case !i.ExpiresAt.After(now):
 		return "expired"
 	}
@@ -192,9 +192,15 @@ func (s *Store) RedeemInvite(ctx context.Context, digest, role, accountID string
 	return nil, ErrInviteExpired
 }
 
-// UnredeemInvite gives an invite back (when the link it was for could not be made).
+// UnredeemInvite gives an invite back (when the link it was for could not be made): open again,
+// unless a revocation was asked for meanwhile or a newer code for the same student and role was
+// issued (a rotation that saw it in use) — then it ends revoked. The caller holds the card's lock
+// (LockStudents), as issuing and revoking do.
 func (s *Store) UnredeemInvite(ctx context.Context, id string) error {
-	if _, err := s.exec(ctx, `UPDATE invites SET redeemed_by = NULL, redeemed_at = NULL WHERE id = ?`, id); err != nil {
+	if _, err := s.exec(ctx, `UPDATE invites SET redeemed_by = NULL, redeemed_at = NULL,
+		revoked_at = CASE WHEN revoked_at IS NULL AND EXISTS (SELECT 1 FROM invites n WHERE n.student_id = invites.student_id AND n.role = invites.role
+			AND n.id <> invites.id AND n.created_at > invites.created_at) THEN ? ELSE revoked_at END
+		WHERE id = ?`, s.clock(), id); err != nil {
 		return fmt.Errorf("unredeem invite: %w", err)
 	}
 	return nil
@@ -242,16 +248,14 @@ func (s *Store) LockStudents(ctx context.Context, ids []string) error {
 	return nil
 }
 
-// RevokeInvite revokes one invite unless it was used, atomically against a redemption: it
-// tells whether it revoked it; storage.ErrInviteUsed when it was used, ErrNotFound when there is
-// no such invite (one already revoked or expired is revoked without change, false).
+// RevokeInvite revokes one invite: it tells whether it revoked it now; storage.ErrInviteUsed
+// when the code was used (a revocation asked for while it was being used is recorded, so that a
+// redemption given back leaves it revoked), ErrNotFound when there is no such invite. One
+// already revoked or expired is revoked without change (false). The caller holds the card's lock.
 func (s *Store) RevokeInvite(ctx context.Context, id string) (bool, error) {
-	res, err := s.exec(ctx, `UPDATE invites SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND redeemed_at IS NULL`, s.clock(), id)
+	res, err := s.exec(ctx, `UPDATE invites SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, s.clock(), id)
 	if err != nil {
 		return false, fmt.Errorf("revoke invite: %w", err)
-	}
-	if affected(res) == 1 {
-		return true, nil
 	}
 	in, err := s.InviteByID(ctx, id)
 	if err != nil {
@@ -260,5 +264,5 @@ func (s *Store) RevokeInvite(ctx context.Context, id string) (bool, error) {
 	if in.RedeemedAt != nil {
 		return false, ErrInviteUsed
 	}
-	return false, nil
+	return affected(res) == 1, nil
 }
