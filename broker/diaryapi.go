@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -51,10 +52,18 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) bool {
 		badField(w, "", "the body could not be read")
 		return false
 	}
+	if !utf8.Valid(raw) {
+		badField(w, "", "the body is not valid UTF-8")
+		return false
+	}
+	if f := duplicateKey(raw); f != "" {
+		badField(w, f, "field "+f+" is given twice")
+		return false
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	err = dec.Decode(v)
-	if err == nil && dec.More() {
+	if err == nil && len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
 		err = errors.New("one JSON value only")
 	}
 	var te *json.UnmarshalTypeError
@@ -80,6 +89,58 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+// duplicateKey returns a key given twice in one JSON object of raw ("" when none is, or when
+// raw is not JSON: the decoder says so then).
+func duplicateKey(raw []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	type frame struct {
+		object bool
+		keys   map[string]bool
+		expect bool // the next string token of an object is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				if top != nil && top.object {
+					top.expect = true
+				}
+				stack = append(stack, &frame{object: true, keys: map[string]bool{}, expect: true})
+			case '[':
+				if top != nil && top.object {
+					top.expect = true
+				}
+				stack = append(stack, &frame{})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		case string:
+			if top != nil && top.object && top.expect {
+				if top.keys[t] {
+					return t
+				}
+				top.keys[t] = true
+				top.expect = false
+				continue
+			}
+		}
+		if top != nil && top.object {
+			top.expect = true
+		}
+	}
 }
 
 // jsonKind names a Go type as JSON does.
@@ -313,11 +374,15 @@ func (b *Broker) apiListInvites(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	for k := range q {
+	for k, vs := range q {
 		switch k {
 		case "school_id", "class", "role", "status":
 		default:
 			badField(w, k, "unknown parameter "+k)
+			return
+		}
+		if len(vs) > 1 {
+			badField(w, k, k+" is given twice")
 			return
 		}
 	}
@@ -443,9 +508,13 @@ func (b *Broker) apiEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	for k := range q {
+	for k, vs := range q {
 		if k != "after" && k != "limit" {
 			badField(w, k, "unknown parameter "+k)
+			return
+		}
+		if len(vs) > 1 {
+			badField(w, k, k+" is given twice")
 			return
 		}
 	}

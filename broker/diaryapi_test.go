@@ -169,7 +169,9 @@ func TestDiaryAPI(t *testing.T) {
 				}
 			}
 		}
-		for _, body := range []string{`{"school_id":"sch-1","role":"parent"}{}`, `[]`, `{"school_id":"sch-1","role":"parent"} trailing`} {
+		for _, body := range []string{`{"school_id":"sch-1","role":"parent"}{}`, `[]`, `{"school_id":"sch-1","role":"parent"} trailing`,
+			`{"school_id":"sch-1","role":"parent"}}`, `{"school_id":"sch-1","role":"parent"}]`, `{"school_id":"sch-1","role":"teacher","role":"parent"}`,
+			"{\"school_id\":\"sch-1\xff\",\"role\":\"parent\"}"} {
 			if code, _ := api.json("POST", "/api/v1/invites", inv, body); code != 400 {
 				t.Errorf("body %s: %d", body, code)
 			}
@@ -308,6 +310,20 @@ func TestDiaryAPI(t *testing.T) {
 			t.Errorf("links of an unknown student: %d", code)
 		}
 
+		// A code link to a card that also names the parent's SNILS would come back as a SNILS
+		// link at the next login: DELETE refuses it until the card no longer names him.
+		rtok := ccToken(t, e.h.URL, "kiasuo", "secret-secret-secret", "roster:write")
+		card := `{"school_id":"sch-1","class":"5А","family_name":"Петров","given_name":"Максим","middle_name":"Сергеевич","birthdate":"` + day("2015-03-14") + `"`
+		if code, m := api.json("PUT", "/api/v1/students/s-4", rtok, card+`,"guardians":[{"snils":"345-678-901 23","name":"Петров Сергей Николаевич"}]}`); code != 200 {
+			t.Fatalf("put s-4 with the parent's SNILS: %d %v", code, m)
+		}
+		if code, m := api.json("DELETE", "/api/v1/links/"+link["id"].(string), write, ""); code != 409 || m["error"] != "snils_link" {
+			t.Errorf("ending a code link the card's SNILS would remake: %d %v", code, m)
+		}
+		if code, m := api.json("PUT", "/api/v1/students/s-4", rtok, card+`}`); code != 200 {
+			t.Fatalf("put s-4 back: %d %v", code, m)
+		}
+
 		// DELETE ends the link and the parent's refresh token.
 		tok, err := e.rp.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
 		if err != nil {
@@ -372,7 +388,7 @@ func TestDiaryAPI(t *testing.T) {
 		if b := string(raw2); strings.Contains(b, "Петров") || strings.Contains(b, "Максим") {
 			t.Errorf("personal data in the feed: %s", b)
 		}
-		for _, q := range []string{"?after=abc", "?after=-1", "?limit=0", "?limit=1001", "?cursor=1"} {
+		for _, q := range []string{"?after=abc", "?after=-1", "?limit=0", "?limit=1001", "?cursor=1", "?after=1&after=2"} {
 			if code, m := api.json("GET", "/api/v1/events"+q, events, ""); code != 400 || field(m) == "" {
 				t.Errorf("events%s: %d %v", q, code, m)
 			}
@@ -505,6 +521,32 @@ func TestConcurrentInviteIssue(t *testing.T) {
 		}
 		if got := burst(`{"school_id":"sch-c","class":"8Т","role":"parent","rotate":true}`); got[201] != 20 {
 			t.Errorf("20 rotations at once: %v", got)
+		}
+		// Batches of the same new cards in opposite orders, at once: no deadlock, no 500.
+		h.client("roster-app", "roster-secret-secret", "roster:write")
+		rtok := ccToken(t, h.URL, "roster-app", "roster-secret-secret", "roster:write")
+		var up, down []string
+		for i := range 40 {
+			card := fmt.Sprintf(`{"student_id":"d-%02d","school_id":"sch-c","class":"9Т","family_name":"Тестов","given_name":"Тест","birthdate":"2012-01-01"}`, i)
+			up, down = append(up, card), append([]string{card}, down...)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		codes := map[int]int{}
+		for i := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				body := "[" + strings.Join([][]string{up, down}[i%2], ",") + "]"
+				code, _, _ := api.do("POST", "/api/v1/students/batch", rtok, body)
+				mu.Lock()
+				codes[code]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if codes[200] != 6 {
+			t.Errorf("six batches of the same cards in opposite orders: %v", codes)
 		}
 		for id, n := range open() {
 			if n != 1 {

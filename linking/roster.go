@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -309,6 +310,10 @@ type validCard struct {
 
 // upsertAll writes cards in the caller's transaction and counts what changed.
 func (s *Service) upsertAll(ctx context.Context, cards []validCard, rep *ImportReport, progress func(done, total int)) error {
+	// Cards are written (and so locked) in the order of their ids, as issuing codes locks them:
+	// two writers of the same cards never wait on each other in a circle.
+	cards = slices.Clone(cards)
+	slices.SortStableFunc(cards, func(a, b validCard) int { return strings.Compare(a.st.ID, b.st.ID) })
 	for i, c := range cards {
 		_, existed := s.existing(ctx, c.st.ID)
 		changed, err := s.store.UpsertStudent(ctx, c.st, c.gs)

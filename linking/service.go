@@ -39,6 +39,7 @@ type Store interface {
 	AppendEvent(ctx context.Context, e storage.Event) error
 	LinkByID(ctx context.Context, id string) (*storage.Link, error)
 	RevokeTokensOf(ctx context.Context, subject string) error
+	LinkFollowsSNILS(ctx context.Context, accountID, studentID, relation string) (bool, error)
 }
 
 // Service applies the linking rules.
@@ -326,6 +327,13 @@ func (s *Service) EndLink(ctx context.Context, linkID, actor string) (*storage.L
 			return fmt.Errorf("link %s was already revoked: %w", linkID, storage.ErrNotFound)
 		}
 		if l.Method == "snils" {
+			return ErrSNILSLink
+		}
+		// A link made by code or by the diary to a card that also names the account's SNILS
+		// would come back at the next login, as a SNILS link.
+		if follows, err := s.store.LinkFollowsSNILS(ctx, l.AccountID, l.StudentID, l.Relation); err != nil {
+			return err
+		} else if follows {
 			return ErrSNILSLink
 		}
 		revoked, err := s.store.RevokeLink(ctx, linkID)

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -104,34 +105,47 @@ var ErrCursorAhead = errors.New("the cursor is beyond the newest event")
 // event kept; an after below what retention removed gives ErrEventsPruned (0 included, once
 // anything was pruned), one beyond the newest event ErrCursorAhead.
 func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, int64, error) {
-	var bounds struct {
-		Through int64 `db:"through"`
-		Newest  int64 `db:"newest"`
+	// One statement, so one snapshot: the retention bound and the rows are read together, and a
+	// prune committing in between cannot make a page skip events instead of answering 410.
+	var rows []struct {
+		Through int64          `db:"through"`
+		Newest  int64          `db:"newest"`
+		ID      sql.NullInt64  `db:"id"`
+		Type    sql.NullString `db:"type"`
+		At      sql.NullTime   `db:"at"`
+		Student sql.NullString `db:"student_id"`
+		Account sql.NullString `db:"account_id"`
+		Raw     sql.NullString `db:"data"`
 	}
-	if err := s.get(ctx, &bounds, `SELECT p.through, COALESCE((SELECT MAX(id) FROM events), 0) AS newest FROM events_pruned p`); err != nil {
+	err := s.selectAll(ctx, &rows, `SELECT p.through, COALESCE((SELECT MAX(id) FROM events), 0) AS newest,
+		e.id, e.type, e.at, e.student_id, e.account_id, e.data
+		FROM events_pruned p LEFT JOIN (SELECT id, type, at, student_id, account_id, data FROM events WHERE id > ? ORDER BY id LIMIT ?) e ON 1 = 1
+		ORDER BY e.id`, max(after, 0), limit)
+	if err != nil {
 		return nil, 0, fmt.Errorf("read events: %w", err)
 	}
-	if after >= 0 && after < bounds.Through {
+	if len(rows) == 0 {
+		return nil, 0, errors.New("read events: no events_pruned row")
+	}
+	through, newest := rows[0].Through, rows[0].Newest
+	if after >= 0 && after < through {
 		return nil, 0, ErrEventsPruned
 	}
-	if after > max(bounds.Through, bounds.Newest) {
+	if after > max(through, newest) {
 		return nil, 0, ErrCursorAhead
 	}
-	var rows []struct {
-		Event
-		Raw string `db:"data"`
-	}
-	if err := s.selectAll(ctx, &rows, `SELECT id, type, at, student_id, account_id, data FROM events WHERE id > ? ORDER BY id LIMIT ?`, max(after, 0), limit); err != nil {
-		return nil, 0, fmt.Errorf("read events: %w", err)
-	}
-	out := make([]Event, len(rows))
-	for i, r := range rows {
-		out[i] = r.Event
-		if err := json.Unmarshal([]byte(r.Raw), &out[i].Data); err != nil {
-			return nil, 0, fmt.Errorf("read event %d: %w", r.ID, err)
+	out := make([]Event, 0, len(rows))
+	for _, r := range rows {
+		if !r.ID.Valid {
+			continue
 		}
+		e := Event{ID: r.ID.Int64, Type: r.Type.String, At: r.At.Time, StudentID: r.Student.String, AccountID: r.Account.String}
+		if err := json.Unmarshal([]byte(r.Raw.String), &e.Data); err != nil {
+			return nil, 0, fmt.Errorf("read event %d: %w", e.ID, err)
+		}
+		out = append(out, e)
 	}
-	return out, bounds.Through, nil
+	return out, through, nil
 }
 
 // PruneEvents removes events older than keep and remembers the highest id removed, so that a

@@ -139,3 +139,17 @@ func (s *Store) StudentLinks(ctx context.Context, studentID string) ([]Link, err
 	}
 	return out, nil
 }
+
+// LinkFollowsSNILS tells whether the card names the account's SNILS for the relation (a
+// guardian's for parent, its own for self): a link that the next login makes again.
+func (s *Store) LinkFollowsSNILS(ctx context.Context, accountID, studentID, relation string) (bool, error) {
+	var n int
+	err := s.get(ctx, &n, `SELECT COUNT(*) FROM accounts a WHERE a.id = ? AND a.snils_digest <> '' AND (
+		(? = 'parent' AND EXISTS (SELECT 1 FROM student_guardians g WHERE g.student_id = ? AND g.snils_digest = a.snils_digest))
+		OR (? = 'self' AND EXISTS (SELECT 1 FROM students st WHERE st.id = ? AND st.snils_digest = a.snils_digest)))`,
+		accountID, relation, studentID, relation, studentID)
+	if err != nil {
+		return false, fmt.Errorf("does the link follow the SNILS: %w", err)
+	}
+	return n > 0, nil
+}

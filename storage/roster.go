@@ -281,6 +281,10 @@ func (s *Store) revokeStaleSNILSLinks(ctx context.Context, studentID string) err
 			Data: map[string]any{"link_id": l.ID, "relation": l.Relation, "method": APILinkMethod(l.Method)}}); err != nil {
 			return err
 		}
+		// The end of a right ends what the account was given, as any other end of a link does.
+		if err := s.RevokeTokensOf(ctx, l.AccountID); err != nil {
+			return err
+		}
 	}
 	if len(stale) > 0 {
 		_, err = s.EndOrphanedChildAccess(ctx, studentID)
