@@ -242,33 +242,38 @@ type inviteRequest struct {
 // apiFields maps the invites service's field names to the API's.
 var apiFields = map[string]string{"school": "school_id", "class": "class", "students": "student_ids", "role": "role", "expiry": "expires_in"}
 
-// issueInvites runs POST /api/v1/invites and /api/v1/invites/sheet: it validates, issues or
-// rotates, and returns the slips; on a refusal it has answered already.
-func (b *Broker) issueInvites(w http.ResponseWriter, r *http.Request, client string) ([]invites.Slip, *inviteRequest, bool) {
+// issueInvites runs POST /api/v1/invites and /api/v1/invites/sheet: it checks the token (scope
+// invites:write), validates, issues or rotates, and returns the slips and the client; on a
+// refusal it has answered already.
+func (b *Broker) issueInvites(w http.ResponseWriter, r *http.Request) ([]invites.Slip, *inviteRequest, string, bool) {
+	client, ok := b.requireScope(w, r, "invites:write")
+	if !ok {
+		return nil, nil, "", false
+	}
 	var req inviteRequest
 	if !decodeStrict(w, r, &req) {
-		return nil, nil, false
+		return nil, nil, "", false
 	}
 	switch {
 	case req.SchoolID == "":
 		badField(w, "school_id", "school_id is required")
-		return nil, nil, false
+		return nil, nil, "", false
 	case req.Role != invites.RoleParent && req.Role != invites.RoleStudent:
 		badField(w, "role", "role must be parent or student")
-		return nil, nil, false
+		return nil, nil, "", false
 	case len(req.StudentIDs) > 1000:
 		badField(w, "student_ids", "name at most 1000 students")
-		return nil, nil, false
+		return nil, nil, "", false
 	}
 	seen := map[string]bool{}
 	for _, id := range req.StudentIDs {
 		if id == "" || len(id) > 64 {
 			badField(w, "student_ids", "every student id must be 1-64 characters")
-			return nil, nil, false
+			return nil, nil, "", false
 		}
 		if seen[id] {
 			badField(w, "student_ids", fmt.Sprintf("student %q is named twice", id))
-			return nil, nil, false
+			return nil, nil, "", false
 		}
 		seen[id] = true
 	}
@@ -277,7 +282,7 @@ func (b *Broker) issueInvites(w http.ResponseWriter, r *http.Request, client str
 		var err error
 		if ttl, err = invites.ParseTTL(req.ExpiresIn); err != nil {
 			badField(w, "expires_in", "expires_in: "+err.Error())
-			return nil, nil, false
+			return nil, nil, "", false
 		}
 	}
 	ir := invites.IssueRequest{Selection: invites.Selection{SchoolID: req.SchoolID, Class: req.Class, IDs: req.StudentIDs},
@@ -293,26 +298,22 @@ func (b *Broker) issueInvites(w http.ResponseWriter, r *http.Request, client str
 	switch {
 	case errors.As(err, &fe):
 		badField(w, apiFields[fe.Field], fe.Reason)
-		return nil, nil, false
+		return nil, nil, "", false
 	case errors.Is(err, invites.ErrOpenCodesExist):
 		apiError(w, http.StatusConflict, "open_codes_exist", "Some of the selected students already have open codes for this role; send \"rotate\": true to replace them.")
-		return nil, nil, false
+		return nil, nil, "", false
 	case err != nil:
 		b.logger(r.Context()).Error("api: issue invites", "err", err)
 		apiError(w, http.StatusInternalServerError, "server_error", "The codes could not be issued.")
-		return nil, nil, false
+		return nil, nil, "", false
 	}
-	return slips, &req, true
+	return slips, &req, client, true
 }
 
 // apiIssueInvites is POST /api/v1/invites (scope invites:write): one code per selected student,
 // shown this once.
 func (b *Broker) apiIssueInvites(w http.ResponseWriter, r *http.Request) {
-	client, ok := b.requireScope(w, r, "invites:write")
-	if !ok {
-		return
-	}
-	slips, _, ok := b.issueInvites(w, r, client)
+	slips, _, _, ok := b.issueInvites(w, r)
 	if !ok {
 		return
 	}
@@ -326,11 +327,7 @@ func (b *Broker) apiIssueInvites(w http.ResponseWriter, r *http.Request) {
 // apiInviteSheet is POST /api/v1/invites/sheet (scope invites:write): as POST /api/v1/invites,
 // answered with the printable A4 sheet of slips.
 func (b *Broker) apiInviteSheet(w http.ResponseWriter, r *http.Request) {
-	client, ok := b.requireScope(w, r, "invites:write")
-	if !ok {
-		return
-	}
-	slips, req, ok := b.issueInvites(w, r, client)
+	slips, req, client, ok := b.issueInvites(w, r)
 	if !ok {
 		return
 	}
