@@ -398,6 +398,7 @@ func (b *Broker) router() *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/") {
+			b.auditUnrouted(r, http.StatusNotFound)
 			apiError(w, http.StatusNotFound, "not_found", "No such API call: see /api/v1/openapi.json.")
 			return
 		}
@@ -405,6 +406,7 @@ func (b *Broker) router() *mux.Router {
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/") {
+			b.auditUnrouted(r, http.StatusMethodNotAllowed)
 			apiError(w, http.StatusMethodNotAllowed, "method_not_allowed", "This API address does not take "+r.Method+": see /api/v1/openapi.json.")
 			return
 		}

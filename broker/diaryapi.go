@@ -230,6 +230,22 @@ func (b *Broker) audited(route string, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// auditUnrouted audits an API call that reached no handler (an unknown address or method),
+// when it carries an access token: the client probed, and that is on record too.
+func (b *Broker) auditUnrouted(r *http.Request, status int) {
+	tok := bearerToken(r)
+	if tok == "" {
+		return
+	}
+	ar, err := b.accessToken(r.Context(), tok)
+	if err != nil {
+		return
+	}
+	if err := b.store.Audit(context.WithoutCancel(r.Context()), "api:"+ar.GetClient().GetID(), "api.call", "unrouted", map[string]any{"method": r.Method, "status": status}); err != nil {
+		b.logger(r.Context()).Error("audit api call", "route", "unrouted", "err", err)
+	}
+}
+
 type inviteRequest struct {
 	SchoolID   string   `json:"school_id"`
 	Class      string   `json:"class"`

@@ -394,7 +394,14 @@ func TestDiaryAPI(t *testing.T) {
 			}
 		}
 
-		// Every call audited with the client as the operator.
+		// Every call audited with the client as the operator, those that reach no handler too.
+		undescribed := apiCaller{t, e.h.URL, nil} // outside the description on purpose
+		if code, _, _ := undescribed.do("GET", "/api/v1/no-such-call", inv, ""); code != 404 {
+			t.Errorf("an unknown API address: %d", code)
+		}
+		if code, _, _ := undescribed.do("PATCH", "/api/v1/invites", inv, "{}"); code != 405 {
+			t.Errorf("an unknown API method: %d", code)
+		}
 		audit, err := s.AuditEvents(ctx, 500)
 		if err != nil {
 			t.Fatal(err)
@@ -411,7 +418,7 @@ func TestDiaryAPI(t *testing.T) {
 				got[fmt.Sprintf("%s %s %d", a.Actor, a.Target, d.Status)] = true
 			}
 		}
-		for _, w := range []string{"api:teacher-app invites.issue", "api:teacher-app invites.rotate", "api:teacher-app invites.revoke", "api:diary-links link.revoke",
+		for _, w := range []string{"api:teacher-app unrouted 404", "api:teacher-app unrouted 405", "api:teacher-app invites.issue", "api:teacher-app invites.rotate", "api:teacher-app invites.revoke", "api:diary-links link.revoke",
 			// every call, answered, refused or a no-op
 			"api:teacher-app api_invites_list 200", "api:teacher-app api_invites_issue 409", "api:teacher-app api_invites_issue 400",
 			"api:teacher-app api_invite_revoke 404", "api:teacher-app api_invite_revoke 204", "api:teacher-app api_invites_sheet 201",
