@@ -175,6 +175,12 @@ func TestPostgresOutage(t *testing.T) {
 	for code, n := range statuses {
 		if code != http.StatusOK && code != http.StatusServiceUnavailable {
 			t.Errorf("%d answers with status %d under load through the outage", n, code)
+			// What the broker logged for them: an error the outage detection does not know.
+			for _, l := range strings.Split(h.Logs.String(), "\n") {
+				if strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, "server error") {
+					t.Log(l)
+				}
+			}
 		}
 	}
 	if statuses[http.StatusOK] == 0 || statuses[http.StatusServiceUnavailable] == 0 {
