@@ -79,7 +79,7 @@ func (b *Broker) apiPutStudent(w http.ResponseWriter, r *http.Request) {
 	}
 	id := mux.Vars(r)["id"]
 	if c.StudentID != "" && c.StudentID != id {
-		apiError(w, http.StatusBadRequest, "invalid_request", "student_id in the body differs from the path")
+		badField(w, "student_id", "student_id in the body differs from the path")
 		return
 	}
 	c.StudentID = id
@@ -107,7 +107,7 @@ func (b *Broker) apiPutStudents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(cards) == 0 || len(cards) > 1000 {
-		apiError(w, http.StatusBadRequest, "invalid_request", "send between 1 and 1000 cards")
+		badField(w, "", "send between 1 and 1000 cards")
 		return
 	}
 	rep, err := b.linker.PutCards(r.Context(), cards, "api:"+client)

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,7 +46,7 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) bool {
 	raw, err := io.ReadAll(r.Body)
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		apiError(w, http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf("the body is over %d bytes; send fewer cards per call", tooBig.Limit))
+		apiError(w, http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf("the body is over %d bytes (http.max_body_bytes)", tooBig.Limit))
 		return false
 	}
 	if err != nil {
@@ -410,6 +411,10 @@ func (b *Broker) apiListInvites(w http.ResponseWriter, r *http.Request) {
 		return
 	case status != "" && status != "open" && status != "used" && status != "revoked" && status != "expired":
 		badField(w, "status", "status must be open, used, revoked or expired")
+		return
+	}
+	if schools, err := b.store.Schools(r.Context()); err == nil && !slices.ContainsFunc(schools, func(sc storage.School) bool { return sc.ID == f.SchoolID }) {
+		badField(w, "school_id", fmt.Sprintf("unknown school %q", f.SchoolID))
 		return
 	}
 	rows, err := b.invites.List(r.Context(), f)

@@ -176,7 +176,7 @@ func TestDiaryAPI(t *testing.T) {
 				t.Errorf("body %s: %d", body, code)
 			}
 		}
-		for _, q := range []string{"", "?school_id=sch-1&status=lost", "?school_id=sch-1&role=x", "?school_id=sch-1&shool=1"} {
+		for _, q := range []string{"", "?school_id=sch-1&status=lost", "?school_id=sch-1&role=x", "?school_id=sch-1&shool=1", "?school_id=sch-9"} {
 			if code, _ := api.json("GET", "/api/v1/invites"+q, inv, ""); code != 400 {
 				t.Errorf("list %q: %d", q, code)
 			}

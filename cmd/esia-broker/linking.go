@@ -291,11 +291,13 @@ func (a *app) invitesCmd() *cobra.Command {
 				req := invites.IssueRequest{Selection: invites.Selection{SchoolID: f.school, Class: f.class, IDs: f.students}, Role: f.role, TTL: ttl,
 					Operator: a.actor(), Force: f.force, Progress: progress(a.stderr, "issuing codes")}
 				var slips []invites.Slip
+				revokedN := 0
 				if rotate {
 					var n int
 					slips, n, err = inv.Rotate(cmd.Context(), req)
 					if err == nil {
 						fmt.Fprintf(a.stderr, "revoked %d open codes\n", n)
+						revokedN = n
 					}
 				} else {
 					slips, err = inv.Issue(cmd.Context(), req)
@@ -314,8 +316,12 @@ func (a *app) invitesCmd() *cobra.Command {
 						fmt.Fprintf(a.stderr, "note: %d of these students are under 14: a student code works for them only with their own ESIA account (a parent registers it on Gosuslugi); otherwise give the parent a parent code\n", young)
 					}
 				}
-				if rotate {
-					fmt.Fprintln(a.stderr, "the new slips say that the earlier codes no longer work")
+				if rotate && revokedN > 0 {
+					if f.format == "csv" {
+						fmt.Fprintln(a.stderr, "the earlier codes no longer work: tell the families that had them")
+					} else {
+						fmt.Fprintln(a.stderr, "the new slips say that the earlier codes no longer work")
+					}
 				}
 				return write(cfg, f, slips)
 			})
