@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
@@ -88,6 +89,21 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) bool {
 	if f := inexactKey(generic, reflect.TypeOf(v)); f != "" {
 		badField(w, f, "unknown field "+f+" (names are case-sensitive)")
 		return false
+	}
+	return true
+}
+
+// checkQuery refuses (400, naming it) a query parameter not in allowed or given twice.
+func checkQuery(w http.ResponseWriter, q url.Values, allowed ...string) bool {
+	for k, vs := range q {
+		switch {
+		case !slices.Contains(allowed, k):
+			badField(w, k, "unknown parameter "+k)
+			return false
+		case len(vs) > 1:
+			badField(w, k, k+" is given twice")
+			return false
+		}
 	}
 	return true
 }
@@ -388,17 +404,8 @@ func (b *Broker) apiListInvites(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	for k, vs := range q {
-		switch k {
-		case "school_id", "class", "role", "status":
-		default:
-			badField(w, k, "unknown parameter "+k)
-			return
-		}
-		if len(vs) > 1 {
-			badField(w, k, k+" is given twice")
-			return
-		}
+	if !checkQuery(w, q, "school_id", "class", "role", "status") {
+		return
 	}
 	f := storage.InviteFilter{SchoolID: q.Get("school_id"), Class: q.Get("class"), Role: q.Get("role")}
 	status := q.Get("status")
@@ -526,15 +533,8 @@ func (b *Broker) apiEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	for k, vs := range q {
-		if k != "after" && k != "limit" {
-			badField(w, k, "unknown parameter "+k)
-			return
-		}
-		if len(vs) > 1 {
-			badField(w, k, k+" is given twice")
-			return
-		}
+	if !checkQuery(w, q, "after", "limit") {
+		return
 	}
 	after := int64(-1) // from the oldest event kept
 	if s := q.Get("after"); q.Has("after") {

@@ -160,55 +160,44 @@ func (a *app) withStoreRecording(ctx context.Context, rec storage.SecretRecordin
 // withCurrentStore opens the store of an admin command and refuses a schema that is not
 // current; the secrets are left to fn (`secrets accept` compares them itself).
 func (a *app) withCurrentStore(ctx context.Context, fn func(cfg *config.Config, s *storage.Store) error) error {
-	cfg, err := a.loadAdminConfig()
-	if err != nil {
-		return err
-	}
-	if err := databaseExists(cfg); err != nil {
-		return err
-	}
-	s, err := a.openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	if err := checkSchema(ctx, s); err != nil {
-		return err
-	}
-	return fn(cfg, s)
+	return a.openAdminStore(ctx, true, func(cfg *config.Config, s *storage.Store) error {
+		if err := checkSchema(ctx, s); err != nil {
+			return err
+		}
+		return fn(cfg, s)
+	})
 }
 
-// withMigrationStore is for the migrate commands only: they work on a schema that is not current
-// and never touch what the secrets protect.
+// withMigrationStore is for `migrate up`: it works on a schema that is not current (creating
+// the SQLite file when there is none) and never touches what the secrets protect.
 func (a *app) withMigrationStore(ctx context.Context, fn func(s *storage.Store) error) error {
-	cfg, err := a.loadAdminConfig()
-	if err != nil {
-		return err
-	}
-	s, err := a.openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return fn(s)
+	return a.openAdminStore(ctx, false, func(_ *config.Config, s *storage.Store) error { return fn(s) })
 }
 
 // withExistingMigrationStore is withMigrationStore for a command that only reads (migrate
 // status): it refuses a SQLite file that does not exist instead of creating it.
 func (a *app) withExistingMigrationStore(ctx context.Context, fn func(s *storage.Store) error) error {
+	return a.openAdminStore(ctx, true, func(_ *config.Config, s *storage.Store) error { return fn(s) })
+}
+
+// openAdminStore loads an admin command's configuration and opens its store for fn; with
+// mustExist a SQLite file that does not exist is refused, not created.
+func (a *app) openAdminStore(ctx context.Context, mustExist bool, fn func(cfg *config.Config, s *storage.Store) error) error {
 	cfg, err := a.loadAdminConfig()
 	if err != nil {
 		return err
 	}
-	if err := databaseExists(cfg); err != nil {
-		return err
+	if mustExist {
+		if err := databaseExists(cfg); err != nil {
+			return err
+		}
 	}
 	s, err := a.openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	return fn(s)
+	return fn(cfg, s)
 }
 
 // databaseExists refuses (exit code 2) an embedded store whose file does not exist: only
