@@ -324,7 +324,8 @@ var ErrInviteUsed = errors.New("the code was already used")
 // change; one already used gives ErrInviteUsed, an unknown id storage.ErrNotFound. A redemption
 // at the same moment either wins (ErrInviteUsed) or finds the code revoked.
 func (s *Service) RevokeOne(ctx context.Context, id, operator string) error {
-	return s.store.InTx(ctx, func(ctx context.Context) error {
+	used := false
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
 		in, err := s.store.InviteByID(ctx, id)
 		if err != nil {
 			return err
@@ -334,13 +335,20 @@ func (s *Service) RevokeOne(ctx context.Context, id, operator string) error {
 		}
 		revoked, err := s.store.RevokeInvite(ctx, id)
 		if errors.Is(err, storage.ErrInviteUsed) {
-			return ErrInviteUsed
+			// Committed all the same: the revocation asked for stays, so that a redemption
+			// given back leaves the code revoked.
+			used = true
+			return nil
 		}
 		if err != nil || !revoked {
 			return err
 		}
 		return s.store.Audit(ctx, operator, "invites.revoke", in.StudentID, map[string]any{"invite": id, "role": in.Role, "revoked": 1})
 	})
+	if err == nil && used {
+		return ErrInviteUsed
+	}
+	return err
 }
 
 // List lists invites with their status; never the code.

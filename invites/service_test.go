@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,4 +169,109 @@ func BenchmarkIssueSchool(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestGiveBackRacesRotationAndRevocation: codes in use (redeemed, their link not yet made) are
+// given back while a rotation of their students, or their own revocation, runs — 50 at once. A
+// give-back never reopens a code a rotation replaced or a revocation ended: afterwards each
+// student has exactly the rotation's open code, and each revoked code is revoked.
+func TestGiveBackRacesRotationAndRevocation(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		school(t, s, 100)
+		svc := invites.NewService(s, key, invites.DefaultLimits())
+		inUse := func(ids []string) []invites.Slip {
+			t.Helper()
+			slips, err := svc.Issue(ctx, invites.IssueRequest{Selection: invites.Selection{SchoolID: "sch-1", IDs: ids}, Role: invites.RoleParent, TTL: time.Hour})
+			if err != nil || len(slips) != len(ids) {
+				t.Fatalf("issue: %d %v", len(slips), err)
+			}
+			for _, sl := range slips {
+				norm, _ := invites.Normalize(sl.Code)
+				if _, err := s.RedeemInvite(ctx, invites.Digest(key, norm), invites.RoleParent, "acct-"+sl.StudentID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return slips
+		}
+		ids := func(from int) []string {
+			var out []string
+			for i := from; i < from+50; i++ {
+				out = append(out, fmt.Sprintf("s-%05d", i))
+			}
+			return out
+		}
+		status := func(students []string) map[string]map[string]int {
+			rows, err := s.ListInvites(ctx, storage.InviteFilter{SchoolID: "sch-1", Role: invites.RoleParent})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]bool{}
+			for _, id := range students {
+				want[id] = true
+			}
+			out := map[string]map[string]int{}
+			for _, r := range rows {
+				if want[r.StudentID] {
+					if out[r.StudentID] == nil {
+						out[r.StudentID] = map[string]int{}
+					}
+					out[r.StudentID][r.Status(time.Now())]++
+				}
+			}
+			return out
+		}
+
+		// 50 give-backs and one rotation of the same 50 students, at once.
+		a := ids(0)
+		slips := inUse(a)
+		var wg sync.WaitGroup
+		for _, sl := range slips {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := svc.GiveBack(ctx, sl.InviteID); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := svc.Rotate(ctx, invites.IssueRequest{Selection: invites.Selection{SchoolID: "sch-1", IDs: a}, Role: invites.RoleParent, TTL: time.Hour}); err != nil {
+				t.Error(err)
+			}
+		}()
+		wg.Wait()
+		for _, id := range a {
+			if st := status(a)[id]; st["open"] != 1 || st["redeemed"] != 0 {
+				t.Errorf("student %s after give-backs racing a rotation: %v, want one open code", id, st)
+			}
+		}
+
+		// 50 give-backs and the revocations of those 50 codes, at once.
+		b := ids(50)
+		slips = inUse(b)
+		for _, sl := range slips {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				if err := svc.GiveBack(ctx, sl.InviteID); err != nil {
+					t.Error(err)
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				if err := svc.RevokeOne(ctx, sl.InviteID, "api:diary"); err != nil && !errors.Is(err, invites.ErrInviteUsed) {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, id := range b {
+			if st := status(b)[id]; st["revoked"] != 1 || len(st) != 1 {
+				t.Errorf("student %s after give-backs racing revocations: %v, want its code revoked", id, st)
+			}
+		}
+	})
 }
