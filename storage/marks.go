@@ -65,7 +65,7 @@ func (s *Store) DevCandidate(ctx context.Context) (bool, error) {
 			return false, err
 		}
 	}
-	for _, t := range []string{"signing_keys", "clients", "schools", "students", "invites", "accounts", "links"} {
+	for _, t := range dataTables() {
 		ok, err := has(t)
 		if err != nil {
 			return false, err

@@ -47,11 +47,17 @@ const (
 	RecordMissing
 )
 
+// dataTables hold what the broker writes with its secrets or for its users: a database with a
+// row in any of them is in use.
+func dataTables() []string {
+	return []string{"signing_keys", "clients", "schools", "students", "invites", "accounts", "links"}
+}
+
 // IsEmpty tells whether the database holds no data yet: no row in the tables that hold what the
 // broker writes with its secrets or for its users (only its schema, perhaps fingerprints and
 // rate counters).
 func (s *Store) IsEmpty(ctx context.Context) (bool, error) {
-	for _, t := range []string{"signing_keys", "clients", "schools", "students", "invites", "accounts", "links"} {
+	for _, t := range dataTables() {
 		var n int
 		if err := s.get(ctx, &n, `SELECT COUNT(*) FROM (SELECT 1 FROM `+t+` LIMIT 1) AS t`); err != nil {
 			return false, fmt.Errorf("check whether %s is empty: %w", t, err)
