@@ -31,45 +31,68 @@ func (s *Store) stmt(ctx context.Context, query string) *sqlx.Stmt {
 	if s.dialect != Postgres || s.noPrepare {
 		return nil
 	}
-	s.stmtMu.Lock()
-	st, ok := s.stmts[query]
-	s.stmtMu.Unlock()
-	if !ok {
-		s.stmtMu.Lock()
-		full := len(s.stmts) >= maxPrepared
-		s.stmtMu.Unlock()
-		if full {
-			return nil
-		}
-		// Preparing takes a pooled connection of its own. A transaction already holds one: with
-		// none idle it would wait for another transaction to end, which may be waiting likewise.
-		// Then this execution runs unprepared, and the wait is bounded in any case.
-		if _, inTx := txFrom(ctx); inTx && s.db.Stats().Idle == 0 {
-			return nil
-		}
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), prepareWait)
-		p, err := s.db.PreparexContext(pctx, s.db.Rebind(query))
-		cancel()
-		if err != nil {
-			return nil // the query itself will report the problem
-		}
-		s.stmtMu.Lock()
-		if prev, ok := s.stmts[query]; ok {
-			_ = p.Close()
-			p = prev
-		} else {
-			if s.stmts == nil {
-				s.stmts = map[string]*sqlx.Stmt{}
-			}
-			s.stmts[query] = p
-		}
-		s.stmtMu.Unlock()
-		st = p
+	st, prepare := s.cachedStmt(query)
+	if st == nil && prepare {
+		st = s.prepare(ctx, query)
+	}
+	if st == nil {
+		return nil
 	}
 	if h, ok := txFrom(ctx); ok {
 		return h.tx.StmtxContext(ctx, st)
 	}
 	return st
+}
+
+// cachedStmt returns query's prepared statement, or tells whether this caller is the one to
+// prepare it: a text is prepared by one caller at a time, and the others run it unprepared
+// meanwhile. Two preparing at once left a spare to close, and closing a statement waits for
+// every connection it was prepared on; one of them could be running a transaction's statement
+// queued on a row lock whose holder waited for this cache: a cycle neither PostgreSQL nor Go
+// sees, which hung a CI run. Nothing here waits while holding stmtMu.
+func (s *Store) cachedStmt(query string) (st *sqlx.Stmt, prepare bool) {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if st, ok := s.stmts[query]; ok {
+		return st, false
+	}
+	if s.preparing[query] || len(s.stmts)+len(s.preparing) >= maxPrepared {
+		return nil, false
+	}
+	if s.preparing == nil {
+		s.preparing = map[string]bool{}
+	}
+	s.preparing[query] = true
+	return nil, true
+}
+
+// prepare prepares query for the cache (the caller was chosen by cachedStmt); nil when it
+// could not be, and the query then runs unprepared. Preparing takes a pooled connection of its
+// own. A transaction already holds one: with none idle it would wait for another transaction
+// to end, which may be waiting likewise, so then it does not prepare; the wait is bounded in
+// any case.
+func (s *Store) prepare(ctx context.Context, query string) (st *sqlx.Stmt) {
+	defer func() {
+		s.stmtMu.Lock()
+		delete(s.preparing, query)
+		if st != nil {
+			if s.stmts == nil {
+				s.stmts = map[string]*sqlx.Stmt{}
+			}
+			s.stmts[query] = st
+		}
+		s.stmtMu.Unlock()
+	}()
+	if _, inTx := txFrom(ctx); inTx && s.db.Stats().Idle == 0 {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), prepareWait)
+	defer cancel()
+	p, err := s.db.PreparexContext(pctx, s.db.Rebind(query))
+	if err != nil {
+		return nil // the query itself will report the problem
+	}
+	return p
 }
 
 // closeStmts closes the cached statements (Close of the store).

@@ -99,3 +99,60 @@ func TestPrepareInsideTransactionWithFullPool(t *testing.T) {
 		t.Fatal("a query inside a transaction waited for a second connection of a one-connection pool")
 	}
 }
+
+// TestPreparingNeverWaitsOnAnotherTransaction: transactions that queue on one lock while their
+// queries are first met and prepared must all finish. Preparing a query twice at once and
+// closing the spare waited for the connection the spare was prepared on; that connection's
+// transaction was queued on the lock, whose holder waited for the statement cache: a cycle
+// that neither PostgreSQL nor Go could see, which hung CI once.
+func TestPreparingNeverWaitsOnAnotherTransaction(t *testing.T) {
+	ctx := context.Background()
+	s, err := storage.Open(ctx, storagetest.NewPostgresDSN(t), storage.Options{MaxOpenConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const texts, workers = 60, 24
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			for i := range texts {
+				err := s.InTx(ctx, func(ctx context.Context) error {
+					var one, n int
+					if err := s.GetForTest(ctx, &one, fmt.Sprintf(`SELECT 1 FROM (SELECT pg_advisory_xact_lock(CAST(? AS BIGINT))) AS l /* %d */`, i), 4242); err != nil {
+						return err
+					}
+					if err := s.GetForTest(ctx, &n, fmt.Sprintf(`SELECT CAST(? AS INTEGER) + 1 /* %d, under the lock */`, i), 1); err != nil {
+						return err
+					}
+					if one != 1 || n != 2 {
+						return fmt.Errorf("got %d and %d, want 1 and 2", one, n)
+					}
+					return nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				// The same text met outside a transaction by several workers at once.
+				var n int
+				if err := s.GetForTest(ctx, &n, fmt.Sprintf(`SELECT CAST(? AS INTEGER) + 2 /* %d, outside */`, i), 1); err != nil || n != 3 {
+					errs <- fmt.Errorf("outside a transaction: %d, %v", n, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	deadline := time.After(60 * time.Second)
+	for range workers {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-deadline:
+			t.Fatal("transactions queued on one lock while preparing their queries did not finish in 60 s")
+		}
+	}
+}

@@ -55,6 +55,7 @@ type Store struct {
 
 	stmtMu    sync.Mutex
 	stmts     map[string]*sqlx.Stmt
+	preparing map[string]bool // texts being prepared now, by one caller each
 	noPrepare bool
 
 	// tracer makes a span per statement and transaction (a no-op unless SetTracer).
