@@ -116,8 +116,10 @@ func (b *Broker) postLogoutToken(ctx context.Context, d storage.LogoutDelivery) 
 		"iat":    now.Unix(),
 		"exp":    now.Add(logoutTokenLifespan).Unix(),
 		"jti":    uuid.NewString(),
-		"sub":    d.Subject,
 		"events": map[string]any{backchannelEvent: map[string]any{}},
+	}
+	if sub := b.logoutSubject(ctx, d); sub != "" {
+		claims["sub"] = sub
 	}
 	if d.SID != "" {
 		claims["sid"] = d.SID
@@ -208,4 +210,23 @@ func logoutTargetAllowed(ip net.IP, allowLoopback bool) error {
 		return errLogoutTarget
 	}
 	return nil
+}
+
+// logoutSubject is the sub of a logout token: the one the diary saw in its ID tokens
+// (tokens.subject). When it cannot be told (the account forgotten meanwhile) the token names
+// the session by its sid alone; without a sid, by the account id.
+func (b *Broker) logoutSubject(ctx context.Context, d storage.LogoutDelivery) string {
+	if b.cfg.Tokens.Subject == "uuid" || b.cfg.Tokens.Subject == "" {
+		return d.Subject
+	}
+	a, err := b.store.Account(ctx, d.Subject)
+	if err == nil && (a.Kind != "esia" || a.UpstreamSub != nil) {
+		if sub, err := b.subjectForClient(ctx, a, d.ClientID); err == nil {
+			return sub
+		}
+	}
+	if d.SID != "" {
+		return ""
+	}
+	return d.Subject
 }

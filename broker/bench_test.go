@@ -52,7 +52,7 @@ func BenchmarkClaimBuilding(b *testing.B) {
 	scopes := fosite.Arguments{"openid", "profile", "students"}
 	links := map[string]any{"students": []StudentClaim{{ID: "s-1"}, {ID: "s-2"}}, "roles": []string{"parent"}}
 	for b.Loop() {
-		s := userSession(a, bs, client, scopes, time.Now(), "RS256", "")
+		s := userSession(a, a.ID, bs, client, scopes, time.Now(), "RS256", "")
 		applyClaims(s, profileClaims(a, scopes), links)
 	}
 }

@@ -82,6 +82,7 @@ type Broker struct {
 	// keyDigestKey keys the digests of activation keys.
 	keyDigestKey []byte
 	proxies      []*net.IPNet
+	sectors      map[string]string // tokens.pairwise_sectors: client id → sector
 	calendar     func() time.Time
 	tracer       trace.Tracer
 	// logoutClient posts back-channel logout tokens.
@@ -253,6 +254,9 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	if o.Calendar != nil {
 		b.calendar = o.Calendar
 		b.linker.SetClock(o.Calendar)
+	}
+	if b.sectors, err = cfg.Tokens.SectorMap(); err != nil {
+		return nil, fmt.Errorf("tokens.pairwise_sectors: %w", err)
 	}
 	if b.proxies, err = cfg.HTTP.TrustedProxyNets(); err != nil {
 		return nil, fmt.Errorf("http.trusted_proxies: %w", err)

@@ -99,7 +99,7 @@ func (h *keyGrantHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	r.GrantAudience(client.GetID())
 	now := time.Now().UTC()
 	bs := &store.BrowserSession{AccountID: account.ID, AuthTime: now, AMRJSON: `["key"]`, ACR: "key"}
-	sess := userSession(account, bs, &store.Client{ID: client.GetID()}, r.GetGrantedScopes(), now, b.cfg.Tokens.IDTokenAlg, "")
+	sess := userSession(account, b.subjectFor(account, client.GetID(), client.GetRedirectURIs()), bs, &store.Client{ID: client.GetID()}, r.GetGrantedScopes(), now, b.cfg.Tokens.IDTokenAlg, "")
 	links, err := b.linkClaims(ctx, account, r.GetGrantedScopes(), "")
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err)

@@ -208,6 +208,11 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		if err := b.checkFresh(r, connID, lr, id); err != nil {
 			return err
 		}
+		// The first login of an account a region's link import made: its imported links
+		// become normal ones, each checked now that ESIA has said who logged in.
+		if _, _, err := b.linker.SettleImported(ctx, account); err != nil {
+			return err
+		}
 		// Links by SNILS are re-checked at every login.
 		if snilsChanges, err = b.linker.ResolveAccount(ctx, account, id.SNILS); err != nil {
 			return err
@@ -467,6 +472,8 @@ func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
 			b.renderError(w, r, &UserError{Status: http.StatusBadRequest, Title: "Неверный запрос на выход", Message: "Электронный дневник прислал неверный запрос на выход. Закройте браузер, чтобы выйти."})
 			return
 		}
+		// The account the token names, from the sub its diary saw (tokens.subject).
+		hintSub = b.hintAccount(ctx, hintSub, hintSID, clientID)
 	}
 	if postLogout != "" {
 		if _, err := b.postLogoutRedirect(ctx, clientID, postLogout, ""); err != nil {

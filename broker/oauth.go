@@ -53,7 +53,7 @@ func (b *Broker) discovery(w http.ResponseWriter, _ *http.Request) {
 		"response_types_supported":                                 []string{"code"},
 		"response_modes_supported":                                 []string{"query"},
 		"grant_types_supported":                                    []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeActivationKey},
-		"subject_types_supported":                                  []string{"public"},
+		"subject_types_supported":                                  []string{subjectType(b.cfg.Tokens.Subject)},
 		"id_token_signing_alg_values_supported":                    []string{"RS256", "ES256"},
 		"code_challenge_methods_supported":                         []string{"S256"},
 		"token_endpoint_auth_methods_supported":                    []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
@@ -154,7 +154,7 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 			needLogin = true
 		}
 		if hint := ar.GetRequestForm().Get("id_token_hint"); hint != "" {
-			if sub := b.hintSubject(ctx, hint); sub != "" && sub != account.ID {
+			if sub := b.hintSubject(ctx, hint); sub != "" && sub != b.subjectFor(account, ar.GetClient().GetID(), ar.GetClient().GetRedirectURIs()) {
 				needLogin = true
 			}
 		}
@@ -416,7 +416,7 @@ func (b *Broker) issueCode(ctx context.Context, ar fosite.AuthorizeRequester, bs
 		ar.GrantScope(s)
 	}
 	ar.GrantAudience(client.ID)
-	sess := userSession(account, bs, client, ar.GetGrantedScopes(), lr.CreatedAt, b.cfg.Tokens.IDTokenAlg, lr.StudentID)
+	sess := userSession(account, b.subjectFor(account, client.ID, client.RedirectURIs), bs, client, ar.GetGrantedScopes(), lr.CreatedAt, b.cfg.Tokens.IDTokenAlg, lr.StudentID)
 	links, err := b.linkClaimsFrom(ctx, account, ar.GetGrantedScopes(), lr.StudentID, linked)
 	if err != nil {
 		return nil, nil, err
@@ -802,6 +802,10 @@ func (b *Broker) introspect(w http.ResponseWriter, r *http.Request) {
 		if sub := sess.GetSubject(); sub != "" {
 			out["sub"] = sub
 		}
+		// The sub the client saw in its ID token (tokens.subject), not the account id.
+		if s, ok := sess.(*Session); ok && s.Claims != nil && s.Claims.Subject != "" {
+			out["sub"] = s.Claims.Subject
+		}
 		if exp := sess.GetExpiresAt(use); !exp.IsZero() {
 			out["exp"] = exp.Unix()
 		}
@@ -853,7 +857,7 @@ func (b *Broker) userinfo(w http.ResponseWriter, r *http.Request) {
 	for k, v := range links {
 		claims[k] = v
 	}
-	claims["sub"] = a.ID
+	claims["sub"] = b.subjectFor(a, ar.GetClient().GetID(), ar.GetClient().GetRedirectURIs())
 	writeJSON(w, http.StatusOK, claims)
 }
 

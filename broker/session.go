@@ -78,14 +78,15 @@ func (s *Session) IDTokenHeaders() *jwt.Headers {
 }
 
 // userSession builds the session of an authorization by account a in browser session bs.
-func userSession(a *storage.Account, bs *storage.BrowserSession, client *storage.Client, scopes fosite.Arguments, requestedAt time.Time, idAlg, picked string) *Session {
+// sub is the subject the client sees (subjectFor); the session's own subject is the account id.
+func userSession(a *storage.Account, sub string, bs *storage.BrowserSession, client *storage.Client, scopes fosite.Arguments, requestedAt time.Time, idAlg, picked string) *Session {
 	s := newEmptySession()
 	s.Subject = a.ID
 	s.Username = ""
 	s.ClientID = client.ID
 	amr := bs.AMR()
 	s.Claims = &jwt.IDTokenClaims{
-		Subject:                             a.ID,
+		Subject:                             sub,
 		RequestedAt:                         requestedAt.UTC(),
 		AuthTime:                            bs.AuthTime.UTC(),
 		AuthenticationMethodsReferences:     amr,
@@ -102,7 +103,7 @@ func userSession(a *storage.Account, bs *storage.BrowserSession, client *storage
 	}
 	s.Headers = &jwt.Headers{Extra: map[string]any{algHint: idAlg}}
 	s.AccessClaims = &jwt.JWTClaims{
-		Subject: a.ID,
+		Subject: sub,
 		Extra: map[string]any{
 			"client_id": client.ID,
 			"amr":       amr,

@@ -254,6 +254,36 @@ type Tokens struct {
 	AccessTokenFormat    string        `mapstructure:"access_token_format"`
 	AccessTokenAlg       string        `mapstructure:"access_token_alg"`
 	IDTokenAlg           string        `mapstructure:"id_token_alg"`
+	// Subject is what the sub of an ESIA account's tokens is: uuid (the broker's account id),
+	// esia_oid (the ESIA oid itself, for a diary that keys its users by it) or pairwise (a
+	// per-sector function of the oid, OpenID Connect Core §8.1). Sub-accounts of children
+	// keep their account id.
+	Subject string `mapstructure:"subject"`
+	// PairwiseSectors groups clients into sectors for pairwise subjects, as
+	// "client=sector,client=sector" (the clients of one diary vendor share a sector); a client
+	// not listed is its own sector, named by the host of its first redirect URI.
+	PairwiseSectors string `mapstructure:"pairwise_sectors"`
+}
+
+// SectorMap reads PairwiseSectors: client id → sector.
+func (t Tokens) SectorMap() (map[string]string, error) {
+	out := map[string]string{}
+	for _, pair := range strings.Split(t.PairwiseSectors, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		client, sector, ok := strings.Cut(pair, "=")
+		client, sector = strings.TrimSpace(client), strings.TrimSpace(sector)
+		if !ok || client == "" || sector == "" || len(sector) > 255 {
+			return nil, fmt.Errorf("%q: want client=sector, the sector a name of 1 to 255 bytes", pair)
+		}
+		if _, dup := out[client]; dup {
+			return nil, fmt.Errorf("client %q is given twice", client)
+		}
+		out[client] = sector
+	}
+	return out, nil
 }
 
 // Keys tunes signing-key rotation.
@@ -347,6 +377,8 @@ func Defaults() map[string]any {
 		"tokens.access_token_format":         "jwt",
 		"tokens.access_token_alg":            "ES256",
 		"tokens.id_token_alg":                "RS256",
+		"tokens.subject":                     "uuid",
+		"tokens.pairwise_sectors":            "",
 		"keys.publish_before_use":            "0s",
 		"keys.reload_interval":               "30s",
 		"session.lifespan":                   "12h",
@@ -603,6 +635,12 @@ func (c *Config) validate() []string {
 	}
 	if c.Keys.PublishBeforeUse < 0 {
 		bad("keys.publish_before_use", "must not be negative")
+	}
+	if t.Subject != "uuid" && t.Subject != "esia_oid" && t.Subject != "pairwise" {
+		bad("tokens.subject", "must be uuid, esia_oid or pairwise, got %q", t.Subject)
+	}
+	if _, err := t.SectorMap(); err != nil {
+		bad("tokens.pairwise_sectors", "%v", err)
 	}
 	if t.AccessTokenFormat != "jwt" && t.AccessTokenFormat != "opaque" {
 		bad("tokens.access_token_format", "must be jwt or opaque, got %q", t.AccessTokenFormat)

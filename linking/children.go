@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/esia-broker/esia-broker/clientip"
@@ -265,6 +266,12 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 		return "", ErrPasswordAccountsOff
 	}
 	l, lerr := NormalizeLogin(login)
+	if lerr != nil {
+		// A login imported from a region's system keeps its form (ImportChildren).
+		if ll := strings.ToLower(strings.TrimSpace(login)); importLoginPattern.MatchString(ll) {
+			l, lerr = ll, nil
+		}
+	}
 	keys := s.childLimitKeys(l, lerr == nil, clientip.Key(ip), knownDevice)
 	release, err := s.gate.acquire(ctx)
 	if err != nil {
@@ -325,7 +332,30 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 		}
 		return "", err
 	}
+	if NeedsRehash(c.PasswordHash) {
+		if err := s.rehash(ctx, c, password); err != nil {
+			return "", err
+		}
+	}
 	return c.AccountID, s.store.Audit(ctx, "account:"+c.AccountID, "child.login", c.StudentID, nil)
+}
+
+// rehash replaces an imported hash by the broker's argon2id after a successful login, unless
+// a parent set a new password meanwhile.
+func (s *Service) rehash(ctx context.Context, c *storage.ChildCredential, password string) error {
+	ms, err := s.migrationStore()
+	if err != nil {
+		return err
+	}
+	h, err := HashPassword(password, s.children.Argon2)
+	if err != nil {
+		return err
+	}
+	done, err := ms.RehashChildPassword(ctx, c.AccountID, c.PasswordHash, h)
+	if err != nil || !done {
+		return err
+	}
+	return s.store.Audit(ctx, "account:"+c.AccountID, "child.rehash", c.StudentID, map[string]any{"from": HashFormat(c.PasswordHash)})
 }
 
 func (s *Service) dummyHash() string {

@@ -192,7 +192,7 @@ type ImportReport struct {
 }
 
 // ErrInvalidRows is returned when rows are bad and SkipInvalid is off: nothing was imported.
-var ErrInvalidRows = errors.New("the roster has invalid rows; nothing was imported")
+var ErrInvalidRows = errors.New("the file has invalid rows; nothing was imported")
 
 type parsedRow struct {
 	line int

@@ -52,7 +52,7 @@ type Service struct {
 	children ChildOptions
 
 	gate *hashGate
-	// verify checks a password against its hash (VerifyPassword; tests count the calls).
+	// verify checks a password against its hash (VerifyStoredPassword; tests count the calls).
 	verify func(encoded, password string) (bool, error)
 
 	dummyMu sync.Mutex
@@ -103,7 +103,7 @@ func DefaultChildOptions() ChildOptions {
 func NewService(store Store, d *Digester, inv *invites.Service) *Service {
 	o := DefaultChildOptions()
 	return &Service{store: store, digester: d, invites: inv, now: time.Now, common: commonPasswords(), children: o,
-		gate: newHashGate(o.HashConcurrency, o.HashQueue, o.HashWait), verify: VerifyPassword}
+		gate: newHashGate(o.HashConcurrency, o.HashQueue, o.HashWait), verify: VerifyStoredPassword}
 }
 
 // SetChildOptions replaces the child sub-account options.

@@ -5,6 +5,7 @@ package linking
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"strings"
@@ -55,8 +56,9 @@ func snilsControl(nine string) string {
 
 // Digester makes the keyed digests under which SNILS (and invite codes) are stored.
 type Digester struct {
-	snilsKey  []byte
-	inviteKey []byte
+	snilsKey    []byte
+	inviteKey   []byte
+	pairwiseKey []byte
 }
 
 // NewDigester derives the SNILS and invite-code keys from the configured pepper.
@@ -66,7 +68,7 @@ func NewDigester(pepper []byte) *Digester {
 		m.Write([]byte(label))
 		return m.Sum(nil)
 	}
-	return &Digester{snilsKey: derive("esia-broker snils v1"), inviteKey: derive("esia-broker invite v1")}
+	return &Digester{snilsKey: derive("esia-broker snils v1"), inviteKey: derive("esia-broker invite v1"), pairwiseKey: derive("esia-broker pairwise subject v1")}
 }
 
 // SNILS returns the digest of a SNILS; the input is normalised and checked first.
@@ -82,3 +84,14 @@ func (d *Digester) SNILS(s string) (string, error) {
 
 // InviteKey is the key of invite-code digests.
 func (d *Digester) InviteKey() []byte { return d.inviteKey }
+
+// PairwiseSubject is the pairwise sub of an ESIA oid in a sector (OpenID Connect Core §8.1):
+// a keyed hash of both, base64url, the same on every replica and stable as long as the SNILS
+// pepper is (which never rotates: the card digests depend on it too).
+func (d *Digester) PairwiseSubject(sector, oid string) string {
+	m := hmac.New(sha256.New, d.pairwiseKey)
+	m.Write([]byte(sector))
+	m.Write([]byte{0})
+	m.Write([]byte(oid))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}

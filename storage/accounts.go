@@ -26,9 +26,12 @@ type Account struct {
 	// Unconfirmed: ESIA reported the account as not confirmed at its last login (it was
 	// admitted as a child's own account matching a card).
 	Unconfirmed bool `db:"unconfirmed"`
+	// AwaitingLogin: made by a region's link import from the ESIA oid alone; its imported
+	// links are settled at its first login (linking.Service.SettleImported).
+	AwaitingLogin bool `db:"awaiting_login"`
 }
 
-const accountCols = `id, kind, upstream, upstream_sub, family_name, given_name, middle_name, birthdate, snils_digest, status, created_at, updated_at, unconfirmed`
+const accountCols = `id, kind, upstream, upstream_sub, family_name, given_name, middle_name, birthdate, snils_digest, status, created_at, updated_at, unconfirmed, awaiting_login`
 
 // UpsertUpstreamAccount creates or updates the account known to upstream by sub, and returns it
 // with its stable id.
@@ -47,8 +50,8 @@ func (s *Store) UpsertUpstreamAccount(ctx context.Context, a *Account) (*Account
 			if a.Status == "" {
 				a.Status = "active"
 			}
-			_, err = s.exec(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				a.ID, a.Kind, a.Upstream, a.UpstreamSub, a.FamilyName, a.GivenName, a.MiddleName, a.Birthdate, a.SNILSDigest, a.Status, now, now, a.Unconfirmed)
+			_, err = s.exec(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				a.ID, a.Kind, a.Upstream, a.UpstreamSub, a.FamilyName, a.GivenName, a.MiddleName, a.Birthdate, a.SNILSDigest, a.Status, now, now, a.Unconfirmed, a.AwaitingLogin)
 			if isUniqueViolation(err) {
 				return fmt.Errorf("create account: %w", ErrConflict)
 			}

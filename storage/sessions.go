@@ -314,3 +314,12 @@ func (s *Store) SessionWithAccount(ctx context.Context, idHash string) (*Browser
 		&Account{ID: r.ID, Kind: r.Kind, Upstream: r.Upstream, UpstreamSub: r.UpstreamSub, FamilyName: r.Family, GivenName: r.Given, MiddleName: r.Middle,
 			Birthdate: r.Birthdate, SNILSDigest: r.SNILS, Status: r.Status, CreatedAt: r.ACreated, UpdatedAt: r.AUpdated, Unconfirmed: r.Unconfirmed}, nil
 }
+
+// AccountBySID returns the account of the live browser session with public id sid.
+func (s *Store) AccountBySID(ctx context.Context, sid string) (string, error) {
+	var id string
+	if err := s.get(ctx, &id, `SELECT account_id FROM browser_sessions WHERE sid = ?`, sid); err != nil {
+		return "", fmt.Errorf("account by sid: %w", err)
+	}
+	return id, nil
+}

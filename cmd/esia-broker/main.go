@@ -66,7 +66,7 @@ func newRoot(a *app) *cobra.Command {
 	root.SetErr(a.stderr)
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "YAML configuration file (every key can also be set as ESIA_BROKER_<KEY>)")
 	root.PersistentFlags().StringVar(&a.operator, "operator", "", "who is running the command, for the audit log (default: the OS user)")
-	root.AddCommand(a.serveCmd(), a.devCmd(), a.migrateCmd(), a.clientsCmd(), a.keysCmd(), a.rosterCmd(), a.invitesCmd(), a.accountsCmd(), a.auditCmd(), a.esiaCmd(), a.secretsCmd())
+	root.AddCommand(a.serveCmd(), a.devCmd(), a.migrateCmd(), a.clientsCmd(), a.keysCmd(), a.rosterCmd(), a.invitesCmd(), a.accountsCmd(), a.auditCmd(), a.esiaCmd(), a.secretsCmd(), a.linksCmd(), a.childrenCmd())
 	return root
 }
 

@@ -275,7 +275,7 @@ func (a *app) migrateCmd() *cobra.Command {
 				return nil
 			})
 		},
-	})
+	}, a.migrateReportCmd())
 	return cmd
 }
 

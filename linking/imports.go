@@ -1,0 +1,606 @@
+package linking
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+// A region moving onto the broker brings what its diary already holds: the links parents made
+// by code over the years (keyed by ESIA oid, which is what the diaries know), and the logins
+// parents made for children under 14. Both are imported before the switch, so that nobody has
+// to find a new code or a new password (docs/MIGRATION.md).
+
+// MigrationStore is what the imports and the first-login settlement need of the store.
+type MigrationStore interface {
+	AwaitingAccount(ctx context.Context, oid string) (*storage.Account, bool, error)
+	AccountByUpstream(ctx context.Context, upstream, sub string) (*storage.Account, error)
+	ImportLink(ctx context.Context, accountID, studentID, relation string, linkedAt time.Time) (string, error)
+	SelfLinkHolder(ctx context.Context, studentID string) (string, error)
+	ClearAwaiting(ctx context.Context, accountID string) (bool, error)
+	RehashChildPassword(ctx context.Context, accountID, oldHash, newHash string) (bool, error)
+}
+
+// ImportFileOptions control `links import` and `children import`.
+type ImportFileOptions struct {
+	Format      string // csv or jsonl; empty guesses from the first character
+	DryRun      bool
+	SkipInvalid bool
+	AcceptWeak  bool // children: unsalted MD5/SHA-1 hashes
+	Operator    string
+	Progress    func(done, total int)
+}
+
+// FileImportReport says what an import of links or children did.
+type FileImportReport struct {
+	Rows      int
+	Created   int
+	Unchanged int
+	Skipped   int
+	Accounts  int            // links: accounts made awaiting their first login
+	Weak      int            // children: weak hashes accepted
+	Formats   map[string]int // children: hash formats of the rows created
+	Errors    []RowError
+	Applied   bool
+}
+
+// Columns of the import files.
+var (
+	LinkColumns  = []string{"esia_oid", "student_id", "relation", "linked_at", "method"}
+	ChildColumns = []string{"student_id", "login", "password_hash", "guardian_esia_oid"}
+)
+
+var (
+	oidPattern         = regexp.MustCompile(`^[0-9]{1,20}$`)
+	methodPattern      = regexp.MustCompile(`^[a-z_]{1,32}$`)
+	importLoginPattern = regexp.MustCompile(`^[\p{Ll}\p{N}][\p{Ll}\p{N}._@-]{1,63}$`)
+)
+
+// maxImportRows bounds one file (a region has a few hundred thousand students at most).
+const maxImportRows = 1_000_000
+
+type fileRow struct {
+	line   int
+	fields map[string]string
+}
+
+// readImportFile reads CSV (with a header naming the columns) or JSON lines (an object of
+// strings per line). Unknown or missing columns fail the file; a bad row is reported by line.
+func readImportFile(r io.Reader, format string, columns, required []string) ([]fileRow, []RowError, error) {
+	br := bufio.NewReader(r)
+	if format == "" {
+		first, _ := br.Peek(1)
+		format = "csv"
+		if len(first) == 1 && first[0] == '{' {
+			format = "jsonl"
+		}
+	}
+	var rows []fileRow
+	var errs []RowError
+	checkValue := func(line int, k, v string) bool {
+		if !utf8.ValidString(v) || len(v) > 512 || strings.ContainsAny(v, "\x00\r\n") {
+			errs = append(errs, RowError{Line: line, Field: k, Reason: "not valid text (UTF-8, one line, at most 512 bytes)"})
+			return false
+		}
+		return true
+	}
+	switch format {
+	case "csv":
+		cr := csv.NewReader(br)
+		cr.ReuseRecord = false
+		header, err := cr.Read()
+		if err != nil {
+			return nil, nil, fmt.Errorf("read the header: %w", err)
+		}
+		for i, h := range header {
+			header[i] = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+			if !slices.Contains(columns, header[i]) {
+				return nil, nil, fmt.Errorf("unknown column %q (columns: %s)", header[i], strings.Join(columns, ","))
+			}
+			if slices.Index(header, header[i]) < i {
+				return nil, nil, fmt.Errorf("column %q appears twice", header[i])
+			}
+		}
+		for _, c := range required {
+			if !slices.Contains(header, c) {
+				return nil, nil, fmt.Errorf("missing column %q (columns: %s)", c, strings.Join(columns, ","))
+			}
+		}
+		for {
+			rec, err := cr.Read()
+			if err == io.EOF {
+				break
+			}
+			line, _ := cr.FieldPos(0)
+			if err != nil {
+				var pe *csv.ParseError
+				if errors.As(err, &pe) && pe.Err == csv.ErrFieldCount {
+					errs = append(errs, RowError{Line: pe.StartLine, Reason: fmt.Sprintf("has %d fields, the header %d", len(rec), len(header))})
+					continue
+				}
+				return nil, nil, fmt.Errorf("read CSV: %w", err)
+			}
+			if len(rows)+len(errs) >= maxImportRows {
+				return nil, nil, fmt.Errorf("more than %d rows", maxImportRows)
+			}
+			row := fileRow{line: line, fields: map[string]string{}}
+			ok := true
+			for i, v := range rec {
+				v = strings.TrimSpace(v)
+				ok = checkValue(line, header[i], v) && ok
+				row.fields[header[i]] = v
+			}
+			if ok {
+				rows = append(rows, row)
+			}
+		}
+	case "jsonl", "json":
+		sc := bufio.NewScanner(br)
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		line := 0
+		for sc.Scan() {
+			line++
+			text := strings.TrimSpace(sc.Text())
+			if text == "" {
+				continue
+			}
+			if len(rows)+len(errs) >= maxImportRows {
+				return nil, nil, fmt.Errorf("more than %d rows", maxImportRows)
+			}
+			var obj map[string]json.RawMessage
+			dec := json.NewDecoder(strings.NewReader(text))
+			if err := dec.Decode(&obj); err != nil || dec.More() || obj == nil {
+				errs = append(errs, RowError{Line: line, Reason: "not one JSON object"})
+				continue
+			}
+			row := fileRow{line: line, fields: map[string]string{}}
+			ok := true
+			for k, raw := range obj {
+				if !slices.Contains(columns, k) {
+					errs = append(errs, RowError{Line: line, Field: k, Reason: "unknown field (fields: " + strings.Join(columns, ", ") + ")"})
+					ok = false
+					continue
+				}
+				var v string
+				if err := json.Unmarshal(raw, &v); err != nil {
+					errs = append(errs, RowError{Line: line, Field: k, Reason: "must be a string"})
+					ok = false
+					continue
+				}
+				v = strings.TrimSpace(v)
+				ok = checkValue(line, k, v) && ok
+				row.fields[k] = v
+			}
+			if ok {
+				rows = append(rows, row)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return nil, nil, fmt.Errorf("read JSON lines: %w", err)
+		}
+	default:
+		return nil, nil, fmt.Errorf("unknown format %q (csv or jsonl)", format)
+	}
+	return rows, errs, nil
+}
+
+// parseLinkedAt reads YYYY-MM-DD, DD.MM.YYYY or RFC 3339.
+func parseLinkedAt(v string, now time.Time) (time.Time, error) {
+	var t time.Time
+	var err error
+	for _, layout := range []string{time.RFC3339, "2006-01-02", "02.01.2006"} {
+		if t, err = time.Parse(layout, v); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return time.Time{}, errors.New("a date YYYY-MM-DD, DD.MM.YYYY or RFC 3339 time is expected")
+	}
+	if t.Year() < 2000 || t.After(now.Add(24*time.Hour)) {
+		return time.Time{}, errors.New("out of range (2000 to today)")
+	}
+	return t.UTC(), nil
+}
+
+func (s *Service) migrationStore() (MigrationStore, error) {
+	ms, ok := s.store.(MigrationStore)
+	if !ok {
+		return nil, errors.New("this store cannot import")
+	}
+	return ms, nil
+}
+
+// ImportLinks imports a region's links (LinkColumns), keyed by ESIA oid, in one transaction.
+// A link of an account that has not logged in yet waits for its first login (SettleImported);
+// one of a known account is checked now by the rules every link follows. Rows already
+// imported change nothing.
+func (s *Service) ImportLinks(ctx context.Context, r io.Reader, o ImportFileOptions) (*FileImportReport, error) {
+	ms, err := s.migrationStore()
+	if err != nil {
+		return nil, err
+	}
+	rows, errs, err := readImportFile(r, o.Format, LinkColumns, []string{"esia_oid", "student_id", "relation", "linked_at"})
+	if err != nil {
+		return nil, err
+	}
+	rep := &FileImportReport{Rows: len(rows) + len(errs), Skipped: len(errs), Errors: errs}
+	now := s.now()
+	type good struct {
+		line                   int
+		oid, student, relation string
+		method                 string
+		linkedAt               time.Time
+	}
+	var goods []good
+	seen := map[string]int{}
+	selfOf := map[string]int{}
+	for _, row := range rows {
+		f := row.fields
+		var rowErrs []RowError
+		bad := func(field, reason string) {
+			rowErrs = append(rowErrs, RowError{Line: row.line, Field: field, Reason: reason})
+		}
+		if !oidPattern.MatchString(f["esia_oid"]) {
+			bad("esia_oid", "an ESIA oid is 1 to 20 digits")
+		}
+		if !idPattern.MatchString(f["student_id"]) {
+			bad("student_id", "1 to 64 of A-Z a-z 0-9 . _ : -")
+		}
+		if f["relation"] != "parent" && f["relation"] != "self" {
+			bad("relation", "parent or self")
+		}
+		at, err := parseLinkedAt(f["linked_at"], now)
+		if err != nil {
+			bad("linked_at", err.Error())
+		}
+		if m := f["method"]; m != "" && !methodPattern.MatchString(m) {
+			bad("method", "1 to 32 of a-z and _")
+		}
+		key := f["esia_oid"] + "\x00" + f["student_id"]
+		if prev, dup := seen[key]; dup {
+			bad("", fmt.Sprintf("the same account and student as line %d", prev))
+		} else {
+			seen[key] = row.line
+		}
+		if f["relation"] == "self" {
+			if prev, dup := selfOf[f["student_id"]]; dup {
+				bad("relation", fmt.Sprintf("the student's own account is already given on line %d", prev))
+			} else {
+				selfOf[f["student_id"]] = row.line
+			}
+		}
+		if len(rowErrs) > 0 {
+			rep.Errors = append(rep.Errors, rowErrs...)
+			rep.Skipped++
+			continue
+		}
+		goods = append(goods, good{row.line, f["esia_oid"], f["student_id"], f["relation"], f["method"], at})
+	}
+	if len(rep.Errors) > 0 && !o.SkipInvalid {
+		rep.Skipped = rep.Rows
+		return rep, ErrInvalidRows
+	}
+	var dbErrs []RowError
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		students := map[string]*storage.Student{}
+		for i, g := range goods {
+			if o.Progress != nil && (i%500 == 0 || i == len(goods)-1) {
+				o.Progress(i+1, len(goods))
+			}
+			bad := func(field, reason string) {
+				dbErrs = append(dbErrs, RowError{Line: g.line, Field: field, Reason: reason})
+			}
+			st := students[g.student]
+			if st == nil {
+				st, err = s.store.Student(ctx, g.student)
+				if errors.Is(err, storage.ErrNotFound) {
+					bad("student_id", "no such card in the roster (import the roster first)")
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				students[g.student] = st
+			}
+			if !st.Active {
+				bad("student_id", "the card is inactive (the student left)")
+				continue
+			}
+			a, err := ms.AccountByUpstream(ctx, storage.ESIAUpstream, g.oid)
+			switch {
+			case errors.Is(err, storage.ErrNotFound):
+				a = nil
+			case err != nil:
+				return err
+			}
+			if a != nil && !a.AwaitingLogin {
+				// Known already: the rules of every link hold now (an adult parent; the
+				// student's own account only by the card's birth date).
+				if err := MayLink(a, st, g.relation, now); err != nil {
+					bad("esia_oid", "this account may not be linked so: "+err.Error())
+					continue
+				}
+			}
+			if g.relation == "self" {
+				holder, err := ms.SelfLinkHolder(ctx, g.student)
+				if err != nil {
+					return err
+				}
+				if holder != "" && (a == nil || holder != a.ID) {
+					bad("relation", "the student's own account is already linked to another ESIA account")
+					continue
+				}
+			}
+			if a == nil {
+				if a, _, err = ms.AwaitingAccount(ctx, g.oid); err != nil {
+					return err
+				}
+				rep.Accounts++
+			}
+			linkID, err := ms.ImportLink(ctx, a.ID, g.student, g.relation, g.linkedAt)
+			if err != nil {
+				return err
+			}
+			if linkID == "" {
+				rep.Unchanged++
+				continue
+			}
+			rep.Created++
+			if err := s.store.AppendEvent(ctx, linkEvent(storage.EventLinkCreated, a.ID, g.student, linkID, g.relation, "imported")); err != nil {
+				return err
+			}
+		}
+		if len(dbErrs) > 0 && !o.SkipInvalid {
+			return ErrInvalidRows
+		}
+		if o.DryRun {
+			return errDryRun
+		}
+		return s.store.Audit(ctx, o.Operator, "links.import", "", map[string]any{"rows": rep.Rows, "created": rep.Created,
+			"unchanged": rep.Unchanged, "accounts": rep.Accounts, "skipped": rep.Skipped + len(dbErrs)})
+	})
+	rep.Errors = append(rep.Errors, dbErrs...)
+	slices.SortStableFunc(rep.Errors, func(a, b RowError) int { return a.Line - b.Line })
+	rep.Skipped += len(dbErrs)
+	switch {
+	case errors.Is(err, ErrInvalidRows):
+		rep.Skipped, rep.Created, rep.Unchanged, rep.Accounts = rep.Rows, 0, 0, 0
+		return rep, ErrInvalidRows
+	case errors.Is(err, errDryRun):
+		return rep, nil
+	case err != nil:
+		return rep, err
+	}
+	rep.Applied = true
+	return rep, nil
+}
+
+// SettleImported turns the imported links of an account awaiting its first login into normal
+// links, in the login's transaction: each is checked by the rules every link follows (a parent
+// link only for an adult, the student's own only for the card's birth date) now that ESIA has
+// told who the person is; those that fail are revoked. An account ESIA reports as not
+// confirmed stays awaiting. It tells how many links were settled and refused.
+func (s *Service) SettleImported(ctx context.Context, a *storage.Account) (settled, refused int, err error) {
+	if !a.AwaitingLogin || a.Unconfirmed || a.Kind != "esia" {
+		return 0, 0, nil
+	}
+	ms, err := s.migrationStore()
+	if err != nil {
+		return 0, 0, err
+	}
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		first, err := ms.ClearAwaiting(ctx, a.ID)
+		if err != nil || !first {
+			return err
+		}
+		a.AwaitingLogin = false
+		links, err := s.store.Links(ctx, a.ID, false)
+		if err != nil {
+			return err
+		}
+		today := s.now()
+		for _, l := range links {
+			if l.Method != "imported" {
+				continue
+			}
+			st, err := s.store.Student(ctx, l.StudentID)
+			if err != nil {
+				return err
+			}
+			if why := MayLink(a, st, l.Relation, today); why != nil {
+				if _, err := s.store.RevokeLink(ctx, l.ID); err != nil {
+					return err
+				}
+				refused++
+				if err := s.store.Audit(ctx, "account:"+a.ID, "link.import_refused", l.StudentID, map[string]any{"relation": l.Relation, "reason": why.Error()}); err != nil {
+					return err
+				}
+				if err := s.store.AppendEvent(ctx, linkEvent(storage.EventLinkRevoked, a.ID, l.StudentID, l.ID, l.Relation, l.Method)); err != nil {
+					return err
+				}
+				continue
+			}
+			settled++
+			if err := s.store.Audit(ctx, "account:"+a.ID, "link.import_settled", l.StudentID, map[string]any{"relation": l.Relation}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return settled, refused, err
+}
+
+// ImportChildren imports the login-and-password sub-accounts of a region (ChildColumns), in
+// one transaction. Each needs its guardian's ESIA account linked to the student as a parent
+// (imported links count: import them first). The hash is kept as it is (ImportHash) and
+// replaced by argon2id at the child's first successful login.
+func (s *Service) ImportChildren(ctx context.Context, r io.Reader, o ImportFileOptions) (*FileImportReport, error) {
+	ms, err := s.migrationStore()
+	if err != nil {
+		return nil, err
+	}
+	if s.children.PasswordAccountsOff {
+		return nil, ErrPasswordAccountsOff
+	}
+	rows, errs, err := readImportFile(r, o.Format, ChildColumns, ChildColumns)
+	if err != nil {
+		return nil, err
+	}
+	rep := &FileImportReport{Rows: len(rows) + len(errs), Skipped: len(errs), Errors: errs, Formats: map[string]int{}}
+	type good struct {
+		line                         int
+		student, login, hash, format string
+		oid                          string
+	}
+	var goods []good
+	loginAt, studentAt := map[string]int{}, map[string]int{}
+	for _, row := range rows {
+		f := row.fields
+		var rowErrs []RowError
+		bad := func(field, reason string) {
+			rowErrs = append(rowErrs, RowError{Line: row.line, Field: field, Reason: reason})
+		}
+		if !idPattern.MatchString(f["student_id"]) {
+			bad("student_id", "1 to 64 of A-Z a-z 0-9 . _ : -")
+		} else if prev, dup := studentAt[f["student_id"]]; dup {
+			bad("student_id", fmt.Sprintf("the same student as line %d", prev))
+		} else {
+			studentAt[f["student_id"]] = row.line
+		}
+		login := strings.ToLower(f["login"])
+		if !importLoginPattern.MatchString(login) {
+			bad("login", "2 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+		} else if prev, dup := loginAt[login]; dup {
+			bad("login", fmt.Sprintf("the same login as line %d (logins are case-insensitive)", prev))
+		} else {
+			loginAt[login] = row.line
+		}
+		stored, format, err := ImportHash(f["password_hash"], o.AcceptWeak)
+		if err != nil {
+			bad("password_hash", err.Error())
+		}
+		if !oidPattern.MatchString(f["guardian_esia_oid"]) {
+			bad("guardian_esia_oid", "an ESIA oid is 1 to 20 digits")
+		}
+		if len(rowErrs) > 0 {
+			rep.Errors = append(rep.Errors, rowErrs...)
+			rep.Skipped++
+			continue
+		}
+		goods = append(goods, good{row.line, f["student_id"], login, stored, format, f["guardian_esia_oid"]})
+	}
+	if len(rep.Errors) > 0 && !o.SkipInvalid {
+		rep.Skipped = rep.Rows
+		return rep, ErrInvalidRows
+	}
+	var dbErrs []RowError
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		for i, g := range goods {
+			if o.Progress != nil && (i%200 == 0 || i == len(goods)-1) {
+				o.Progress(i+1, len(goods))
+			}
+			bad := func(field, reason string) {
+				dbErrs = append(dbErrs, RowError{Line: g.line, Field: field, Reason: reason})
+			}
+			st, err := s.store.Student(ctx, g.student)
+			if errors.Is(err, storage.ErrNotFound) {
+				bad("student_id", "no such card in the roster (import the roster first)")
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !st.Active {
+				bad("student_id", "the card is inactive (the student left)")
+				continue
+			}
+			if !s.childMayUse(st) {
+				bad("student_id", "the student is 14 or older: sub-accounts are for children under 14, who move to ESIA at 14")
+				continue
+			}
+			if c, err := s.store.ChildByStudent(ctx, g.student); err == nil {
+				if c.Login == g.login {
+					rep.Unchanged++
+				} else {
+					bad("student_id", "the student already has a sub-account with another login")
+				}
+				continue
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			if _, err := s.store.ChildByLogin(ctx, g.login); err == nil {
+				bad("login", "taken by another child's sub-account")
+				continue
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			guardian, err := ms.AccountByUpstream(ctx, storage.ESIAUpstream, g.oid)
+			if errors.Is(err, storage.ErrNotFound) {
+				bad("guardian_esia_oid", "no such account: import the links first")
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			gl, err := s.store.GuardianLinks(ctx, g.student)
+			if err != nil {
+				return err
+			}
+			if guardian.Status != "active" || !slices.ContainsFunc(gl, func(l storage.Link) bool { return l.AccountID == guardian.ID }) {
+				bad("guardian_esia_oid", "this account has no active parent link to the student: import the links first")
+				continue
+			}
+			a := &storage.Account{FamilyName: st.FamilyName, GivenName: st.GivenName, MiddleName: st.MiddleName, Birthdate: st.Birthdate}
+			if err := s.store.CreateChild(ctx, a, &storage.ChildCredential{StudentID: g.student, Login: g.login, PasswordHash: g.hash, CreatedBy: "import:" + guardian.ID}); err != nil {
+				if errors.Is(err, storage.ErrConflict) {
+					bad("login", "taken by another child's sub-account")
+					continue
+				}
+				return err
+			}
+			rep.Created++
+			rep.Formats[g.format]++
+			if g.format == FormatWeak {
+				rep.Weak++
+			}
+			if err := s.store.AppendEvent(ctx, storage.Event{Type: storage.EventChildCreated, AccountID: a.ID, StudentID: g.student,
+				Data: map[string]any{"parent": guardian.ID, "imported": true}}); err != nil {
+				return err
+			}
+		}
+		if len(dbErrs) > 0 && !o.SkipInvalid {
+			return ErrInvalidRows
+		}
+		if o.DryRun {
+			return errDryRun
+		}
+		return s.store.Audit(ctx, o.Operator, "children.import", "", map[string]any{"rows": rep.Rows, "created": rep.Created,
+			"unchanged": rep.Unchanged, "weak": rep.Weak, "formats": rep.Formats, "skipped": rep.Skipped + len(dbErrs)})
+	})
+	rep.Errors = append(rep.Errors, dbErrs...)
+	slices.SortStableFunc(rep.Errors, func(a, b RowError) int { return a.Line - b.Line })
+	rep.Skipped += len(dbErrs)
+	switch {
+	case errors.Is(err, ErrInvalidRows):
+		rep.Skipped, rep.Created, rep.Unchanged, rep.Weak = rep.Rows, 0, 0, 0
+		clear(rep.Formats)
+		return rep, ErrInvalidRows
+	case errors.Is(err, errDryRun):
+		return rep, nil
+	case err != nil:
+		return rep, err
+	}
+	rep.Applied = true
+	return rep, nil
+}

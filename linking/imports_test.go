@@ -1,0 +1,256 @@
+package linking_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/storage"
+)
+
+var _ linking.MigrationStore = (*storage.Store)(nil)
+
+// TestImportLinks: a region's links by ESIA oid; bad rows named by line, field and reason; the
+// whole file or nothing unless --skip-invalid; a dry run writes nothing; a second run changes
+// nothing; an account the broker knows is checked now by the rules of every link.
+func TestImportLinks(t *testing.T) {
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		f.importRoster(t, roster, linking.ImportOptions{})
+		minor := mustAccountBorn(t, f.store, "2000000002", "2015-01-01") // known, a child
+		_ = minor
+
+		bad := "esia_oid,student_id,relation,linked_at,method\n" +
+			"1000000001,s-1,parent,2020-09-01,invite\n" + // line 2: good
+			"10000x,s-1,parent,2020-09-01,\n" + // 3: oid
+			"1000000003,s-99,parent,2020-09-01,\n" + // 4: no such card
+			"1000000004,s-1,mother,2020-09-01,\n" + // 5: relation
+			"1000000005,s-1,parent,2099-01-01,\n" + // 6: future date
+			"1000000001,s-1,parent,2021-01-01,\n" + // 7: repeats line 2
+			"2000000002,s-2,parent,2020-09-01,\n" // 8: a known minor as a parent
+		rep, err := f.link.ImportLinks(ctx, strings.NewReader(bad), linking.ImportFileOptions{})
+		if !errors.Is(err, linking.ErrInvalidRows) {
+			t.Fatalf("bad file: %v", err)
+		}
+		got := map[int]string{}
+		for _, e := range rep.Errors {
+			got[e.Line] = e.Field
+		}
+		// Line 4 and 8 are checked against the database only when the file itself is clean.
+		for line, field := range map[int]string{3: "esia_oid", 5: "relation", 6: "linked_at", 7: ""} {
+			if g, ok := got[line]; !ok || g != field {
+				t.Errorf("line %d: reported %q (%v), want field %q; all: %v", line, g, ok, field, rep.Errors)
+			}
+		}
+		if n := countLinks(t, f.store); n != 0 {
+			t.Fatalf("a refused file wrote %d links", n)
+		}
+
+		// The file's own problems gone, the database's remain: still nothing written.
+		dbBad := "esia_oid,student_id,relation,linked_at\n1000000001,s-1,parent,2020-09-01\n1000000003,s-99,parent,2020-09-01\n2000000002,s-2,parent,2020-09-01\n"
+		rep, err = f.link.ImportLinks(ctx, strings.NewReader(dbBad), linking.ImportFileOptions{})
+		if !errors.Is(err, linking.ErrInvalidRows) || len(rep.Errors) != 2 || rep.Errors[0].Line != 3 || rep.Errors[1].Line != 4 {
+			t.Fatalf("database problems: %v %+v", err, rep)
+		}
+		if n := countLinks(t, f.store); n != 0 {
+			t.Fatalf("a refused file wrote %d links", n)
+		}
+		if _, err := f.store.AccountByUpstream(ctx, "esia", "1000000001"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("a refused file made an account: %v", err)
+		}
+
+		// Dry run: counted, nothing written.
+		good := "esia_oid,student_id,relation,linked_at,method\n1000000001,s-1,parent,2020-09-01,invite\n1000000001,s-2,parent,01.09.2021,invite\n1000000007,s-3,self,2022-09-01T10:00:00Z,\n"
+		rep, err = f.link.ImportLinks(ctx, strings.NewReader(good), linking.ImportFileOptions{DryRun: true})
+		if err != nil || rep.Created != 3 || rep.Accounts != 2 || rep.Applied {
+			t.Fatalf("dry run: %v %+v", err, rep)
+		}
+		if n := countLinks(t, f.store); n != 0 {
+			t.Fatalf("a dry run wrote %d links", n)
+		}
+		rep, err = f.link.ImportLinks(ctx, strings.NewReader(good), linking.ImportFileOptions{Operator: "cli:test"})
+		if err != nil || rep.Created != 3 || rep.Accounts != 2 || !rep.Applied {
+			t.Fatalf("import: %v %+v", err, rep)
+		}
+		a, err := f.store.AccountByUpstream(ctx, "esia", "1000000001")
+		if err != nil || !a.AwaitingLogin || a.Status != "active" {
+			t.Fatalf("the awaiting account: %+v %v", a, err)
+		}
+		ls, err := f.store.Links(ctx, a.ID, false)
+		if err != nil || len(ls) != 2 || ls[0].Method != "imported" {
+			t.Fatalf("imported links: %+v %v", ls, err)
+		}
+		// Again: nothing new.
+		rep, err = f.link.ImportLinks(ctx, strings.NewReader(good), linking.ImportFileOptions{})
+		if err != nil || rep.Created != 0 || rep.Unchanged != 3 || rep.Accounts != 0 {
+			t.Fatalf("second run: %v %+v", err, rep)
+		}
+		// Another account as the same student's own: refused.
+		rep, err = f.link.ImportLinks(ctx, strings.NewReader("esia_oid,student_id,relation,linked_at\n1000000008,s-3,self,2022-09-01\n"), linking.ImportFileOptions{})
+		if !errors.Is(err, linking.ErrInvalidRows) || len(rep.Errors) != 1 || rep.Errors[0].Field != "relation" {
+			t.Fatalf("a second own account: %v %+v", err, rep)
+		}
+		// --skip-invalid: the good rows go in, the bad ones are reported.
+		mixed := "{\"esia_oid\":\"1000000009\",\"student_id\":\"s-4\",\"relation\":\"parent\",\"linked_at\":\"2020-09-01\"}\n{\"esia_oid\":1,\"student_id\":\"s-4\"}\n{\"esia_oid\":\"1000000010\",\"student_id\":\"s-4\",\"relation\":\"parent\",\"linked_at\":\"2020-09-01\",\"extra\":\"x\"}\n"
+		rep, err = f.link.ImportLinks(ctx, strings.NewReader(mixed), linking.ImportFileOptions{SkipInvalid: true})
+		if err != nil || rep.Created != 1 || rep.Skipped != 2 || len(rep.Errors) < 2 || rep.Errors[0].Line != 2 {
+			t.Fatalf("skip invalid (JSON lines): %v %+v", err, rep)
+		}
+	})
+}
+
+func countLinks(t *testing.T, s *storage.Store) int {
+	t.Helper()
+	c, _, err := s.MigrationReport(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, v := range c.LinksByMethod {
+		n += v
+	}
+	return n
+}
+
+// TestSettleImported: at the first login the imported links are checked with what ESIA says:
+// an adult keeps the parent links, a minor loses them; the student's own account keeps its
+// link only with the card's birth date; an unconfirmed account waits.
+func TestSettleImported(t *testing.T) {
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		f.importRoster(t, roster, linking.ImportOptions{})
+		s3, err := f.store.Student(ctx, "s-3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := "esia_oid,student_id,relation,linked_at\n" +
+			"3000000001,s-1,parent,2020-09-01\n3000000001,s-2,parent,2020-09-01\n" +
+			"3000000002,s-4,parent,2020-09-01\n" +
+			"3000000003,s-3,self,2020-09-01\n" +
+			"3000000004,s-3,parent,2020-09-01\n"
+		if _, err := f.link.ImportLinks(ctx, strings.NewReader(file), linking.ImportFileOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		login := func(oid, birthdate string, unconfirmed bool) *storage.Account {
+			t.Helper()
+			a, err := f.store.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: &oid, FamilyName: "Иванова", GivenName: "Мария", Birthdate: birthdate, Unconfirmed: unconfirmed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}
+		for _, tc := range []struct {
+			oid, birthdate   string
+			unconfirmed      bool
+			settled, refused int
+			awaiting         bool
+		}{
+			{"3000000001", "1985-04-12", false, 2, 0, false},
+			{"3000000002", "2012-01-01", false, 0, 1, false}, // a minor as a parent
+			{"3000000003", s3.Birthdate, false, 1, 0, false}, // the student, by the card's date
+			{"3000000004", "1985-04-12", true, 0, 0, true},   // unconfirmed: waits
+		} {
+			t.Run(tc.oid, func(t *testing.T) {
+				a := login(tc.oid, tc.birthdate, tc.unconfirmed)
+				settled, refused, err := f.link.SettleImported(ctx, a)
+				if err != nil || settled != tc.settled || refused != tc.refused {
+					t.Fatalf("settle: %d settled, %d refused, %v; want %d, %d", settled, refused, err, tc.settled, tc.refused)
+				}
+				again, err := f.store.AccountByUpstream(ctx, "esia", tc.oid)
+				if err != nil || again.AwaitingLogin != tc.awaiting {
+					t.Fatalf("awaiting after the login: %v %v", again.AwaitingLogin, err)
+				}
+				// The second login settles nothing again.
+				if s, r, err := f.link.SettleImported(ctx, again); err != nil || s != 0 || r != 0 {
+					t.Errorf("second login: %d %d %v", s, r, err)
+				}
+				ls, _ := f.store.Links(ctx, a.ID, false)
+				if len(ls) != tc.settled+map[bool]int{true: 1, false: 0}[tc.awaiting] {
+					t.Errorf("active links after the login: %d", len(ls))
+				}
+			})
+		}
+	})
+}
+
+// TestImportChildren: children's logins with bcrypt and PBKDF2 hashes; the child logs in with
+// the old password and its hash is argon2id afterwards; weak hashes only with --accept-weak;
+// bad rows by line; a guardian without a parent link refused.
+func TestImportChildren(t *testing.T) {
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		f.importRoster(t, roster+day("s-5,sch-1,2А,Сидоров,Петя,,2018-03-03,,1,,,,\ns-6,sch-1,2А,Сидорова,Маша,,2018-04-04,,1,,,,\n"), linking.ImportOptions{})
+		links := "esia_oid,student_id,relation,linked_at\n4000000001,s-4,parent,2020-09-01\n4000000001,s-5,parent,2020-09-01\n4000000001,s-6,parent,2020-09-01\n"
+		if _, err := f.link.ImportLinks(ctx, strings.NewReader(links), linking.ImportFileOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		const bcryptUU = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"                   // "U*U"
+		const django = "pbkdf2_sha256$260000$Zm9vYmFyc2FsdA$DI9174Jn/0hAOvCMsIq8fKpGIHjk9sxXiotD7YZj3j4=" // Sunflower-2015
+		const md5 = "36f25706170402e9628df575cc50218f"                                                    // Sunflower-2015
+		file := "student_id,login,password_hash,guardian_esia_oid\n" +
+			"s-4,Anna.Petrova,\"" + bcryptUU + "\",4000000001\n" +
+			"s-5,petya@school1,\"" + django + "\",4000000001\n" +
+			"s-6,masha,\"" + md5 + "\",4000000001\n"
+		rep, err := f.link.ImportChildren(ctx, strings.NewReader(file), linking.ImportFileOptions{})
+		if !errors.Is(err, linking.ErrInvalidRows) || len(rep.Errors) != 1 || rep.Errors[0].Line != 4 || rep.Errors[0].Field != "password_hash" {
+			t.Fatalf("a weak hash without --accept-weak: %v %+v", err, rep)
+		}
+		rep, err = f.link.ImportChildren(ctx, strings.NewReader(file), linking.ImportFileOptions{AcceptWeak: true})
+		if err != nil || rep.Created != 3 || rep.Weak != 1 || rep.Formats["bcrypt"] != 1 || rep.Formats["pbkdf2"] != 1 {
+			t.Fatalf("import: %v %+v", err, rep)
+		}
+		for _, tc := range []struct{ login, password string }{{"anna.petrova", "U*U"}, {"PETYA@school1", "Sunflower-2015"}, {"masha", "Sunflower-2015"}} {
+			if _, err := f.link.ChildLogin(ctx, tc.login, tc.password+"x", "10.1.0.1", false); !errors.Is(err, linking.ErrBadCredentials) {
+				t.Errorf("%s with a wrong password: %v", tc.login, err)
+			}
+			id, err := f.link.ChildLogin(ctx, tc.login, tc.password, "10.1.0.2", false)
+			if err != nil {
+				t.Fatalf("%s logs in with the imported password: %v", tc.login, err)
+			}
+			c, err := f.store.ChildByAccount(ctx, id)
+			if err != nil || !strings.HasPrefix(c.PasswordHash, "$argon2id$") {
+				t.Fatalf("%s: hash after the first login %.12q, %v", tc.login, c.PasswordHash, err)
+			}
+			if _, err := f.link.ChildLogin(ctx, tc.login, tc.password, "10.1.0.3", false); err != nil {
+				t.Errorf("%s after the re-hash: %v", tc.login, err)
+			}
+		}
+		// Again: unchanged. Bad rows: a login taken, a guardian with no link, an unknown hash.
+		rep, err = f.link.ImportChildren(ctx, strings.NewReader(file), linking.ImportFileOptions{AcceptWeak: true})
+		if err != nil || rep.Unchanged != 3 || rep.Created != 0 {
+			t.Fatalf("second run: %v %+v", err, rep)
+		}
+		f.importRoster(t, roster+day("s-5,sch-1,2А,Сидоров,Петя,,2018-03-03,,1,,,,\ns-6,sch-1,2А,Сидорова,Маша,,2018-04-04,,1,,,,\ns-7,sch-1,2А,Орлов,Олег,,2018-05-05,,1,,,,\n"), linking.ImportOptions{})
+		bad := "student_id,login,password_hash,guardian_esia_oid\n" +
+			"s-7,MASHA,\"" + bcryptUU + "\",4000000001\n" +
+			"s-7,oleg,\"" + bcryptUU + "\",4000000001\n" +
+			"s-7,oleg2,plaintext,4000000001\n"
+		rep, err = f.link.ImportChildren(ctx, strings.NewReader(bad), linking.ImportFileOptions{})
+		if !errors.Is(err, linking.ErrInvalidRows) {
+			t.Fatalf("bad rows: %v", err)
+		}
+		lines := fmt.Sprint(rep.Errors)
+		for _, want := range []string{"line 3: student_id", "line 4: student_id", "line 4: password_hash"} {
+			if !strings.Contains(lines, want) {
+				t.Errorf("%q not reported: %s", want, lines)
+			}
+		}
+		for _, tc := range []struct{ row, field string }{
+			{"s-7,MASHA,\"" + bcryptUU + "\",4000000001", "login"},            // taken (case-insensitive)
+			{"s-7,oleg,\"" + bcryptUU + "\",4000000001", "guardian_esia_oid"}, // no parent link to s-7
+			{"s-7,oleg,\"" + bcryptUU + "\",4999999999", "guardian_esia_oid"}, // no such account
+			{"s-3,ivan,\"" + bcryptUU + "\",4000000001", "student_id"},        // 15: too old
+		} {
+			rep, err = f.link.ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\n"+tc.row+"\n"), linking.ImportFileOptions{})
+			if !errors.Is(err, linking.ErrInvalidRows) || len(rep.Errors) != 1 || rep.Errors[0].Line != 2 || rep.Errors[0].Field != tc.field {
+				t.Errorf("%s: %v %+v, want line 2 field %s", tc.row, err, rep.Errors, tc.field)
+			}
+		}
+		if _, err := f.store.ChildByStudent(ctx, "s-7"); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("a refused row made a sub-account: %v", err)
+		}
+	})
+}

@@ -1,0 +1,276 @@
+package linking
+
+import (
+	"crypto/md5"
+	"crypto/pbkdf2"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Password hashes that regional systems hand over when a region moves onto the broker
+// (children import). A sub-account keeps its password: the imported hash is checked as it is,
+// and replaced by the broker's argon2id at the first successful login (NeedsRehash).
+//
+// Accepted, with the bounds a hash may carry (a hash is data, and its cost decides how long one
+// check takes):
+//   - argon2id, PHC: $argon2id$v=19$m=…,t=…,p=…$salt$hash (the broker's own form);
+//   - bcrypt: $2a$, $2b$, $2y$, cost 4–16;
+//   - PBKDF2-SHA1/SHA256/SHA512, 1,000–2,000,000 iterations, in the PHC form
+//     $pbkdf2-sha256$i=N,l=32$salt$hash, passlib's $pbkdf2-sha256$N$salt$hash (its adapted
+//     base64) or Django's pbkdf2_sha256$N$salt$hash;
+//   - only with --accept-weak: an unsalted MD5 or SHA-1 (or SHA-256) in hex, stored as
+//     $weak$md5$hex, $weak$sha1$hex or $weak$sha256$hex.
+
+// Hash formats, as the import report and the audit name them.
+const (
+	FormatArgon2id = "argon2id"
+	FormatBcrypt   = "bcrypt"
+	FormatPBKDF2   = "pbkdf2"
+	FormatWeak     = "weak"
+)
+
+// Errors of imported hashes.
+var (
+	ErrHashUnknown = errors.New("unknown password hash format (argon2id, bcrypt or PBKDF2 expected)")
+	ErrHashWeak    = errors.New("unsalted MD5/SHA-1/SHA-256 hash: refused unless --accept-weak")
+	ErrHashBounds  = errors.New("password hash parameters out of the accepted range")
+)
+
+const (
+	minBcryptCost = 4
+	maxBcryptCost = 16
+	minPBKDF2Iter = 1000
+	maxPBKDF2Iter = 2_000_000
+)
+
+// ImportHash checks a hash from a regional export and returns it as the broker stores it, with
+// its format. Weak hashes are refused unless acceptWeak.
+func ImportHash(raw string, acceptWeak bool) (stored, format string, err error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", "", errors.New("password hash is empty")
+	}
+	if len(raw) > 512 {
+		return "", "", ErrHashUnknown
+	}
+	if _, err := parseWeakHex(raw); err == nil {
+		if !acceptWeak {
+			return "", "", ErrHashWeak
+		}
+		alg, _ := parseWeakHex(raw)
+		return "$weak$" + alg + "$" + strings.ToLower(raw), FormatWeak, nil
+	}
+	if strings.HasPrefix(raw, "$weak$") {
+		return "", "", ErrHashUnknown // only the broker writes this form
+	}
+	format = HashFormat(raw)
+	if format == "" {
+		return "", "", ErrHashUnknown
+	}
+	// A check with an empty password proves the hash parses and its parameters are in range.
+	if _, err := VerifyStoredPassword(raw, ""); err != nil {
+		return "", "", err
+	}
+	return raw, format, nil
+}
+
+// HashFormat names the format of a stored hash ("" when none of the accepted ones).
+func HashFormat(encoded string) string {
+	switch {
+	case strings.HasPrefix(encoded, "$argon2id$"):
+		return FormatArgon2id
+	case strings.HasPrefix(encoded, "$2a$"), strings.HasPrefix(encoded, "$2b$"), strings.HasPrefix(encoded, "$2y$"):
+		return FormatBcrypt
+	case strings.HasPrefix(encoded, "$pbkdf2"), strings.HasPrefix(encoded, "pbkdf2_"):
+		return FormatPBKDF2
+	case strings.HasPrefix(encoded, "$weak$"):
+		return FormatWeak
+	}
+	return ""
+}
+
+// NeedsRehash tells whether a stored hash is to be replaced by the broker's argon2id at the
+// next successful login.
+func NeedsRehash(encoded string) bool { return HashFormat(encoded) != FormatArgon2id }
+
+// VerifyStoredPassword checks password against a stored hash of any accepted format, in
+// constant time for the hash's own comparison.
+func VerifyStoredPassword(encoded, password string) (bool, error) {
+	switch HashFormat(encoded) {
+	case FormatArgon2id:
+		return VerifyPassword(encoded, password)
+	case FormatBcrypt:
+		cost, err := bcrypt.Cost([]byte(encoded))
+		if err != nil {
+			return false, fmt.Errorf("bcrypt hash: %w", err)
+		}
+		if cost < minBcryptCost || cost > maxBcryptCost {
+			return false, ErrHashBounds
+		}
+		err = bcrypt.CompareHashAndPassword([]byte(encoded), []byte(password))
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, bcrypt.ErrMismatchedHashAndPassword), errors.Is(err, bcrypt.ErrPasswordTooLong):
+			return false, nil
+		default:
+			return false, fmt.Errorf("bcrypt hash: %w", err)
+		}
+	case FormatPBKDF2:
+		p, err := parsePBKDF2(encoded)
+		if err != nil {
+			return false, err
+		}
+		got, err := pbkdf2.Key(p.h, password, p.salt, p.iter, len(p.key))
+		if err != nil {
+			return false, fmt.Errorf("pbkdf2: %w", err)
+		}
+		return subtle.ConstantTimeCompare(got, p.key) == 1, nil
+	case FormatWeak:
+		parts := strings.Split(encoded, "$") // "", "weak", alg, hex
+		if len(parts) != 4 {
+			return false, ErrHashUnknown
+		}
+		want, err := hex.DecodeString(parts[3])
+		if err != nil {
+			return false, ErrHashUnknown
+		}
+		var got []byte
+		switch parts[2] {
+		case "md5":
+			s := md5.Sum([]byte(password))
+			got = s[:]
+		case "sha1":
+			s := sha1.Sum([]byte(password))
+			got = s[:]
+		case "sha256":
+			s := sha256.Sum256([]byte(password))
+			got = s[:]
+		default:
+			return false, ErrHashUnknown
+		}
+		return subtle.ConstantTimeCompare(got, want) == 1, nil
+	}
+	return false, ErrHashUnknown
+}
+
+// parseWeakHex recognises an unsalted digest in hex by its length.
+func parseWeakHex(raw string) (string, error) {
+	if _, err := hex.DecodeString(raw); err != nil {
+		return "", err
+	}
+	switch len(raw) {
+	case 32:
+		return "md5", nil
+	case 40:
+		return "sha1", nil
+	case 64:
+		return "sha256", nil
+	}
+	return "", ErrHashUnknown
+}
+
+type pbkdf2Hash struct {
+	h    func() hash.Hash
+	iter int
+	salt []byte
+	key  []byte
+}
+
+func pbkdf2Alg(name string) func() hash.Hash {
+	switch name {
+	case "sha1", "":
+		return sha1.New
+	case "sha256":
+		return sha256.New
+	case "sha512":
+		return sha512.New
+	}
+	return nil
+}
+
+// ab64 is passlib's adapted base64: '.' for '+', no padding.
+func ab64(s string) ([]byte, error) {
+	return base64.RawStdEncoding.DecodeString(strings.ReplaceAll(strings.TrimRight(s, "="), ".", "+"))
+}
+
+// parsePBKDF2 reads the PHC, passlib and Django forms.
+func parsePBKDF2(encoded string) (*pbkdf2Hash, error) {
+	bad := fmt.Errorf("%w: malformed PBKDF2 hash", ErrHashUnknown)
+	p := &pbkdf2Hash{}
+	var iterText string
+	var err error
+	if rest, ok := strings.CutPrefix(encoded, "pbkdf2_"); ok {
+		// Django: pbkdf2_sha256$iterations$salt$base64(hash); the salt is used as text.
+		parts := strings.Split(rest, "$")
+		if len(parts) != 4 || parts[2] == "" {
+			return nil, bad
+		}
+		if p.h = pbkdf2Alg(parts[0]); p.h == nil {
+			return nil, bad
+		}
+		iterText, p.salt = parts[1], []byte(parts[2])
+		if p.key, err = base64.StdEncoding.DecodeString(parts[3]); err != nil {
+			return nil, bad
+		}
+	} else {
+		parts := strings.Split(encoded, "$") // "", "pbkdf2-sha256", params, salt, hash
+		if len(parts) != 5 || parts[0] != "" {
+			return nil, bad
+		}
+		alg, ok := strings.CutPrefix(parts[1], "pbkdf2")
+		alg = strings.TrimPrefix(alg, "-")
+		if !ok {
+			return nil, bad
+		}
+		if p.h = pbkdf2Alg(alg); p.h == nil {
+			return nil, bad
+		}
+		if strings.HasPrefix(parts[2], "i=") {
+			// PHC: i=N[,l=L]; salt and hash in standard base64 without padding.
+			for _, kv := range strings.Split(parts[2], ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				switch k {
+				case "i":
+					iterText = v
+				case "l":
+				default:
+					return nil, bad
+				}
+			}
+			p.salt, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(parts[3], "="))
+			if err != nil {
+				return nil, bad
+			}
+			if p.key, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(parts[4], "=")); err != nil {
+				return nil, bad
+			}
+		} else {
+			iterText = parts[2]
+			if p.salt, err = ab64(parts[3]); err != nil {
+				return nil, bad
+			}
+			if p.key, err = ab64(parts[4]); err != nil {
+				return nil, bad
+			}
+		}
+	}
+	if p.iter, err = strconv.Atoi(iterText); err != nil {
+		return nil, bad
+	}
+	if p.iter < minPBKDF2Iter || p.iter > maxPBKDF2Iter || len(p.key) < 16 || len(p.key) > 64 || len(p.salt) == 0 || len(p.salt) > 128 {
+		return nil, ErrHashBounds
+	}
+	return p, nil
+}

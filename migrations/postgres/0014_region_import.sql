@@ -1,0 +1,5 @@
+-- Moving a region in: accounts known by their ESIA oid before their first login (made by
+-- `links import`), and links of method imported.
+ALTER TABLE accounts ADD COLUMN awaiting_login BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE links DROP CONSTRAINT IF EXISTS links_method_check;
+ALTER TABLE links ADD CONSTRAINT links_method_check CHECK (method IN ('snils', 'invite', 'diary', 'admin', 'imported'));

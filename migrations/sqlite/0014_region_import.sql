@@ -1,0 +1,19 @@
+-- Moving a region in: accounts known by their ESIA oid before their first login (made by
+-- `links import`), and links of method imported. SQLite cannot change a CHECK: the links
+-- table is rebuilt (no table refers to it).
+ALTER TABLE accounts ADD COLUMN awaiting_login BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE TABLE links_new (
+    id         TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    student_id TEXT NOT NULL REFERENCES students (id),
+    relation   TEXT NOT NULL CHECK (relation IN ('parent', 'self')),
+    method     TEXT NOT NULL CHECK (method IN ('snils', 'invite', 'diary', 'admin', 'imported')),
+    created_at TIMESTAMP NOT NULL,
+    revoked_at TIMESTAMP
+);
+INSERT INTO links_new (id, account_id, student_id, relation, method, created_at, revoked_at)
+    SELECT id, account_id, student_id, relation, method, created_at, revoked_at FROM links;
+DROP TABLE links;
+ALTER TABLE links_new RENAME TO links;
+CREATE UNIQUE INDEX links_active ON links (account_id, student_id) WHERE revoked_at IS NULL;
+CREATE INDEX links_student ON links (student_id);
