@@ -78,11 +78,36 @@ func ImportHash(raw string, acceptWeak bool) (stored, format string, err error) 
 	if format == "" {
 		return "", "", ErrHashUnknown
 	}
-	// A check with an empty password proves the hash parses and its parameters are in range.
-	if _, err := VerifyStoredPassword(raw, ""); err != nil {
+	if err := checkStoredHash(raw); err != nil {
 		return "", "", err
 	}
 	return raw, format, nil
+}
+
+// checkStoredHash parses a hash and checks its parameters, without the cost of a check.
+func checkStoredHash(encoded string) error {
+	switch HashFormat(encoded) {
+	case FormatArgon2id:
+		_, _, _, err := parseArgon2(encoded)
+		return err
+	case FormatBcrypt:
+		cost, err := bcrypt.Cost([]byte(encoded))
+		if err != nil {
+			return fmt.Errorf("%w: bcrypt: %w", ErrHashUnknown, err)
+		}
+		if cost < minBcryptCost || cost > maxBcryptCost {
+			return ErrHashBounds
+		}
+		// bcrypt.Cost reads only the prefix: the salt and hash are 53 characters of its base64.
+		if len(encoded) != 60 || strings.Trim(encoded[7:], "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != "" {
+			return fmt.Errorf("%w: malformed bcrypt hash", ErrHashUnknown)
+		}
+		return nil
+	case FormatPBKDF2:
+		_, err := parsePBKDF2(encoded)
+		return err
+	}
+	return ErrHashUnknown
 }
 
 // HashFormat names the format of a stored hash ("" when none of the accepted ones).

@@ -61,6 +61,7 @@ func TestImportedHashesRefused(t *testing.T) {
 		{"plain text", "qwerty123", ErrHashUnknown},
 		{"crypt md5", "$1$saltsalt$2vnaRpHa6Jxjz5n83ok8Z0", ErrHashUnknown},
 		{"forged weak form", "$weak$md5$36f25706170402e9628df575cc50218f", ErrHashUnknown},
+		{"bcrypt cut short", "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvy", ErrHashUnknown},
 		{"bcrypt cost 31", "$2a$31$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", ErrHashBounds},
 		{"pbkdf2 one iteration", "pbkdf2_sha256$1$Zm9vYmFyc2FsdA$DI9174Jn/0hAOvCMsIq8fKpGIHjk9sxXiotD7YZj3j4=", ErrHashBounds},
 		{"pbkdf2 a billion iterations", "pbkdf2_sha256$1000000000$Zm9vYmFyc2FsdA$DI9174Jn/0hAOvCMsIq8fKpGIHjk9sxXiotD7YZj3j4=", ErrHashBounds},

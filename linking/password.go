@@ -63,32 +63,40 @@ func checkArgon2(mem, t, par uint64) error {
 
 // VerifyPassword checks a password against a PHC string, in constant time.
 func VerifyPassword(encoded, password string) (bool, error) {
-	m := phc.FindStringSubmatch(encoded)
-	if m == nil {
-		return false, errors.New("not an argon2id hash")
-	}
-	var p Argon2Params
-	var t, mem, par uint64
-	if _, err := fmt.Sscan(m[1], &mem); err != nil {
+	p, salt, want, err := parseArgon2(encoded)
+	if err != nil {
 		return false, err
-	}
-	if _, err := fmt.Sscan(m[2], &t); err != nil {
-		return false, err
-	}
-	if _, err := fmt.Sscan(m[3], &par); err != nil {
-		return false, err
-	}
-	if err := checkArgon2(mem, t, par); err != nil {
-		return false, err
-	}
-	p = Argon2Params{Time: uint32(t), MemoryKiB: uint32(mem), Threads: uint8(par)}
-	salt, err1 := base64.RawStdEncoding.DecodeString(m[4])
-	want, err2 := base64.RawStdEncoding.DecodeString(m[5])
-	if err1 != nil || err2 != nil || len(want) == 0 {
-		return false, errors.New("bad argon2id hash encoding")
 	}
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
+}
+
+// parseArgon2 reads a PHC argon2id string and checks its parameters.
+func parseArgon2(encoded string) (p Argon2Params, salt, key []byte, err error) {
+	m := phc.FindStringSubmatch(encoded)
+	if m == nil {
+		return p, nil, nil, errors.New("not an argon2id hash")
+	}
+	var t, mem, par uint64
+	if _, err := fmt.Sscan(m[1], &mem); err != nil {
+		return p, nil, nil, err
+	}
+	if _, err := fmt.Sscan(m[2], &t); err != nil {
+		return p, nil, nil, err
+	}
+	if _, err := fmt.Sscan(m[3], &par); err != nil {
+		return p, nil, nil, err
+	}
+	if err := checkArgon2(mem, t, par); err != nil {
+		return p, nil, nil, err
+	}
+	p = Argon2Params{Time: uint32(t), MemoryKiB: uint32(mem), Threads: uint8(par)}
+	salt, err1 := base64.RawStdEncoding.DecodeString(m[4])
+	key, err2 := base64.RawStdEncoding.DecodeString(m[5])
+	if err1 != nil || err2 != nil || len(key) == 0 {
+		return p, nil, nil, errors.New("bad argon2id hash encoding")
+	}
+	return p, salt, key, nil
 }
 
 //go:embed common-passwords.txt
