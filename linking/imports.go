@@ -26,6 +26,7 @@ import (
 type MigrationStore interface {
 	AwaitingAccount(ctx context.Context, oid string) (*storage.Account, bool, error)
 	AccountByUpstream(ctx context.Context, upstream, sub string) (*storage.Account, error)
+	AccountForUpdate(ctx context.Context, id string) (*storage.Account, error)
 	ImportLink(ctx context.Context, accountID, studentID, relation string, linkedAt time.Time) (string, error)
 	SelfLinkHolder(ctx context.Context, studentID string) (string, error)
 	ClearAwaiting(ctx context.Context, accountID string) (bool, error)
@@ -64,7 +65,7 @@ var (
 var (
 	oidPattern         = regexp.MustCompile(`^[0-9]{1,20}$`)
 	methodPattern      = regexp.MustCompile(`^[a-z_]{1,32}$`)
-	importLoginPattern = regexp.MustCompile(`^[\p{Ll}\p{N}][\p{Ll}\p{N}._@-]{1,63}$`)
+	importLoginPattern = regexp.MustCompile(`^[a-z0-9а-яё][a-z0-9а-яё._@-]{1,63}$`)
 )
 
 // maxImportRows bounds one file (a region has a few hundred thousand students at most).
@@ -323,6 +324,12 @@ func (s *Service) ImportLinks(ctx context.Context, r io.Reader, o ImportFileOpti
 				a = nil
 			case err != nil:
 				return err
+			default:
+				// Locked, and read again: a first login settling this account's links
+				// meanwhile would otherwise leave this one unchecked.
+				if a, err = ms.AccountForUpdate(ctx, a.ID); err != nil {
+					return err
+				}
 			}
 			if a != nil && !a.AwaitingLogin {
 				// Known already: the rules of every link hold now (an adult parent; the
@@ -389,10 +396,11 @@ func (s *Service) ImportLinks(ctx context.Context, r io.Reader, o ImportFileOpti
 // SettleImported turns the imported links of an account awaiting its first login into normal
 // links, in the login's transaction: each is checked by the rules every link follows (a parent
 // link only for an adult, the student's own only for the card's birth date) now that ESIA has
-// told who the person is; those that fail are revoked. An account ESIA reports as not
-// confirmed stays awaiting. It tells how many links were settled and refused.
+// told who the person is; those that fail are revoked. (An account ESIA reports as not
+// confirmed gets this far only as a child's own account: its parent links are refused like
+// any minor's.) It tells how many links were settled and refused.
 func (s *Service) SettleImported(ctx context.Context, a *storage.Account) (settled, refused int, err error) {
-	if !a.AwaitingLogin || a.Unconfirmed || a.Kind != "esia" {
+	if !a.AwaitingLogin || a.Kind != "esia" {
 		return 0, 0, nil
 	}
 	ms, err := s.migrationStore()
@@ -480,7 +488,7 @@ func (s *Service) ImportChildren(ctx context.Context, r io.Reader, o ImportFileO
 		}
 		login := strings.ToLower(f["login"])
 		if !importLoginPattern.MatchString(login) {
-			bad("login", "2 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+			bad("login", "2 to 64 Latin or Cyrillic letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
 		} else if prev, dup := loginAt[login]; dup {
 			bad("login", fmt.Sprintf("the same login as line %d (logins are case-insensitive)", prev))
 		} else {

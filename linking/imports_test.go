@@ -117,7 +117,8 @@ func countLinks(t *testing.T, s *storage.Store) int {
 
 // TestSettleImported: at the first login the imported links are checked with what ESIA says:
 // an adult keeps the parent links, a minor loses them; the student's own account keeps its
-// link only with the card's birth date; an unconfirmed account waits.
+// link only with the card's birth date; an account ESIA reports as unconfirmed (admitted only
+// as a child) by the same rules.
 func TestSettleImported(t *testing.T) {
 	forEachStore(t, func(t *testing.T, f *fixture) {
 		ctx := context.Background()
@@ -151,7 +152,7 @@ func TestSettleImported(t *testing.T) {
 			{"3000000001", "1985-04-12", false, 2, 0, false},
 			{"3000000002", "2012-01-01", false, 0, 1, false}, // a minor as a parent
 			{"3000000003", s3.Birthdate, false, 1, 0, false}, // the student, by the card's date
-			{"3000000004", "1985-04-12", true, 0, 0, true},   // unconfirmed: waits
+			{"3000000004", "2013-04-12", true, 0, 1, false},  // unconfirmed (a child) as a parent
 		} {
 			t.Run(tc.oid, func(t *testing.T) {
 				a := login(tc.oid, tc.birthdate, tc.unconfirmed)
