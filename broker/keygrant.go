@@ -75,7 +75,9 @@ func (h *keyGrantHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 		if _, ferr := b.store.Failed(ctx, limit); ferr != nil {
 			return fosite.ErrServerError.WithWrap(ferr)
 		}
-		_ = b.store.Audit(ctx, "client:"+client.GetID(), "key.redeem_failed", "", nil)
+		if aerr := b.store.Audit(ctx, "client:"+client.GetID(), "key.redeem_failed", "", nil); aerr != nil {
+			return fosite.ErrServerError.WithWrap(aerr)
+		}
 		b.metrics.keys.WithLabelValues("refused").Inc()
 		if errors.Is(err, store.ErrKeyInvalid) || errors.Is(err, invites.ErrCodeFormat) {
 			return fosite.ErrInvalidGrant.WithHint("The activation key is unknown, used or expired.")

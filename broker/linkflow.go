@@ -134,8 +134,11 @@ func (b *Broker) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.PostFormValue("decision") != "accept" {
 		b.metrics.consents.WithLabelValues("refused").Inc()
-		_, _ = b.store.ConsumeLoginRequest(ctx, lr.ID)
-		_ = b.store.Audit(ctx, "account:"+account.ID, "consent.deny", ar.GetClient().GetID(), nil)
+		_, _ = b.store.ConsumeLoginRequest(ctx, lr.ID) // gone already is as good as consumed
+		if err := b.store.Audit(ctx, "account:"+account.ID, "consent.deny", ar.GetClient().GetID(), nil); err != nil {
+			b.renderError(w, r, err)
+			return
+		}
 		b.provider.WriteAuthorizeError(ctx, b.authorizeWriter(w), ar, fosite.ErrAccessDenied.WithHint("The user refused consent."))
 		return
 	}

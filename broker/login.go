@@ -532,7 +532,10 @@ func (b *Broker) logout(w http.ResponseWriter, r *http.Request) {
 			b.renderError(w, r, err)
 			return
 		}
-		_ = b.store.Audit(ctx, "account:"+bs.AccountID, "logout", clientID, nil)
+		if err := b.store.Audit(ctx, "account:"+bs.AccountID, "logout", clientID, nil); err != nil {
+			b.renderError(w, r, err)
+			return
+		}
 	}
 	b.clearCookie(w, b.cfg.Session.CookieName)
 	b.clearCookie(w, b.cfg.Session.BrowserCookieName)

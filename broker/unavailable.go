@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+
+	"github.com/esia-broker/esia-broker/storage"
 )
 
 // isUnavailable tells whether err means the database (or another dependency) cannot be reached
@@ -32,6 +34,11 @@ func isUnavailable(err error) bool {
 		errors.Is(err, io.EOF): // lib/pq reports a connection the server closed as a bare EOF
 		return true
 	}
+	if storage.IsUnavailable(err) {
+		return true
+	}
+	// fosite keeps some storage errors only as text (in its debug field): these are the
+	// connection failures' texts, for them.
 	msg := err.Error()
 	for _, s := range []string{"connection refused", "bad connection", "broken pipe", "connection reset", "unexpected EOF", "driver: bad connection", "the database system is shutting down", "the database system is starting up", "database is locked"} {
 		if strings.Contains(msg, s) {

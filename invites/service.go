@@ -421,7 +421,9 @@ func (s *Service) Redeem(ctx context.Context, input, role, accountID, ip string)
 		if err != nil {
 			return nil, err
 		}
-		_ = s.store.Audit(ctx, "account:"+accountID, "invite.redeem_failed", "", map[string]any{"reason": reason.Error(), "role": role})
+		if err := s.store.Audit(ctx, "account:"+accountID, "invite.redeem_failed", "", map[string]any{"reason": reason.Error(), "role": role}); err != nil {
+			return nil, err
+		}
 		if !lockedUntil.IsZero() {
 			return nil, &LockedError{Until: lockedUntil}
 		}

@@ -291,7 +291,9 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 			return "", err
 		}
 		if !until.IsZero() {
-			_ = s.store.Audit(ctx, "ip:"+ip, "child.lockout", "", nil)
+			if err := s.store.Audit(ctx, "ip:"+ip, "child.lockout", "", nil); err != nil {
+				return "", err
+			}
 			return "", &ChildLockedError{Until: until}
 		}
 		return "", ErrBadCredentials
@@ -328,7 +330,9 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 	}
 	if err := s.ChildMayLogIn(ctx, c.StudentID); err != nil {
 		if errors.Is(err, ErrChildTooOld) {
-			_ = s.store.Audit(ctx, "account:"+c.AccountID, "child.age_cutoff", c.StudentID, nil)
+			if aerr := s.store.Audit(ctx, "account:"+c.AccountID, "child.age_cutoff", c.StudentID, nil); aerr != nil {
+				return "", aerr
+			}
 		}
 		return "", err
 	}

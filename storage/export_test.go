@@ -15,3 +15,10 @@ func (s *Store) GetForTest(ctx context.Context, dest any, query string, args ...
 }
 
 const MaxPrepared = maxPrepared
+
+func IsUniqueViolation(err error) bool { return isUniqueViolation(err) }
+
+func (s *Store) ExecForTest(ctx context.Context, query string) error {
+	_, err := s.exec(ctx, query)
+	return err
+}

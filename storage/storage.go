@@ -372,17 +372,6 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) (e
 	return s.Commit(tctx)
 }
 
-// isUniqueViolation tells whether err is a unique-constraint violation in either dialect.
-func isUniqueViolation(err error) bool {
-	if err == nil {
-		return false
-	}
-	msg := err.Error()
-	return strings.Contains(msg, "duplicate key value") || // PostgreSQL 23505
-		strings.Contains(msg, "UNIQUE constraint failed") || // SQLite
-		strings.Contains(msg, "constraint failed: PRIMARY KEY")
-}
-
 func affected(res sql.Result) int64 {
 	n, err := res.RowsAffected()
 	if err != nil {
