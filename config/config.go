@@ -547,6 +547,10 @@ func (c *Config) validate() []string {
 		bad("issuer", "must be an absolute http(s) URL without query or fragment, got %q", c.Issuer)
 	} else if u.Scheme == "http" && !c.Dev && !isLoopback(u.Hostname()) {
 		bad("issuer", "must use https outside dev mode (http is allowed only on loopback)")
+	} else if u.Path != "" && u.Path != "/" {
+		// The broker's routes are at the root of its host: an issuer with a path would
+		// publish a discovery document whose endpoints do not exist.
+		bad("issuer", "must have no path (the broker serves at the root of its host; put a path-routing proxy's public root here), got %q", u.Path)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "must be host:port, got %q", c.Listen)

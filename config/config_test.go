@@ -170,6 +170,11 @@ func TestLoad(t *testing.T) {
 			wantErrs: []string{"secrets.master_key: must decode to at least 32 bytes"},
 		},
 		{
+			name:     "an issuer with a path",
+			file:     "issuer: https://broker.example/esia\n",
+			wantErrs: []string{"issuer: must have no path"},
+		},
+		{
 			name:     "http issuer outside dev and loopback",
 			env:      append(prodEnv(), "ESIA_BROKER_ISSUER=http://id.example"),
 			wantErrs: []string{"issuer: must use https"},
