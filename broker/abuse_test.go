@@ -2,13 +2,13 @@ package broker_test
 
 import (
 	"context"
+	"github.com/esia-broker/esia-broker/upstream"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -17,7 +17,7 @@ const xss = `"><script>alert(1)</script><img src=x onerror=alert(2)>`
 // xssConnector logs in a person whose names are markup.
 type xssConnector struct{ fakeConnector }
 
-func (x *xssConnector) HandleCallback(ctx context.Context, r *http.Request, data string) (*broker.Identity, error) {
+func (x *xssConnector) HandleCallback(ctx context.Context, r *http.Request, data string) (*upstream.Identity, error) {
 	id, err := x.fakeConnector.HandleCallback(ctx, r, data)
 	if err == nil {
 		id.FamilyName, id.GivenName = xss, "<b>bold</b>"
@@ -37,9 +37,9 @@ func assertEscaped(t *testing.T, where, body string) {
 func TestAbuse(t *testing.T) {
 	s := openSQLite(t)
 	var conn *xssConnector
-	h := newHarnessWith(t, s, func(issuer string) []broker.Connector {
+	h := newHarnessWith(t, s, func(issuer string) []upstream.Connector {
 		conn = &xssConnector{fakeConnector{issuer: issuer, Subject: "666"}}
-		return []broker.Connector{conn}
+		return []upstream.Connector{conn}
 	})
 	h.client("kiasuo", "secret-secret-secret", "openid", "profile", "students", "offline_access")
 	r := newRP(t, h, "kiasuo", "secret-secret-secret", "openid", "profile", "students")

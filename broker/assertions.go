@@ -3,14 +3,20 @@ package broker
 import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/token/jwt"
+
+	"github.com/esia-broker/esia-broker/upstream"
+	"github.com/esia-broker/esia-broker/upstream/esiaconn"
+	"github.com/esia-broker/esia-broker/upstream/oidcconn"
 )
 
 // What the parts promise, checked when the package compiles.
 var (
-	_ Connector                   = (*ESIAConnector)(nil)
-	_ Connector                   = (*OIDCConnector)(nil)
-	_ upstreamLogout              = (*ESIAConnector)(nil)
-	_ certificateHolder           = (*ESIAConnector)(nil)
+	_ upstream.Connector          = (*esiaconn.Connector)(nil)
+	_ upstream.Connector          = (*oidcconn.Connector)(nil)
+	_ upstream.Logout             = (*esiaconn.Connector)(nil)
+	_ upstream.CertificateHolder  = (*esiaconn.Connector)(nil)
+	_ upstream.Observer           = (*esiaconn.Connector)(nil)
+	_ upstream.Tracer             = (*esiaconn.Connector)(nil)
 	_ fosite.TokenEndpointHandler = (*keyGrantHandler)(nil)
 	_ jwt.Signer                  = (*tokenSigner)(nil)
 )

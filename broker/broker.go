@@ -32,6 +32,7 @@ import (
 	"github.com/esia-broker/esia-broker/invites"
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
+	"github.com/esia-broker/esia-broker/upstream"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 )
@@ -46,7 +47,7 @@ var staticFS embed.FS
 type Options struct {
 	Config     *config.Config
 	Store      *storage.Store
-	Connectors []Connector
+	Connectors []upstream.Connector
 	Logger     *slog.Logger
 	// Registry receives the broker's metrics; nil makes a private one.
 	Registry *prometheus.Registry
@@ -67,8 +68,8 @@ type Broker struct {
 	keys       *KeySet
 	provider   fosite.OAuth2Provider
 	idSigner   *tokenSigner
-	connectors map[string]Connector
-	connOrder  []Connector
+	connectors map[string]upstream.Connector
+	connOrder  []upstream.Connector
 	log        *slog.Logger
 	pages      map[string]*template.Template
 	metrics    *metrics
@@ -222,7 +223,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	}
 	*b = Broker{
 		cfg: cfg, store: o.Store, keys: keys, provider: provider, idSigner: idSigner,
-		connectors: map[string]Connector{}, log: o.Logger, pages: pages,
+		connectors: map[string]upstream.Connector{}, log: o.Logger, pages: pages,
 		metrics: newMetrics(o.Registry, o.Store), cookieKey: cookieKey, mount: o.Mount, logoutClient: newLogoutClient(issuer),
 		linker: linking.NewService(o.Store, digester, inv), invites: inv, keyDigestKey: digester.InviteKey(), clientAuth: clientAuth,
 	}
@@ -280,13 +281,13 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		}
 		b.connectors[c.ID()] = c
 		b.connOrder = append(b.connOrder, c)
-		if ch, ok := c.(certificateHolder); ok {
+		if ch, ok := c.(upstream.CertificateHolder); ok {
 			b.watchCertificates(c.ID(), ch.Certificates())
 		}
-		if ob, ok := c.(upstreamObserver); ok {
+		if ob, ok := c.(upstream.Observer); ok {
 			ob.ObserveUpstream(b.metrics.observeUpstream(c.ID()))
 		}
-		if tc, ok := c.(upstreamTracer); ok {
+		if tc, ok := c.(upstream.Tracer); ok {
 			tc.TraceUpstream(tp)
 		}
 	}
@@ -295,7 +296,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 
 // watchCertificates logs when each certificate expires and exports it as a metric: ESIA
 // replaces its test certificate every year, and a lapsed certificate stops every login.
-func (b *Broker) watchCertificates(connector string, certs []CertificateInfo) {
+func (b *Broker) watchCertificates(connector string, certs []upstream.CertificateInfo) {
 	now := time.Now()
 	for _, c := range certs {
 		b.metrics.certExpiry.WithLabelValues(connector, c.Role, c.Subject).Set(float64(c.NotAfter.Unix()))

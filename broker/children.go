@@ -58,7 +58,7 @@ func (b *Broker) childLogin(w http.ResponseWriter, r *http.Request) {
 	again := func(status int, msg string) {
 		b.render(w, r, status, "child_login", pageData{Title: "Вход для детей до 14 лет", LoginID: lr.ID, CSRF: b.csrfToken(b.browser(r)), Code: login, FieldError: msg})
 	}
-	norm, _ := linking.NormalizeLogin(login)
+	norm, _ := linking.LoginKey(login)
 	accountID, err := b.linker.ChildLogin(ctx, login, r.PostFormValue("password"), b.clientIP(r), b.knownDevice(r, norm))
 	if err != nil && !isUnavailable(err) {
 		// A failed login's line: the request id (from the logger), the upstream and why; never

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"github.com/esia-broker/esia-broker/upstream"
+	"github.com/esia-broker/esia-broker/upstream/esiaconn"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,7 +20,6 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/esia"
 	"github.com/esia-broker/esia-broker/esia/esiatest"
 	"github.com/esia-broker/esia-broker/storage"
@@ -28,21 +29,21 @@ var esiaScopes = []string{"openid", "fullname", "birthdate", "gender", "snils"}
 
 // esiaUpstream starts the ESIA emulator and returns a connector factory for the harness. base,
 // when not empty, replaces the emulator's address for the ESIA client (a dead or fake ESIA).
-func esiaUpstream(t *testing.T, base string, timeout time.Duration) (func(string) []broker.Connector, *httptest.Server) {
+func esiaUpstream(t *testing.T, base string, timeout time.Duration) (func(string) []upstream.Connector, *httptest.Server) {
 	t.Helper()
-	conns, srv, _ := esiaUpstreamWith(t, base, timeout, broker.ESIAOptions{})
+	conns, srv, _ := esiaUpstreamWith(t, base, timeout, esiaconn.Config{})
 	return conns, srv
 }
 
 // esiaUpstreamWith is esiaUpstream with connector options; the last result gives the emulator
 // once the harness has made the connectors.
-func esiaUpstreamWith(t *testing.T, base string, timeout time.Duration, opts broker.ESIAOptions) (func(string) []broker.Connector, *httptest.Server, func() *esiatest.Server) {
+func esiaUpstreamWith(t *testing.T, base string, timeout time.Duration, opts esiaconn.Config) (func(string) []upstream.Connector, *httptest.Server, func() *esiatest.Server) {
 	t.Helper()
 	return esiaUpstreamEmu(t, base, timeout, opts, nil)
 }
 
 // esiaUpstreamEmu is esiaUpstreamWith with the emulator's options changed by mod.
-func esiaUpstreamEmu(t *testing.T, base string, timeout time.Duration, opts broker.ESIAOptions, mod func(*esiatest.Options)) (func(string) []broker.Connector, *httptest.Server, func() *esiatest.Server) {
+func esiaUpstreamEmu(t *testing.T, base string, timeout time.Duration, opts esiaconn.Config, mod func(*esiatest.Options)) (func(string) []upstream.Connector, *httptest.Server, func() *esiatest.Server) {
 	t.Helper()
 	key, cert, err := esiatest.NewClientCredentials("ESIA_BROKER_TEST")
 	if err != nil {
@@ -52,7 +53,7 @@ func esiaUpstreamEmu(t *testing.T, base string, timeout time.Duration, opts brok
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return func(issuer string) []broker.Connector {
+	return func(issuer string) []upstream.Connector {
 		eo := esiatest.Options{Personas: esiatest.PersonasOn(esiatest.TestDay()), Clients: []esiatest.Client{{ID: "ESIA_BROKER_TEST", CertDER: cert, RedirectURIs: []string{issuer + "/esia/callback", issuer + "/oauth2/logout/done"}, Scopes: esiaScopes}}}
 		if mod != nil {
 			mod(&eo)
@@ -73,13 +74,13 @@ func esiaUpstreamEmu(t *testing.T, base string, timeout time.Duration, opts brok
 		if err != nil {
 			t.Fatal(err)
 		}
-		return []broker.Connector{broker.NewESIAConnector(c, opts)}
+		return []upstream.Connector{openESIA(t, c, opts)}
 	}, srv, func() *esiatest.Server { return emu }
 }
 
 // kiasuoOn starts a broker on store s with the connectors of conns, registers the relying
 // party kiasuo and returns both.
-func kiasuoOn(t *testing.T, s *storage.Store, conns func(string) []broker.Connector) (*harness, *rp) {
+func kiasuoOn(t *testing.T, s *storage.Store, conns func(string) []upstream.Connector) (*harness, *rp) {
 	t.Helper()
 	h := newHarnessWith(t, s, conns)
 	h.client("kiasuo", "secret-secret-secret")
@@ -504,13 +505,13 @@ func TestIdpGoesStraightToUpstream(t *testing.T) {
 
 func TestIdpWithBrokenSigner(t *testing.T) {
 	s := openSQLite(t)
-	conns := func(issuer string) []broker.Connector {
+	conns := func(issuer string) []upstream.Connector {
 		c, err := esia.New(esia.Config{BaseURL: "http://127.0.0.1:9", ClientID: "ESIA_BROKER_TEST", RedirectURI: issuer + "/esia/callback", Scopes: esiaScopes, Timeout: time.Second},
 			&esia.CommandSigner{Argv: []string{"false"}, Hash: "00", Timeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return []broker.Connector{broker.NewESIAConnector(c, broker.ESIAOptions{})}
+		return []upstream.Connector{openESIA(t, c, esiaconn.Config{})}
 	}
 	h, r := kiasuoOn(t, s, conns)
 	br := newBrowser(t)
@@ -544,7 +545,7 @@ func TestLogoutEndsESIASession(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		t.Run(map[bool]string{false: "default", true: "ESIA session kept"}[keep], func(t *testing.T) {
 			s := openSQLite(t)
-			conns, _, emu := esiaUpstreamWith(t, "", 5*time.Second, broker.ESIAOptions{KeepESIASession: keep})
+			conns, _, emu := esiaUpstreamWith(t, "", 5*time.Second, esiaconn.Config{KeepESIASession: keep})
 			h, r := kiasuoOn(t, s, conns)
 			br := newBrowser(t)
 			u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
@@ -648,7 +649,7 @@ func TestMisconfiguredESIA(t *testing.T) {
 	s := openSQLite(t)
 	// ESIA has another certificate registered for the мнемоника than the broker's.
 	_, registeredCert, _ := esiatest.NewClientCredentials("ESIA_BROKER_TEST")
-	conns, _, _ := esiaUpstreamEmu(t, "", 5*time.Second, broker.ESIAOptions{}, func(o *esiatest.Options) { o.Clients[0].CertDER = registeredCert })
+	conns, _, _ := esiaUpstreamEmu(t, "", 5*time.Second, esiaconn.Config{}, func(o *esiatest.Options) { o.Clients[0].CertDER = registeredCert })
 	h, r := kiasuoOn(t, s, conns)
 	br := newBrowser(t)
 	u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
@@ -671,7 +672,7 @@ func TestMisconfiguredESIA(t *testing.T) {
 // (a warning when one expires within 30 days, an error when it has expired) and exported.
 func TestCertificateExpiry(t *testing.T) {
 	soon, later, gone := time.Now().Add(10*24*time.Hour), time.Now().AddDate(1, 0, 0), time.Now().Add(-time.Hour)
-	conns, _, _ := esiaUpstreamWith(t, "", time.Second, broker.ESIAOptions{Certificates: []broker.CertificateInfo{
+	conns, _, _ := esiaUpstreamWith(t, "", time.Second, esiaconn.Config{Certificates: []upstream.CertificateInfo{
 		{Role: "client", Subject: "CN=ESIA_BROKER", NotBefore: gone.AddDate(-1, 0, 0), NotAfter: later},
 		{Role: "esia", Subject: "CN=ESIA test", NotAfter: soon},
 		{Role: "esia", Subject: "CN=ESIA old", NotAfter: gone},
@@ -708,7 +709,7 @@ func TestCertificateExpiry(t *testing.T) {
 // a diary asks for a fresh login (prompt=login, max_age) while ESIA's session is open.
 func TestESIASessionNotReused(t *testing.T) {
 	setup := func(t *testing.T) (*harness, *rp, *browser, *http.Client, func() *esiatest.Server) {
-		conns, _, emu := esiaUpstreamWith(t, "", 5*time.Second, broker.ESIAOptions{})
+		conns, _, emu := esiaUpstreamWith(t, "", 5*time.Second, esiaconn.Config{})
 		h, r := kiasuoOn(t, openSQLite(t), conns)
 		br := newBrowser(t)
 		u := startESIA(t, h, br, r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
@@ -803,7 +804,7 @@ func TestFreshLoginNotSkipped(t *testing.T) {
 			// A logs in at ESIA "two minutes ago" (the emulator's clock is behind until A is in).
 			var behind atomic.Int64
 			behind.Store(int64(2 * time.Minute))
-			conns, _, emu := esiaUpstreamEmu(t, "", 5*time.Second, broker.ESIAOptions{}, func(o *esiatest.Options) {
+			conns, _, emu := esiaUpstreamEmu(t, "", 5*time.Second, esiaconn.Config{}, func(o *esiatest.Options) {
 				o.Now = func() time.Time { return time.Now().Add(-time.Duration(behind.Load())) }
 			})
 			h, r := kiasuoOn(t, openSQLite(t), conns)
@@ -868,4 +869,15 @@ func getBody(t *testing.T, c *http.Client, u string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, string(b)
+}
+
+// openESIA makes the ESIA connector over client c.
+func openESIA(t testing.TB, c *esia.Client, cfg esiaconn.Config) upstream.Connector {
+	t.Helper()
+	cfg.Client = c
+	conn, err := cfg.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"github.com/esia-broker/esia-broker/esia/esiatest"
+	"github.com/esia-broker/esia-broker/upstream"
 	"io"
 	"log/slog"
 	"net"
@@ -40,11 +41,11 @@ func (f *fakeConnector) DisplayName() string {
 func (f *fakeConnector) LoginURL(_ context.Context, state string) (string, string, error) {
 	return f.issuer + "/fake/callback?state=" + url.QueryEscape(state), "data-for-" + state, nil
 }
-func (f *fakeConnector) HandleCallback(_ context.Context, r *http.Request, data string) (*broker.Identity, error) {
+func (f *fakeConnector) HandleCallback(_ context.Context, r *http.Request, data string) (*upstream.Identity, error) {
 	if data != "data-for-"+r.URL.Query().Get("state") {
 		return nil, fmt.Errorf("flow data lost: %q", data)
 	}
-	return &broker.Identity{Subject: f.Subject, FamilyName: "Иванова", GivenName: "Мария", MiddleName: "Петровна", Birthdate: day("1985-03-04"), AMR: []string{"esia"}}, nil
+	return &upstream.Identity{Subject: f.Subject, FamilyName: "Иванова", GivenName: "Мария", MiddleName: "Петровна", Birthdate: day("1985-03-04"), AMR: []string{"esia"}}, nil
 }
 
 type harness struct {
@@ -89,19 +90,19 @@ func newHarness(t testing.TB, store *storage.Store, extraEnv ...string) *harness
 
 // newHarnessWith starts a broker whose connectors come from conns (given the issuer); nil
 // means the fake connector.
-func newHarnessWith(t testing.TB, store *storage.Store, conns func(issuer string) []broker.Connector, extraEnv ...string) *harness {
+func newHarnessWith(t testing.TB, store *storage.Store, conns func(issuer string) []upstream.Connector, extraEnv ...string) *harness {
 	return newHarnessAt(t, store, "", conns, extraEnv...)
 }
 
 // newHarnessAt starts a broker on its own port; issuer, when not empty, is the public address
 // (a load balancer in front of several replicas).
-func newHarnessAt(t testing.TB, store *storage.Store, issuer string, conns func(issuer string) []broker.Connector, extraEnv ...string) *harness {
+func newHarnessAt(t testing.TB, store *storage.Store, issuer string, conns func(issuer string) []upstream.Connector, extraEnv ...string) *harness {
 	t.Helper()
 	return startHarness(t, store, issuer, conns, nil, extraEnv...)
 }
 
 // startHarness is newHarnessAt with a tracer provider for the broker and the store (nil: none).
-func startHarness(t testing.TB, store *storage.Store, issuer string, conns func(issuer string) []broker.Connector, tp trace.TracerProvider, extraEnv ...string) *harness {
+func startHarness(t testing.TB, store *storage.Store, issuer string, conns func(issuer string) []upstream.Connector, tp trace.TracerProvider, extraEnv ...string) *harness {
 	t.Helper()
 	if tp != nil {
 		store.SetTracer(tp)
@@ -114,7 +115,7 @@ func startHarness(t testing.TB, store *storage.Store, issuer string, conns func(
 		issuer = "http://" + l.Addr().String()
 	}
 	conn := &fakeConnector{issuer: issuer, Subject: "1000299654"}
-	connectors := []broker.Connector{conn}
+	connectors := []upstream.Connector{conn}
 	if conns != nil {
 		connectors = conns(issuer)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/esia-broker/esia-broker/esia"
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
+	"github.com/esia-broker/esia-broker/upstream"
 )
 
 func isExpiredOnly(err error) bool {
@@ -68,8 +69,8 @@ func (b *Broker) loginStart(w http.ResponseWriter, r *http.Request) {
 // browser's logout did not get through ESIA's logout, or the diary asks for a fresh login
 // (prompt=login, max_age) — the browser goes through ESIA's logout first and comes back to
 // /login/{conn} with fresh=1.
-func (b *Broker) upstreamLogoutFirst(w http.ResponseWriter, r *http.Request, conn Connector, lr *storage.LoginRequest) string {
-	lo, ok := conn.(upstreamLogout)
+func (b *Broker) upstreamLogoutFirst(w http.ResponseWriter, r *http.Request, conn upstream.Connector, lr *storage.LoginRequest) string {
+	lo, ok := conn.(upstream.Logout)
 	if !ok || !b.mustEndUpstreamSession(r, lr) {
 		return ""
 	}
@@ -83,7 +84,7 @@ func (b *Broker) upstreamLogoutFirst(w http.ResponseWriter, r *http.Request, con
 // upstreamTrip asks conn where to send the browser for login request lr, and returns the
 // single-use flow to store before sending it there. A failure comes back as the page to show,
 // its «Повторить» starting the trip again.
-func (b *Broker) upstreamTrip(ctx context.Context, conn Connector, lr *storage.LoginRequest) (string, *storage.UpstreamFlow, error) {
+func (b *Broker) upstreamTrip(ctx context.Context, conn upstream.Connector, lr *storage.LoginRequest) (string, *storage.UpstreamFlow, error) {
 	state := uuid.NewString()
 	target, data, err := conn.LoginURL(ctx, state)
 	if err != nil {
@@ -129,7 +130,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request, connID string)
 		if r.URL.Query().Get("error") != "" {
 			b.metrics.callbackErrors.WithLabelValues(connID, boundedCode(esia.ErrorCode(err))).Inc()
 		}
-		ue := asUserError(err).(*UserError)
+		ue := asUserError(upstreamPage(connID, err)).(*UserError)
 		retry := *ue
 		retry.Retry = "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(flow.LoginRequestID)
 		retry.Upstream = connID
@@ -394,7 +395,7 @@ func intentError(err error) error {
 }
 
 // intentConnector is the upstream that completes a link intent: ESIA when configured.
-func (b *Broker) intentConnector() Connector {
+func (b *Broker) intentConnector() upstream.Connector {
 	if c, ok := b.connectors["esia"]; ok {
 		return c
 	}
@@ -406,7 +407,7 @@ func (b *Broker) intentConnector() Connector {
 // and birth date that match an active student card — and only while
 // children.unconfirmed_esia_children allows it. What the upstream sent for such an account
 // (the field names, no values) is logged, so operators see the real shape.
-func (b *Broker) admitUnconfirmed(ctx context.Context, connID string, id *Identity, snilsDigest string) error {
+func (b *Broker) admitUnconfirmed(ctx context.Context, connID string, id *upstream.Identity, snilsDigest string) error {
 	reason, err := b.unconfirmedRefusal(ctx, id.Birthdate, snilsDigest)
 	if err != nil {
 		return err
@@ -591,8 +592,8 @@ const freshLeeway = 30 * time.Second
 // began; max_age: within it) or a logout of this browser has not come back from ESIA yet (after
 // the logout began). The fresh=1 of the continued login only skips the trip through ESIA's
 // logout; this check does not depend on anything the browser says.
-func (b *Broker) checkFresh(r *http.Request, connID string, lr *storage.LoginRequest, id *Identity) error {
-	if _, ok := b.connectors[connID].(upstreamLogout); !ok {
+func (b *Broker) checkFresh(r *http.Request, connID string, lr *storage.LoginRequest, id *upstream.Identity) error {
+	if _, ok := b.connectors[connID].(upstream.Logout); !ok {
 		return nil // only ESIA keeps a session of its own that the broker ends and checks
 	}
 	var since time.Time
@@ -658,7 +659,7 @@ func decodeLogoutReturn(s string) (logoutReturn, bool) {
 // /oauth2/logout/done; "" when no upstream keeps one.
 func (b *Broker) upstreamLogoutURL() string {
 	for _, c := range b.connOrder {
-		if lo, ok := c.(upstreamLogout); ok {
+		if lo, ok := c.(upstream.Logout); ok {
 			if u := lo.UpstreamLogoutURL(b.issuer() + "/oauth2/logout/done"); u != "" {
 				return u
 			}

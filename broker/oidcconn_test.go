@@ -1,6 +1,8 @@
 package broker_test
 
 import (
+	"github.com/esia-broker/esia-broker/upstream"
+	"github.com/esia-broker/esia-broker/upstream/oidcconn"
 	"io"
 	"net/http"
 	"regexp"
@@ -10,7 +12,6 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -27,24 +28,24 @@ func TestGenericOIDCUpstream(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			upstream := newHarness(t, openSQLite(t)) // A: the upstream provider, fake login behind it
+			provider := newHarness(t, openSQLite(t)) // A: the upstream provider, fake login behind it
 			var sB *storage.Store = openSQLite(t)
-			b := newHarnessWith(t, sB, func(issuer string) []broker.Connector {
-				upstream.client("broker-b", "b-secret-b-secret", "openid", "profile")
-				c := upstream.Store
+			b := newHarnessWith(t, sB, func(issuer string) []upstream.Connector {
+				provider.client("broker-b", "b-secret-b-secret", "openid", "profile")
+				c := provider.Store
 				cl, _ := c.Client(t.Context(), "broker-b")
 				cl.RedirectURIs = []string{issuer + "/oidc/callback"}
 				if err := c.UpdateClient(t.Context(), cl); err != nil {
 					t.Fatal(err)
 				}
-				conn, err := broker.NewOIDCConnector(broker.OIDCConnectorConfig{
-					Issuer: upstream.URL, ClientID: "broker-b", ClientSecret: "b-secret-b-secret", RedirectURI: issuer + "/oidc/callback",
-					Scopes: []string{"openid", "profile"}, Claims: broker.OIDCClaims{Trusted: tc.trusted},
-				})
+				conn, err := oidcconn.Config{
+					Issuer: provider.URL, ClientID: "broker-b", ClientSecret: "b-secret-b-secret", RedirectURI: issuer + "/oidc/callback",
+					Scopes: []string{"openid", "profile"}, Claims: oidcconn.Claims{Trusted: tc.trusted},
+				}.Open()
 				if err != nil {
 					t.Fatal(err)
 				}
-				return []broker.Connector{conn}
+				return []upstream.Connector{conn}
 			}, "ESIA_BROKER_SESSION_COOKIE_NAME=b_session", "ESIA_BROKER_SESSION_BROWSER_COOKIE_NAME=b_browser") // one host, two brokers: cookies apart
 			b.client("kiasuo", "secret-secret-secret")
 			r := newRP(t, b, "kiasuo", "secret-secret-secret")
@@ -65,7 +66,7 @@ func TestGenericOIDCUpstream(t *testing.T) {
 			}
 			bLink := follow(r.conf.AuthCodeURL("state-12345678", oauth2.S256ChallengeOption(verifier), oidc.Nonce("nonce-12345678")), regexp.MustCompile(`href="(/login/oidc\?login=[^"]+)"`))
 			aLink := follow(b.URL+bLink, loginLink)
-			resp0, err := br.Get(upstream.URL + aLink)
+			resp0, err := br.Get(provider.URL + aLink)
 			if err != nil {
 				t.Fatal(err)
 			}

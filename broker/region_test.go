@@ -29,8 +29,8 @@ func TestRegionMoveIn(t *testing.T) {
 		if rep, err := e.link.ImportLinks(ctx, strings.NewReader(links), linking.ImportFileOptions{}); err != nil || rep.Created != 2 {
 			t.Fatalf("links import: %v %+v", err, rep)
 		}
-		const bcryptUU = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW" // "U*U"
-		children := "student_id,login,password_hash,guardian_esia_oid\ns-4,Max.Petrov,\"" + bcryptUU + "\",1000300002\n"
+		const bcrypt10 = "$2a$10$6phbKEpEXwOoS0cRSPkn2.TM/c0/z/connnZ0O7BRsWgfuLArBzxO" // Sunflower-2015
+		children := "student_id,login,password_hash,guardian_esia_oid\ns-4,Max.Petrov,\"" + bcrypt10 + "\",1000300002\n"
 		if rep, err := e.link.ImportChildren(ctx, strings.NewReader(children), linking.ImportFileOptions{}); err != nil || rep.Created != 1 {
 			t.Fatalf("children import: %v %+v", err, rep)
 		}
@@ -50,7 +50,7 @@ func TestRegionMoveIn(t *testing.T) {
 		}
 
 		child := newBrowser(t)
-		resp, body, _ := e.childLoginIn(t, child, "max.petrov", "U*U")
+		resp, body, _ := e.childLoginIn(t, child, "max.petrov", "Sunflower-2015")
 		if loc := resp.Header.Get("Location"); resp.StatusCode/100 != 3 || !strings.Contains(loc, "code=") {
 			t.Fatalf("the child's login with the imported password: %d %s %.300s", resp.StatusCode, loc, body)
 		}

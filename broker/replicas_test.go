@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/esia-broker/esia-broker/internal/testwait"
+	"github.com/esia-broker/esia-broker/upstream"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -51,8 +52,8 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 	}
 	issuer := "http://" + l.Addr().String()
 	env := []string{"ESIA_BROKER_KEYS_RELOAD_INTERVAL=1s", "ESIA_BROKER_ACTIVATION_CLIENT_ID=mobile", "ESIA_BROKER_LIMITS_PAGES_PER_IP_PER_MINUTE=40"}
-	conn := func(iss string) []broker.Connector {
-		return []broker.Connector{&fakeConnector{issuer: iss, Subject: "1000299654"}}
+	conn := func(iss string) []upstream.Connector {
+		return []upstream.Connector{&fakeConnector{issuer: iss, Subject: "1000299654"}}
 	}
 	a := newHarnessAt(t, sA, issuer, conn, env...)
 	b := newHarnessAt(t, sB, issuer, conn, env...)

@@ -1,89 +1,10 @@
 package broker
 
 import (
-	"context"
+	"errors"
 	"net/http"
-	"time"
 
-	"go.opentelemetry.io/otel/trace"
-)
-
-// Connector is an upstream identity provider (Dex-style): it sends the browser away to log in
-// and turns the callback into an Identity. The ESIA and generic OIDC connectors implement it.
-type Connector interface {
-	// ID names the connector in URLs: /login/{id}, /{id}/callback.
-	ID() string
-	// DisplayName is the button text on the start page, in Russian.
-	DisplayName() string
-	// LoginURL returns where to send the browser, for the single-use state, and data the broker
-	// keeps with the flow and hands back to HandleCallback.
-	LoginURL(ctx context.Context, state string) (url string, data string, err error)
-	// HandleCallback completes the login from the upstream's redirect. An error the person
-	// should read is a *UserError.
-	HandleCallback(ctx context.Context, r *http.Request, data string) (*Identity, error)
-}
-
-// upstreamLogout is a connector whose upstream keeps a session of its own that the broker's
-// logout must end too (ESIA's single sign-on).
-type upstreamLogout interface {
-	// UpstreamLogoutURL is where to send the browser to end the upstream session, coming back
-	// to returnTo; "" to skip.
-	UpstreamLogoutURL(returnTo string) string
-}
-
-// upstreamObserver is a connector that reports its calls upstream (latency and result).
-type upstreamObserver interface {
-	ObserveUpstream(f func(call string, took time.Duration, err error))
-}
-
-// upstreamTracer is a connector that traces its calls upstream.
-type upstreamTracer interface {
-	TraceUpstream(tp trace.TracerProvider)
-}
-
-// certificateHolder is a connector that depends on certificates that expire.
-type certificateHolder interface {
-	Certificates() []CertificateInfo
-}
-
-// Identity is who the upstream says logged in.
-type Identity struct {
-	// Subject is the upstream's stable id (the ESIA oid).
-	Subject    string
-	FamilyName string
-	GivenName  string
-	MiddleName string
-	// Birthdate is ISO 8601 (YYYY-MM-DD).
-	Birthdate string
-	// SNILS as the upstream gave it. It is never stored, logged or put in a token: the broker
-	// keeps only its keyed digest.
-	SNILS string
-	// AMR and ACR go to the tokens.
-	AMR []string
-	ACR string
-	// Unconfirmed marks an account the upstream reports as not confirmed (ESIA's trusted
-	// false). The broker admits it only as a child's own account that matches a student card
-	// (children.unconfirmed_esia_children); everyone else sees how to confirm the account.
-	Unconfirmed bool
-	// Fields names the person fields the upstream sent (names only, never values), logged for
-	// unconfirmed accounts so operators see what ESIA returns for them.
-	Fields []string
-	// AuthTime is when the person last authenticated at the upstream (ESIA's ID token
-	// auth_time); zero when unknown. A login that must be fresh (prompt=login, max_age, a
-	// logout of this browser still under way) needs it recent: the upstream's single sign-on
-	// may answer without asking anyone.
-	AuthTime time.Time
-	// AuthTimeErr says why AuthTime is unknown, when the upstream's ID token did not check out.
-	AuthTimeErr error
-}
-
-// ACRs of ESIA logins in tokens.
-const (
-	// ACRTrusted is a confirmed ESIA account.
-	ACRTrusted = "urn:esia:trusted"
-	// ACRUnconfirmedChild is a child's own ESIA account that ESIA reports as not confirmed,
-	// admitted because its SNILS and birth date match the child's card.
-	ACRUnconfirmedChild = "urn:esia:unconfirmed-child"
+	"github.com/esia-broker/esia-broker/upstream"
 )
 
 // UserError is an error with a Russian title and message for the page, and an HTTP status.
@@ -114,3 +35,59 @@ func (e *UserError) Error() string {
 }
 
 func (e *UserError) Unwrap() error { return e.Err }
+
+func errUnconfirmed(err error) *UserError {
+	return &UserError{Status: http.StatusForbidden, Title: "Учётная запись Госуслуг не подтверждена",
+		Message: "В электронный дневник входят только с подтверждённой учётной записью Госуслуг: так данные детей защищены от посторонних. " +
+			"Подтвердить личность можно в МФЦ, онлайн через банк или на Почте России, а затем войти снова.",
+		Calm: true, HelpURL: "https://www.gosuslugi.ru/", HelpText: "Открыть Госуслуги (в профиле — «Подтвердить учётную запись»)", Err: err}
+}
+
+// upstreamPage is the page a parent can act on for a failed upstream login of connector
+// connID: ESIA's ("esia") names Госуслуги, another connector «сервис входа». Anything that is
+// not an *upstream.Error is returned as it is.
+func upstreamPage(connID string, err error) error {
+	var e *upstream.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	shown := ""
+	if e.Code != "" {
+		shown = " (код " + e.Code + ")"
+	}
+	if connID != "esia" {
+		switch e.Kind {
+		case upstream.Cancelled:
+			return &UserError{Status: http.StatusBadRequest, Title: "Вход отменён", Message: "Вы отменили вход. Чтобы открыть дневник, войдите ещё раз.", Err: err}
+		case upstream.Unconfirmed:
+			return errUnconfirmed(err)
+		}
+		return &UserError{Status: http.StatusBadGateway, Title: "Сервис входа отклонил вход", Message: "Сервис входа отклонил запрос. Попробуйте ещё раз; если ошибка повторится, сообщите в службу поддержки.", Err: err}
+	}
+	switch e.Kind {
+	case upstream.Cancelled:
+		return &UserError{Status: http.StatusBadRequest, Title: "Вход отменён", Err: err,
+			Message: "Вы отменили вход на Госуслугах. Чтобы открыть дневник, войдите ещё раз."}
+	case upstream.Unconfirmed:
+		return errUnconfirmed(err)
+	case upstream.Expired:
+		return &UserError{Status: http.StatusBadRequest, Title: "Время входа истекло", Err: err,
+			Message: "Госуслуги не приняли код входа: он устарел или уже был использован. Войдите ещё раз."}
+	case upstream.Misconfigured:
+		return &UserError{Status: http.StatusServiceUnavailable, Title: "Сервис временно недоступен", Err: err,
+			Operator: e.Operator, OperatorCode: e.Code,
+			Message: "Вход через Госуслуги сейчас не работает: Госуслуги не приняли запрос электронного дневника" + shown +
+				". Это не ошибка в ваших действиях, и повторный вход сейчас не поможет. Ошибка записана для администраторов; попробуйте войти позже."}
+	case upstream.Unavailable:
+		return &UserError{Status: http.StatusServiceUnavailable, Title: "Госуслуги не отвечают", Err: err,
+			Message: "Сервис Госуслуг сейчас недоступен или отвечает слишком долго. Попробуйте войти через несколько минут."}
+	case upstream.RefusedUnverified:
+		return &UserError{Status: http.StatusBadGateway, Title: "Госуслуги отклонили вход", Err: err,
+			Message: "Госуслуги не приняли этот вход" + shown + ". Попробуйте войти ещё раз; если ошибка повторится, сообщите в службу поддержки."}
+	case upstream.Refused:
+		return &UserError{Status: http.StatusBadGateway, Title: "Госуслуги отклонили вход", Err: err,
+			Message: "Госуслуги отклонили запрос на вход" + shown + ". Попробуйте ещё раз; если ошибка повторится, сообщите в службу поддержки этот код."}
+	}
+	return &UserError{Status: http.StatusBadGateway, Title: "Госуслуги прислали неверный ответ", Err: err,
+		Message: "Не удалось завершить вход: ответ Госуслуг не прошёл проверку. Попробуйте ещё раз; если ошибка повторится, сообщите в службу поддержки."}
+}

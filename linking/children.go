@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/esia-broker/esia-broker/clientip"
@@ -265,14 +264,8 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 	if s.children.PasswordAccountsOff {
 		return "", ErrPasswordAccountsOff
 	}
-	l, lerr := NormalizeLogin(login)
-	if lerr != nil {
-		// A login imported from a region's system keeps its form (ImportChildren).
-		if ll := strings.ToLower(strings.TrimSpace(login)); importLoginPattern.MatchString(ll) {
-			l, lerr = ll, nil
-		}
-	}
-	keys := s.childLimitKeys(l, lerr == nil, clientip.Key(ip), knownDevice)
+	l, valid := LoginKey(login)
+	keys := s.childLimitKeys(l, valid, clientip.Key(ip), knownDevice)
 	release, err := s.gate.acquire(ctx)
 	if err != nil {
 		return "", err
@@ -299,14 +292,15 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 		return "", ErrBadCredentials
 	}
 	var c *storage.ChildCredential
-	if lerr == nil {
+	if valid {
 		c, err = s.store.ChildByLogin(ctx, l)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return "", err
 		}
 	}
-	if c == nil {
-		// Spend the same time as a real check, so timing does not tell which logins exist.
+	if c == nil || password == "" {
+		// Spend the same time as a real check, so timing does not tell which logins exist. An
+		// empty password never logs in, whatever hash a region's import brought.
 		_, _ = s.verify(s.dummyHash(), password)
 		return fail()
 	}
@@ -315,6 +309,11 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 		return "", fmt.Errorf("check child password: %w", err)
 	}
 	if !ok {
+		if NeedsRehash(c.PasswordHash, s.children.Argon2) {
+			// An imported hash may be much cheaper than the broker's own: a wrong password
+			// costs at least a check of the broker's own, as for a login that does not exist.
+			_, _ = s.verify(s.dummyHash(), password)
+		}
 		return fail()
 	}
 	// A success refunds only this login's attempts, never the source's.
@@ -336,7 +335,7 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 		}
 		return "", err
 	}
-	if NeedsRehash(c.PasswordHash) {
+	if NeedsRehash(c.PasswordHash, s.children.Argon2) {
 		if err := s.rehash(ctx, c, password); err != nil {
 			return "", err
 		}

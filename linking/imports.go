@@ -63,9 +63,11 @@ var (
 )
 
 var (
-	oidPattern         = regexp.MustCompile(`^[0-9]{1,20}$`)
+	oidPattern         = regexp.MustCompile(`^[1-9][0-9]{0,19}$`)
 	methodPattern      = regexp.MustCompile(`^[a-z_]{1,32}$`)
-	importLoginPattern = regexp.MustCompile(`^[a-z0-9а-яё][a-z0-9а-яё._@-]{1,63}$`)
+	importLoginPattern = regexp.MustCompile(`^[a-z0-9а-яё][a-z0-9а-яё._@-]{1,31}$`)
+	latinLetter        = regexp.MustCompile(`[a-z]`)
+	cyrillicLetter     = regexp.MustCompile(`[а-яё]`)
 )
 
 // maxImportRows bounds one file (a region has a few hundred thousand students at most).
@@ -124,6 +126,9 @@ func readImportFile(r io.Reader, format string, columns, required []string) ([]f
 				break
 			}
 			line, _ := cr.FieldPos(0)
+			if len(rows)+len(errs) >= maxImportRows {
+				return nil, nil, fmt.Errorf("more than %d rows", maxImportRows)
+			}
 			if err != nil {
 				var pe *csv.ParseError
 				if errors.As(err, &pe) && pe.Err == csv.ErrFieldCount {
@@ -131,9 +136,6 @@ func readImportFile(r io.Reader, format string, columns, required []string) ([]f
 					continue
 				}
 				return nil, nil, fmt.Errorf("read CSV: %w", err)
-			}
-			if len(rows)+len(errs) >= maxImportRows {
-				return nil, nil, fmt.Errorf("more than %d rows", maxImportRows)
 			}
 			row := fileRow{line: line, fields: map[string]string{}}
 			ok := true
@@ -159,10 +161,9 @@ func readImportFile(r io.Reader, format string, columns, required []string) ([]f
 			if len(rows)+len(errs) >= maxImportRows {
 				return nil, nil, fmt.Errorf("more than %d rows", maxImportRows)
 			}
-			var obj map[string]json.RawMessage
-			dec := json.NewDecoder(strings.NewReader(text))
-			if err := dec.Decode(&obj); err != nil || dec.More() || obj == nil {
-				errs = append(errs, RowError{Line: line, Reason: "not one JSON object"})
+			obj, err := jsonObject(text)
+			if err != nil {
+				errs = append(errs, RowError{Line: line, Reason: err.Error()})
 				continue
 			}
 			row := fileRow{line: line, fields: map[string]string{}}
@@ -194,6 +195,39 @@ func readImportFile(r io.Reader, format string, columns, required []string) ([]f
 		return nil, nil, fmt.Errorf("unknown format %q (csv or jsonl)", format)
 	}
 	return rows, errs, nil
+}
+
+// jsonObject reads one JSON object whose keys appear once each (after unescaping: "\u0065" is
+// "e"), with nothing after it.
+func jsonObject(text string) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(strings.NewReader(text))
+	notOne := errors.New("not one JSON object")
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, notOne
+	}
+	obj := map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, notOne
+		}
+		key, _ := t.(string)
+		if _, dup := obj[key]; dup {
+			return nil, fmt.Errorf("field %q appears twice", key)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, notOne
+		}
+		obj[key] = v
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, notOne
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, notOne
+	}
+	return obj, nil
 }
 
 // parseLinkedAt reads YYYY-MM-DD, DD.MM.YYYY or RFC 3339.
@@ -253,7 +287,7 @@ func (s *Service) ImportLinks(ctx context.Context, r io.Reader, o ImportFileOpti
 			rowErrs = append(rowErrs, RowError{Line: row.line, Field: field, Reason: reason})
 		}
 		if !oidPattern.MatchString(f["esia_oid"]) {
-			bad("esia_oid", "an ESIA oid is 1 to 20 digits")
+			bad("esia_oid", "an ESIA oid is 1 to 20 digits, without leading zeros")
 		}
 		if !idPattern.MatchString(f["student_id"]) {
 			bad("student_id", "1 to 64 of A-Z a-z 0-9 . _ : -")
@@ -470,6 +504,7 @@ func (s *Service) ImportChildren(ctx context.Context, r io.Reader, o ImportFileO
 		line                         int
 		student, login, hash, format string
 		oid                          string
+		weak                         bool
 	}
 	var goods []good
 	loginAt, studentAt := map[string]int{}, map[string]int{}
@@ -488,25 +523,27 @@ func (s *Service) ImportChildren(ctx context.Context, r io.Reader, o ImportFileO
 		}
 		login := strings.ToLower(f["login"])
 		if !importLoginPattern.MatchString(login) {
-			bad("login", "2 to 64 Latin or Cyrillic letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+			bad("login", "2 to 32 Latin or Cyrillic letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+		} else if latinLetter.MatchString(login) && cyrillicLetter.MatchString(login) {
+			bad("login", "mixes Latin and Cyrillic letters (a look-alike of another login)")
 		} else if prev, dup := loginAt[login]; dup {
 			bad("login", fmt.Sprintf("the same login as line %d (logins are case-insensitive)", prev))
 		} else {
 			loginAt[login] = row.line
 		}
-		stored, format, err := ImportHash(f["password_hash"], o.AcceptWeak)
+		stored, format, weak, err := ImportHash(f["password_hash"], o.AcceptWeak, s.children.Argon2)
 		if err != nil {
 			bad("password_hash", err.Error())
 		}
 		if !oidPattern.MatchString(f["guardian_esia_oid"]) {
-			bad("guardian_esia_oid", "an ESIA oid is 1 to 20 digits")
+			bad("guardian_esia_oid", "an ESIA oid is 1 to 20 digits, without leading zeros")
 		}
 		if len(rowErrs) > 0 {
 			rep.Errors = append(rep.Errors, rowErrs...)
 			rep.Skipped++
 			continue
 		}
-		goods = append(goods, good{row.line, f["student_id"], login, stored, format, f["guardian_esia_oid"]})
+		goods = append(goods, good{row.line, f["student_id"], login, stored, format, f["guardian_esia_oid"], weak})
 	}
 	if len(rep.Errors) > 0 && !o.SkipInvalid {
 		rep.Skipped = rep.Rows
@@ -579,7 +616,7 @@ func (s *Service) ImportChildren(ctx context.Context, r io.Reader, o ImportFileO
 			}
 			rep.Created++
 			rep.Formats[g.format]++
-			if g.format == FormatWeak {
+			if g.weak {
 				rep.Weak++
 			}
 			if err := s.store.AppendEvent(ctx, storage.Event{Type: storage.EventChildCreated, AccountID: a.ID, StudentID: g.student,

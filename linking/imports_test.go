@@ -188,11 +188,11 @@ func TestImportChildren(t *testing.T) {
 		if _, err := f.link.ImportLinks(ctx, strings.NewReader(links), linking.ImportFileOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		const bcryptUU = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"                   // "U*U"
+		const bcrypt10 = "$2a$10$6phbKEpEXwOoS0cRSPkn2.TM/c0/z/connnZ0O7BRsWgfuLArBzxO"                   // Sunflower-2015
 		const django = "pbkdf2_sha256$260000$Zm9vYmFyc2FsdA$DI9174Jn/0hAOvCMsIq8fKpGIHjk9sxXiotD7YZj3j4=" // Sunflower-2015
 		const md5 = "36f25706170402e9628df575cc50218f"                                                    // Sunflower-2015
 		file := "student_id,login,password_hash,guardian_esia_oid\n" +
-			"s-4,Anna.Petrova,\"" + bcryptUU + "\",4000000001\n" +
+			"s-4,Anna.Petrova,\"" + bcrypt10 + "\",4000000001\n" +
 			"s-5,petya@school1,\"" + django + "\",4000000001\n" +
 			"s-6,masha,\"" + md5 + "\",4000000001\n"
 		rep, err := f.link.ImportChildren(ctx, strings.NewReader(file), linking.ImportFileOptions{})
@@ -203,9 +203,11 @@ func TestImportChildren(t *testing.T) {
 		if err != nil || rep.Created != 3 || rep.Weak != 1 || rep.Formats["bcrypt"] != 1 || rep.Formats["pbkdf2"] != 1 {
 			t.Fatalf("import: %v %+v", err, rep)
 		}
-		for _, tc := range []struct{ login, password string }{{"anna.petrova", "U*U"}, {"PETYA@school1", "Sunflower-2015"}, {"masha", "Sunflower-2015"}} {
-			if _, err := f.link.ChildLogin(ctx, tc.login, tc.password+"x", "10.1.0.1", false); !errors.Is(err, linking.ErrBadCredentials) {
-				t.Errorf("%s with a wrong password: %v", tc.login, err)
+		for _, tc := range []struct{ login, password string }{{"anna.petrova", "Sunflower-2015"}, {"PETYA@school1", "Sunflower-2015"}, {"masha", "Sunflower-2015"}} {
+			for _, wrong := range []string{tc.password + "x", ""} {
+				if _, err := f.link.ChildLogin(ctx, tc.login, wrong, "10.1.0.1", false); !errors.Is(err, linking.ErrBadCredentials) {
+					t.Errorf("%s with the password %q: %v", tc.login, wrong, err)
+				}
 			}
 			id, err := f.link.ChildLogin(ctx, tc.login, tc.password, "10.1.0.2", false)
 			if err != nil {
@@ -226,8 +228,8 @@ func TestImportChildren(t *testing.T) {
 		}
 		f.importRoster(t, roster+day("s-5,sch-1,2А,Сидоров,Петя,,2018-03-03,,1,,,,\ns-6,sch-1,2А,Сидорова,Маша,,2018-04-04,,1,,,,\ns-7,sch-1,2А,Орлов,Олег,,2018-05-05,,1,,,,\n"), linking.ImportOptions{})
 		bad := "student_id,login,password_hash,guardian_esia_oid\n" +
-			"s-7,MASHA,\"" + bcryptUU + "\",4000000001\n" +
-			"s-7,oleg,\"" + bcryptUU + "\",4000000001\n" +
+			"s-7,MASHA,\"" + bcrypt10 + "\",4000000001\n" +
+			"s-7,oleg,\"" + bcrypt10 + "\",4000000001\n" +
 			"s-7,oleg2,plaintext,4000000001\n"
 		rep, err = f.link.ImportChildren(ctx, strings.NewReader(bad), linking.ImportFileOptions{})
 		if !errors.Is(err, linking.ErrInvalidRows) {
@@ -240,10 +242,10 @@ func TestImportChildren(t *testing.T) {
 			}
 		}
 		for _, tc := range []struct{ row, field string }{
-			{"s-7,MASHA,\"" + bcryptUU + "\",4000000001", "login"},            // taken (case-insensitive)
-			{"s-7,oleg,\"" + bcryptUU + "\",4000000001", "guardian_esia_oid"}, // no parent link to s-7
-			{"s-7,oleg,\"" + bcryptUU + "\",4999999999", "guardian_esia_oid"}, // no such account
-			{"s-3,ivan,\"" + bcryptUU + "\",4000000001", "student_id"},        // 15: too old
+			{"s-7,MASHA,\"" + bcrypt10 + "\",4000000001", "login"},            // taken (case-insensitive)
+			{"s-7,oleg,\"" + bcrypt10 + "\",4000000001", "guardian_esia_oid"}, // no parent link to s-7
+			{"s-7,oleg,\"" + bcrypt10 + "\",4999999999", "guardian_esia_oid"}, // no such account
+			{"s-3,ivan,\"" + bcrypt10 + "\",4000000001", "student_id"},        // 15: too old
 		} {
 			rep, err = f.link.ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\n"+tc.row+"\n"), linking.ImportFileOptions{})
 			if !errors.Is(err, linking.ErrInvalidRows) || len(rep.Errors) != 1 || rep.Errors[0].Line != 2 || rep.Errors[0].Field != tc.field {
@@ -252,6 +254,33 @@ func TestImportChildren(t *testing.T) {
 		}
 		if _, err := f.store.ChildByStudent(ctx, "s-7"); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("a refused row made a sub-account: %v", err)
+		}
+	})
+}
+
+// TestImportFileForms: what the files' readers refuse, by line.
+func TestImportFileForms(t *testing.T) {
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		f.importRoster(t, roster, linking.ImportOptions{})
+		for _, tc := range []struct {
+			name, file, want string
+		}{
+			{"duplicate JSON key", `{"esia_oid":"1000000001","student_id":"s-1","relation":"parent","linked_at":"2020-09-01","esia_oid":"1000000002"}`, `line 1: field "esia_oid" appears twice`},
+			{"escaped duplicate JSON key", `{"esia_oid":"1000000001","student_id":"s-1","relation":"parent","linked_at":"2020-09-01","\u0065sia_oid":"1000000002"}`, `line 1: field "esia_oid" appears twice`},
+			{"two objects on a line", `{"esia_oid":"1000000001"} {}`, "line 1: not one JSON object"},
+			{"leading zero", "esia_oid,student_id,relation,linked_at\n0123,s-1,parent,2020-09-01\n", "line 2: esia_oid"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				rep, err := f.link.ImportLinks(ctx, strings.NewReader(tc.file), linking.ImportFileOptions{})
+				if !errors.Is(err, linking.ErrInvalidRows) || !strings.Contains(fmt.Sprint(rep.Errors), tc.want) {
+					t.Errorf("%v %v, want %q", err, rep.Errors, tc.want)
+				}
+			})
+		}
+		rep, err := f.link.ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\ns-4,mаria,x,1\ns-4,"+strings.Repeat("д", 33)+",x,1\n"), linking.ImportFileOptions{})
+		if !errors.Is(err, linking.ErrInvalidRows) || !strings.Contains(fmt.Sprint(rep.Errors), "line 2: login: mixes Latin and Cyrillic") || !strings.Contains(fmt.Sprint(rep.Errors), "line 3: login: 2 to 32") {
+			t.Errorf("look-alike and long logins: %v %v", err, rep.Errors)
 		}
 	})
 }

@@ -22,15 +22,20 @@ import (
 // (children import). A sub-account keeps its password: the imported hash is checked as it is,
 // and replaced by the broker's argon2id at the first successful login (NeedsRehash).
 //
-// Accepted, with the bounds a hash may carry (a hash is data, and its cost decides how long one
-// check takes):
-//   - argon2id, PHC: $argon2id$v=19$m=…,t=…,p=…$salt$hash (the broker's own form);
-//   - bcrypt: $2a$, $2b$, $2y$, cost 4–16;
-//   - PBKDF2-SHA1/SHA256/SHA512, 1,000–2,000,000 iterations, in the PHC form
-//     $pbkdf2-sha256$i=N,l=32$salt$hash, passlib's $pbkdf2-sha256$N$salt$hash (its adapted
-//     base64) or Django's pbkdf2_sha256$N$salt$hash;
-//   - only with --accept-weak: an unsalted MD5 or SHA-1 (or SHA-256) in hex, stored as
-//     $weak$md5$hex, $weak$sha1$hex or $weak$sha256$hex.
+// At import a hash is parsed and its cost bounded, never computed: one check of an imported
+// hash may cost little more than one of the broker's own (the hash gate counts checks, sized by
+// the broker's argon2id memory), and a cheap one is weak.
+//
+//   - argon2id, PHC: $argon2id$v=19$m=…,t=…,p=…$salt$hash: memory at most the broker's
+//     own (children.argon2_memory_kib, at least 64 MiB), t ≤ 10, p ≤ 16, salt ≥ 8 and key ≥ 16
+//     bytes; below OWASP's minimums (7 MiB, or memory × passes under 35 MiB) it is weak;
+//   - bcrypt: $2a$, $2b$, $2y$, cost 4–12 (below 8 weak);
+//   - PBKDF2-SHA1/SHA256/SHA512, 1,000–1,000,000 iterations (below 10,000 weak), salt 1–128
+//     and key 16–64 bytes, in the PHC form $pbkdf2-sha256$i=N,l=32$salt$hash, passlib's
+//     $pbkdf2-sha256$N$salt$hash (its adapted base64) or Django's pbkdf2_sha256$N$salt$hash;
+//   - weak: an unsalted MD5, SHA-1 or SHA-256 in hex, stored as $weak$md5$hex (…sha1, …sha256).
+//
+// Weak hashes are refused unless the operator accepts them (--accept-weak).
 
 // Hash formats, as the import report and the audit name them.
 const (
@@ -43,45 +48,97 @@ const (
 // Errors of imported hashes.
 var (
 	ErrHashUnknown = errors.New("unknown password hash format (argon2id, bcrypt or PBKDF2 expected)")
-	ErrHashWeak    = errors.New("unsalted MD5/SHA-1/SHA-256 hash: refused unless --accept-weak")
+	ErrHashWeak    = errors.New("weak password hash (unsalted, or too cheap to compute): refused unless --accept-weak")
 	ErrHashBounds  = errors.New("password hash parameters out of the accepted range")
 )
 
+// Bounds of hashes at login (a backstop for what the database holds) and at import.
 const (
-	minBcryptCost = 4
-	maxBcryptCost = 16
-	minPBKDF2Iter = 1000
-	maxPBKDF2Iter = 2_000_000
+	minBcryptCost       = 4
+	maxBcryptCost       = 16
+	importMaxBcryptCost = 12
+	weakBcryptCost      = 8
+	minPBKDF2Iter       = 1000
+	maxPBKDF2Iter       = 2_000_000
+	importMaxPBKDF2Iter = 1_000_000
+	weakPBKDF2Iter      = 10_000
+	importMaxArgonTime  = 10
+	importMaxArgonLanes = 16
 )
 
 // ImportHash checks a hash from a regional export and returns it as the broker stores it, with
-// its format. Weak hashes are refused unless acceptWeak.
-func ImportHash(raw string, acceptWeak bool) (stored, format string, err error) {
+// its format and whether it is weak. own are the broker's argon2id parameters: an imported
+// argon2id hash may not take more memory. Weak hashes are refused unless acceptWeak.
+func ImportHash(raw string, acceptWeak bool, own Argon2Params) (stored, format string, weak bool, err error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
-		return "", "", errors.New("password hash is empty")
+		return "", "", false, errors.New("password hash is empty")
 	}
 	if len(raw) > 512 {
-		return "", "", ErrHashUnknown
+		return "", "", false, ErrHashUnknown
 	}
-	if _, err := parseWeakHex(raw); err == nil {
+	if alg, err := parseWeakHex(raw); err == nil {
 		if !acceptWeak {
-			return "", "", ErrHashWeak
+			return "", "", false, ErrHashWeak
 		}
-		alg, _ := parseWeakHex(raw)
-		return "$weak$" + alg + "$" + strings.ToLower(raw), FormatWeak, nil
+		return "$weak$" + alg + "$" + strings.ToLower(raw), FormatWeak, true, nil
 	}
 	if strings.HasPrefix(raw, "$weak$") {
-		return "", "", ErrHashUnknown // only the broker writes this form
+		return "", "", false, ErrHashUnknown // only the broker writes this form
 	}
 	format = HashFormat(raw)
 	if format == "" {
-		return "", "", ErrHashUnknown
+		return "", "", false, ErrHashUnknown
 	}
-	if err := checkStoredHash(raw); err != nil {
-		return "", "", err
+	weak, err = importBounds(raw, own)
+	if err != nil {
+		return "", "", false, err
 	}
-	return raw, format, nil
+	if weak && !acceptWeak {
+		return "", "", false, ErrHashWeak
+	}
+	return raw, format, weak, nil
+}
+
+// importArgonMemory is the most memory an imported argon2id hash may take: the broker's own.
+func importArgonMemory(own Argon2Params) uint32 { return max(own.MemoryKiB, 64*1024) }
+
+// importBounds parses a hash, checks its cost against the import's bounds and tells whether
+// it is weak, without computing it.
+func importBounds(encoded string, own Argon2Params) (weak bool, err error) {
+	switch HashFormat(encoded) {
+	case FormatArgon2id:
+		p, salt, key, err := parseArgon2(encoded)
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", ErrHashUnknown, err)
+		}
+		if p.MemoryKiB > importArgonMemory(own) || p.Time > importMaxArgonTime || p.Threads > importMaxArgonLanes {
+			return false, fmt.Errorf("%w: argon2id above m=%d KiB, t=%d, p=%d costs more than the broker's own check", ErrHashBounds, importArgonMemory(own), importMaxArgonTime, importMaxArgonLanes)
+		}
+		if len(salt) < 8 || len(key) < 16 {
+			return false, fmt.Errorf("%w: argon2id salt under 8 or key under 16 bytes", ErrHashBounds)
+		}
+		return p.MemoryKiB < 7*1024 || uint64(p.MemoryKiB)*uint64(p.Time) < 35*1024, nil
+	case FormatBcrypt:
+		if err := checkStoredHash(encoded); err != nil {
+			return false, err
+		}
+		cost, _ := bcrypt.Cost([]byte(encoded))
+		if cost > importMaxBcryptCost {
+			return false, fmt.Errorf("%w: bcrypt cost above %d makes each check too slow", ErrHashBounds, importMaxBcryptCost)
+		}
+		return cost < weakBcryptCost, nil
+	case FormatPBKDF2:
+		p, err := parsePBKDF2(encoded)
+		if err != nil {
+			return false, err
+		}
+		if p.iter > importMaxPBKDF2Iter {
+			return false, fmt.Errorf("%w: PBKDF2 above %d iterations makes each check too slow", ErrHashBounds, importMaxPBKDF2Iter)
+		}
+		return p.iter < weakPBKDF2Iter, nil
+	}
+	return false, ErrHashUnknown
 }
 
 // checkStoredHash parses a hash and checks its parameters, without the cost of a check.
@@ -125,9 +182,16 @@ func HashFormat(encoded string) string {
 	return ""
 }
 
-// NeedsRehash tells whether a stored hash is to be replaced by the broker's argon2id at the
-// next successful login.
-func NeedsRehash(encoded string) bool { return HashFormat(encoded) != FormatArgon2id }
+// NeedsRehash tells whether a stored hash is to be replaced by the broker's argon2id (own) at
+// the next successful login: any other format, and an argon2id hash cheaper than own or with a
+// short salt or key (an imported one).
+func NeedsRehash(encoded string, own Argon2Params) bool {
+	if HashFormat(encoded) != FormatArgon2id {
+		return true
+	}
+	p, salt, key, err := parseArgon2(encoded)
+	return err != nil || p.MemoryKiB < own.MemoryKiB || p.Time < own.Time || len(salt) < 16 || len(key) < 32
+}
 
 // VerifyStoredPassword checks password against a stored hash of any accepted format, in
 // constant time for the hash's own comparison.

@@ -124,6 +124,19 @@ var (
 	ErrPasswordCommon  = errors.New("password is too common")
 )
 
+// LoginKey is the form a typed login is looked up and limited by: NormalizeLogin's, or, for a
+// login a region's import brought (ImportChildren), its own form lower-cased; ok is false when
+// the text can be no login at all.
+func LoginKey(s string) (key string, ok bool) {
+	if l, err := NormalizeLogin(s); err == nil {
+		return l, true
+	}
+	if l := strings.ToLower(strings.TrimSpace(s)); importLoginPattern.MatchString(l) {
+		return l, true
+	}
+	return "", false
+}
+
 // NormalizeLogin lower-cases and trims a login and checks its form.
 func NormalizeLogin(s string) (string, error) {
 	l := strings.ToLower(strings.TrimSpace(s))

@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"github.com/esia-broker/esia-broker/upstream"
+	"github.com/esia-broker/esia-broker/upstream/esiaconn"
+	"github.com/esia-broker/esia-broker/upstream/oidcconn"
 	"os"
 	"strings"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/config"
 	"github.com/esia-broker/esia-broker/esia"
 	"github.com/esia-broker/esia-broker/esia/gost"
@@ -20,11 +22,11 @@ type esiaParts struct {
 	client   *esia.Client
 }
 
-func (p *esiaParts) certificates() []broker.CertificateInfo {
-	out := []broker.CertificateInfo{{Role: "client", Subject: p.cert.Subject, NotBefore: p.cert.NotBefore, NotAfter: p.cert.NotAfter}}
+func (p *esiaParts) certificates() []upstream.CertificateInfo {
+	out := []upstream.CertificateInfo{{Role: "client", Subject: p.cert.Subject, NotBefore: p.cert.NotBefore, NotAfter: p.cert.NotAfter}}
 	if p.verifier != nil {
 		for _, c := range p.verifier.Certificates() {
-			out = append(out, broker.CertificateInfo{Role: "esia", Subject: c.Subject, NotBefore: c.NotBefore, NotAfter: c.NotAfter})
+			out = append(out, upstream.CertificateInfo{Role: "esia", Subject: c.Subject, NotBefore: c.NotBefore, NotAfter: c.NotAfter})
 		}
 	}
 	return out
@@ -91,27 +93,31 @@ func buildESIA(e config.ESIA, issuer string, verifier *esia.TokenVerifier) (*esi
 
 // buildConnectors makes the upstream connectors the configuration enables. verifier, when not
 // nil, replaces the ESIA token verifier read from files (the dev server's emulator).
-func buildConnectors(cfg *config.Config, verifier *esia.TokenVerifier) ([]broker.Connector, error) {
+func buildConnectors(cfg *config.Config, verifier *esia.TokenVerifier) ([]upstream.Connector, error) {
 	issuer := strings.TrimSuffix(cfg.Issuer, "/")
-	var out []broker.Connector
+	var out []upstream.Connector
 	if e := cfg.Upstream.ESIA; e.Enabled {
 		p, err := buildESIA(e, issuer, verifier)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, broker.NewESIAConnector(p.client, broker.ESIAOptions{KeepESIASession: !e.Logout, Certificates: p.certificates()}))
+		c, err := esiaconn.Config{Client: p.client, KeepESIASession: !e.Logout, Certificates: p.certificates()}.Open()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
 	}
 	if o := cfg.Upstream.OIDC; o.Enabled {
 		redirect := o.RedirectURI
 		if redirect == "" {
 			redirect = issuer + "/oidc/callback"
 		}
-		c, err := broker.NewOIDCConnector(broker.OIDCConnectorConfig{
+		c, err := oidcconn.Config{
 			Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, RedirectURI: redirect,
 			Scopes: strings.Fields(o.Scopes), DisplayName: o.DisplayName,
-			Claims: broker.OIDCClaims{Subject: o.ClaimSubject, FamilyName: o.ClaimFamilyName, GivenName: o.ClaimGivenName,
+			Claims: oidcconn.Claims{Subject: o.ClaimSubject, FamilyName: o.ClaimFamilyName, GivenName: o.ClaimGivenName,
 				MiddleName: o.ClaimMiddleName, Birthdate: o.ClaimBirthdate, SNILS: o.ClaimSNILS, Trusted: o.ClaimTrusted},
-		})
+		}.Open()
 		if err != nil {
 			return nil, err
 		}

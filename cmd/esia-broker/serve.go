@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/esia-broker/esia-broker/upstream"
 	"log/slog"
 	"net"
 	"net/http"
@@ -42,7 +43,7 @@ func (a *app) serveCmd() *cobra.Command {
 }
 
 type serveOptions struct {
-	connectors []broker.Connector
+	connectors []upstream.Connector
 	mount      func(*mux.Router)
 	// prepare runs on the migrated store before the broker starts (dev: claim the database,
 	// check the secrets, seed the demo); the listeners are bound by then.

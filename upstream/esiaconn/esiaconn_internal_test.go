@@ -1,15 +1,15 @@
-package broker
+package esiaconn
 
 import (
 	"context"
 	"errors"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/esia-broker/esia-broker/esia"
+	"github.com/esia-broker/esia-broker/upstream"
 )
 
 // probeClient is an esiaClient whose Probe answers what a test sets, counting the calls.
@@ -42,7 +42,7 @@ func TestConfirmRefusal(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pc := &probeClient{answer: tc.answer, err: tc.err}
-			c := &ESIAConnector{client: pc}
+			c := &Connector{client: pc}
 			var wg sync.WaitGroup
 			var alarms atomic.Int32
 			for range 50 {
@@ -51,15 +51,15 @@ func TestConfirmRefusal(t *testing.T) {
 					defer wg.Done()
 					r := httptest.NewRequest("GET", "/esia/callback?error=access_denied&error_description=ESIA-007053%3A+x", nil)
 					_, err := c.HandleCallback(context.Background(), r, "")
-					var ue *UserError
+					var ue *upstream.Error
 					if !errors.As(err, &ue) {
-						t.Errorf("not a page: %v", err)
+						t.Errorf("not an upstream error: %v", err)
 						return
 					}
-					if ue.Operator != "" {
+					if ue.Kind == upstream.Misconfigured && ue.Operator != "" {
 						alarms.Add(1)
-					} else if ue.Status != 502 || !strings.Contains(ue.Message, "ESIA-007053") {
-						t.Errorf("unconfirmed refusal page: %d %s", ue.Status, ue.Message)
+					} else if ue.Kind != upstream.RefusedUnverified || ue.Code != "ESIA-007053" {
+						t.Errorf("unconfirmed refusal: kind %d, code %q", ue.Kind, ue.Code)
 					}
 				}()
 			}

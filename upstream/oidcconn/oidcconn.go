@@ -1,7 +1,10 @@
-package broker
+// Package oidcconn is the generic OpenID Connect connector: people log in through any
+// standards-compliant OpenID provider (a certified gateway to ESIA, say), with PKCE and nonce.
+package oidcconn
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,11 +16,13 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/esia-broker/esia-broker/upstream"
 )
 
-// OIDCClaims names the claims a generic OpenID provider (such as a certified gateway to ESIA)
+// Claims names the claims a generic OpenID provider (such as a certified gateway to ESIA)
 // uses for what the broker needs. Empty names are not read.
-type OIDCClaims struct {
+type Claims struct {
 	Subject    string // default "sub"
 	FamilyName string // default "family_name"
 	GivenName  string // default "given_name"
@@ -29,8 +34,8 @@ type OIDCClaims struct {
 	Trusted string
 }
 
-// OIDCConnectorConfig configures the generic OpenID Connect upstream.
-type OIDCConnectorConfig struct {
+// Config configures the generic OpenID Connect upstream.
+type Config struct {
 	ID           string // URL name; "oidc" by default
 	DisplayName  string
 	Issuer       string
@@ -38,22 +43,22 @@ type OIDCConnectorConfig struct {
 	ClientSecret string
 	RedirectURI  string
 	Scopes       []string
-	Claims       OIDCClaims
+	Claims       Claims
 	HTTPClient   *http.Client
 }
 
-// OIDCConnector logs people in through any standards-compliant OpenID provider (go-oidc), with
+// Connector logs people in through any standards-compliant OpenID provider (go-oidc), with
 // PKCE and nonce. Discovery happens at the first login, so the broker starts while the
 // provider is down.
-type OIDCConnector struct {
-	cfg OIDCConnectorConfig
+type Connector struct {
+	cfg Config
 
 	mu       sync.Mutex
 	provider *oidc.Provider
 }
 
-// NewOIDCConnector makes a generic OIDC connector.
-func NewOIDCConnector(cfg OIDCConnectorConfig) (*OIDCConnector, error) {
+// Open checks the configuration and makes the connector (no network call).
+func (cfg Config) Open() (*Connector, error) {
 	if cfg.Issuer == "" || cfg.ClientID == "" || cfg.RedirectURI == "" {
 		return nil, errors.New("oidc upstream: issuer, client id and redirect URI are required")
 	}
@@ -75,17 +80,17 @@ func NewOIDCConnector(cfg OIDCConnectorConfig) (*OIDCConnector, error) {
 			*f.p = f.def
 		}
 	}
-	return &OIDCConnector{cfg: cfg}, nil
+	return &Connector{cfg: cfg}, nil
 }
 
-func (c *OIDCConnector) ctx(ctx context.Context) context.Context {
+func (c *Connector) ctx(ctx context.Context) context.Context {
 	if c.cfg.HTTPClient != nil {
 		return oidc.ClientContext(ctx, c.cfg.HTTPClient)
 	}
 	return ctx
 }
 
-func (c *OIDCConnector) setup(ctx context.Context) (*oidc.Provider, *oauth2.Config, error) {
+func (c *Connector) setup(ctx context.Context) (*oidc.Provider, *oauth2.Config, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.provider == nil {
@@ -98,36 +103,36 @@ func (c *OIDCConnector) setup(ctx context.Context) (*oidc.Provider, *oauth2.Conf
 	return c.provider, &oauth2.Config{ClientID: c.cfg.ClientID, ClientSecret: c.cfg.ClientSecret, Endpoint: c.provider.Endpoint(), RedirectURL: c.cfg.RedirectURI, Scopes: c.cfg.Scopes}, nil
 }
 
-// ID implements Connector.
-func (c *OIDCConnector) ID() string { return c.cfg.ID }
+// ID implements upstream.Connector.
+func (c *Connector) ID() string { return c.cfg.ID }
 
-// DisplayName implements Connector.
-func (c *OIDCConnector) DisplayName() string { return c.cfg.DisplayName }
+// DisplayName implements upstream.Connector.
+func (c *Connector) DisplayName() string { return c.cfg.DisplayName }
 
 type oidcFlowData struct {
 	Verifier string `json:"v"`
 	Nonce    string `json:"n"`
 }
 
-// LoginURL implements Connector.
-func (c *OIDCConnector) LoginURL(ctx context.Context, state string) (string, string, error) {
+// LoginURL implements upstream.Connector.
+func (c *Connector) LoginURL(ctx context.Context, state string) (string, string, error) {
 	_, conf, err := c.setup(ctx)
 	if err != nil {
 		return "", "", err
 	}
-	d := oidcFlowData{Verifier: oauth2.GenerateVerifier(), Nonce: randomToken()}
+	d := oidcFlowData{Verifier: oauth2.GenerateVerifier(), Nonce: rand.Text()}
 	data, _ := json.Marshal(d)
 	return conf.AuthCodeURL(state, oauth2.S256ChallengeOption(d.Verifier), oidc.Nonce(d.Nonce)), string(data), nil
 }
 
-// HandleCallback implements Connector.
-func (c *OIDCConnector) HandleCallback(ctx context.Context, r *http.Request, data string) (*Identity, error) {
+// HandleCallback implements upstream.Connector.
+func (c *Connector) HandleCallback(ctx context.Context, r *http.Request, data string) (*upstream.Identity, error) {
 	q := r.URL.Query()
 	if e := q.Get("error"); e != "" {
 		if e == "access_denied" {
-			return nil, &UserError{Status: http.StatusBadRequest, Title: "Вход отменён", Message: "Вы отменили вход. Чтобы открыть дневник, войдите ещё раз."}
+			return nil, &upstream.Error{Kind: upstream.Cancelled, Err: errors.New("the person refused at the provider")}
 		}
-		return nil, &UserError{Status: http.StatusBadGateway, Title: "Сервис входа отклонил вход", Message: "Сервис входа отклонил запрос. Попробуйте ещё раз; если ошибка повторится, сообщите в службу поддержки.", Err: errors.New(e + ": " + q.Get("error_description"))}
+		return nil, &upstream.Error{Kind: upstream.Refused, Err: errors.New(e + ": " + q.Get("error_description"))}
 	}
 	var d oidcFlowData
 	if err := json.Unmarshal([]byte(data), &d); err != nil {
@@ -191,11 +196,11 @@ func (c *OIDCConnector) HandleCallback(ctx context.Context, r *http.Request, dat
 			bd = iso
 		}
 	}
-	id := &Identity{Subject: sub, FamilyName: str(cl.FamilyName), GivenName: str(cl.GivenName), MiddleName: str(cl.MiddleName),
-		Birthdate: bd, SNILS: str(cl.SNILS), AMR: []string{"esia"}, ACR: ACRTrusted}
+	id := &upstream.Identity{Subject: sub, FamilyName: str(cl.FamilyName), GivenName: str(cl.GivenName), MiddleName: str(cl.MiddleName),
+		Birthdate: bd, SNILS: str(cl.SNILS), AMR: []string{"esia"}, ACR: upstream.ACRTrusted}
 	if unconfirmed {
 		// As with ESIA: the broker admits it only as a child's own account matching a card.
-		id.Unconfirmed, id.ACR = true, ACRUnconfirmedChild
+		id.Unconfirmed, id.ACR = true, upstream.ACRUnconfirmedChild
 		for k := range claims {
 			if len(id.Fields) < 64 && claimName.MatchString(k) {
 				id.Fields = append(id.Fields, k)
