@@ -213,9 +213,13 @@ func logoutTargetAllowed(ip net.IP, allowLoopback bool) error {
 }
 
 // logoutSubject is the sub of a logout token: the one the diary saw in its ID tokens
-// (tokens.subject). When it cannot be told (the account forgotten meanwhile) the token names
-// the session by its sid alone; without a sid, by the account id.
+// (tokens.subject), as computed when the logout was queued (storage.SetShownSubject). For a
+// logout queued without it, it is computed now; when it cannot be (the account forgotten
+// meanwhile) the token names the session by its sid alone, or, without a sid, by the account id.
 func (b *Broker) logoutSubject(ctx context.Context, d storage.LogoutDelivery) string {
+	if d.ShownSubject != "" {
+		return d.ShownSubject // computed when the logout was queued
+	}
 	if b.cfg.Tokens.Subject == "uuid" || b.cfg.Tokens.Subject == "" {
 		return d.Subject
 	}

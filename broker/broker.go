@@ -259,6 +259,11 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	if b.sectors, err = cfg.Tokens.SectorMap(); err != nil {
 		return nil, fmt.Errorf("tokens.pairwise_sectors: %w", err)
 	}
+	if cfg.Tokens.Subject == "esia_oid" || cfg.Tokens.Subject == "pairwise" {
+		// Logouts carry the sub the diary saw, made when they are queued: an account forgotten
+		// has no oid left by the time its logouts are sent.
+		o.Store.SetShownSubject(func(a *storage.Account, c *storage.Client) string { return b.subjectFor(a, c.ID, c.RedirectURIs) })
+	}
 	if b.proxies, err = cfg.HTTP.TrustedProxyNets(); err != nil {
 		return nil, fmt.Errorf("http.trusted_proxies: %w", err)
 	}

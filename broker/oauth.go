@@ -679,6 +679,14 @@ func (b *Broker) tokenExchange(ctx context.Context, r *http.Request) tokenOutcom
 				return tokenOutcome{ar: ar, err: fosite.ErrServerError.WithWrap(err), unavailable: isUnavailable(err)}
 			}
 			applyClaims(sess, profileClaims(a, ar.GetGrantedScopes()), links)
+			// The sub as tokens.subject says today (a region may have changed it).
+			sub := b.subjectFor(a, ar.GetClient().GetID(), ar.GetClient().GetRedirectURIs())
+			if sess.Claims != nil {
+				sess.Claims.Subject = sub
+			}
+			if sess.AccessClaims != nil {
+				sess.AccessClaims.Subject = sub
+			}
 		}
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {

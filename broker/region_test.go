@@ -2,12 +2,14 @@ package broker_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -182,4 +184,80 @@ func mustAudit(t *testing.T, s *storage.Store) []storage.AuditEvent {
 		t.Fatal(err)
 	}
 	return ev
+}
+
+// TestTokenSubjectChanged: a region that changes tokens.subject: a refresh gives the new sub,
+// and a logout with an ID token from before still finds the session.
+func TestTokenSubjectChanged(t *testing.T) {
+	s := openSQLite(t)
+	e := newLinkEnv(t, s, "ESIA_BROKER_TOKENS_SUBJECT=pairwise")
+	br := newBrowser(t)
+	tok, c := e.tokens(t, e.esiaLogin(t, br, "parent-two-kids", nil, e.acceptAll(t, br)))
+	if len(c.Sub) != 43 {
+		t.Fatalf("pairwise sub %q", c.Sub)
+	}
+	conns, _ := esiaUpstream(t, "", 5*time.Second)
+	h2 := newHarnessAt(t, s, e.h.URL, conns, "ESIA_BROKER_TOKENS_SUBJECT=esia_oid") // the same broker, restarted with esia_oid
+	code, out := postForm(t, h2.Direct+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}, "kiasuo", "secret-secret-secret")
+	idt, _ := out["id_token"].(string)
+	if code != http.StatusOK || idt == "" {
+		t.Fatalf("refresh: %d %v", code, out)
+	}
+	var claims struct {
+		Sub string `json:"sub"`
+	}
+	parts := strings.Split(idt, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || json.Unmarshal(payload, &claims) != nil || claims.Sub != "1000300001" {
+		t.Errorf("sub after the refresh under esia_oid: %q (%v)", claims.Sub, err)
+	}
+	old, _ := tok.Extra("id_token").(string)
+	if code, _ := postForm(t, h2.Direct+"/oauth2/logout", url.Values{"id_token_hint": {old}}, "", ""); code >= 400 {
+		t.Fatalf("logout with the pairwise ID token: %d", code)
+	}
+	ended := false
+	for _, ev := range mustAudit(t, s) {
+		ended = ended || (ev.Action == "logout" && strings.Contains(ev.Details, `"sid"`))
+	}
+	if !ended {
+		t.Error("a logout with an ID token from before the change did not end the session")
+	}
+}
+
+// TestForgottenAccountsLogoutCarriesTheDiarysSub: under pairwise subjects, forgetting an
+// account tells each diary by the sub it saw (made before the oid is blanked), never by the
+// account id.
+func TestForgottenAccountsLogoutCarriesTheDiarysSub(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t)
+	e := newLinkEnv(t, s, "ESIA_BROKER_TOKENS_SUBJECT=pairwise")
+	diary := newDiaryStandIn(t)
+	c, err := s.Client(ctx, "kiasuo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.BackchannelLogoutURI = diary.URI()
+	if err := s.UpdateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	br := newBrowser(t)
+	_, claims := e.tokens(t, e.esiaLogin(t, br, "parent-two-kids", nil, e.acceptAll(t, br)))
+	a, err := s.AccountByUpstream(ctx, "esia", "1000300001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ForgetAccount(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.h.Broker.DeliverLogouts(ctx); err != nil || n != 1 {
+		t.Fatalf("deliveries: %d %v", n, err)
+	}
+	got := diary.received()
+	if len(got) != 1 {
+		t.Fatalf("the diary received %d logout tokens", len(got))
+	}
+	lt := verifyLogoutToken(t, e.h.URL+"/oauth2/jwks", got[0], e.h.URL, "kiasuo")
+	if lt.Subject != claims.Sub || lt.Subject == a.ID {
+		t.Errorf("logout token sub %q, want the diary's %q (never the account id %s)", lt.Subject, claims.Sub, a.ID)
+	}
 }

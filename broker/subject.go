@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/url"
 
+	"github.com/google/uuid"
+
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -60,7 +62,9 @@ func (b *Broker) hintAccount(ctx context.Context, sub, sid, clientID string) str
 		return ""
 	}
 	if b.cfg.Tokens.Subject == "uuid" || b.cfg.Tokens.Subject == "" {
-		return sub
+		if _, err := uuid.Parse(sub); err == nil {
+			return sub // the account id itself
+		}
 	}
 	var a *storage.Account
 	var err error
@@ -70,7 +74,7 @@ func (b *Broker) hintAccount(ctx context.Context, sub, sid, clientID string) str
 		if id, err = b.store.AccountBySID(ctx, sid); err == nil {
 			a, err = b.store.Account(ctx, id)
 		}
-	case b.cfg.Tokens.Subject == "esia_oid":
+	case oidLike(sub):
 		a, err = b.store.AccountByUpstream(ctx, storage.ESIAUpstream, sub)
 	default:
 		return ""
@@ -78,10 +82,16 @@ func (b *Broker) hintAccount(ctx context.Context, sub, sid, clientID string) str
 	if err != nil {
 		return ""
 	}
-	if s, err := b.subjectForClient(ctx, a, clientID); err != nil || s != sub {
-		return ""
+	// The token may be older than the setting: any sub this account has had for the client.
+	if sub == a.ID || (a.UpstreamSub != nil && a.Kind == "esia" && a.Upstream == storage.ESIAUpstream && sub == *a.UpstreamSub) {
+		return a.ID
 	}
-	return a.ID
+	c, err := b.store.Client(ctx, clientID)
+	if err == nil && a.Kind == "esia" && a.Upstream == storage.ESIAUpstream && a.UpstreamSub != nil &&
+		sub == b.linker.Digester().PairwiseSubject(b.sector(c.ID, c.RedirectURIs), *a.UpstreamSub) {
+		return a.ID
+	}
+	return ""
 }
 
 // subjectType names tokens.subject as discovery does (subject_types_supported).
@@ -90,4 +100,17 @@ func subjectType(subject string) string {
 		return "pairwise"
 	}
 	return "public"
+}
+
+// oidLike tells whether sub may be an ESIA oid (digits).
+func oidLike(sub string) bool {
+	if sub == "" || len(sub) > 20 {
+		return false
+	}
+	for _, r := range sub {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -28,7 +28,7 @@ type MigrationStore interface {
 	AccountByUpstream(ctx context.Context, upstream, sub string) (*storage.Account, error)
 	AccountForUpdate(ctx context.Context, id string) (*storage.Account, error)
 	ImportLink(ctx context.Context, accountID, studentID, relation string, linkedAt time.Time) (string, error)
-	SelfLinkHolder(ctx context.Context, studentID string) (string, error)
+	SelfLinks(ctx context.Context, studentID string) ([]storage.Link, error)
 	ClearAwaiting(ctx context.Context, accountID string) (bool, error)
 	RehashChildPassword(ctx context.Context, accountID, oldHash, newHash string) (bool, error)
 }
@@ -326,105 +326,120 @@ func (s *Service) ImportLinks(ctx context.Context, r io.Reader, o ImportFileOpti
 		rep.Skipped = rep.Rows
 		return rep, ErrInvalidRows
 	}
-	var dbErrs []RowError
-	err = s.store.InTx(ctx, func(ctx context.Context) error {
-		students := map[string]*storage.Student{}
-		for i, g := range goods {
-			if o.Progress != nil && (i%500 == 0 || i == len(goods)-1) {
-				o.Progress(i+1, len(goods))
+	// A row's check: the account (nil: none yet), whether its link exists, or why it is refused.
+	type checked struct {
+		a      *storage.Account
+		exists bool
+	}
+	students := map[string]*storage.Student{}
+	check := func(ctx context.Context, g good, lock bool) (checked, *RowError, error) {
+		bad := func(field, reason string) (checked, *RowError, error) {
+			return checked{}, &RowError{Line: g.line, Field: field, Reason: reason}, nil
+		}
+		st := students[g.student]
+		if st == nil {
+			var err error
+			st, err = s.store.Student(ctx, g.student)
+			if errors.Is(err, storage.ErrNotFound) {
+				return bad("student_id", "no such card in the roster (import the roster first)")
 			}
-			bad := func(field, reason string) {
-				dbErrs = append(dbErrs, RowError{Line: g.line, Field: field, Reason: reason})
+			if err != nil {
+				return checked{}, nil, err
 			}
-			st := students[g.student]
-			if st == nil {
-				st, err = s.store.Student(ctx, g.student)
-				if errors.Is(err, storage.ErrNotFound) {
-					bad("student_id", "no such card in the roster (import the roster first)")
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				students[g.student] = st
+			students[g.student] = st
+		}
+		if !st.Active {
+			return bad("student_id", "the card is inactive (the student left)")
+		}
+		a, err := ms.AccountByUpstream(ctx, storage.ESIAUpstream, g.oid)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			a = nil
+		case err != nil:
+			return checked{}, nil, err
+		case lock:
+			// Locked, and read again: a first login settling this account's links meanwhile
+			// would otherwise leave this one unchecked.
+			if a, err = ms.AccountForUpdate(ctx, a.ID); err != nil {
+				return checked{}, nil, err
 			}
-			if !st.Active {
-				bad("student_id", "the card is inactive (the student left)")
-				continue
+		}
+		if a != nil && !a.AwaitingLogin {
+			// Known already: the rules of every link hold now (an adult parent; the student's
+			// own account only by the card's birth date).
+			if err := MayLink(a, st, g.relation, now); err != nil {
+				return bad("esia_oid", "this account may not be linked so: "+err.Error())
 			}
-			a, err := ms.AccountByUpstream(ctx, storage.ESIAUpstream, g.oid)
-			switch {
-			case errors.Is(err, storage.ErrNotFound):
-				a = nil
-			case err != nil:
-				return err
-			default:
-				// Locked, and read again: a first login settling this account's links
-				// meanwhile would otherwise leave this one unchecked.
-				if a, err = ms.AccountForUpdate(ctx, a.ID); err != nil {
-					return err
-				}
+		}
+		if g.relation == "self" {
+			if other, err := otherSelfLink(ctx, ms, g.student, a); err != nil {
+				return checked{}, nil, err
+			} else if other {
+				return bad("relation", "the student's own account is already linked to another ESIA account")
 			}
-			if a != nil && !a.AwaitingLogin {
-				// Known already: the rules of every link hold now (an adult parent; the
-				// student's own account only by the card's birth date).
-				if err := MayLink(a, st, g.relation, now); err != nil {
-					bad("esia_oid", "this account may not be linked so: "+err.Error())
-					continue
-				}
+		}
+		c := checked{a: a}
+		if a != nil {
+			ls, err := s.store.Links(ctx, a.ID, false)
+			if err != nil {
+				return checked{}, nil, err
 			}
-			if g.relation == "self" {
-				holder, err := ms.SelfLinkHolder(ctx, g.student)
-				if err != nil {
-					return err
-				}
-				if holder != "" && (a == nil || holder != a.ID) {
-					bad("relation", "the student's own account is already linked to another ESIA account")
-					continue
-				}
-			}
-			if a == nil {
-				if a, _, err = ms.AwaitingAccount(ctx, g.oid); err != nil {
-					return err
-				}
+			c.exists = slices.ContainsFunc(ls, func(l storage.Link) bool { return l.StudentID == g.student })
+		}
+		return c, nil, nil
+	}
+	newOIDs := map[string]bool{}
+	err = s.runImport(ctx, len(goods), o, rep, func(ctx context.Context, i int, write bool) (*RowError, error) {
+		g := goods[i]
+		c, rowErr, err := check(ctx, g, write)
+		if rowErr != nil || err != nil {
+			return rowErr, err
+		}
+		if !write {
+			if c.a == nil && !newOIDs[g.oid] {
+				newOIDs[g.oid] = true
 				rep.Accounts++
 			}
-			linkID, err := ms.ImportLink(ctx, a.ID, g.student, g.relation, g.linkedAt)
-			if err != nil {
-				return err
-			}
-			if linkID == "" {
+			if c.exists {
 				rep.Unchanged++
-				continue
+			} else {
+				rep.Created++
 			}
-			rep.Created++
-			if err := s.store.AppendEvent(ctx, linkEvent(storage.EventLinkCreated, a.ID, g.student, linkID, g.relation, "imported")); err != nil {
-				return err
+			return nil, nil
+		}
+		if c.a == nil {
+			if c.a, _, err = ms.AwaitingAccount(ctx, g.oid); err != nil {
+				return nil, err
 			}
+			rep.Accounts++
 		}
-		if len(dbErrs) > 0 && !o.SkipInvalid {
-			return ErrInvalidRows
+		linkID, err := ms.ImportLink(ctx, c.a.ID, g.student, g.relation, g.linkedAt)
+		if err != nil {
+			return nil, err
 		}
-		if o.DryRun {
-			return errDryRun
+		if linkID == "" {
+			rep.Unchanged++
+			return nil, nil
 		}
+		rep.Created++
+		return nil, s.store.AppendEvent(ctx, linkEvent(storage.EventLinkCreated, c.a.ID, g.student, linkID, g.relation, "imported"))
+	}, func() { rep.Created, rep.Unchanged, rep.Accounts = 0, 0, 0; clear(students) }, func(ctx context.Context) error {
 		return s.store.Audit(ctx, o.Operator, "links.import", "", map[string]any{"rows": rep.Rows, "created": rep.Created,
-			"unchanged": rep.Unchanged, "accounts": rep.Accounts, "skipped": rep.Skipped + len(dbErrs)})
+			"unchanged": rep.Unchanged, "accounts": rep.Accounts, "skipped": rep.Skipped})
 	})
-	rep.Errors = append(rep.Errors, dbErrs...)
-	slices.SortStableFunc(rep.Errors, func(a, b RowError) int { return a.Line - b.Line })
-	rep.Skipped += len(dbErrs)
-	switch {
-	case errors.Is(err, ErrInvalidRows):
-		rep.Skipped, rep.Created, rep.Unchanged, rep.Accounts = rep.Rows, 0, 0, 0
-		return rep, ErrInvalidRows
-	case errors.Is(err, errDryRun):
-		return rep, nil
-	case err != nil:
-		return rep, err
+	if errors.Is(err, ErrInvalidRows) {
+		rep.Created, rep.Unchanged, rep.Accounts = 0, 0, 0
 	}
-	rep.Applied = true
-	return rep, nil
+	return rep, err
+}
+
+// otherSelfLink tells whether an account other than a (nil: any) holds the student's own link.
+func otherSelfLink(ctx context.Context, ms MigrationStore, studentID string, a *storage.Account) (bool, error) {
+	ls, err := ms.SelfLinks(ctx, studentID)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(ls, func(l storage.Link) bool { return a == nil || l.AccountID != a.ID }), nil
 }
 
 // SettleImported turns the imported links of an account awaiting its first login into normal
@@ -460,7 +475,19 @@ func (s *Service) SettleImported(ctx context.Context, a *storage.Account) (settl
 			if err != nil {
 				return err
 			}
-			if why := MayLink(a, st, l.Relation, today); why != nil {
+			why := MayLink(a, st, l.Relation, today)
+			if why == nil && l.Relation == "self" {
+				// One own account per card: not when another holds it meanwhile, nor when ESIA's
+				// SNILS is not the card's.
+				if other, err := otherSelfLink(ctx, ms, st.ID, a); err != nil {
+					return err
+				} else if other {
+					why = errors.New("the student's own account is another")
+				} else if st.SNILSDigest != "" && a.SNILSDigest != "" && st.SNILSDigest != a.SNILSDigest {
+					why = errors.New("the SNILS is not the card's")
+				}
+			}
+			if why != nil {
 				if _, err := s.store.RevokeLink(ctx, l.ID); err != nil {
 					return err
 				}
@@ -549,103 +576,182 @@ func (s *Service) ImportChildren(ctx context.Context, r io.Reader, o ImportFileO
 		rep.Skipped = rep.Rows
 		return rep, ErrInvalidRows
 	}
-	var dbErrs []RowError
-	err = s.store.InTx(ctx, func(ctx context.Context) error {
-		for i, g := range goods {
-			if o.Progress != nil && (i%200 == 0 || i == len(goods)-1) {
-				o.Progress(i+1, len(goods))
-			}
-			bad := func(field, reason string) {
-				dbErrs = append(dbErrs, RowError{Line: g.line, Field: field, Reason: reason})
-			}
-			st, err := s.store.Student(ctx, g.student)
-			if errors.Is(err, storage.ErrNotFound) {
-				bad("student_id", "no such card in the roster (import the roster first)")
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if !st.Active {
-				bad("student_id", "the card is inactive (the student left)")
-				continue
-			}
-			if !s.childMayUse(st) {
-				bad("student_id", "the student is 14 or older: sub-accounts are for children under 14, who move to ESIA at 14")
-				continue
-			}
-			if c, err := s.store.ChildByStudent(ctx, g.student); err == nil {
-				if c.Login == g.login {
-					rep.Unchanged++
-				} else {
-					bad("student_id", "the student already has a sub-account with another login")
-				}
-				continue
-			} else if !errors.Is(err, storage.ErrNotFound) {
-				return err
-			}
-			if _, err := s.store.ChildByLogin(ctx, g.login); err == nil {
-				bad("login", "taken by another child's sub-account")
-				continue
-			} else if !errors.Is(err, storage.ErrNotFound) {
-				return err
-			}
-			guardian, err := ms.AccountByUpstream(ctx, storage.ESIAUpstream, g.oid)
-			if errors.Is(err, storage.ErrNotFound) {
-				bad("guardian_esia_oid", "no such account: import the links first")
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			gl, err := s.store.GuardianLinks(ctx, g.student)
-			if err != nil {
-				return err
-			}
-			if guardian.Status != "active" || !slices.ContainsFunc(gl, func(l storage.Link) bool { return l.AccountID == guardian.ID }) {
-				bad("guardian_esia_oid", "this account has no active parent link to the student: import the links first")
-				continue
-			}
-			a := &storage.Account{FamilyName: st.FamilyName, GivenName: st.GivenName, MiddleName: st.MiddleName, Birthdate: st.Birthdate}
-			if err := s.store.CreateChild(ctx, a, &storage.ChildCredential{StudentID: g.student, Login: g.login, PasswordHash: g.hash, CreatedBy: "import:" + guardian.ID}); err != nil {
-				if errors.Is(err, storage.ErrConflict) {
-					bad("login", "taken by another child's sub-account")
-					continue
-				}
-				return err
-			}
-			rep.Created++
-			rep.Formats[g.format]++
-			if g.weak {
-				rep.Weak++
-			}
-			if err := s.store.AppendEvent(ctx, storage.Event{Type: storage.EventChildCreated, AccountID: a.ID, StudentID: g.student,
-				Data: map[string]any{"parent": guardian.ID, "imported": true}}); err != nil {
-				return err
-			}
+	check := func(ctx context.Context, g good) (guardian *storage.Account, st *storage.Student, exists bool, rowErr *RowError, err error) {
+		bad := func(field, reason string) (*storage.Account, *storage.Student, bool, *RowError, error) {
+			return nil, nil, false, &RowError{Line: g.line, Field: field, Reason: reason}, nil
 		}
-		if len(dbErrs) > 0 && !o.SkipInvalid {
-			return ErrInvalidRows
+		st, err = s.store.Student(ctx, g.student)
+		if errors.Is(err, storage.ErrNotFound) {
+			return bad("student_id", "no such card in the roster (import the roster first)")
 		}
-		if o.DryRun {
-			return errDryRun
+		if err != nil {
+			return nil, nil, false, nil, err
 		}
+		if !st.Active {
+			return bad("student_id", "the card is inactive (the student left)")
+		}
+		if !s.childMayUse(st) {
+			return bad("student_id", "the student is 14 or older: sub-accounts are for children under 14, who move to ESIA at 14")
+		}
+		if c, err := s.store.ChildByStudent(ctx, g.student); err == nil {
+			if c.Login == g.login {
+				return nil, st, true, nil, nil
+			}
+			return bad("student_id", "the student already has a sub-account with another login")
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return nil, nil, false, nil, err
+		}
+		if _, err := s.store.ChildByLogin(ctx, g.login); err == nil {
+			return bad("login", "taken by another child's sub-account")
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return nil, nil, false, nil, err
+		}
+		guardian, err = ms.AccountByUpstream(ctx, storage.ESIAUpstream, g.oid)
+		if errors.Is(err, storage.ErrNotFound) {
+			return bad("guardian_esia_oid", "no such account: import the links first")
+		}
+		if err != nil {
+			return nil, nil, false, nil, err
+		}
+		gl, err := s.store.GuardianLinks(ctx, g.student)
+		if err != nil {
+			return nil, nil, false, nil, err
+		}
+		if guardian.Status != "active" || !slices.ContainsFunc(gl, func(l storage.Link) bool { return l.AccountID == guardian.ID }) {
+			return bad("guardian_esia_oid", "this account has no active parent link to the student: import the links first")
+		}
+		return guardian, st, false, nil, nil
+	}
+	count := func(g good) {
+		rep.Created++
+		rep.Formats[g.format]++
+		if g.weak {
+			rep.Weak++
+		}
+	}
+	err = s.runImport(ctx, len(goods), o, rep, func(ctx context.Context, i int, write bool) (*RowError, error) {
+		g := goods[i]
+		guardian, st, exists, rowErr, err := check(ctx, g)
+		if rowErr != nil || err != nil {
+			return rowErr, err
+		}
+		if exists {
+			rep.Unchanged++
+			return nil, nil
+		}
+		if !write {
+			count(g)
+			return nil, nil
+		}
+		a := &storage.Account{FamilyName: st.FamilyName, GivenName: st.GivenName, MiddleName: st.MiddleName, Birthdate: st.Birthdate}
+		if err := s.store.CreateChild(ctx, a, &storage.ChildCredential{StudentID: g.student, Login: g.login, PasswordHash: g.hash, CreatedBy: "import:" + guardian.ID}); err != nil {
+			if errors.Is(err, storage.ErrConflict) {
+				return &RowError{Line: g.line, Field: "login", Reason: "taken by another child's sub-account"}, nil
+			}
+			return nil, err
+		}
+		count(g)
+		return nil, s.store.AppendEvent(ctx, storage.Event{Type: storage.EventChildCreated, AccountID: a.ID, StudentID: g.student,
+			Data: map[string]any{"parent": guardian.ID, "imported": true}})
+	}, func() { rep.Created, rep.Unchanged, rep.Weak = 0, 0, 0; clear(rep.Formats) }, func(ctx context.Context) error {
 		return s.store.Audit(ctx, o.Operator, "children.import", "", map[string]any{"rows": rep.Rows, "created": rep.Created,
-			"unchanged": rep.Unchanged, "weak": rep.Weak, "formats": rep.Formats, "skipped": rep.Skipped + len(dbErrs)})
+			"unchanged": rep.Unchanged, "weak": rep.Weak, "formats": rep.Formats, "skipped": rep.Skipped})
 	})
-	rep.Errors = append(rep.Errors, dbErrs...)
-	slices.SortStableFunc(rep.Errors, func(a, b RowError) int { return a.Line - b.Line })
-	rep.Skipped += len(dbErrs)
-	switch {
-	case errors.Is(err, ErrInvalidRows):
-		rep.Skipped, rep.Created, rep.Unchanged, rep.Weak = rep.Rows, 0, 0, 0
+	if errors.Is(err, ErrInvalidRows) {
+		rep.Created, rep.Unchanged, rep.Weak = 0, 0, 0
 		clear(rep.Formats)
-		return rep, ErrInvalidRows
-	case errors.Is(err, errDryRun):
-		return rep, nil
-	case err != nil:
-		return rep, err
+	}
+	return rep, err
+}
+
+// importBatch is how many rows one transaction of an import writes: a long import never holds
+// the database (SQLite's one writer, PostgreSQL's row locks) for more than a moment.
+const importBatch = 500
+
+// sqliteImportPause is the pause between two batches on SQLite (runImport).
+const sqliteImportPause = 120 * time.Millisecond
+
+// runImport runs an import's rows in two passes. The first only checks (row with write false,
+// no transaction, no lock) and collects the refused rows: with any, and without
+// --skip-invalid, nothing is written (ErrInvalidRows); a dry run stops there. The second
+// (after reset) checks each row again and writes it, importBatch rows per transaction, and
+// audits. A row refused only in the second pass (the database changed meanwhile) is reported
+// and skipped; a failure of the database stops the import with the batches before it
+// written, and running the same file again completes it.
+func (s *Service) runImport(ctx context.Context, n int, o ImportFileOptions, rep *FileImportReport,
+	row func(ctx context.Context, i int, write bool) (*RowError, error), reset func(), audit func(ctx context.Context) error) error {
+	progress := func(done int) {
+		if o.Progress != nil && (done%importBatch == 0 || done == 2*n) {
+			o.Progress(done, 2*n)
+		}
+	}
+	refused := map[int]bool{}
+	var errs []RowError
+	for i := range n {
+		rowErr, err := row(ctx, i, false)
+		if err != nil {
+			return err
+		}
+		if rowErr != nil {
+			refused[i] = true
+			errs = append(errs, *rowErr)
+		}
+		progress(i + 1)
+	}
+	finish := func(errs []RowError) {
+		rep.Errors = append(rep.Errors, errs...)
+		slices.SortStableFunc(rep.Errors, func(a, b RowError) int { return a.Line - b.Line })
+		rep.Skipped += len(errs)
+	}
+	if len(errs) > 0 && !o.SkipInvalid {
+		finish(errs)
+		rep.Skipped = rep.Rows
+		return ErrInvalidRows
+	}
+	if o.DryRun {
+		finish(errs)
+		return nil
+	}
+	reset()
+	var todo []int
+	for i := range n {
+		if !refused[i] {
+			todo = append(todo, i)
+		}
+	}
+	var late []RowError
+	for start := 0; start < len(todo); start += importBatch {
+		batch := todo[start:min(start+importBatch, len(todo))]
+		var batchLate []RowError
+		err := s.store.InTx(ctx, func(ctx context.Context) error {
+			for _, i := range batch {
+				rowErr, err := row(ctx, i, true)
+				if err != nil {
+					return err
+				}
+				if rowErr != nil {
+					batchLate = append(batchLate, *rowErr)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			finish(append(errs, late...))
+			return fmt.Errorf("the import stopped after %d of %d rows, which are written (run the same file again to finish): %w", start, len(todo), err)
+		}
+		late = append(late, batchLate...)
+		progress(n + start + len(batch))
+		if d, ok := s.store.(interface{ Dialect() storage.Dialect }); ok && d.Dialect() == storage.SQLite && start+importBatch < len(todo) {
+			// SQLite has one writer, and a writer waiting for it retries at most every 100 ms:
+			// a pause longer than that lets the logins waiting meanwhile write before the next
+			// batch.
+			time.Sleep(sqliteImportPause)
+		}
+	}
+	finish(append(errs, late...))
+	if err := s.store.InTx(ctx, audit); err != nil {
+		return err
 	}
 	rep.Applied = true
-	return rep, nil
+	return nil
 }

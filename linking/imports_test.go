@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
+	"github.com/esia-broker/esia-broker/storage/storagetest"
 )
 
 var _ linking.MigrationStore = (*storage.Store)(nil)
@@ -283,4 +286,101 @@ func TestImportFileForms(t *testing.T) {
 			t.Errorf("look-alike and long logins: %v %v", err, rep.Errors)
 		}
 	})
+}
+
+// TestImportedSelfLinks: a card has one own account. An imported own link is refused at the
+// first login when ESIA's SNILS is not the card's, and gives way when the account with the
+// card's SNILS logs in (the stronger proof).
+func TestImportedSelfLinks(t *testing.T) {
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		f.importRoster(t, roster, linking.ImportOptions{})
+		s2, err := f.store.Student(ctx, "s-2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := "esia_oid,student_id,relation,linked_at\n5000000001,s-2,self,2024-09-01\n"
+		if _, err := f.link.ImportLinks(ctx, strings.NewReader(file), linking.ImportFileOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		other, err := f.link.Digester().SNILS("112-233-445 95")
+		if err != nil {
+			t.Fatal(err)
+		}
+		oid := "5000000001"
+		// Same birth date, another SNILS: refused.
+		a, err := f.store.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: &oid, Birthdate: s2.Birthdate, SNILSDigest: other})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if settled, refused, err := f.link.SettleImported(ctx, a); err != nil || settled != 0 || refused != 1 {
+			t.Fatalf("another SNILS: %d settled, %d refused, %v", settled, refused, err)
+		}
+
+		// Imported again for a twin with no SNILS from ESIA: settled by the birth date; then the
+		// child whose SNILS is the card's logs in, and the imported link gives way.
+		file = "esia_oid,student_id,relation,linked_at\n5000000002,s-2,self,2024-09-01\n"
+		if _, err := f.link.ImportLinks(ctx, strings.NewReader(file), linking.ImportFileOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		twinOID := "5000000002"
+		twin, err := f.store.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: &twinOID, Birthdate: s2.Birthdate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if settled, _, err := f.link.SettleImported(ctx, twin); err != nil || settled != 1 {
+			t.Fatalf("twin without SNILS: %d settled, %v", settled, err)
+		}
+		child := mustAccountBorn(t, f.store, "5000000003", s2.Birthdate)
+		if _, err := f.link.Resolve(ctx, child, "234-567-890 99"); err != nil {
+			t.Fatal(err)
+		}
+		ls, err := f.store.SelfLinks(ctx, "s-2")
+		if err != nil || len(ls) != 1 || ls[0].AccountID != child || ls[0].Method != "snils" {
+			t.Errorf("own links of s-2 after the child's login: %+v %v", ls, err)
+		}
+	})
+}
+
+// TestImportLeavesRoomForLogins: a long import writes in batches, so on SQLite (one writer) a
+// login's write goes through while the import is still running instead of waiting for its end.
+func TestImportLeavesRoomForLogins(t *testing.T) {
+	s := storagetest.Open(t, storagetest.NewSQLiteDSN(t))
+	f := newFixture(t, s)
+	ctx := context.Background()
+	const n = 4000
+	var cards, links strings.Builder
+	cards.WriteString("student_id,school_id,class,family_name,given_name,middle_name,birthdate,snils,active\n")
+	links.WriteString("esia_oid,student_id,relation,linked_at\n")
+	for i := range n {
+		fmt.Fprintf(&cards, "b-%05d,sch-1,1А,Фамилия,Имя,,2016-03-03,,1\n", i)
+		fmt.Fprintf(&links, "%d,b-%05d,parent,2020-09-01\n", 8000000000+i, i)
+	}
+	f.importRoster(t, cards.String(), linking.ImportOptions{})
+	writing := make(chan struct{})
+	var once sync.Once
+	var importDone atomic.Bool
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.link.ImportLinks(ctx, strings.NewReader(links.String()), linking.ImportFileOptions{Progress: func(d, total int) {
+			if d > n { // the writing pass has begun
+				once.Do(func() { close(writing) })
+			}
+		}})
+		importDone.Store(true)
+		done <- err
+	}()
+	<-writing
+	if err := s.Audit(ctx, "test", "login", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if importDone.Load() {
+		t.Error("a write made while the import was writing waited for the whole import")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if c := countLinks(t, s); c != n {
+		t.Errorf("%d links imported, want %d", c, n)
+	}
 }

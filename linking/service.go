@@ -206,6 +206,13 @@ func (s *Service) ResolveAccount(ctx context.Context, a *storage.Account, snils 
 			if have[id] {
 				continue
 			}
+			if w.relation == "self" {
+				// The card's own SNILS is the stronger proof: an imported own link of another
+				// account (settled by the birth date alone) gives way.
+				if err := s.yieldImportedSelf(ctx, id, accountID); err != nil {
+					return err
+				}
+			}
 			linkID, err := s.store.AddLink(ctx, accountID, id, w.relation, "snils")
 			if err != nil {
 				return err
@@ -223,6 +230,36 @@ func (s *Service) ResolveAccount(ctx context.Context, a *storage.Account, snils 
 		return nil
 	})
 	return ch, err
+}
+
+// yieldImportedSelf revokes the imported self links of the student held by accounts other
+// than accountID.
+func (s *Service) yieldImportedSelf(ctx context.Context, studentID, accountID string) error {
+	ms, ok := s.store.(MigrationStore)
+	if !ok {
+		return nil
+	}
+	ls, err := ms.SelfLinks(ctx, studentID)
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		if l.AccountID == accountID || l.Method != "imported" {
+			continue
+		}
+		if ok, err := s.store.RevokeLink(ctx, l.ID); err != nil {
+			return err
+		} else if !ok {
+			continue
+		}
+		if err := s.store.Audit(ctx, "account:"+l.AccountID, "link.import_refused", studentID, map[string]any{"relation": "self", "reason": "the card's SNILS names another account"}); err != nil {
+			return err
+		}
+		if err := s.store.AppendEvent(ctx, linkEvent(storage.EventLinkRevoked, l.AccountID, studentID, l.ID, l.Relation, l.Method)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Errors of code redemption that the person may see.

@@ -164,16 +164,20 @@ func (s *Store) ForgetAccount(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
+		if _, err := s.Account(ctx, id); err != nil {
+			return fmt.Errorf("forget account: %w", err)
+		}
+		// The diaries learn of it while the consents still name them, and by the sub they saw
+		// (made from the ESIA oid, about to be blanked).
+		if err := s.enqueueLogouts(ctx, id, ""); err != nil {
+			return err
+		}
 		res, err := s.exec(ctx, `UPDATE accounts SET family_name = '', given_name = '', middle_name = '', birthdate = '', snils_digest = '', upstream_sub = NULL, status = 'forgotten', updated_at = ? WHERE id = ?`, now, id)
 		if err != nil {
 			return fmt.Errorf("forget account: %w", err)
 		}
 		if affected(res) == 0 {
 			return fmt.Errorf("forget account: %w", ErrNotFound)
-		}
-		// The diaries learn of it while the consents still name them.
-		if err := s.enqueueLogouts(ctx, id, ""); err != nil {
-			return err
 		}
 		for _, q := range []string{
 			`DELETE FROM browser_sessions WHERE account_id = ?`,

@@ -52,16 +52,15 @@ func (s *Store) ImportLink(ctx context.Context, accountID, studentID, relation s
 	return id, nil
 }
 
-// SelfLinkHolder returns the account holding the student's active self link, "" when none.
-func (s *Store) SelfLinkHolder(ctx context.Context, studentID string) (string, error) {
-	var ids []string
-	if err := s.selectAll(ctx, &ids, `SELECT account_id FROM links WHERE student_id = ? AND relation = 'self' AND revoked_at IS NULL`, studentID); err != nil {
-		return "", fmt.Errorf("self link of student: %w", err)
+// SelfLinks returns the student's active self links (the student's own accounts: one, as a
+// rule).
+func (s *Store) SelfLinks(ctx context.Context, studentID string) ([]Link, error) {
+	var ls []Link
+	if err := s.selectAll(ctx, &ls, `SELECT id, account_id, student_id, relation, method, created_at, revoked_at FROM links
+		WHERE student_id = ? AND relation = 'self' AND revoked_at IS NULL ORDER BY created_at, id`, studentID); err != nil {
+		return nil, fmt.Errorf("self links of student: %w", err)
 	}
-	if len(ids) == 0 {
-		return "", nil
-	}
-	return ids[0], nil
+	return ls, nil
 }
 
 // ClearAwaiting marks an awaiting account as logged in; it tells whether this call did (a
@@ -90,11 +89,12 @@ type MigrationCounts struct {
 	AwaitingAccounts int            // made by the link import, not logged in yet
 	LinksByMethod    map[string]int // active links
 	ImportedChildren int            // sub-accounts made by the children import
-	NotRehashed      int            // sub-accounts whose hash is still an imported one
+	NotRehashed      int            // of those, the ones whose hash is still the imported one
 }
 
-// FamilyWithoutLink is an active card with neither a guardian SNILS nor an active parent link:
-// its family will need an invite code.
+// FamilyWithoutLink is an active card with no guardian SNILS whose family may need an invite
+// code: it has no active parent link (Pending false), or only links imported for accounts
+// that have not logged in yet (Pending: a code if the first login refuses them).
 type FamilyWithoutLink struct {
 	StudentID string `db:"id"`
 	SchoolID  string `db:"school_id"`
@@ -102,6 +102,7 @@ type FamilyWithoutLink struct {
 	Family    string `db:"family_name"`
 	Given     string `db:"given_name"`
 	Middle    string `db:"middle_name"`
+	Pending   bool   `db:"pending"`
 }
 
 // MigrationReport counts what the imports left and lists the active cards whose families have
@@ -124,16 +125,20 @@ func (s *Store) MigrationReport(ctx context.Context) (*MigrationCounts, []Family
 	if err := s.get(ctx, &c.ImportedChildren, `SELECT COUNT(*) FROM child_credentials WHERE created_by LIKE 'import:%'`); err != nil {
 		return nil, nil, fmt.Errorf("migration report: %w", err)
 	}
-	if err := s.get(ctx, &c.NotRehashed, `SELECT COUNT(*) FROM child_credentials WHERE password_hash NOT LIKE '$argon2id$%'`); err != nil {
+	if err := s.get(ctx, &c.NotRehashed, `SELECT COUNT(*) FROM child_credentials WHERE created_by LIKE 'import:%' AND updated_by = created_by`); err != nil {
 		return nil, nil, fmt.Errorf("migration report: %w", err)
 	}
 	var fam []FamilyWithoutLink
-	err := s.selectAll(ctx, &fam, `SELECT st.id, st.school_id, st.class, st.family_name, st.given_name, st.middle_name FROM students st
+	// A parent link counts when its account is active; "settled" when the account has logged in.
+	err := s.selectAll(ctx, &fam, `SELECT st.id, st.school_id, st.class, st.family_name, st.given_name, st.middle_name,
+		EXISTS (SELECT 1 FROM links l JOIN accounts a ON a.id = l.account_id
+			WHERE l.student_id = st.id AND l.relation = 'parent' AND l.revoked_at IS NULL AND a.status = 'active') AS pending
+		FROM students st
 		WHERE st.active = ?
 		AND NOT EXISTS (SELECT 1 FROM student_guardians g WHERE g.student_id = st.id)
 		AND NOT EXISTS (SELECT 1 FROM links l JOIN accounts a ON a.id = l.account_id
-			WHERE l.student_id = st.id AND l.relation = 'parent' AND l.revoked_at IS NULL AND a.status = 'active')
-		ORDER BY st.school_id, st.class, st.family_name, st.given_name, st.id`, true)
+			WHERE l.student_id = st.id AND l.relation = 'parent' AND l.revoked_at IS NULL AND a.status = 'active' AND a.awaiting_login = ?)
+		ORDER BY st.school_id, st.class, st.family_name, st.given_name, st.id`, true, false)
 	if err != nil {
 		return nil, nil, fmt.Errorf("migration report: %w", err)
 	}

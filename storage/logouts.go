@@ -9,9 +9,12 @@ import (
 // LogoutDelivery is a back-channel logout waiting to reach a diary: its session (SID, or "" for
 // every session of the subject) ended.
 type LogoutDelivery struct {
-	ID            string    `db:"id"`
-	ClientID      string    `db:"client_id"`
-	Subject       string    `db:"subject"`
+	ID       string `db:"id"`
+	ClientID string `db:"client_id"`
+	Subject  string `db:"subject"`
+	// ShownSubject is the sub the diary saw in its tokens when it differs from Subject (the
+	// account id): tokens.subject esia_oid or pairwise; computed when the logout was queued.
+	ShownSubject  string    `db:"shown_subject"`
 	SID           string    `db:"sid"`
 	CreatedAt     time.Time `db:"created_at"`
 	NextAttemptAt time.Time `db:"next_attempt_at"`
@@ -33,15 +36,35 @@ func (s *Store) enqueueLogouts(ctx context.Context, subject, sid string) error {
 		return fmt.Errorf("queue back-channel logouts: %w", err)
 	}
 	now := s.clock()
+	var account *Account
+	if s.shownSubject != nil && len(clients) > 0 {
+		if account, err = s.Account(ctx, subject); err != nil {
+			return fmt.Errorf("queue back-channel logouts: %w", err)
+		}
+	}
 	for _, c := range clients {
-		if _, err := s.exec(ctx, `INSERT INTO logout_deliveries (id, client_id, subject, sid, created_at, next_attempt_at, attempts, last_error)
-			SELECT ?, ?, ?, ?, ?, ?, 0, '' WHERE NOT EXISTS (SELECT 1 FROM logout_deliveries WHERE client_id = ? AND subject = ? AND sid = ?)`,
-			newSID(), c, subject, sid, now, now, c, subject, sid); err != nil {
+		shown := ""
+		if account != nil {
+			client, err := s.Client(ctx, c)
+			if err != nil {
+				return fmt.Errorf("queue back-channel logouts: %w", err)
+			}
+			if shown = s.shownSubject(account, client); shown == subject {
+				shown = ""
+			}
+		}
+		if _, err := s.exec(ctx, `INSERT INTO logout_deliveries (id, client_id, subject, shown_subject, sid, created_at, next_attempt_at, attempts, last_error)
+			SELECT ?, ?, ?, ?, ?, ?, ?, 0, '' WHERE NOT EXISTS (SELECT 1 FROM logout_deliveries WHERE client_id = ? AND subject = ? AND sid = ?)`,
+			newSID(), c, subject, shown, sid, now, now, c, subject, sid); err != nil {
 			return fmt.Errorf("queue back-channel logout: %w", err)
 		}
 	}
 	return nil
 }
+
+// SetShownSubject sets how the sub a diary sees is made from an account (tokens.subject), for
+// the back-channel logouts queued from then on; nil (the default) is the account id.
+func (s *Store) SetShownSubject(f func(a *Account, c *Client) string) { s.shownSubject = f }
 
 // loggedInClients returns the ids of the clients, with a non-empty column uriColumn, that a
 // logout of the account's session sid must reach: those the session gave codes to (none when it
@@ -78,7 +101,7 @@ func (s *Store) RecordSessionClient(ctx context.Context, accountID, sid, clientI
 // the diary's URI.
 func (s *Store) DueLogouts(ctx context.Context, limit int) ([]LogoutDelivery, error) {
 	var out []LogoutDelivery
-	err := s.selectAll(ctx, &out, `SELECT d.id, d.client_id, d.subject, d.sid, d.created_at, d.next_attempt_at, d.attempts, d.last_error,
+	err := s.selectAll(ctx, &out, `SELECT d.id, d.client_id, d.subject, d.shown_subject, d.sid, d.created_at, d.next_attempt_at, d.attempts, d.last_error,
 		c.backchannel_logout_uri AS uri, c.id_token_alg
 		FROM logout_deliveries d JOIN clients c ON c.id = d.client_id
 		WHERE d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.id LIMIT ?`, s.clock(), limit)

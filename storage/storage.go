@@ -58,6 +58,8 @@ type Store struct {
 	preparing map[string]bool // texts being prepared now, by one caller each
 	noPrepare bool
 
+	// shownSubject makes the sub a diary sees from an account (SetShownSubject).
+	shownSubject func(a *Account, c *Client) string
 	// tracer makes a span per statement and transaction (a no-op unless SetTracer).
 	tracer trace.Tracer
 }

@@ -137,8 +137,14 @@ func (a *app) migrateReportCmd() *cobra.Command {
 					methods = append(methods, fmt.Sprintf("%s %d", m, n))
 				}
 				slices.Sort(methods)
-				fmt.Fprintf(a.stderr, "accounts waiting for their first login: %d\nactive links by method: %s\nchildren's logins imported: %d (%d still with an imported hash)\nactive cards whose families need a code: %d\n",
-					c.AwaitingAccounts, strings.Join(methods, ", "), c.ImportedChildren, c.NotRehashed, len(fams))
+				pending := 0
+				for _, f := range fams {
+					if f.Pending {
+						pending++
+					}
+				}
+				fmt.Fprintf(a.stderr, "accounts waiting for their first login: %d\nactive links by method: %s\nchildren's logins imported: %d (%d still with an imported hash)\nactive cards whose families need a code: %d, and %d more if the first login refuses their imported link\n",
+					c.AwaitingAccounts, strings.Join(methods, ", "), c.ImportedChildren, c.NotRehashed, len(fams)-pending, pending)
 				w := a.stdout
 				if out != "" {
 					f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -149,9 +155,17 @@ func (a *app) migrateReportCmd() *cobra.Command {
 					w = f
 				}
 				cw := csv.NewWriter(w)
-				_ = cw.Write([]string{"school_id", "class", "student_id", "student", "needs"})
+				if err := cw.Write([]string{"school_id", "class", "student_id", "student", "needs"}); err != nil {
+					return fmt.Errorf("write the report: %w", err)
+				}
 				for _, f := range fams {
-					_ = cw.Write([]string{f.SchoolID, f.Class, f.StudentID, storage.FullName(f.Family, f.Given, f.Middle), "invite code (no guardian SNILS on the card, no parent link)"})
+					needs := "invite code (no guardian SNILS on the card, no parent link)"
+					if f.Pending {
+						needs = "none yet: the imported parent link waits for the parent's first ESIA login (an invite code if that login refuses it)"
+					}
+					if err := cw.Write([]string{f.SchoolID, f.Class, f.StudentID, storage.FullName(f.Family, f.Given, f.Middle), needs}); err != nil {
+						return fmt.Errorf("write the report: %w", err)
+					}
 				}
 				cw.Flush()
 				if err := cw.Error(); err != nil {

@@ -62,8 +62,11 @@ func TestRegionImportCLI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// s-1 has a guardian SNILS, s-2 an imported link; only s-3's family needs a code.
-			if rows := strings.Split(strings.TrimSpace(string(b)), "\n"); len(rows) != 2 || !strings.Contains(rows[1], "s-3") || !strings.Contains(rows[1], "Сидоров Олег") {
+			// s-1 has a guardian SNILS; s-2 an imported link that waits for its parent's first
+			// login; s-3 nothing: its family needs a code.
+			rows := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if len(rows) != 3 || !strings.Contains(rows[1], "s-2") || !strings.Contains(rows[1], "first ESIA login") ||
+				!strings.Contains(rows[2], "s-3") || !strings.Contains(rows[2], "Сидоров Олег") || !strings.Contains(rows[2], "invite code") {
 				t.Errorf("report: %s", b)
 			}
 			if _, err := run(t, env, "migrate", "report", "--out", report); err == nil {

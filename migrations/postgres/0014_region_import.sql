@@ -3,3 +3,6 @@
 ALTER TABLE accounts ADD COLUMN awaiting_login BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE links DROP CONSTRAINT IF EXISTS links_method_check;
 ALTER TABLE links ADD CONSTRAINT links_method_check CHECK (method IN ('snils', 'invite', 'diary', 'admin', 'imported'));
+-- The sub the diary saw (tokens.subject), computed when the logout is queued: a forgotten
+-- account's ESIA oid is gone by the time the logout is sent.
+ALTER TABLE logout_deliveries ADD COLUMN shown_subject TEXT NOT NULL DEFAULT '';

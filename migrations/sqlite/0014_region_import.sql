@@ -17,3 +17,6 @@ DROP TABLE links;
 ALTER TABLE links_new RENAME TO links;
 CREATE UNIQUE INDEX links_active ON links (account_id, student_id) WHERE revoked_at IS NULL;
 CREATE INDEX links_student ON links (student_id);
+-- The sub the diary saw (tokens.subject), computed when the logout is queued: a forgotten
+-- account's ESIA oid is gone by the time the logout is sent.
+ALTER TABLE logout_deliveries ADD COLUMN shown_subject TEXT NOT NULL DEFAULT '';
