@@ -2,8 +2,10 @@ package storage
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -21,7 +23,7 @@ func sqliteCode(err error) int {
 }
 
 // pqCode returns the SQLSTATE of a PostgreSQL error, "" for any other error.
-func pqCode(err error) pq.ErrorCode {
+func pqCode(err error) pqerror.Code {
 	var pe *pq.Error
 	if errors.As(err, &pe) {
 		return pe.Code
@@ -35,7 +37,7 @@ func isUniqueViolation(err error) bool {
 	if err == nil {
 		return false
 	}
-	if pqCode(err) == "23505" {
+	if pqCode(err) == pqerror.UniqueViolation {
 		return true
 	}
 	c := sqliteCode(err)
@@ -52,7 +54,8 @@ func IsUnavailable(err error) bool {
 	}
 	if c := pqCode(err); c != "" {
 		switch {
-		case c.Class() == "08", c == "57P01", c == "57P02", c == "57P03", c == "53300":
+		case strings.HasPrefix(string(c), "08"), c == pqerror.AdminShutdown, c == pqerror.CrashShutdown,
+			c == pqerror.CannotConnectNow, c == pqerror.TooManyConnections:
 			return true
 		}
 		return false
