@@ -86,7 +86,7 @@ func (a *app) importFileCmd(use, short, long string, run func(ctx context.Contex
 	cmd.Flags().BoolVar(&o.SkipInvalid, "skip-invalid", false, "import the good rows and report the bad ones")
 	cmd.Flags().StringVar(&o.Format, "format", "", "csv or jsonl (default: from the content)")
 	if weak {
-		cmd.Flags().BoolVar(&o.AcceptWeak, "accept-weak", false, "accept unsalted MD5/SHA-1/SHA-256 hashes (replaced at first login)")
+		cmd.Flags().BoolVar(&o.AcceptWeak, "accept-weak", false, "accept weak hashes: unsalted MD5/SHA-1/SHA-256, bcrypt under cost 8, PBKDF2 under 10,000 iterations, small argon2id (replaced at first login)")
 	}
 	return cmd
 }
@@ -111,7 +111,8 @@ func (a *app) childrenCmd() *cobra.Command {
 	cmd.AddCommand(a.importFileCmd("import FILE", "Import children's logins with their password hashes (the whole file or nothing)",
 		"CSV with a header, or JSON lines of strings: "+strings.Join(linking.ChildColumns, ", ")+".\n"+
 			"Hashes: bcrypt ($2a$/$2b$/$2y$), argon2id (PHC), PBKDF2 (PHC $pbkdf2-sha256$i=…, passlib\n"+
-			"$pbkdf2-sha256$N$…, Django pbkdf2_sha256$N$…); unsalted MD5/SHA-1 hex only with --accept-weak.\n"+
+			"$pbkdf2-sha256$N$…, Django pbkdf2_sha256$N$…), their cost bounded (bcrypt ≤ 12, PBKDF2 ≤ 1,000,000,\n"+
+			"argon2id memory ≤ the broker's own); weak ones (unsalted MD5/SHA-1 hex, cheap costs) only with --accept-weak.\n"+
 			"Each is replaced by argon2id at the child's first successful login. Logins keep their form,\n"+
 			"case-insensitive. The guardian's ESIA account must be linked to the student as a parent:\n"+
 			"import the links first.",
