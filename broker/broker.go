@@ -259,6 +259,16 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	if b.sectors, err = cfg.Tokens.SectorMap(); err != nil {
 		return nil, fmt.Errorf("tokens.pairwise_sectors: %w", err)
 	}
+	for id := range b.sectors {
+		// A typo here would silently give a client a sub of its own: said at start.
+		if cfg.Tokens.Subject != "pairwise" {
+			b.log.Warn("tokens.pairwise_sectors is set but tokens.subject is not pairwise: it has no effect")
+			break
+		}
+		if _, err := o.Store.Client(ctx, id); errors.Is(err, storage.ErrNotFound) {
+			b.log.Warn("tokens.pairwise_sectors names a client that is not registered", "client_id", id)
+		}
+	}
 	if cfg.Tokens.Subject == "esia_oid" || cfg.Tokens.Subject == "pairwise" {
 		// Logouts carry the sub the diary saw, made when they are queued: an account forgotten
 		// has no oid left by the time its logouts are sent.

@@ -474,6 +474,20 @@ func (e *Error) Error() string {
 	return "invalid configuration:\n  - " + strings.Join(e.Problems, "\n  - ")
 }
 
+// FileSets tells whether the configuration file at path sets key itself (not a default).
+func FileSets(path, key string) (bool, error) {
+	if path == "" {
+		return false, nil
+	}
+	v := viper.New()
+	v.SetConfigFile(path)
+	v.SetConfigType("yaml")
+	if err := v.ReadInConfig(); err != nil {
+		return false, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return v.InConfig(key), nil
+}
+
 // Load reads the file at path (if not empty), the environment, and defaults; then validates.
 // The returned error is an *Error when the configuration is invalid.
 func Load(path string, environ []string) (*Config, error) {

@@ -282,3 +282,28 @@ func TestEveryKeyHasADefault(t *testing.T) {
 	}
 	walk("", reflect.TypeOf(Config{}))
 }
+
+// TestFileSets: a key the file names is told apart from one only defaulted.
+func TestFileSets(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		body string
+		want bool
+	}{
+		{"http:\n  metrics_listen: 127.0.0.1:9999\n", true},
+		{"http:\n  metrics_listen: \"\"\n", true},
+		{"http:\n  read_timeout: 5s\n", false},
+		{"issuer: https://id.example\n", false},
+	} {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(tc.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := FileSets(p, "http.metrics_listen"); err != nil || got != tc.want {
+			t.Errorf("%q: %v %v, want %v", tc.body, got, err, tc.want)
+		}
+	}
+	if got, err := FileSets("", "http.metrics_listen"); err != nil || got {
+		t.Errorf("no file: %v %v", got, err)
+	}
+}

@@ -40,7 +40,8 @@ type ImportFileOptions struct {
 	SkipInvalid bool
 	AcceptWeak  bool // children: unsalted MD5/SHA-1 hashes
 	Operator    string
-	Progress    func(done, total int)
+	// Progress is told how far each pass has gone: "checking", then "importing".
+	Progress func(pass string, done, total int)
 }
 
 // FileImportReport says what an import of links or children did.
@@ -132,7 +133,7 @@ func readImportFile(r io.Reader, format string, columns, required []string) ([]f
 			if err != nil {
 				var pe *csv.ParseError
 				if errors.As(err, &pe) && pe.Err == csv.ErrFieldCount {
-					errs = append(errs, RowError{Line: pe.StartLine, Reason: fmt.Sprintf("has %d fields, the header %d", len(rec), len(header))})
+					errs = append(errs, RowError{Line: pe.StartLine, Reason: fmt.Sprintf("has %d fields, the header %d (a value with a comma, such as a PBKDF2 hash, goes in double quotes)", len(rec), len(header))})
 					continue
 				}
 				return nil, nil, fmt.Errorf("read CSV: %w", err)
@@ -321,10 +322,6 @@ func (s *Service) ImportLinks(ctx context.Context, r io.Reader, o ImportFileOpti
 			continue
 		}
 		goods = append(goods, good{row.line, f["esia_oid"], f["student_id"], f["relation"], f["method"], at})
-	}
-	if len(rep.Errors) > 0 && !o.SkipInvalid {
-		rep.Skipped = rep.Rows
-		return rep, ErrInvalidRows
 	}
 	// A row's check: the account (nil: none yet), whether its link exists, or why it is refused.
 	type checked struct {
@@ -572,10 +569,6 @@ func (s *Service) ImportChildren(ctx context.Context, r io.Reader, o ImportFileO
 		}
 		goods = append(goods, good{row.line, f["student_id"], login, stored, format, f["guardian_esia_oid"], weak})
 	}
-	if len(rep.Errors) > 0 && !o.SkipInvalid {
-		rep.Skipped = rep.Rows
-		return rep, ErrInvalidRows
-	}
 	check := func(ctx context.Context, g good) (guardian *storage.Account, st *storage.Student, exists bool, rowErr *RowError, err error) {
 		bad := func(field, reason string) (*storage.Account, *storage.Student, bool, *RowError, error) {
 			return nil, nil, false, &RowError{Line: g.line, Field: field, Reason: reason}, nil
@@ -680,9 +673,9 @@ const sqliteImportPause = 120 * time.Millisecond
 // written, and running the same file again completes it.
 func (s *Service) runImport(ctx context.Context, n int, o ImportFileOptions, rep *FileImportReport,
 	row func(ctx context.Context, i int, write bool) (*RowError, error), reset func(), audit func(ctx context.Context) error) error {
-	progress := func(done int) {
-		if o.Progress != nil && (done%importBatch == 0 || done == 2*n) {
-			o.Progress(done, 2*n)
+	progress := func(pass string, done, total int) {
+		if o.Progress != nil && (done%importBatch == 0 || done == total) {
+			o.Progress(pass, done, total)
 		}
 	}
 	refused := map[int]bool{}
@@ -696,14 +689,15 @@ func (s *Service) runImport(ctx context.Context, n int, o ImportFileOptions, rep
 			refused[i] = true
 			errs = append(errs, *rowErr)
 		}
-		progress(i + 1)
+		progress("checking", i+1, n)
 	}
 	finish := func(errs []RowError) {
 		rep.Errors = append(rep.Errors, errs...)
 		slices.SortStableFunc(rep.Errors, func(a, b RowError) int { return a.Line - b.Line })
 		rep.Skipped += len(errs)
 	}
-	if len(errs) > 0 && !o.SkipInvalid {
+	// The file's own problems (rep.Errors already) and the database's are told together.
+	if (len(errs) > 0 || len(rep.Errors) > 0) && !o.SkipInvalid {
 		finish(errs)
 		rep.Skipped = rep.Rows
 		return ErrInvalidRows
@@ -740,7 +734,7 @@ func (s *Service) runImport(ctx context.Context, n int, o ImportFileOptions, rep
 			return fmt.Errorf("the import stopped after %d of %d rows, which are written (run the same file again to finish): %w", start, len(todo), err)
 		}
 		late = append(late, batchLate...)
-		progress(n + start + len(batch))
+		progress("importing", start+len(batch), len(todo))
 		if d, ok := s.store.(interface{ Dialect() storage.Dialect }); ok && d.Dialect() == storage.SQLite && start+importBatch < len(todo) {
 			// SQLite has one writer, and a writer waiting for it retries at most every 100 ms:
 			// a pause longer than that lets the logins waiting meanwhile write before the next

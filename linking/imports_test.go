@@ -362,8 +362,8 @@ func TestImportLeavesRoomForLogins(t *testing.T) {
 	var importDone atomic.Bool
 	done := make(chan error, 1)
 	go func() {
-		_, err := f.link.ImportLinks(ctx, strings.NewReader(links.String()), linking.ImportFileOptions{Progress: func(d, total int) {
-			if d > n { // the writing pass has begun
+		_, err := f.link.ImportLinks(ctx, strings.NewReader(links.String()), linking.ImportFileOptions{Progress: func(pass string, d, total int) {
+			if pass == "importing" { // the writing pass has begun
 				once.Do(func() { close(writing) })
 			}
 		}})

@@ -65,9 +65,13 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 			if err := deriveDevIssuer(cfg); err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			if a.configPath == "" && !hasEnv(a.environ, "ESIA_BROKER_HTTP_METRICS_LISTEN") {
+			inFile, err := config.FileSets(a.configPath, "http.metrics_listen")
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			if !inFile && !hasEnv(a.environ, "ESIA_BROKER_HTTP_METRICS_LISTEN") {
 				// A second dev server (--port) must not collide on the metrics port: dev serves
-				// metrics only when asked to.
+				// metrics only when the environment or the --config file asks.
 				cfg.HTTP.MetricsListen = ""
 			}
 			st, err := readDevState()

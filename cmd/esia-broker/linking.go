@@ -40,6 +40,14 @@ func inviteLimits(cfg *config.Config) invites.Limits {
 	}
 }
 
+// problems says "1 problem" or "N problems".
+func problems(n int) string {
+	if n == 1 {
+		return "1 problem"
+	}
+	return fmt.Sprintf("%d problems", n)
+}
+
 func progress(w io.Writer, what string) func(done, total int) {
 	return func(done, total int) {
 		fmt.Fprintf(w, "\r%s: %d/%d", what, done, total)
@@ -86,7 +94,7 @@ func (a *app) rosterCmd() *cobra.Command {
 					fmt.Fprintf(a.stdout, "%s: %d rows: %d created, %d updated, %d unchanged, %d skipped\n", verb, rep.Rows, rep.Created, rep.Updated, rep.Unchanged, rep.Skipped)
 				}
 				if errors.Is(err, linking.ErrInvalidRows) {
-					return fmt.Errorf("%d problems in %s; nothing was imported (fix them, or use --skip-invalid to import the good rows)", len(rep.Errors), args[0])
+					return fmt.Errorf("%s in %s; nothing was imported (fix them, or use --skip-invalid to import the good rows)", problems(len(rep.Errors)), args[0])
 				}
 				return err
 			})

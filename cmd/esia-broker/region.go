@@ -40,7 +40,7 @@ func (a *app) importFileCmd(use, short, long string, run func(ctx context.Contex
 				link.SetChildOptions(linking.ChildOptions{PasswordAccountsOff: !cfg.Children.PasswordAccounts, GraceDays: cfg.Children.GraceDays,
 					Argon2: linking.Argon2Params{Time: cfg.Children.Argon2Time, MemoryKiB: cfg.Children.Argon2MemoryKiB, Threads: cfg.Children.Argon2Threads}})
 				o.Operator = a.actor()
-				o.Progress = progress(a.stderr, "importing")
+				o.Progress = func(pass string, done, total int) { progress(a.stderr, pass)(done, total) }
 				start := time.Now()
 				rep, err := run(cmd.Context(), link, f, o)
 				if errors.Is(err, linking.ErrPasswordAccountsOff) {
@@ -59,7 +59,7 @@ func (a *app) importFileCmd(use, short, long string, run func(ctx context.Contex
 					}
 					fmt.Fprintf(a.stdout, "%s: %d rows: %d created, %d unchanged, %d skipped", verb, rep.Rows, rep.Created, rep.Unchanged, rep.Skipped)
 					if !weak {
-						fmt.Fprintf(a.stdout, "; %d accounts wait for their first login", rep.Accounts)
+						fmt.Fprintf(a.stdout, "; %d new account(s) waiting for their first login", rep.Accounts)
 					} else {
 						var fs []string
 						for k, v := range rep.Formats {
@@ -76,7 +76,7 @@ func (a *app) importFileCmd(use, short, long string, run func(ctx context.Contex
 					fmt.Fprintf(a.stdout, " (%s)\n", time.Since(start).Round(time.Millisecond))
 				}
 				if errors.Is(err, linking.ErrInvalidRows) {
-					return fmt.Errorf("%d problems in %s; nothing was imported (fix them, or use --skip-invalid to import the good rows)", len(rep.Errors), args[0])
+					return fmt.Errorf("%s in %s; nothing was imported (fix them, or use --skip-invalid to import the good rows)", problems(len(rep.Errors)), args[0])
 				}
 				return err
 			})
@@ -128,7 +128,19 @@ func (a *app) migrateReportCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "report", Short: "After the imports: what waits for a first login, and the families who will need an invite code", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withStore(cmd.Context(), func(cfg *config.Config, s *storage.Store) error {
+			w := a.stdout
+			if out != "" {
+				f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if errors.Is(err, os.ErrExist) {
+					return fmt.Errorf("%s exists: the report never overwrites a file; give another name", out)
+				}
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			err := a.withStore(cmd.Context(), func(cfg *config.Config, s *storage.Store) error {
 				c, fams, err := s.MigrationReport(cmd.Context())
 				if err != nil {
 					return err
@@ -146,15 +158,6 @@ func (a *app) migrateReportCmd() *cobra.Command {
 				}
 				fmt.Fprintf(a.stderr, "accounts waiting for their first login: %d\nactive links by method: %s\nchildren's logins imported: %d (%d still with an imported hash)\nactive cards whose families need a code: %d, and %d more if the first login refuses their imported link\n",
 					c.AwaitingAccounts, strings.Join(methods, ", "), c.ImportedChildren, c.NotRehashed, len(fams)-pending, pending)
-				w := a.stdout
-				if out != "" {
-					f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-					if err != nil {
-						return err
-					}
-					defer f.Close()
-					w = f
-				}
 				cw := csv.NewWriter(w)
 				if err := cw.Write([]string{"school_id", "class", "student_id", "student", "needs"}); err != nil {
 					return fmt.Errorf("write the report: %w", err)
@@ -177,6 +180,10 @@ func (a *app) migrateReportCmd() *cobra.Command {
 				}
 				return nil
 			})
+			if err != nil && out != "" {
+				_ = os.Remove(out) // no half-written report is left behind
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&out, "out", "o", "", "write the CSV to this new file (default: standard output)")

@@ -40,7 +40,7 @@ func TestRegionImportCLI(t *testing.T) {
 			if out := mustRun(t, env, "links", "import", "--dry-run", links); !strings.Contains(out, "would import") || !strings.Contains(out, "1 created") {
 				t.Errorf("dry run: %s", out)
 			}
-			if out := mustRun(t, env, "links", "import", links); !strings.Contains(out, "1 created") || !strings.Contains(out, "1 accounts wait for their first login") {
+			if out := mustRun(t, env, "links", "import", links); !strings.Contains(out, "1 created") || !strings.Contains(out, "1 new account(s) waiting for their first login") {
 				t.Errorf("links import: %s", out)
 			}
 			if out := mustRun(t, env, "links", "import", links); !strings.Contains(out, "0 created, 1 unchanged") {
