@@ -220,7 +220,7 @@ func (b *Broker) logoutSubject(ctx context.Context, d storage.LogoutDelivery) st
 	if d.ShownSubject != "" {
 		return d.ShownSubject // computed when the logout was queued
 	}
-	if b.cfg.Tokens.Subject == "uuid" || b.cfg.Tokens.Subject == "" {
+	if b.subjects.mode == "uuid" {
 		return d.Subject
 	}
 	a, err := b.store.Account(ctx, d.Subject)

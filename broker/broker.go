@@ -83,7 +83,7 @@ type Broker struct {
 	// keyDigestKey keys the digests of activation keys.
 	keyDigestKey []byte
 	proxies      []*net.IPNet
-	sectors      map[string]string // tokens.pairwise_sectors: client id → sector
+	subjects     *Subjects // the sub each diary sees (tokens.subject)
 	calendar     func() time.Time
 	tracer       trace.Tracer
 	// logoutClient posts back-channel logout tokens.
@@ -256,10 +256,10 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		b.calendar = o.Calendar
 		b.linker.SetClock(o.Calendar)
 	}
-	if b.sectors, err = cfg.Tokens.SectorMap(); err != nil {
-		return nil, fmt.Errorf("tokens.pairwise_sectors: %w", err)
+	if b.subjects, err = NewSubjects(cfg.Tokens, b.linker.Digester()); err != nil {
+		return nil, err
 	}
-	for id := range b.sectors {
+	for id := range b.subjects.sectors {
 		// A typo here would silently give a client a sub of its own: said at start.
 		if cfg.Tokens.Subject != "pairwise" {
 			b.log.Warn("tokens.pairwise_sectors is set but tokens.subject is not pairwise: it has no effect")
@@ -269,11 +269,9 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 			b.log.Warn("tokens.pairwise_sectors names a client that is not registered", "client_id", id)
 		}
 	}
-	if cfg.Tokens.Subject == "esia_oid" || cfg.Tokens.Subject == "pairwise" {
-		// Logouts carry the sub the diary saw, made when they are queued: an account forgotten
-		// has no oid left by the time its logouts are sent.
-		o.Store.SetShownSubject(func(a *storage.Account, c *storage.Client) string { return b.subjectFor(a, c.ID, c.RedirectURIs) })
-	}
+	// Logouts carry the sub the diary saw, made when they are queued: an account forgotten has
+	// no oid left by the time its logouts are sent.
+	b.subjects.Install(o.Store)
 	if b.proxies, err = cfg.HTTP.TrustedProxyNets(); err != nil {
 		return nil, fmt.Errorf("http.trusted_proxies: %w", err)
 	}

@@ -154,7 +154,7 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 			needLogin = true
 		}
 		if hint := ar.GetRequestForm().Get("id_token_hint"); hint != "" {
-			if sub := b.hintSubject(ctx, hint); sub != "" && sub != b.subjectFor(account, ar.GetClient().GetID(), ar.GetClient().GetRedirectURIs()) {
+			if sub := b.hintSubject(ctx, hint); sub != "" && !b.subjects.Had(account, ar.GetClient().GetID(), ar.GetClient().GetRedirectURIs(), sub) {
 				needLogin = true
 			}
 		}

@@ -2,10 +2,13 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 
 	"github.com/google/uuid"
 
+	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -14,26 +17,74 @@ import (
 // the broker the subject stays the account id: sessions, grants, logouts and the audit know the
 // account by it. Children's sub-accounts, which have no oid, keep their account id.
 
-// subjectFor is the sub of account a in the tokens of the client with this id and these
-// redirect URIs.
-func (b *Broker) subjectFor(a *storage.Account, clientID string, redirectURIs []string) string {
-	if a.Kind != "esia" || a.Upstream != storage.ESIAUpstream || a.UpstreamSub == nil || *a.UpstreamSub == "" {
+// Subjects makes the sub each diary sees.
+type Subjects struct {
+	mode     string
+	sectors  map[string]string // client id → sector (tokens.pairwise_sectors)
+	digester *linking.Digester
+}
+
+// NewSubjects reads tokens.subject and tokens.pairwise_sectors; d keys pairwise subjects.
+func NewSubjects(t config.Tokens, d *linking.Digester) (*Subjects, error) {
+	sectors, err := t.SectorMap()
+	if err != nil {
+		return nil, fmt.Errorf("tokens.pairwise_sectors: %w", err)
+	}
+	mode := t.Subject
+	if mode == "" {
+		mode = "uuid"
+	}
+	return &Subjects{mode: mode, sectors: sectors, digester: d}, nil
+}
+
+// Install makes the logouts store queues carry the sub each diary saw (storage.SetShownSubject):
+// every process that may end sessions — the server and the admin commands — installs it.
+func (s *Subjects) Install(store *storage.Store) {
+	if s.mode == "uuid" {
+		return
+	}
+	store.SetShownSubject(func(a *storage.Account, c *storage.Client) string { return s.For(a, c.ID, c.RedirectURIs) })
+}
+
+// oidOf returns the ESIA oid of an account the setting applies to ("" for none: a child's
+// sub-account, or one whose oid is gone).
+func oidOf(a *storage.Account) string {
+	if a.Kind != "esia" || a.UpstreamSub == nil {
+		return ""
+	}
+	return *a.UpstreamSub
+}
+
+// For is the sub of account a in the tokens of the client with this id and these redirect URIs.
+func (s *Subjects) For(a *storage.Account, clientID string, redirectURIs []string) string {
+	oid := oidOf(a)
+	if oid == "" {
 		return a.ID
 	}
-	switch b.cfg.Tokens.Subject {
+	switch s.mode {
 	case "esia_oid":
-		return *a.UpstreamSub
+		return oid
 	case "pairwise":
-		return b.linker.Digester().PairwiseSubject(b.sector(clientID, redirectURIs), *a.UpstreamSub)
+		return s.digester.PairwiseSubject(s.sector(clientID, redirectURIs), oid)
 	}
 	return a.ID
 }
 
+// Had tells whether sub is one this account has had for the client under any setting: a token
+// may be older than a change of tokens.subject.
+func (s *Subjects) Had(a *storage.Account, clientID string, redirectURIs []string, sub string) bool {
+	if sub == a.ID {
+		return true
+	}
+	oid := oidOf(a)
+	return oid != "" && (sub == oid || sub == s.digester.PairwiseSubject(s.sector(clientID, redirectURIs), oid))
+}
+
 // sector is the client's pairwise sector: the configured one (clients of one vendor share it),
 // or the host of its first redirect URI, or its id.
-func (b *Broker) sector(clientID string, redirectURIs []string) string {
-	if s, ok := b.sectors[clientID]; ok {
-		return "name:" + s
+func (s *Subjects) sector(clientID string, redirectURIs []string) string {
+	if name, ok := s.sectors[clientID]; ok {
+		return "name:" + name
 	}
 	if len(redirectURIs) > 0 {
 		if u, err := url.Parse(redirectURIs[0]); err == nil && u.Hostname() != "" {
@@ -43,9 +94,14 @@ func (b *Broker) sector(clientID string, redirectURIs []string) string {
 	return "client:" + clientID
 }
 
+// subjectFor is Subjects.For of the broker's setting.
+func (b *Broker) subjectFor(a *storage.Account, clientID string, redirectURIs []string) string {
+	return b.subjects.For(a, clientID, redirectURIs)
+}
+
 // subjectForClient is subjectFor with the client read from the store (logout tokens).
 func (b *Broker) subjectForClient(ctx context.Context, a *storage.Account, clientID string) (string, error) {
-	if b.cfg.Tokens.Subject == "uuid" || b.cfg.Tokens.Subject == "" {
+	if b.subjects.mode == "uuid" {
 		return a.ID, nil
 	}
 	c, err := b.store.Client(ctx, clientID)
@@ -61,7 +117,7 @@ func (b *Broker) hintAccount(ctx context.Context, sub, sid, clientID string) str
 	if sub == "" {
 		return ""
 	}
-	if b.cfg.Tokens.Subject == "uuid" || b.cfg.Tokens.Subject == "" {
+	if b.subjects.mode == "uuid" {
 		if _, err := uuid.Parse(sub); err == nil {
 			return sub // the account id itself
 		}
@@ -82,16 +138,14 @@ func (b *Broker) hintAccount(ctx context.Context, sub, sid, clientID string) str
 	if err != nil {
 		return ""
 	}
-	// The token may be older than the setting: any sub this account has had for the client.
-	if sub == a.ID || (a.UpstreamSub != nil && a.Kind == "esia" && a.Upstream == storage.ESIAUpstream && sub == *a.UpstreamSub) {
-		return a.ID
-	}
 	c, err := b.store.Client(ctx, clientID)
-	if err == nil && a.Kind == "esia" && a.Upstream == storage.ESIAUpstream && a.UpstreamSub != nil &&
-		sub == b.linker.Digester().PairwiseSubject(b.sector(c.ID, c.RedirectURIs), *a.UpstreamSub) {
-		return a.ID
+	if err != nil {
+		return ""
 	}
-	return ""
+	if !b.subjects.Had(a, c.ID, c.RedirectURIs, sub) {
+		return ""
+	}
+	return a.ID
 }
 
 // subjectType names tokens.subject as discovery does (subject_types_supported).

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/esia-broker/esia-broker/clientip"
 	"github.com/esia-broker/esia-broker/storage"
@@ -298,9 +300,10 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 			return "", err
 		}
 	}
-	if c == nil || password == "" {
+	if c == nil || password == "" || strings.ContainsFunc(password, unicode.IsControl) {
 		// Spend the same time as a real check, so timing does not tell which logins exist. An
-		// empty password never logs in, whatever hash a region's import brought.
+		// empty password, or one with a control character, never logs in, whatever hash a
+		// region's import brought: bcrypt and PBKDF2 read "", "\x00" and "\x00\x00" alike.
 		_, _ = s.verify(s.dummyHash(), password)
 		return fail()
 	}
@@ -309,7 +312,7 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 		return "", fmt.Errorf("check child password: %w", err)
 	}
 	if !ok {
-		if NeedsRehash(c.PasswordHash, s.children.Argon2) {
+		if cheaperThanOwn(c.PasswordHash, s.children.Argon2) {
 			// An imported hash may be much cheaper than the broker's own: a wrong password
 			// costs at least a check of the broker's own, as for a login that does not exist.
 			_, _ = s.verify(s.dummyHash(), password)

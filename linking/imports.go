@@ -24,13 +24,14 @@ import (
 
 // MigrationStore is what the imports and the first-login settlement need of the store.
 type MigrationStore interface {
-	AwaitingAccount(ctx context.Context, oid string) (*storage.Account, bool, error)
+	AwaitingAccount(ctx context.Context, upstream, oid string) (*storage.Account, bool, error)
 	AccountByUpstream(ctx context.Context, upstream, sub string) (*storage.Account, error)
 	AccountForUpdate(ctx context.Context, id string) (*storage.Account, error)
 	ImportLink(ctx context.Context, accountID, studentID, relation string, linkedAt time.Time) (string, error)
 	SelfLinks(ctx context.Context, studentID string) ([]storage.Link, error)
 	ClearAwaiting(ctx context.Context, accountID string) (bool, error)
 	RehashChildPassword(ctx context.Context, accountID, oldHash, newHash string) (bool, error)
+	ChildLogins(ctx context.Context) ([]string, error)
 }
 
 // ImportFileOptions control `links import` and `children import`.
@@ -38,8 +39,11 @@ type ImportFileOptions struct {
 	Format      string // csv or jsonl; empty guesses from the first character
 	DryRun      bool
 	SkipInvalid bool
-	AcceptWeak  bool // children: unsalted MD5/SHA-1 hashes
-	Operator    string
+	AcceptWeak  bool // children: weak hashes
+	// Upstream is the connector the ESIA oids are of: "esia" (the default) or the id of a
+	// gateway to ESIA (upstream.oidc).
+	Upstream string
+	Operator string
 	// Progress is told how far each pass has gone: "checking", then "importing".
 	Progress func(pass string, done, total int)
 }
@@ -71,12 +75,27 @@ var (
 	cyrillicLetter     = regexp.MustCompile(`[а-яё]`)
 )
 
+// lookalikes are the Cyrillic letters that read as Latin ones (and ё as е).
+var lookalikes = strings.NewReplacer("а", "a", "в", "b", "е", "e", "ё", "e", "к", "k", "м", "m", "н", "h", "о", "o",
+	"р", "p", "с", "c", "т", "t", "у", "y", "х", "x")
+
+// loginSkeleton is what a login looks like: two logins with one skeleton read alike.
+func loginSkeleton(login string) string { return lookalikes.Replace(login) }
+
 // maxImportRows bounds one file (a region has a few hundred thousand students at most).
 const maxImportRows = 1_000_000
 
 type fileRow struct {
 	line   int
 	fields map[string]string
+}
+
+// upstreamOf is the connector an import's oids are of.
+func upstreamOf(o ImportFileOptions) string {
+	if o.Upstream == "" {
+		return storage.ESIAUpstream
+	}
+	return o.Upstream
 }
 
 // readImportFile reads CSV (with a header naming the columns) or JSON lines (an object of
@@ -280,7 +299,7 @@ func (s *Service) ImportLinks(ctx context.Context, r io.Reader, o ImportFileOpti
 	}
 	var goods []good
 	seen := map[string]int{}
-	selfOf := map[string]int{}
+	selfOf, ownOf := map[string]int{}, map[string]int{}
 	for _, row := range rows {
 		f := row.fields
 		var rowErrs []RowError
@@ -315,6 +334,12 @@ func (s *Service) ImportLinks(ctx context.Context, r io.Reader, o ImportFileOpti
 			} else {
 				selfOf[f["student_id"]] = row.line
 			}
+			// One ESIA account is one person: the own account of one student only.
+			if prev, dup := ownOf[f["esia_oid"]]; dup {
+				bad("relation", fmt.Sprintf("this account is already the own account of another student on line %d", prev))
+			} else {
+				ownOf[f["esia_oid"]] = row.line
+			}
 		}
 		if len(rowErrs) > 0 {
 			rep.Errors = append(rep.Errors, rowErrs...)
@@ -348,7 +373,7 @@ func (s *Service) ImportLinks(ctx context.Context, r io.Reader, o ImportFileOpti
 		if !st.Active {
 			return bad("student_id", "the card is inactive (the student left)")
 		}
-		a, err := ms.AccountByUpstream(ctx, storage.ESIAUpstream, g.oid)
+		a, err := ms.AccountByUpstream(ctx, upstreamOf(o), g.oid)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			a = nil
@@ -363,9 +388,12 @@ func (s *Service) ImportLinks(ctx context.Context, r io.Reader, o ImportFileOpti
 		}
 		if a != nil && !a.AwaitingLogin {
 			// Known already: the rules of every link hold now (an adult parent; the student's
-			// own account only by the card's birth date).
+			// own account only by the card's birth date, and not against the card's SNILS).
 			if err := MayLink(a, st, g.relation, now); err != nil {
 				return bad("esia_oid", "this account may not be linked so: "+err.Error())
+			}
+			if g.relation == "self" && st.SNILSDigest != "" && a.SNILSDigest != "" && st.SNILSDigest != a.SNILSDigest {
+				return bad("esia_oid", "this account's SNILS is not the card's: it is not the student's own")
 			}
 		}
 		if g.relation == "self" {
@@ -382,6 +410,9 @@ func (s *Service) ImportLinks(ctx context.Context, r io.Reader, o ImportFileOpti
 				return checked{}, nil, err
 			}
 			c.exists = slices.ContainsFunc(ls, func(l storage.Link) bool { return l.StudentID == g.student })
+			if g.relation == "self" && slices.ContainsFunc(ls, func(l storage.Link) bool { return l.Relation == "self" && l.StudentID != g.student }) {
+				return bad("relation", "this account is already the own account of another student")
+			}
 		}
 		return c, nil, nil
 	}
@@ -405,7 +436,7 @@ func (s *Service) ImportLinks(ctx context.Context, r io.Reader, o ImportFileOpti
 			return nil, nil
 		}
 		if c.a == nil {
-			if c.a, _, err = ms.AwaitingAccount(ctx, g.oid); err != nil {
+			if c.a, _, err = ms.AwaitingAccount(ctx, upstreamOf(o), g.oid); err != nil {
 				return nil, err
 			}
 			rep.Accounts++
@@ -550,10 +581,10 @@ func (s *Service) ImportChildren(ctx context.Context, r io.Reader, o ImportFileO
 			bad("login", "2 to 32 Latin or Cyrillic letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
 		} else if latinLetter.MatchString(login) && cyrillicLetter.MatchString(login) {
 			bad("login", "mixes Latin and Cyrillic letters (a look-alike of another login)")
-		} else if prev, dup := loginAt[login]; dup {
-			bad("login", fmt.Sprintf("the same login as line %d (logins are case-insensitive)", prev))
+		} else if prev, dup := loginAt[loginSkeleton(login)]; dup {
+			bad("login", fmt.Sprintf("reads as the login on line %d (logins are case-insensitive, and Cyrillic а, е, о… read as Latin)", prev))
 		} else {
-			loginAt[login] = row.line
+			loginAt[loginSkeleton(login)] = row.line
 		}
 		stored, format, weak, err := ImportHash(f["password_hash"], o.AcceptWeak, s.children.Argon2)
 		if err != nil {
@@ -568,6 +599,15 @@ func (s *Service) ImportChildren(ctx context.Context, r io.Reader, o ImportFileO
 			continue
 		}
 		goods = append(goods, good{row.line, f["student_id"], login, stored, format, f["guardian_esia_oid"], weak})
+	}
+	// The logins there are, by skeleton: a new one may not read as one of them.
+	existing := map[string]string{}
+	logins, err := ms.ChildLogins(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, l := range logins {
+		existing[loginSkeleton(l)] = l
 	}
 	check := func(ctx context.Context, g good) (guardian *storage.Account, st *storage.Student, exists bool, rowErr *RowError, err error) {
 		bad := func(field, reason string) (*storage.Account, *storage.Student, bool, *RowError, error) {
@@ -599,7 +639,10 @@ func (s *Service) ImportChildren(ctx context.Context, r io.Reader, o ImportFileO
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return nil, nil, false, nil, err
 		}
-		guardian, err = ms.AccountByUpstream(ctx, storage.ESIAUpstream, g.oid)
+		if other, ok := existing[loginSkeleton(g.login)]; ok && other != g.login {
+			return bad("login", "reads as another child's login (Cyrillic а, е, о… read as Latin)")
+		}
+		guardian, err = ms.AccountByUpstream(ctx, upstreamOf(o), g.oid)
 		if errors.Is(err, storage.ErrNotFound) {
 			return bad("guardian_esia_oid", "no such account: import the links first")
 		}

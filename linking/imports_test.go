@@ -8,10 +8,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 var _ linking.MigrationStore = (*storage.Store)(nil)
@@ -207,7 +210,7 @@ func TestImportChildren(t *testing.T) {
 			t.Fatalf("import: %v %+v", err, rep)
 		}
 		for _, tc := range []struct{ login, password string }{{"anna.petrova", "Sunflower-2015"}, {"PETYA@school1", "Sunflower-2015"}, {"masha", "Sunflower-2015"}} {
-			for _, wrong := range []string{tc.password + "x", ""} {
+			for _, wrong := range []string{tc.password + "x", "", "\x00", tc.password + "\x00"} {
 				if _, err := f.link.ChildLogin(ctx, tc.login, wrong, "10.1.0.1", false); !errors.Is(err, linking.ErrBadCredentials) {
 					t.Errorf("%s with the password %q: %v", tc.login, wrong, err)
 				}
@@ -285,6 +288,10 @@ func TestImportFileForms(t *testing.T) {
 		if !errors.Is(err, linking.ErrInvalidRows) || !strings.Contains(fmt.Sprint(rep.Errors), "line 2: login: mixes Latin and Cyrillic") || !strings.Contains(fmt.Sprint(rep.Errors), "line 3: login: 2 to 32") {
 			t.Errorf("look-alike and long logins: %v %v", err, rep.Errors)
 		}
+		rep, err = f.link.ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\ns-4,acex,x,1\ns-5,асех,x,1\ns-6,ёлка,x,1\ns-7,елка,x,1\n"), linking.ImportFileOptions{})
+		if !errors.Is(err, linking.ErrInvalidRows) || !strings.Contains(fmt.Sprint(rep.Errors), "line 3: login: reads as the login on line 2") || !strings.Contains(fmt.Sprint(rep.Errors), "line 5: login: reads as the login on line 4") {
+			t.Errorf("logins that read alike in two scripts: %v %v", err, rep.Errors)
+		}
 	})
 }
 
@@ -331,9 +338,16 @@ func TestImportedSelfLinks(t *testing.T) {
 		if settled, _, err := f.link.SettleImported(ctx, twin); err != nil || settled != 1 {
 			t.Fatalf("twin without SNILS: %d settled, %v", settled, err)
 		}
+		twinSession := &storage.BrowserSession{IDHash: "twin-session", AccountID: twin.ID, SID: "twin-sid", AuthTime: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
+		if err := f.store.CreateBrowserSession(ctx, twinSession, []string{"esia"}); err != nil {
+			t.Fatal(err)
+		}
 		child := mustAccountBorn(t, f.store, "5000000003", s2.Birthdate)
 		if _, err := f.link.Resolve(ctx, child, "234-567-890 99"); err != nil {
 			t.Fatal(err)
+		}
+		if _, err := f.store.BrowserSession(ctx, "twin-session"); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("the twin's session outlived the end of its own link: %v", err)
 		}
 		ls, err := f.store.SelfLinks(ctx, "s-2")
 		if err != nil || len(ls) != 1 || ls[0].AccountID != child || ls[0].Method != "snils" {
@@ -383,4 +397,28 @@ func TestImportLeavesRoomForLogins(t *testing.T) {
 	if c := countLinks(t, s); c != n {
 		t.Errorf("%d links imported, want %d", c, n)
 	}
+}
+
+// TestImportedEmptyPassword: a hash of the empty password from a region's export lets nobody
+// in — not with "", nor with the NUL bytes bcrypt and PBKDF2 read as "".
+func TestImportedEmptyPassword(t *testing.T) {
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		f.importRoster(t, roster, linking.ImportOptions{})
+		if _, err := f.link.ImportLinks(ctx, strings.NewReader("esia_oid,student_id,relation,linked_at\n6000000001,s-4,parent,2020-09-01\n"), linking.ImportFileOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		empty, err := bcrypt.GenerateFromPassword(nil, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.link.ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\ns-4,empty.one,"+string(empty)+",6000000001\n"), linking.ImportFileOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for i, pw := range []string{"", "\x00", "\x00\x00", "\x00\x00\x00\x00"} {
+			if _, err := f.link.ChildLogin(ctx, "empty.one", pw, fmt.Sprintf("10.9.0.%d", i+1), false); !errors.Is(err, linking.ErrBadCredentials) {
+				t.Errorf("password %q: %v", pw, err)
+			}
+		}
+	})
 }

@@ -27,11 +27,13 @@ import (
 // the broker's argon2id memory), and a cheap one is weak.
 //
 //   - argon2id, PHC: $argon2id$v=19$m=…,t=…,p=…$salt$hash: memory at most the broker's
-//     own (children.argon2_memory_kib, at least 64 MiB), t ≤ 10, p ≤ 16, salt ≥ 8 and key ≥ 16
-//     bytes; below OWASP's minimums (7 MiB, or memory × passes under 35 MiB) it is weak;
+//     own (children.argon2_memory_kib), memory × passes at most twice the broker's, t ≤ 10,
+//     p ≤ 16, salt ≥ 8 and key ≥ 16 bytes; below OWASP's minimums (7 MiB, or memory × passes
+//     under 35 MiB) it is weak;
 //   - bcrypt: $2a$, $2b$, $2y$, cost 4–12 (below 8 weak);
-//   - PBKDF2-SHA1/SHA256/SHA512, 1,000–1,000,000 iterations (below 10,000 weak), salt 1–128
-//     and key 16–64 bytes, in the PHC form $pbkdf2-sha256$i=N,l=32$salt$hash, passlib's
+//   - PBKDF2-SHA1/SHA256/SHA512, at least 1,000 iterations (below 10,000 weak) and at most
+//     1,000,000 counted in one-block runs (a key longer than the digest runs once per block;
+//     SHA-512 counts twice), salt 1–128 and key 16–64 bytes, in the PHC form $pbkdf2-sha256$i=N,l=32$salt$hash, passlib's
 //     $pbkdf2-sha256$N$salt$hash (its adapted base64) or Django's pbkdf2_sha256$N$salt$hash;
 //   - weak: an unsalted MD5, SHA-1 or SHA-256 in hex, stored as $weak$md5$hex (…sha1, …sha256).
 //
@@ -100,8 +102,9 @@ func ImportHash(raw string, acceptWeak bool, own Argon2Params) (stored, format s
 	return raw, format, weak, nil
 }
 
-// importArgonMemory is the most memory an imported argon2id hash may take: the broker's own.
-func importArgonMemory(own Argon2Params) uint32 { return max(own.MemoryKiB, 64*1024) }
+// importArgonMemory is the most memory an imported argon2id hash may take: the broker's own
+// (the hash gate's memory budget is sized by it).
+func importArgonMemory(own Argon2Params) uint32 { return max(own.MemoryKiB, 1024) }
 
 // importBounds parses a hash, checks its cost against the import's bounds and tells whether
 // it is weak, without computing it.
@@ -112,8 +115,8 @@ func importBounds(encoded string, own Argon2Params) (weak bool, err error) {
 		if err != nil {
 			return false, fmt.Errorf("%w: %w", ErrHashUnknown, err)
 		}
-		if p.MemoryKiB > importArgonMemory(own) || p.Time > importMaxArgonTime || p.Threads > importMaxArgonLanes {
-			return false, fmt.Errorf("%w: argon2id above m=%d KiB, t=%d, p=%d costs more than the broker's own check", ErrHashBounds, importArgonMemory(own), importMaxArgonTime, importMaxArgonLanes)
+		if p.MemoryKiB > importArgonMemory(own) || uint64(p.MemoryKiB)*uint64(p.Time) > 2*uint64(importArgonMemory(own))*uint64(max(own.Time, 1)) || p.Threads > importMaxArgonLanes {
+			return false, fmt.Errorf("%w: argon2id above m=%d KiB, m×t over twice the broker's own or p over %d costs more than the broker's own check", ErrHashBounds, importArgonMemory(own), importMaxArgonLanes)
 		}
 		if len(salt) < 8 || len(key) < 16 {
 			return false, fmt.Errorf("%w: argon2id salt under 8 or key under 16 bytes", ErrHashBounds)
@@ -133,8 +136,8 @@ func importBounds(encoded string, own Argon2Params) (weak bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		if p.iter > importMaxPBKDF2Iter {
-			return false, fmt.Errorf("%w: PBKDF2 above %d iterations makes each check too slow", ErrHashBounds, importMaxPBKDF2Iter)
+		if p.work() > importMaxPBKDF2Iter {
+			return false, fmt.Errorf("%w: PBKDF2 above %d iterations of one SHA-1/SHA-256 block makes each check too slow (a key longer than the digest, or SHA-512, costs more per iteration)", ErrHashBounds, importMaxPBKDF2Iter)
 		}
 		return p.iter < weakPBKDF2Iter, nil
 	}
@@ -183,14 +186,14 @@ func HashFormat(encoded string) string {
 }
 
 // NeedsRehash tells whether a stored hash is to be replaced by the broker's argon2id (own) at
-// the next successful login: any other format, and an argon2id hash cheaper than own or with a
-// short salt or key (an imported one).
+// the next successful login: any other format, and an argon2id hash with other parameters than
+// own (an imported one, or the broker's before its parameters changed) or a short salt or key.
 func NeedsRehash(encoded string, own Argon2Params) bool {
 	if HashFormat(encoded) != FormatArgon2id {
 		return true
 	}
 	p, salt, key, err := parseArgon2(encoded)
-	return err != nil || p.MemoryKiB < own.MemoryKiB || p.Time < own.Time || len(salt) < 16 || len(key) < 32
+	return err != nil || p != own || len(salt) < 16 || len(key) < 32
 }
 
 // VerifyStoredPassword checks password against a stored hash of any accepted format, in
@@ -275,6 +278,36 @@ type pbkdf2Hash struct {
 	iter int
 	salt []byte
 	key  []byte
+}
+
+// work is what one check costs, in iterations of one SHA-1 or SHA-256 block: each block of the
+// key is a run of its own, and SHA-512 takes about twice as long per iteration.
+func (p *pbkdf2Hash) work() int {
+	size := p.h().Size()
+	blocks := (len(p.key) + size - 1) / size
+	w := p.iter * blocks
+	if size == sha512.Size {
+		w *= 2
+	}
+	return w
+}
+
+// cheaperThanOwn tells whether checking a stored hash costs less than one of the broker's own
+// argon2id (own): a wrong password against it is then topped up with a check of the broker's own,
+// so the time of an answer does not tell an imported login from one that does not exist.
+func cheaperThanOwn(encoded string, own Argon2Params) bool {
+	switch HashFormat(encoded) {
+	case FormatArgon2id:
+		p, _, _, err := parseArgon2(encoded)
+		return err == nil && uint64(p.MemoryKiB)*uint64(p.Time) < uint64(own.MemoryKiB)*uint64(own.Time)
+	case FormatBcrypt:
+		cost, err := bcrypt.Cost([]byte(encoded))
+		return err == nil && cost < 11 // cost 11 is about one argon2id of 64 MiB here
+	case FormatPBKDF2:
+		p, err := parsePBKDF2(encoded)
+		return err == nil && p.work() < 250_000
+	}
+	return true
 }
 
 func pbkdf2Alg(name string) func() hash.Hash {

@@ -76,6 +76,8 @@ func TestImportedHashesRefused(t *testing.T) {
 		{"bcrypt cost 13", "$2a$13$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", ErrHashBounds},
 		{"argon2id one-byte key", "$argon2id$v=19$m=65536,t=1,p=2$c2FsdHNhbHRzYWx0$NQ", ErrHashBounds},
 		{"argon2id 1 GiB", "$argon2id$v=19$m=1048576,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA", ErrHashBounds},
+		{"pbkdf2-sha1 a million with a 64-byte key (4 blocks)", "$pbkdf2-sha1$i=1000000,l=64$AAECAwQFBgcICQoLDA0ODw$D7TKaEQMqCfyg1kJCASEPGwkYwMmNxxieJwD8Am1/u7AoqxuJxqgaR2bfB64x9v+eVh1BOTwctazhDMR0BDA3Q", ErrHashBounds},
+		{"argon2id twice the broker's work", "$argon2id$v=19$m=19456,t=5,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA", ErrHashBounds},
 		{"pbkdf2 two million", "$pbkdf2-sha512$i=2000000,l=64$AAECAwQFBgcICQoLDA0ODw$D7TKaEQMqCfyg1kJCASEPGwkYwMmNxxieJwD8Am1/u7AoqxuJxqgaR2bfB64x9v+eVh1BOTwctazhDMR0BDA3Q", ErrHashBounds},
 		{"bcrypt cost 31", "$2a$31$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", ErrHashBounds},
 		{"pbkdf2 one iteration", "pbkdf2_sha256$1$Zm9vYmFyc2FsdA$DI9174Jn/0hAOvCMsIq8fKpGIHjk9sxXiotD7YZj3j4=", ErrHashBounds},

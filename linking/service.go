@@ -252,6 +252,11 @@ func (s *Service) yieldImportedSelf(ctx context.Context, studentID, accountID st
 		} else if !ok {
 			continue
 		}
+		// As every end of a right: the account's sessions and tokens end with it (their
+		// students claim named the card), and the diaries are told.
+		if err := s.store.RevokeTokensOf(ctx, l.AccountID); err != nil {
+			return err
+		}
 		if err := s.store.Audit(ctx, "account:"+l.AccountID, "link.import_refused", studentID, map[string]any{"relation": "self", "reason": "the card's SNILS names another account"}); err != nil {
 			return err
 		}

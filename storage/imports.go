@@ -16,10 +16,10 @@ import (
 // ESIAUpstream is the upstream name of ESIA accounts (the connector id "esia").
 const ESIAUpstream = "esia"
 
-// AwaitingAccount returns the account ESIA knows as oid, made awaiting its first login when
-// the broker has not seen it yet. created tells which.
-func (s *Store) AwaitingAccount(ctx context.Context, oid string) (a *Account, created bool, err error) {
-	a, err = s.AccountByUpstream(ctx, ESIAUpstream, oid)
+// AwaitingAccount returns the account the upstream (ESIA, or a gateway to it) knows as oid,
+// made awaiting its first login when the broker has not seen it yet. created tells which.
+func (s *Store) AwaitingAccount(ctx context.Context, upstream, oid string) (a *Account, created bool, err error) {
+	a, err = s.AccountByUpstream(ctx, upstream, oid)
 	if err == nil {
 		return a, false, nil
 	}
@@ -27,7 +27,7 @@ func (s *Store) AwaitingAccount(ctx context.Context, oid string) (a *Account, cr
 		return nil, false, err
 	}
 	sub := oid
-	a, err = s.UpsertUpstreamAccount(ctx, &Account{Kind: "esia", Upstream: ESIAUpstream, UpstreamSub: &sub, AwaitingLogin: true})
+	a, err = s.UpsertUpstreamAccount(ctx, &Account{Kind: "esia", Upstream: upstream, UpstreamSub: &sub, AwaitingLogin: true})
 	if err != nil {
 		return nil, false, fmt.Errorf("make awaiting account: %w", err)
 	}
@@ -143,4 +143,13 @@ func (s *Store) MigrationReport(ctx context.Context) (*MigrationCounts, []Family
 		return nil, nil, fmt.Errorf("migration report: %w", err)
 	}
 	return c, fam, nil
+}
+
+// ChildLogins lists every sub-account's login.
+func (s *Store) ChildLogins(ctx context.Context) ([]string, error) {
+	var out []string
+	if err := s.selectAll(ctx, &out, `SELECT login FROM child_credentials ORDER BY login`); err != nil {
+		return nil, fmt.Errorf("child logins: %w", err)
+	}
+	return out, nil
 }

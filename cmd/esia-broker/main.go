@@ -17,7 +17,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -152,6 +154,19 @@ func (a *app) withStoreRecording(ctx context.Context, rec storage.SecretRecordin
 	return a.withCurrentStore(ctx, func(cfg *config.Config, s *storage.Store) error {
 		if err := verifySecrets(ctx, cfg, s, rec); err != nil {
 			return err
+		}
+		// A command that ends sessions (accounts forget, disable, unlink) queues logouts with
+		// the sub each diary saw, as the server does.
+		if cfg.Tokens.Subject != "uuid" {
+			pepper, err := config.DecodeSecret(cfg.Secrets.SNILSPepper)
+			if err != nil {
+				return fmt.Errorf("secrets.snils_pepper: %w", err)
+			}
+			subjects, err := broker.NewSubjects(cfg.Tokens, linking.NewDigester(pepper))
+			if err != nil {
+				return err
+			}
+			subjects.Install(s)
 		}
 		return fn(cfg, s)
 	})

@@ -24,6 +24,7 @@ import (
 // importFileCmd makes `links import` and `children import`, which differ in what they call.
 func (a *app) importFileCmd(use, short, long string, run func(ctx context.Context, link *linking.Service, f io.Reader, o linking.ImportFileOptions) (*linking.FileImportReport, error), weak bool) *cobra.Command {
 	var o linking.ImportFileOptions
+	var upstreamFlag string
 	cmd := &cobra.Command{
 		Use: use, Short: short, Long: long, Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -39,6 +40,16 @@ func (a *app) importFileCmd(use, short, long string, run func(ctx context.Contex
 				}
 				link.SetChildOptions(linking.ChildOptions{PasswordAccountsOff: !cfg.Children.PasswordAccounts, GraceDays: cfg.Children.GraceDays,
 					Argon2: linking.Argon2Params{Time: cfg.Children.Argon2Time, MemoryKiB: cfg.Children.Argon2MemoryKiB, Threads: cfg.Children.Argon2Threads}})
+				switch {
+				case upstreamFlag == "" && !cfg.Upstream.ESIA.Enabled && cfg.Upstream.OIDC.Enabled:
+					o.Upstream = "oidc" // a gateway to ESIA: its accounts are known by that connector
+				case upstreamFlag == "" || upstreamFlag == "esia":
+					o.Upstream = "esia"
+				case upstreamFlag == "oidc":
+					o.Upstream = "oidc"
+				default:
+					return fmt.Errorf("--upstream %q: esia or oidc (the connector the ESIA oids are of)", upstreamFlag)
+				}
 				o.Operator = a.actor()
 				o.Progress = func(pass string, done, total int) { progress(a.stderr, pass)(done, total) }
 				start := time.Now()
@@ -85,6 +96,7 @@ func (a *app) importFileCmd(use, short, long string, run func(ctx context.Contex
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "check and count, write nothing")
 	cmd.Flags().BoolVar(&o.SkipInvalid, "skip-invalid", false, "import the good rows and report the bad ones")
 	cmd.Flags().StringVar(&o.Format, "format", "", "csv or jsonl (default: from the content)")
+	cmd.Flags().StringVar(&upstreamFlag, "upstream", "", "the connector the ESIA oids are of: esia, or oidc for a gateway to ESIA (default: esia, or oidc when only it is enabled)")
 	if weak {
 		cmd.Flags().BoolVar(&o.AcceptWeak, "accept-weak", false, "accept weak hashes: unsalted MD5/SHA-1/SHA-256, bcrypt under cost 8, PBKDF2 under 10,000 iterations, small argon2id (replaced at first login)")
 	}

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
 )
 
@@ -73,5 +77,42 @@ func TestRegionImportCLI(t *testing.T) {
 				t.Error("the report overwrote an existing file")
 			}
 		})
+	}
+}
+
+// TestForgetFromTheCLIUnderPairwise: `accounts forget` queues each diary's logout with the sub
+// that diary saw, as the server would, never the account id.
+func TestForgetFromTheCLIUnderPairwise(t *testing.T) {
+	dsn := storagetest.NewSQLiteDSN(t)
+	env := append(testEnv(dsn), "ESIA_BROKER_TOKENS_SUBJECT=pairwise")
+	mustRun(t, env, "migrate", "up")
+	mustRun(t, env, "clients", "create", "diary-a", "--redirect-uri", "https://a.example/cb", "--scope", "openid,profile",
+		"--backchannel-logout-uri", "https://a.example/logout")
+	ctx := context.Background()
+	s, err := storage.Open(ctx, dsn, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	oid := "1000300001"
+	a, err := s.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: &oid, Birthdate: "1985-03-04"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveConsent(ctx, &storage.Consent{AccountID: a.ID, ClientID: "diary-a", Scopes: "openid", GrantedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "accounts", "forget", a.ID, "--yes")
+	db, err := sql.Open("sqlite", strings.TrimPrefix(dsn, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var shown string
+	if err := db.QueryRow(`SELECT shown_subject FROM logout_deliveries WHERE client_id = 'diary-a'`).Scan(&shown); err != nil {
+		t.Fatal(err)
+	}
+	if len(shown) != 43 || shown == a.ID {
+		t.Errorf("the queued logout's sub %q, want diary-a's pairwise sub", shown)
 	}
 }
