@@ -12,6 +12,7 @@ import (
 
 	"github.com/esia-broker/esia-broker/invites"
 	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/passwords"
 )
 
 // TestConcurrentGuessesAreCountedOneByOne fires 60 wrong child passwords at once from one
@@ -37,7 +38,7 @@ func TestConcurrentGuessesAreCountedOneByOne(t *testing.T) {
 		f.link.SetVerifier(func(h, pw string) (bool, error) {
 			checked.Add(1)
 			time.Sleep(20 * time.Millisecond) // as long as a real check, so that the guesses overlap
-			return linking.VerifyPassword(h, pw)
+			return passwords.VerifyPassword(h, pw)
 		})
 		const n = 60
 		var wg sync.WaitGroup
@@ -207,7 +208,7 @@ func TestHashGateBoundsMemory(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 			now.Add(-1)
-			return linking.VerifyPassword(h, pw)
+			return passwords.VerifyPassword(h, pw)
 		})
 		const n = 24
 		var wg sync.WaitGroup

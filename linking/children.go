@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/esia-broker/esia-broker/clientip"
+	"github.com/esia-broker/esia-broker/passwords"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -137,7 +138,7 @@ func (s *Service) hash(ctx context.Context, password string) (string, error) {
 		return "", err
 	}
 	defer release()
-	return HashPassword(password, s.children.Argon2)
+	return passwords.HashPassword(password, s.children.Argon2)
 }
 
 // CreateChildLogin makes a sub-account for a linked child under 14. Any parent linked to the
@@ -312,7 +313,7 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 		return "", fmt.Errorf("check child password: %w", err)
 	}
 	if !ok {
-		if cheaperThanOwn(c.PasswordHash, s.children.Argon2) {
+		if passwords.CheaperThanOwn(c.PasswordHash, s.children.Argon2) {
 			// An imported hash may be much cheaper than the broker's own: a wrong password
 			// costs at least a check of the broker's own, as for a login that does not exist.
 			_, _ = s.verify(s.dummyHash(), password)
@@ -338,7 +339,7 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 		}
 		return "", err
 	}
-	if NeedsRehash(c.PasswordHash, s.children.Argon2) {
+	if passwords.NeedsRehash(c.PasswordHash, s.children.Argon2) {
 		if err := s.rehash(ctx, c, password); err != nil {
 			return "", err
 		}
@@ -353,7 +354,7 @@ func (s *Service) rehash(ctx context.Context, c *storage.ChildCredential, passwo
 	if err != nil {
 		return err
 	}
-	h, err := HashPassword(password, s.children.Argon2)
+	h, err := passwords.HashPassword(password, s.children.Argon2)
 	if err != nil {
 		return err
 	}
@@ -361,14 +362,14 @@ func (s *Service) rehash(ctx context.Context, c *storage.ChildCredential, passwo
 	if err != nil || !done {
 		return err
 	}
-	return s.store.Audit(ctx, "account:"+c.AccountID, "child.rehash", c.StudentID, map[string]any{"from": HashFormat(c.PasswordHash)})
+	return s.store.Audit(ctx, "account:"+c.AccountID, "child.rehash", c.StudentID, map[string]any{"from": passwords.HashFormat(c.PasswordHash)})
 }
 
 func (s *Service) dummyHash() string {
 	s.dummyMu.Lock()
 	defer s.dummyMu.Unlock()
 	if s.dummy == "" {
-		s.dummy, _ = HashPassword("dummy-password-for-timing", s.children.Argon2)
+		s.dummy, _ = passwords.HashPassword("dummy-password-for-timing", s.children.Argon2)
 	}
 	return s.dummy
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/passwords"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -161,8 +162,8 @@ func TestChildLockoutAndExpiry(t *testing.T) {
 
 func TestPasswordHashFormat(t *testing.T) {
 	p := linking.Argon2Params{Time: 1, MemoryKiB: 8192, Threads: 1}
-	h1, _ := linking.HashPassword("пароль-ребёнка", p)
-	h2, _ := linking.HashPassword("пароль-ребёнка", p)
+	h1, _ := passwords.HashPassword("пароль-ребёнка", p)
+	h2, _ := passwords.HashPassword("пароль-ребёнка", p)
 	if h1 == h2 {
 		t.Error("no salt")
 	}
@@ -170,12 +171,12 @@ func TestPasswordHashFormat(t *testing.T) {
 		hash, pw string
 		ok       bool
 	}{{h1, "пароль-ребёнка", true}, {h1, "пароль-ребенка", false}, {h2, "пароль-ребёнка", true}} {
-		if ok, err := linking.VerifyPassword(tc.hash, tc.pw); ok != tc.ok || err != nil {
+		if ok, err := passwords.VerifyPassword(tc.hash, tc.pw); ok != tc.ok || err != nil {
 			t.Errorf("verify %q: %v %v", tc.pw, ok, err)
 		}
 	}
 	for _, bad := range []string{"", "$2a$10$bcrypt", "$argon2id$v=19$m=99999999,t=1,p=1$AAAA$AAAA", "$argon2i$v=19$m=8192,t=1,p=1$AAAA$AAAA"} {
-		if ok, err := linking.VerifyPassword(bad, "x"); ok || err == nil {
+		if ok, err := passwords.VerifyPassword(bad, "x"); ok || err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
@@ -184,12 +185,12 @@ func TestPasswordHashFormat(t *testing.T) {
 // BenchmarkChildLogin is the cost of one child password check with the default argon2id
 // parameters (what a child login costs the broker's CPU).
 func BenchmarkChildLogin(b *testing.B) {
-	h, err := linking.HashPassword("correct-horse-battery", linking.DefaultArgon2())
+	h, err := passwords.HashPassword("correct-horse-battery", linking.DefaultArgon2())
 	if err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if ok, _ := linking.VerifyPassword(h, "correct-horse-battery"); !ok {
+		if ok, _ := passwords.VerifyPassword(h, "correct-horse-battery"); !ok {
 			b.Fatal("verify")
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/esia-broker/esia-broker/passwords"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -586,7 +587,7 @@ func (s *Service) ImportChildren(ctx context.Context, r io.Reader, o ImportFileO
 		} else {
 			loginAt[loginSkeleton(login)] = row.line
 		}
-		stored, format, weak, err := ImportHash(f["password_hash"], o.AcceptWeak, s.children.Argon2)
+		stored, format, weak, err := passwords.ImportHash(f["password_hash"], o.AcceptWeak, s.children.Argon2)
 		if err != nil {
 			bad("password_hash", err.Error())
 		}

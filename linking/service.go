@@ -9,6 +9,7 @@ import (
 
 	"github.com/esia-broker/esia-broker/clientip"
 	"github.com/esia-broker/esia-broker/invites"
+	"github.com/esia-broker/esia-broker/passwords"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -52,7 +53,7 @@ type Service struct {
 	children ChildOptions
 
 	gate *hashGate
-	// verify checks a password against its hash (VerifyStoredPassword; tests count the calls).
+	// verify checks a password against its hash (passwords.VerifyStoredPassword; tests count the calls).
 	verify func(encoded, password string) (bool, error)
 
 	dummyMu sync.Mutex
@@ -88,7 +89,7 @@ type ChildOptions struct {
 // in 15 minutes lock for 15 minutes.
 func DefaultChildOptions() ChildOptions {
 	return ChildOptions{
-		Argon2:           DefaultArgon2(),
+		Argon2:           passwords.DefaultArgon2(),
 		PerLogin:         storage.AttemptLimit{Max: 5, Window: 15 * time.Minute, Lockout: 15 * time.Minute},
 		PerIP:            storage.AttemptLimit{Max: 30, Window: 15 * time.Minute, Lockout: 15 * time.Minute},
 		PerLoginAll:      storage.AttemptLimit{Max: 20, Window: 15 * time.Minute, Lockout: time.Minute},
@@ -103,7 +104,7 @@ func DefaultChildOptions() ChildOptions {
 func NewService(store Store, d *Digester, inv *invites.Service) *Service {
 	o := DefaultChildOptions()
 	return &Service{store: store, digester: d, invites: inv, now: time.Now, common: commonPasswords(), children: o,
-		gate: newHashGate(o.HashConcurrency, o.HashQueue, o.HashWait), verify: VerifyStoredPassword}
+		gate: newHashGate(o.HashConcurrency, o.HashQueue, o.HashWait), verify: passwords.VerifyStoredPassword}
 }
 
 // SetChildOptions replaces the child sub-account options.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/passwords"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -42,7 +43,7 @@ func TestChildAccountDetails(t *testing.T) {
 			mu.Lock()
 			hashes = append(hashes, h)
 			mu.Unlock()
-			return linking.VerifyPassword(h, pw)
+			return passwords.VerifyPassword(h, pw)
 		})
 		if _, err := f.link.ChildLogin(ctx, "nobody-has-this", "whatever-pass", "10.70.0.1", false); err != linking.ErrBadCredentials {
 			t.Errorf("unknown login: %v", err)

@@ -23,18 +23,19 @@ var allowed = map[string][]string{
 	"esia/esiatest":     {"esia", "esia/gost"},
 	"storage":           {"migrations"},
 	"invites":           {"storage", "migrations"},
-	"linking":           {"storage", "migrations", "invites", "clientip"},
+	"passwords":         {},
+	"linking":           {"storage", "migrations", "invites", "clientip", "passwords"},
 	"upstream":          {},
 	"upstream/esiaconn": {"upstream", "esia", "esia/gost"},
 	"upstream/oidcconn": {"upstream"},
 	"broker/devrp":      {},
-	"broker": {"clientip", "config", "docs", "esia", "esia/gost", "invites", "linking", "storage", "migrations",
+	"broker": {"clientip", "config", "docs", "esia", "esia/gost", "invites", "linking", "passwords", "storage", "migrations",
 		"upstream", "upstream/esiaconn", "upstream/oidcconn"},
 	"storage/storagetest": {"storage", "migrations", "internal/testwait"},
 	"internal/testwait":   {},
 	"cmd/esia-loadgen":    {"esia", "esia/gost", "esia/esiatest"},
 	"cmd/esia-broker": {"broker", "broker/devrp", "clientip", "config", "docs", "esia", "esia/gost", "esia/esiatest",
-		"invites", "linking", "storage", "migrations", "upstream", "upstream/esiaconn", "upstream/oidcconn"},
+		"invites", "linking", "passwords", "storage", "migrations", "upstream", "upstream/esiaconn", "upstream/oidcconn"},
 }
 
 func TestImportRules(t *testing.T) {

@@ -1,4 +1,4 @@
-package linking
+package passwords
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package linking
+package passwords
 
 import (
 	"crypto/md5"
@@ -292,10 +292,10 @@ func (p *pbkdf2Hash) work() int {
 	return w
 }
 
-// cheaperThanOwn tells whether checking a stored hash costs less than one of the broker's own
+// CheaperThanOwn tells whether checking a stored hash costs less than one of the broker's own
 // argon2id (own): a wrong password against it is then topped up with a check of the broker's own,
 // so the time of an answer does not tell an imported login from one that does not exist.
-func cheaperThanOwn(encoded string, own Argon2Params) bool {
+func CheaperThanOwn(encoded string, own Argon2Params) bool {
 	switch HashFormat(encoded) {
 	case FormatArgon2id:
 		p, _, _, err := parseArgon2(encoded)
