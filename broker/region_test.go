@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/regionimport"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -28,12 +28,12 @@ func TestRegionMoveIn(t *testing.T) {
 		// parent-no-match (oid 1000300002): no SNILS on any card; without the import the broker
 		// would ask for a code.
 		links := "esia_oid,student_id,relation,linked_at,method\n1000300002,s-4,parent,2019-09-01,invite\n1000300002,s-5,parent,2019-09-01,invite\n"
-		if rep, err := e.link.ImportLinks(ctx, strings.NewReader(links), linking.ImportFileOptions{}); err != nil || rep.Created != 2 {
+		if rep, err := regionimport.New(e.store, e.link).ImportLinks(ctx, strings.NewReader(links), regionimport.ImportFileOptions{}); err != nil || rep.Created != 2 {
 			t.Fatalf("links import: %v %+v", err, rep)
 		}
 		const bcrypt10 = "$2a$10$6phbKEpEXwOoS0cRSPkn2.TM/c0/z/connnZ0O7BRsWgfuLArBzxO" // Sunflower-2015
 		children := "student_id,login,password_hash,guardian_esia_oid\ns-4,Max.Petrov,\"" + bcrypt10 + "\",1000300002\n"
-		if rep, err := e.link.ImportChildren(ctx, strings.NewReader(children), linking.ImportFileOptions{}); err != nil || rep.Created != 1 {
+		if rep, err := regionimport.New(e.store, e.link).ImportChildren(ctx, strings.NewReader(children), regionimport.ImportFileOptions{}); err != nil || rep.Created != 1 {
 			t.Fatalf("children import: %v %+v", err, rep)
 		}
 

@@ -10,6 +10,7 @@ import (
 	"github.com/esia-broker/esia-broker/esia/esiatest"
 	"github.com/esia-broker/esia-broker/invites"
 	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/regionimport"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
 )
 
@@ -96,13 +97,13 @@ func BenchmarkRegionImport(b *testing.B) {
 				}
 				b.StartTimer()
 				start := time.Now()
-				rep, err := svc.ImportLinks(ctx, strings.NewReader(linksCSV.String()), linking.ImportFileOptions{})
+				rep, err := regionimport.New(s, svc).ImportLinks(ctx, strings.NewReader(linksCSV.String()), regionimport.ImportFileOptions{})
 				if err != nil || rep.Created != students {
 					b.Fatalf("links: %v %+v", err, rep.Errors[:min(len(rep.Errors), 3)])
 				}
 				linksTook += time.Since(start)
 				start = time.Now()
-				rep, err = svc.ImportChildren(ctx, strings.NewReader(childrenCSV.String()), linking.ImportFileOptions{})
+				rep, err = regionimport.New(s, svc).ImportChildren(ctx, strings.NewReader(childrenCSV.String()), regionimport.ImportFileOptions{})
 				if err != nil || rep.Created != childLogins {
 					b.Fatalf("children: %v %+v", err, rep)
 				}

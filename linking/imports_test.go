@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/regionimport"
 	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
 
@@ -37,7 +38,7 @@ func TestImportLinks(t *testing.T) {
 			"1000000005,s-1,parent,2099-01-01,\n" + // 6: future date
 			"1000000001,s-1,parent,2021-01-01,\n" + // 7: repeats line 2
 			"2000000002,s-2,parent,2020-09-01,\n" // 8: a known minor as a parent
-		rep, err := f.link.ImportLinks(ctx, strings.NewReader(bad), linking.ImportFileOptions{})
+		rep, err := regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader(bad), regionimport.ImportFileOptions{})
 		if !errors.Is(err, linking.ErrInvalidRows) {
 			t.Fatalf("bad file: %v", err)
 		}
@@ -57,7 +58,7 @@ func TestImportLinks(t *testing.T) {
 
 		// The file's own problems gone, the database's remain: still nothing written.
 		dbBad := "esia_oid,student_id,relation,linked_at\n1000000001,s-1,parent,2020-09-01\n1000000003,s-99,parent,2020-09-01\n2000000002,s-2,parent,2020-09-01\n"
-		rep, err = f.link.ImportLinks(ctx, strings.NewReader(dbBad), linking.ImportFileOptions{})
+		rep, err = regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader(dbBad), regionimport.ImportFileOptions{})
 		if !errors.Is(err, linking.ErrInvalidRows) || len(rep.Errors) != 2 || rep.Errors[0].Line != 3 || rep.Errors[1].Line != 4 {
 			t.Fatalf("database problems: %v %+v", err, rep)
 		}
@@ -70,14 +71,14 @@ func TestImportLinks(t *testing.T) {
 
 		// Dry run: counted, nothing written.
 		good := "esia_oid,student_id,relation,linked_at,method\n1000000001,s-1,parent,2020-09-01,invite\n1000000001,s-2,parent,01.09.2021,invite\n1000000007,s-3,self,2022-09-01T10:00:00Z,\n"
-		rep, err = f.link.ImportLinks(ctx, strings.NewReader(good), linking.ImportFileOptions{DryRun: true})
+		rep, err = regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader(good), regionimport.ImportFileOptions{DryRun: true})
 		if err != nil || rep.Created != 3 || rep.Accounts != 2 || rep.Applied {
 			t.Fatalf("dry run: %v %+v", err, rep)
 		}
 		if n := countLinks(t, f.store); n != 0 {
 			t.Fatalf("a dry run wrote %d links", n)
 		}
-		rep, err = f.link.ImportLinks(ctx, strings.NewReader(good), linking.ImportFileOptions{Operator: "cli:test"})
+		rep, err = regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader(good), regionimport.ImportFileOptions{Operator: "cli:test"})
 		if err != nil || rep.Created != 3 || rep.Accounts != 2 || !rep.Applied {
 			t.Fatalf("import: %v %+v", err, rep)
 		}
@@ -90,18 +91,18 @@ func TestImportLinks(t *testing.T) {
 			t.Fatalf("imported links: %+v %v", ls, err)
 		}
 		// Again: nothing new.
-		rep, err = f.link.ImportLinks(ctx, strings.NewReader(good), linking.ImportFileOptions{})
+		rep, err = regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader(good), regionimport.ImportFileOptions{})
 		if err != nil || rep.Created != 0 || rep.Unchanged != 3 || rep.Accounts != 0 {
 			t.Fatalf("second run: %v %+v", err, rep)
 		}
 		// Another account as the same student's own: refused.
-		rep, err = f.link.ImportLinks(ctx, strings.NewReader("esia_oid,student_id,relation,linked_at\n1000000008,s-3,self,2022-09-01\n"), linking.ImportFileOptions{})
+		rep, err = regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader("esia_oid,student_id,relation,linked_at\n1000000008,s-3,self,2022-09-01\n"), regionimport.ImportFileOptions{})
 		if !errors.Is(err, linking.ErrInvalidRows) || len(rep.Errors) != 1 || rep.Errors[0].Field != "relation" {
 			t.Fatalf("a second own account: %v %+v", err, rep)
 		}
 		// --skip-invalid: the good rows go in, the bad ones are reported.
 		mixed := "{\"esia_oid\":\"1000000009\",\"student_id\":\"s-4\",\"relation\":\"parent\",\"linked_at\":\"2020-09-01\"}\n{\"esia_oid\":1,\"student_id\":\"s-4\"}\n{\"esia_oid\":\"1000000010\",\"student_id\":\"s-4\",\"relation\":\"parent\",\"linked_at\":\"2020-09-01\",\"extra\":\"x\"}\n"
-		rep, err = f.link.ImportLinks(ctx, strings.NewReader(mixed), linking.ImportFileOptions{SkipInvalid: true})
+		rep, err = regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader(mixed), regionimport.ImportFileOptions{SkipInvalid: true})
 		if err != nil || rep.Created != 1 || rep.Skipped != 2 || len(rep.Errors) < 2 || rep.Errors[0].Line != 2 {
 			t.Fatalf("skip invalid (JSON lines): %v %+v", err, rep)
 		}
@@ -138,7 +139,7 @@ func TestSettleImported(t *testing.T) {
 			"3000000002,s-4,parent,2020-09-01\n" +
 			"3000000003,s-3,self,2020-09-01\n" +
 			"3000000004,s-3,parent,2020-09-01\n"
-		if _, err := f.link.ImportLinks(ctx, strings.NewReader(file), linking.ImportFileOptions{}); err != nil {
+		if _, err := regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader(file), regionimport.ImportFileOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		login := func(oid, birthdate string, unconfirmed bool) *storage.Account {
@@ -191,7 +192,7 @@ func TestImportChildren(t *testing.T) {
 		ctx := context.Background()
 		f.importRoster(t, roster+day("s-5,sch-1,2А,Сидоров,Петя,,2018-03-03,,1,,,,\ns-6,sch-1,2А,Сидорова,Маша,,2018-04-04,,1,,,,\n"), linking.ImportOptions{})
 		links := "esia_oid,student_id,relation,linked_at\n4000000001,s-4,parent,2020-09-01\n4000000001,s-5,parent,2020-09-01\n4000000001,s-6,parent,2020-09-01\n"
-		if _, err := f.link.ImportLinks(ctx, strings.NewReader(links), linking.ImportFileOptions{}); err != nil {
+		if _, err := regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader(links), regionimport.ImportFileOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		const bcrypt10 = "$2a$10$6phbKEpEXwOoS0cRSPkn2.TM/c0/z/connnZ0O7BRsWgfuLArBzxO"                   // Sunflower-2015
@@ -201,11 +202,11 @@ func TestImportChildren(t *testing.T) {
 			"s-4,Anna.Petrova,\"" + bcrypt10 + "\",4000000001\n" +
 			"s-5,petya@school1,\"" + django + "\",4000000001\n" +
 			"s-6,masha,\"" + md5 + "\",4000000001\n"
-		rep, err := f.link.ImportChildren(ctx, strings.NewReader(file), linking.ImportFileOptions{})
+		rep, err := regionimport.New(f.store, f.link).ImportChildren(ctx, strings.NewReader(file), regionimport.ImportFileOptions{})
 		if !errors.Is(err, linking.ErrInvalidRows) || len(rep.Errors) != 1 || rep.Errors[0].Line != 4 || rep.Errors[0].Field != "password_hash" {
 			t.Fatalf("a weak hash without --accept-weak: %v %+v", err, rep)
 		}
-		rep, err = f.link.ImportChildren(ctx, strings.NewReader(file), linking.ImportFileOptions{AcceptWeak: true})
+		rep, err = regionimport.New(f.store, f.link).ImportChildren(ctx, strings.NewReader(file), regionimport.ImportFileOptions{AcceptWeak: true})
 		if err != nil || rep.Created != 3 || rep.Weak != 1 || rep.Formats["bcrypt"] != 1 || rep.Formats["pbkdf2"] != 1 {
 			t.Fatalf("import: %v %+v", err, rep)
 		}
@@ -228,7 +229,7 @@ func TestImportChildren(t *testing.T) {
 			}
 		}
 		// Again: unchanged. Bad rows: a login taken, a guardian with no link, an unknown hash.
-		rep, err = f.link.ImportChildren(ctx, strings.NewReader(file), linking.ImportFileOptions{AcceptWeak: true})
+		rep, err = regionimport.New(f.store, f.link).ImportChildren(ctx, strings.NewReader(file), regionimport.ImportFileOptions{AcceptWeak: true})
 		if err != nil || rep.Unchanged != 3 || rep.Created != 0 {
 			t.Fatalf("second run: %v %+v", err, rep)
 		}
@@ -237,7 +238,7 @@ func TestImportChildren(t *testing.T) {
 			"s-7,MASHA,\"" + bcrypt10 + "\",4000000001\n" +
 			"s-7,oleg,\"" + bcrypt10 + "\",4000000001\n" +
 			"s-7,oleg2,plaintext,4000000001\n"
-		rep, err = f.link.ImportChildren(ctx, strings.NewReader(bad), linking.ImportFileOptions{})
+		rep, err = regionimport.New(f.store, f.link).ImportChildren(ctx, strings.NewReader(bad), regionimport.ImportFileOptions{})
 		if !errors.Is(err, linking.ErrInvalidRows) {
 			t.Fatalf("bad rows: %v", err)
 		}
@@ -253,7 +254,7 @@ func TestImportChildren(t *testing.T) {
 			{"s-7,oleg,\"" + bcrypt10 + "\",4999999999", "guardian_esia_oid"}, // no such account
 			{"s-3,ivan,\"" + bcrypt10 + "\",4000000001", "student_id"},        // 15: too old
 		} {
-			rep, err = f.link.ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\n"+tc.row+"\n"), linking.ImportFileOptions{})
+			rep, err = regionimport.New(f.store, f.link).ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\n"+tc.row+"\n"), regionimport.ImportFileOptions{})
 			if !errors.Is(err, linking.ErrInvalidRows) || len(rep.Errors) != 1 || rep.Errors[0].Line != 2 || rep.Errors[0].Field != tc.field {
 				t.Errorf("%s: %v %+v, want line 2 field %s", tc.row, err, rep.Errors, tc.field)
 			}
@@ -278,17 +279,17 @@ func TestImportFileForms(t *testing.T) {
 			{"leading zero", "esia_oid,student_id,relation,linked_at\n0123,s-1,parent,2020-09-01\n", "line 2: esia_oid"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				rep, err := f.link.ImportLinks(ctx, strings.NewReader(tc.file), linking.ImportFileOptions{})
+				rep, err := regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader(tc.file), regionimport.ImportFileOptions{})
 				if !errors.Is(err, linking.ErrInvalidRows) || !strings.Contains(fmt.Sprint(rep.Errors), tc.want) {
 					t.Errorf("%v %v, want %q", err, rep.Errors, tc.want)
 				}
 			})
 		}
-		rep, err := f.link.ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\ns-4,mаria,x,1\ns-4,"+strings.Repeat("д", 33)+",x,1\n"), linking.ImportFileOptions{})
+		rep, err := regionimport.New(f.store, f.link).ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\ns-4,mаria,x,1\ns-4,"+strings.Repeat("д", 33)+",x,1\n"), regionimport.ImportFileOptions{})
 		if !errors.Is(err, linking.ErrInvalidRows) || !strings.Contains(fmt.Sprint(rep.Errors), "line 2: login: mixes Latin and Cyrillic") || !strings.Contains(fmt.Sprint(rep.Errors), "line 3: login: 2 to 32") {
 			t.Errorf("look-alike and long logins: %v %v", err, rep.Errors)
 		}
-		rep, err = f.link.ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\ns-4,acex,x,1\ns-5,асех,x,1\ns-6,ёлка,x,1\ns-7,елка,x,1\n"), linking.ImportFileOptions{})
+		rep, err = regionimport.New(f.store, f.link).ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\ns-4,acex,x,1\ns-5,асех,x,1\ns-6,ёлка,x,1\ns-7,елка,x,1\n"), regionimport.ImportFileOptions{})
 		if !errors.Is(err, linking.ErrInvalidRows) || !strings.Contains(fmt.Sprint(rep.Errors), "line 3: login: reads as the login on line 2") || !strings.Contains(fmt.Sprint(rep.Errors), "line 5: login: reads as the login on line 4") {
 			t.Errorf("logins that read alike in two scripts: %v %v", err, rep.Errors)
 		}
@@ -307,7 +308,7 @@ func TestImportedSelfLinks(t *testing.T) {
 			t.Fatal(err)
 		}
 		file := "esia_oid,student_id,relation,linked_at\n5000000001,s-2,self,2024-09-01\n"
-		if _, err := f.link.ImportLinks(ctx, strings.NewReader(file), linking.ImportFileOptions{}); err != nil {
+		if _, err := regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader(file), regionimport.ImportFileOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		other, err := f.link.Digester().SNILS("112-233-445 95")
@@ -327,7 +328,7 @@ func TestImportedSelfLinks(t *testing.T) {
 		// Imported again for a twin with no SNILS from ESIA: settled by the birth date; then the
 		// child whose SNILS is the card's logs in, and the imported link gives way.
 		file = "esia_oid,student_id,relation,linked_at\n5000000002,s-2,self,2024-09-01\n"
-		if _, err := f.link.ImportLinks(ctx, strings.NewReader(file), linking.ImportFileOptions{}); err != nil {
+		if _, err := regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader(file), regionimport.ImportFileOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		twinOID := "5000000002"
@@ -376,7 +377,7 @@ func TestImportLeavesRoomForLogins(t *testing.T) {
 	var importDone atomic.Bool
 	done := make(chan error, 1)
 	go func() {
-		_, err := f.link.ImportLinks(ctx, strings.NewReader(links.String()), linking.ImportFileOptions{Progress: func(pass string, d, total int) {
+		_, err := regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader(links.String()), regionimport.ImportFileOptions{Progress: func(pass string, d, total int) {
 			if pass == "importing" { // the writing pass has begun
 				once.Do(func() { close(writing) })
 			}
@@ -405,14 +406,14 @@ func TestImportedEmptyPassword(t *testing.T) {
 	forEachStore(t, func(t *testing.T, f *fixture) {
 		ctx := context.Background()
 		f.importRoster(t, roster, linking.ImportOptions{})
-		if _, err := f.link.ImportLinks(ctx, strings.NewReader("esia_oid,student_id,relation,linked_at\n6000000001,s-4,parent,2020-09-01\n"), linking.ImportFileOptions{}); err != nil {
+		if _, err := regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader("esia_oid,student_id,relation,linked_at\n6000000001,s-4,parent,2020-09-01\n"), regionimport.ImportFileOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		empty, err := bcrypt.GenerateFromPassword(nil, 8)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.link.ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\ns-4,empty.one,"+string(empty)+",6000000001\n"), linking.ImportFileOptions{}); err != nil {
+		if _, err := regionimport.New(f.store, f.link).ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\ns-4,empty.one,"+string(empty)+",6000000001\n"), regionimport.ImportFileOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		for i, pw := range []string{"", "\x00", "\x00\x00", "\x00\x00\x00\x00"} {

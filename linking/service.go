@@ -118,6 +118,20 @@ func (s *Service) SetChildOptions(o ChildOptions) {
 // SetVerifier replaces the password check (tests count the secrets actually checked).
 func (s *Service) SetVerifier(v func(encoded, password string) (bool, error)) { s.verify = v }
 
+// Now is the service's today (its clock).
+func (s *Service) Now() time.Time { return s.now() }
+
+// ChildOptions returns the child sub-account options.
+func (s *Service) ChildOptions() ChildOptions {
+	s.dummyMu.Lock()
+	defer s.dummyMu.Unlock()
+	return s.children
+}
+
+// ChildMayUse tells whether the student is young enough for a sub-account today (with the
+// grace days).
+func (s *Service) ChildMayUse(st *storage.Student) bool { return s.childMayUse(st) }
+
 // SetClock replaces the clock (tests).
 func (s *Service) SetClock(now func() time.Time) { s.now = now }
 
@@ -197,7 +211,7 @@ func (s *Service) ResolveAccount(ctx context.Context, a *storage.Account, snils 
 					if err := s.store.Audit(ctx, "account:"+accountID, "link.revoke", l.StudentID, map[string]any{"method": "snils", "reason": "snils no longer on the card"}); err != nil {
 						return err
 					}
-					if err := s.store.AppendEvent(ctx, linkEvent(storage.EventLinkRevoked, l.AccountID, l.StudentID, l.ID, l.Relation, l.Method)); err != nil {
+					if err := s.store.AppendEvent(ctx, LinkEvent(storage.EventLinkRevoked, l.AccountID, l.StudentID, l.ID, l.Relation, l.Method)); err != nil {
 						return err
 					}
 				}
@@ -223,7 +237,7 @@ func (s *Service) ResolveAccount(ctx context.Context, a *storage.Account, snils 
 				if err := s.store.Audit(ctx, "account:"+accountID, "link.add", id, map[string]any{"method": "snils", "relation": w.relation}); err != nil {
 					return err
 				}
-				if err := s.store.AppendEvent(ctx, linkEvent(storage.EventLinkCreated, accountID, id, linkID, w.relation, "snils")); err != nil {
+				if err := s.store.AppendEvent(ctx, LinkEvent(storage.EventLinkCreated, accountID, id, linkID, w.relation, "snils")); err != nil {
 					return err
 				}
 			}
@@ -261,7 +275,7 @@ func (s *Service) yieldImportedSelf(ctx context.Context, studentID, accountID st
 		if err := s.store.Audit(ctx, "account:"+l.AccountID, "link.import_refused", studentID, map[string]any{"relation": "self", "reason": "the card's SNILS names another account"}); err != nil {
 			return err
 		}
-		if err := s.store.AppendEvent(ctx, linkEvent(storage.EventLinkRevoked, l.AccountID, studentID, l.ID, l.Relation, l.Method)); err != nil {
+		if err := s.store.AppendEvent(ctx, LinkEvent(storage.EventLinkRevoked, l.AccountID, studentID, l.ID, l.Relation, l.Method)); err != nil {
 			return err
 		}
 	}
@@ -331,7 +345,7 @@ func (s *Service) RedeemCode(ctx context.Context, accountID, code, role, ip stri
 			Data: map[string]any{"invite_id": in.ID, "role": role}}); err != nil {
 			return err
 		}
-		return s.store.AppendEvent(ctx, linkEvent(storage.EventLinkCreated, accountID, st.ID, linkID, relation, "invite"))
+		return s.store.AppendEvent(ctx, LinkEvent(storage.EventLinkCreated, accountID, st.ID, linkID, relation, "invite"))
 	})
 	if err != nil {
 		return nil, err
@@ -344,7 +358,8 @@ func (s *Service) RedeemCode(ctx context.Context, accountID, code, role, ip stri
 
 // linkEvent is the feed's event of a link made or ended; method is as stored ("invite" is a
 // code).
-func linkEvent(typ, accountID, studentID, linkID, relation, method string) storage.Event {
+// LinkEvent is the feed's event of a link made or ended.
+func LinkEvent(typ, accountID, studentID, linkID, relation, method string) storage.Event {
 	return storage.Event{Type: typ, AccountID: accountID, StudentID: studentID,
 		Data: map[string]any{"link_id": linkID, "relation": relation, "method": APIMethod(method)}}
 }
@@ -392,7 +407,7 @@ func (s *Service) EndLink(ctx context.Context, linkID, actor string) (*storage.L
 		if err := s.store.Audit(ctx, actor, "link.revoke", l.StudentID, map[string]any{"account": l.AccountID, "link": l.ID, "method": l.Method}); err != nil {
 			return err
 		}
-		return s.store.AppendEvent(ctx, linkEvent(storage.EventLinkRevoked, l.AccountID, l.StudentID, l.ID, l.Relation, l.Method))
+		return s.store.AppendEvent(ctx, LinkEvent(storage.EventLinkRevoked, l.AccountID, l.StudentID, l.ID, l.Relation, l.Method))
 	})
 	return l, err
 }
@@ -423,7 +438,7 @@ func (s *Service) ApplyIntent(ctx context.Context, accountID, clientID, relation
 				if err := s.store.Audit(ctx, "account:"+accountID, "link.add", id, map[string]any{"method": "diary", "relation": relation, "client": clientID}); err != nil {
 					return err
 				}
-				if err := s.store.AppendEvent(ctx, linkEvent(storage.EventLinkCreated, accountID, id, linkID, relation, "diary")); err != nil {
+				if err := s.store.AppendEvent(ctx, LinkEvent(storage.EventLinkCreated, accountID, id, linkID, relation, "diary")); err != nil {
 					return err
 				}
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/esia-broker/esia-broker/config"
 	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/regionimport"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -22,8 +23,8 @@ import (
 // `migrate report`.
 
 // importFileCmd makes `links import` and `children import`, which differ in what they call.
-func (a *app) importFileCmd(use, short, long string, run func(ctx context.Context, link *linking.Service, f io.Reader, o linking.ImportFileOptions) (*linking.FileImportReport, error), weak bool) *cobra.Command {
-	var o linking.ImportFileOptions
+func (a *app) importFileCmd(use, short, long string, run func(ctx context.Context, im *regionimport.Importer, f io.Reader, o regionimport.ImportFileOptions) (*regionimport.FileImportReport, error), weak bool) *cobra.Command {
+	var o regionimport.ImportFileOptions
 	var upstreamFlag string
 	cmd := &cobra.Command{
 		Use: use, Short: short, Long: long, Args: cobra.ExactArgs(1),
@@ -53,7 +54,7 @@ func (a *app) importFileCmd(use, short, long string, run func(ctx context.Contex
 				o.Operator = a.actor()
 				o.Progress = func(pass string, done, total int) { progress(a.stderr, pass)(done, total) }
 				start := time.Now()
-				rep, err := run(cmd.Context(), link, f, o)
+				rep, err := run(cmd.Context(), regionimport.New(s, link), f, o)
 				if errors.Is(err, linking.ErrPasswordAccountsOff) {
 					return errors.New("children.password_accounts is false in this region: there are no login-and-password sub-accounts to import")
 				}
@@ -106,14 +107,14 @@ func (a *app) importFileCmd(use, short, long string, run func(ctx context.Contex
 func (a *app) linksCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "links", Short: "Bring over the links of a region's earlier system"}
 	cmd.AddCommand(a.importFileCmd("import FILE", "Import links by ESIA oid (the whole file or nothing)",
-		"CSV with a header, or JSON lines of strings: "+strings.Join(linking.LinkColumns, ", ")+".\n"+
+		"CSV with a header, or JSON lines of strings: "+strings.Join(regionimport.LinkColumns, ", ")+".\n"+
 			"relation is parent or self; linked_at a date (YYYY-MM-DD, DD.MM.YYYY) or RFC 3339 time; method (optional)\n"+
 			"is what the earlier system called it, kept in the audit. The roster must be imported first.\n"+
 			"An account the broker has not seen waits for its first ESIA login; its links are then checked\n"+
 			"(a parent must be an adult, the student's own account must match the card's birth date).\n"+
 			"Running the same file again changes nothing.",
-		func(ctx context.Context, link *linking.Service, f io.Reader, o linking.ImportFileOptions) (*linking.FileImportReport, error) {
-			return link.ImportLinks(ctx, f, o)
+		func(ctx context.Context, im *regionimport.Importer, f io.Reader, o regionimport.ImportFileOptions) (*regionimport.FileImportReport, error) {
+			return im.ImportLinks(ctx, f, o)
 		}, false))
 	return cmd
 }
@@ -121,15 +122,15 @@ func (a *app) linksCmd() *cobra.Command {
 func (a *app) childrenCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "children", Short: "Bring over the children's logins of a region's earlier system"}
 	cmd.AddCommand(a.importFileCmd("import FILE", "Import children's logins with their password hashes (the whole file or nothing)",
-		"CSV with a header, or JSON lines of strings: "+strings.Join(linking.ChildColumns, ", ")+".\n"+
+		"CSV with a header, or JSON lines of strings: "+strings.Join(regionimport.ChildColumns, ", ")+".\n"+
 			"Hashes: bcrypt ($2a$/$2b$/$2y$), argon2id (PHC), PBKDF2 (PHC $pbkdf2-sha256$i=…, passlib\n"+
 			"$pbkdf2-sha256$N$…, Django pbkdf2_sha256$N$…), their cost bounded (bcrypt ≤ 12, PBKDF2 ≤ 1,000,000,\n"+
 			"argon2id memory ≤ the broker's own); weak ones (unsalted MD5/SHA-1 hex, cheap costs) only with --accept-weak.\n"+
 			"Each is replaced by argon2id at the child's first successful login. Logins keep their form,\n"+
 			"case-insensitive. The guardian's ESIA account must be linked to the student as a parent:\n"+
 			"import the links first.",
-		func(ctx context.Context, link *linking.Service, f io.Reader, o linking.ImportFileOptions) (*linking.FileImportReport, error) {
-			return link.ImportChildren(ctx, f, o)
+		func(ctx context.Context, im *regionimport.Importer, f io.Reader, o regionimport.ImportFileOptions) (*regionimport.FileImportReport, error) {
+			return im.ImportChildren(ctx, f, o)
 		}, true))
 	return cmd
 }

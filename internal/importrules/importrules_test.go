@@ -24,6 +24,7 @@ var allowed = map[string][]string{
 	"storage":           {"migrations"},
 	"invites":           {"storage", "migrations"},
 	"passwords":         {},
+	"regionimport":      {"linking", "passwords", "storage", "migrations", "invites", "clientip"},
 	"linking":           {"storage", "migrations", "invites", "clientip", "passwords"},
 	"upstream":          {},
 	"upstream/esiaconn": {"upstream", "esia", "esia/gost"},
@@ -35,7 +36,7 @@ var allowed = map[string][]string{
 	"internal/testwait":   {},
 	"cmd/esia-loadgen":    {"esia", "esia/gost", "esia/esiatest"},
 	"cmd/esia-broker": {"broker", "broker/devrp", "clientip", "config", "docs", "esia", "esia/gost", "esia/esiatest",
-		"invites", "linking", "passwords", "storage", "migrations", "upstream", "upstream/esiaconn", "upstream/oidcconn"},
+		"invites", "linking", "passwords", "regionimport", "storage", "migrations", "upstream", "upstream/esiaconn", "upstream/oidcconn"},
 }
 
 func TestImportRules(t *testing.T) {
