@@ -256,7 +256,11 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		b.calendar = o.Calendar
 		b.linker.SetClock(o.Calendar)
 	}
-	if b.subjects, err = NewSubjects(cfg.Tokens, b.linker.Digester()); err != nil {
+	if b.subjects, err = NewSubjects(cfg.Tokens, cfg.OIDUpstream(), b.linker.Digester()); err != nil {
+		return nil, err
+	}
+	// The admin commands follow the server's setting (accounts forget queues logouts by it).
+	if err := b.subjects.Record(ctx, o.Store); err != nil {
 		return nil, err
 	}
 	for id := range b.subjects.sectors {

@@ -19,13 +19,23 @@ import (
 
 // Subjects makes the sub each diary sees.
 type Subjects struct {
-	mode     string
-	sectors  map[string]string // client id → sector (tokens.pairwise_sectors)
-	digester *linking.Digester
+	mode        string
+	sectorsText string
+	sectors     map[string]string // client id → sector (tokens.pairwise_sectors)
+	oidUpstream string            // the connector whose subjects are ESIA oids
+	digester    *linking.Digester
 }
 
-// NewSubjects reads tokens.subject and tokens.pairwise_sectors; d keys pairwise subjects.
-func NewSubjects(t config.Tokens, d *linking.Digester) (*Subjects, error) {
+// The settings a server records for the admin commands (storage.RecordSetting).
+const (
+	settingSubject     = "tokens.subject"
+	settingSectors     = "tokens.pairwise_sectors"
+	settingOIDUpstream = "tokens.oid_upstream"
+)
+
+// NewSubjects reads tokens.subject and tokens.pairwise_sectors; oidUpstream is the connector
+// whose subjects are ESIA oids (esia, or a gateway's); d keys pairwise subjects.
+func NewSubjects(t config.Tokens, oidUpstream string, d *linking.Digester) (*Subjects, error) {
 	sectors, err := t.SectorMap()
 	if err != nil {
 		return nil, fmt.Errorf("tokens.pairwise_sectors: %w", err)
@@ -34,7 +44,40 @@ func NewSubjects(t config.Tokens, d *linking.Digester) (*Subjects, error) {
 	if mode == "" {
 		mode = "uuid"
 	}
-	return &Subjects{mode: mode, sectors: sectors, digester: d}, nil
+	return &Subjects{mode: mode, sectorsText: t.PairwiseSectors, sectors: sectors, oidUpstream: oidUpstream, digester: d}, nil
+}
+
+// Record records the setting in the store, for the admin commands (SubjectsOfServer).
+func (s *Subjects) Record(ctx context.Context, store *storage.Store) error {
+	for name, v := range map[string]string{settingSubject: s.mode, settingSectors: s.sectorsText, settingOIDUpstream: s.oidUpstream} {
+		if err := store.RecordSetting(ctx, name, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SubjectsOfServer is the setting the server recorded in the store (Record), or, when none is
+// recorded yet, own. differs tells that the server's differs from own: an admin command follows
+// the server's, so that the logouts it queues carry the sub the diaries saw.
+func SubjectsOfServer(ctx context.Context, store *storage.Store, own *Subjects) (s *Subjects, differs bool, err error) {
+	mode, ok, err := store.Setting(ctx, settingSubject)
+	if err != nil || !ok {
+		return own, false, err
+	}
+	sectors, _, err := store.Setting(ctx, settingSectors)
+	if err != nil {
+		return nil, false, err
+	}
+	up, _, err := store.Setting(ctx, settingOIDUpstream)
+	if err != nil {
+		return nil, false, err
+	}
+	s, err = NewSubjects(config.Tokens{Subject: mode, PairwiseSectors: sectors}, up, own.digester)
+	if err != nil {
+		return nil, false, fmt.Errorf("the server's recorded setting: %w", err)
+	}
+	return s, s.mode != own.mode || s.sectorsText != own.sectorsText || s.oidUpstream != own.oidUpstream, nil
 }
 
 // Install makes the logouts store queues carry the sub each diary saw (storage.SetShownSubject):
@@ -46,10 +89,11 @@ func (s *Subjects) Install(store *storage.Store) {
 	store.SetShownSubject(func(a *storage.Account, c *storage.Client) string { return s.For(a, c.ID, c.RedirectURIs) })
 }
 
-// oidOf returns the ESIA oid of an account the setting applies to ("" for none: a child's
-// sub-account, or one whose oid is gone).
-func oidOf(a *storage.Account) string {
-	if a.Kind != "esia" || a.UpstreamSub == nil {
+// oidOf returns the ESIA oid of an account the setting applies to: one of the connector whose
+// subjects are ESIA oids ("" for any other: a child's sub-account, another connector's, or one
+// whose oid is gone).
+func (s *Subjects) oidOf(a *storage.Account) string {
+	if a.Kind != "esia" || a.Upstream != s.oidUpstream || a.UpstreamSub == nil {
 		return ""
 	}
 	return *a.UpstreamSub
@@ -57,7 +101,7 @@ func oidOf(a *storage.Account) string {
 
 // For is the sub of account a in the tokens of the client with this id and these redirect URIs.
 func (s *Subjects) For(a *storage.Account, clientID string, redirectURIs []string) string {
-	oid := oidOf(a)
+	oid := s.oidOf(a)
 	if oid == "" {
 		return a.ID
 	}
@@ -76,7 +120,7 @@ func (s *Subjects) Had(a *storage.Account, clientID string, redirectURIs []strin
 	if sub == a.ID {
 		return true
 	}
-	oid := oidOf(a)
+	oid := s.oidOf(a)
 	return oid != "" && (sub == oid || sub == s.digester.PairwiseSubject(s.sector(clientID, redirectURIs), oid))
 }
 
@@ -131,7 +175,7 @@ func (b *Broker) hintAccount(ctx context.Context, sub, sid, clientID string) str
 			a, err = b.store.Account(ctx, id)
 		}
 	case oidLike(sub):
-		a, err = b.store.AccountByUpstream(ctx, storage.ESIAUpstream, sub)
+		a, err = b.store.AccountByUpstream(ctx, b.subjects.oidUpstream, sub)
 	default:
 		return ""
 	}

@@ -265,6 +265,15 @@ type Tokens struct {
 	PairwiseSectors string `mapstructure:"pairwise_sectors"`
 }
 
+// OIDUpstream names the connector whose subjects are ESIA oids: esia when the direct ESIA
+// connector is on (or none is), else oidc, the gateway to ESIA.
+func (c *Config) OIDUpstream() string {
+	if c.Upstream.ESIA.Enabled || !c.Upstream.OIDC.Enabled {
+		return "esia"
+	}
+	return "oidc"
+}
+
 // SectorMap reads PairwiseSectors: client id → sector.
 func (t Tokens) SectorMap() (map[string]string, error) {
 	out := map[string]string{}

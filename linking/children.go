@@ -164,6 +164,16 @@ func (s *Service) CreateChildLogin(ctx context.Context, parentID, studentID, log
 	if err != nil {
 		return "", err
 	}
+	lookalike := false
+	if ms, ok := s.store.(MigrationStore); ok {
+		// Not one that reads as an imported login in Cyrillic letters (а, е, о… as a, e, o):
+		// refused as a taken login is.
+		logins, err := ms.ChildLogins(ctx)
+		if err != nil {
+			return "", err
+		}
+		lookalike = slices.ContainsFunc(logins, func(o string) bool { return o != l && LoginSkeleton(o) == LoginSkeleton(l) })
+	}
 	if err := s.CheckPassword(l, password); err != nil {
 		return "", err
 	}
@@ -178,6 +188,9 @@ func (s *Service) CreateChildLogin(ctx context.Context, parentID, studentID, log
 		return "", err
 	}
 	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		if lookalike {
+			return ErrLoginTaken
+		}
 		a := &storage.Account{FamilyName: st.FamilyName, GivenName: st.GivenName, MiddleName: st.MiddleName, Birthdate: st.Birthdate}
 		if err := s.store.CreateChild(ctx, a, &storage.ChildCredential{StudentID: studentID, Login: l, PasswordHash: hash, CreatedBy: parentID}); err != nil {
 			if errors.Is(err, storage.ErrConflict) {
@@ -339,7 +352,9 @@ func (s *Service) ChildLogin(ctx context.Context, login, password, ip string, kn
 		}
 		return "", err
 	}
-	if passwords.NeedsRehash(c.PasswordHash, s.children.Argon2) {
+	// Not a bcrypt hash checked against more than its 72 bytes: bcrypt read only those, and a
+	// re-hash of the longer text typed would lock the child out of the real password.
+	if passwords.NeedsRehash(c.PasswordHash, s.children.Argon2) && (passwords.HashFormat(c.PasswordHash) != passwords.FormatBcrypt || len(password) <= 72) {
 		if err := s.rehash(ctx, c, password); err != nil {
 			return "", err
 		}

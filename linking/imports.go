@@ -5,6 +5,7 @@ import (
 	"errors"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/esia-broker/esia-broker/storage"
@@ -33,6 +34,13 @@ var importLoginPattern = regexp.MustCompile(`^[a-z0-9а-яё][a-z0-9а-яё._@-]
 
 // ImportedLogin tells whether a lower-cased login has the form an imported one may have.
 func ImportedLogin(login string) bool { return importLoginPattern.MatchString(login) }
+
+// lookalikes are the Cyrillic letters that read as Latin ones (and ё as е).
+var lookalikes = strings.NewReplacer("а", "a", "в", "b", "е", "e", "ё", "e", "к", "k", "м", "m", "н", "h", "о", "o",
+	"р", "p", "с", "c", "т", "t", "у", "y", "х", "x")
+
+// LoginSkeleton is what a login looks like: two logins with one skeleton read alike.
+func LoginSkeleton(login string) string { return lookalikes.Replace(login) }
 
 // ValidID tells whether s has the form of the roster's ids (students, schools).
 func ValidID(s string) bool { return idPattern.MatchString(s) }

@@ -423,3 +423,59 @@ func TestImportedEmptyPassword(t *testing.T) {
 		}
 	})
 }
+
+// TestImportedTwin: a twin's oid imported as the other twin's own account is settled by the
+// birth date; when that account's SNILS then names its own card, the imported link gives way:
+// one account is the own account of one card.
+func TestImportedTwin(t *testing.T) {
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		f.importRoster(t, roster+day("tw-b,sch-1,3Б,Иванова,Дарина,Игоревна,2017-05-21,,1,,,,\n"), linking.ImportOptions{})
+		s2, err := f.store.Student(ctx, "s-2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := regionimport.New(f.store, f.link).ImportLinks(ctx, strings.NewReader("esia_oid,student_id,relation,linked_at\n7000000001,tw-b,self,2024-09-01\n"), regionimport.ImportFileOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		oid := "7000000001"
+		a, err := f.store.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: &oid, Birthdate: s2.Birthdate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if settled, _, err := f.link.SettleImported(ctx, a); err != nil || settled != 1 {
+			t.Fatalf("settle: %d %v", settled, err)
+		}
+		if _, err := f.link.ResolveAccount(ctx, a, "234-567-890 99"); err != nil { // s-2's SNILS
+			t.Fatal(err)
+		}
+		ls, err := f.store.Links(ctx, a.ID, false)
+		if err != nil || len(ls) != 1 || ls[0].StudentID != "s-2" || ls[0].Method != "snils" {
+			t.Errorf("the account's links: %+v %v; want only its own card s-2 by SNILS", ls, err)
+		}
+	})
+}
+
+// TestNewLoginThatReadsAsAnImportedOne: a parent may not make a login that reads as an imported
+// Cyrillic one (coba against сова).
+func TestNewLoginThatReadsAsAnImportedOne(t *testing.T) {
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		f.importRoster(t, roster, linking.ImportOptions{})
+		parent := mustAccount(t, f.store, "8000000001")
+		im := regionimport.New(f.store, f.link)
+		if _, err := im.ImportLinks(ctx, strings.NewReader("esia_oid,student_id,relation,linked_at\n8000000001,s-4,parent,2020-09-01\n8000000001,s-1,parent,2020-09-01\n"), regionimport.ImportFileOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		const bcrypt10 = "$2a$10$6phbKEpEXwOoS0cRSPkn2.TM/c0/z/connnZ0O7BRsWgfuLArBzxO"
+		if _, err := im.ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\ns-4,сова,"+bcrypt10+",8000000001\n"), regionimport.ImportFileOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.link.CreateChildLogin(ctx, parent, "s-1", "coba", "Podsolnuh-2015-ok"); !errors.Is(err, linking.ErrLoginTaken) {
+			t.Errorf("a new login that reads as сова: %v, want ErrLoginTaken", err)
+		}
+		if _, err := f.link.CreateChildLogin(ctx, parent, "s-1", "sova", "Podsolnuh-2015-ok"); err != nil {
+			t.Errorf("a login that does not read as another: %v", err)
+		}
+	})
+}

@@ -247,8 +247,9 @@ func (s *Service) ResolveAccount(ctx context.Context, a *storage.Account, snils 
 	return ch, err
 }
 
-// yieldImportedSelf revokes the imported self links of the student held by accounts other
-// than accountID.
+// yieldImportedSelf revokes, when accountID gets the student's own link by the card's SNILS, the
+// imported self links of the student held by other accounts, and accountID's imported self
+// links to other students.
 func (s *Service) yieldImportedSelf(ctx context.Context, studentID, accountID string) error {
 	ms, ok := s.store.(MigrationStore)
 	if !ok {
@@ -258,8 +259,19 @@ func (s *Service) yieldImportedSelf(ctx context.Context, studentID, accountID st
 	if err != nil {
 		return err
 	}
+	// And one account is the own account of one card: its imported own links to other cards
+	// give way too (a twin's oid imported for the other twin).
+	mine, err := s.store.Links(ctx, accountID, false)
+	if err != nil {
+		return err
+	}
+	for _, l := range mine {
+		if l.Relation == "self" && l.StudentID != studentID {
+			ls = append(ls, l)
+		}
+	}
 	for _, l := range ls {
-		if l.AccountID == accountID || l.Method != "imported" {
+		if (l.AccountID == accountID && l.StudentID == studentID) || l.Method != "imported" {
 			continue
 		}
 		if ok, err := s.store.RevokeLink(ctx, l.ID); err != nil {
@@ -267,15 +279,19 @@ func (s *Service) yieldImportedSelf(ctx context.Context, studentID, accountID st
 		} else if !ok {
 			continue
 		}
-		// As every end of a right: the account's sessions and tokens end with it (their
-		// students claim named the card), and the diaries are told.
-		if err := s.store.RevokeTokensOf(ctx, l.AccountID); err != nil {
+		reason := "the card's SNILS names another account"
+		if l.AccountID == accountID {
+			// The account logging in now: its claims are read after this, in the same login.
+			reason = "the account's own card is another, by its SNILS"
+		} else if err := s.store.RevokeTokensOf(ctx, l.AccountID); err != nil {
+			// As every end of a right: the account's sessions and tokens end with it (their
+			// students claim named the card), and the diaries are told.
 			return err
 		}
-		if err := s.store.Audit(ctx, "account:"+l.AccountID, "link.import_refused", studentID, map[string]any{"relation": "self", "reason": "the card's SNILS names another account"}); err != nil {
+		if err := s.store.Audit(ctx, "account:"+l.AccountID, "link.import_refused", l.StudentID, map[string]any{"relation": "self", "reason": reason}); err != nil {
 			return err
 		}
-		if err := s.store.AppendEvent(ctx, LinkEvent(storage.EventLinkRevoked, l.AccountID, studentID, l.ID, l.Relation, l.Method)); err != nil {
+		if err := s.store.AppendEvent(ctx, LinkEvent(storage.EventLinkRevoked, l.AccountID, l.StudentID, l.ID, l.Relation, l.Method)); err != nil {
 			return err
 		}
 	}

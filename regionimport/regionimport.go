@@ -80,13 +80,6 @@ var (
 	cyrillicLetter = regexp.MustCompile(`[а-яё]`)
 )
 
-// lookalikes are the Cyrillic letters that read as Latin ones (and ё as е).
-var lookalikes = strings.NewReplacer("а", "a", "в", "b", "е", "e", "ё", "e", "к", "k", "м", "m", "н", "h", "о", "o",
-	"р", "p", "с", "c", "т", "t", "у", "y", "х", "x")
-
-// loginSkeleton is what a login looks like: two logins with one skeleton read alike.
-func loginSkeleton(login string) string { return lookalikes.Replace(login) }
-
 // maxImportRows bounds one file (a region has a few hundred thousand students at most).
 const maxImportRows = 1_000_000
 
@@ -495,10 +488,10 @@ func (s *Importer) ImportChildren(ctx context.Context, r io.Reader, o ImportFile
 			bad("login", "2 to 32 Latin or Cyrillic letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
 		} else if latinLetter.MatchString(login) && cyrillicLetter.MatchString(login) {
 			bad("login", "mixes Latin and Cyrillic letters (a look-alike of another login)")
-		} else if prev, dup := loginAt[loginSkeleton(login)]; dup {
+		} else if prev, dup := loginAt[linking.LoginSkeleton(login)]; dup {
 			bad("login", fmt.Sprintf("reads as the login on line %d (logins are case-insensitive, and Cyrillic а, е, о… read as Latin)", prev))
 		} else {
-			loginAt[loginSkeleton(login)] = row.line
+			loginAt[linking.LoginSkeleton(login)] = row.line
 		}
 		stored, format, weak, err := passwords.ImportHash(f["password_hash"], o.AcceptWeak, s.link.ChildOptions().Argon2)
 		if err != nil {
@@ -521,7 +514,7 @@ func (s *Importer) ImportChildren(ctx context.Context, r io.Reader, o ImportFile
 		return rep, err
 	}
 	for _, l := range logins {
-		existing[loginSkeleton(l)] = l
+		existing[linking.LoginSkeleton(l)] = l
 	}
 	check := func(ctx context.Context, g good) (guardian *storage.Account, st *storage.Student, exists bool, rowErr *linking.RowError, err error) {
 		bad := func(field, reason string) (*storage.Account, *storage.Student, bool, *linking.RowError, error) {
@@ -553,7 +546,7 @@ func (s *Importer) ImportChildren(ctx context.Context, r io.Reader, o ImportFile
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return nil, nil, false, nil, err
 		}
-		if other, ok := existing[loginSkeleton(g.login)]; ok && other != g.login {
+		if other, ok := existing[linking.LoginSkeleton(g.login)]; ok && other != g.login {
 			return bad("login", "reads as another child's login (Cyrillic а, е, о… read as Latin)")
 		}
 		guardian, err = ms.AccountByUpstream(ctx, upstreamOf(o), g.oid)

@@ -153,3 +153,25 @@ func (s *Store) ChildLogins(ctx context.Context) ([]string, error) {
 	}
 	return out, nil
 }
+
+// RecordSetting records a setting the server runs with (name → value), for the admin commands.
+func (s *Store) RecordSetting(ctx context.Context, name, value string) error {
+	_, err := s.exec(ctx, `INSERT INTO settings (name, value, recorded_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value, recorded_at = excluded.recorded_at`, name, value, s.clock())
+	if err != nil {
+		return fmt.Errorf("record setting %s: %w", name, err)
+	}
+	return nil
+}
+
+// Setting returns a recorded setting; ok is false when none was recorded.
+func (s *Store) Setting(ctx context.Context, name string) (value string, ok bool, err error) {
+	err = s.get(ctx, &value, `SELECT value FROM settings WHERE name = ?`, name)
+	if errors.Is(err, ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("read setting %s: %w", name, err)
+	}
+	return value, true, nil
+}

@@ -156,18 +156,23 @@ func (a *app) withStoreRecording(ctx context.Context, rec storage.SecretRecordin
 			return err
 		}
 		// A command that ends sessions (accounts forget, disable, unlink) queues logouts with
-		// the sub each diary saw, as the server does.
-		if cfg.Tokens.Subject != "uuid" {
-			pepper, err := config.DecodeSecret(cfg.Secrets.SNILSPepper)
-			if err != nil {
-				return fmt.Errorf("secrets.snils_pepper: %w", err)
-			}
-			subjects, err := broker.NewSubjects(cfg.Tokens, linking.NewDigester(pepper))
-			if err != nil {
-				return err
-			}
-			subjects.Install(s)
+		// the sub each diary saw, by the setting the server recorded.
+		pepper, err := config.DecodeSecret(cfg.Secrets.SNILSPepper)
+		if err != nil {
+			return fmt.Errorf("secrets.snils_pepper: %w", err)
 		}
+		own, err := broker.NewSubjects(cfg.Tokens, cfg.OIDUpstream(), linking.NewDigester(pepper))
+		if err != nil {
+			return err
+		}
+		subjects, differs, err := broker.SubjectsOfServer(ctx, s, own)
+		if err != nil {
+			return err
+		}
+		if differs {
+			fmt.Fprintln(a.stderr, "note: following the server's tokens.subject and tokens.pairwise_sectors recorded in the database, not this command's configuration")
+		}
+		subjects.Install(s)
 		return fn(cfg, s)
 	})
 }

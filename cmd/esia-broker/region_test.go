@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"database/sql"
+	"github.com/esia-broker/esia-broker/broker"
+	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/linking"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,7 +87,7 @@ func TestRegionImportCLI(t *testing.T) {
 // that diary saw, as the server would, never the account id.
 func TestForgetFromTheCLIUnderPairwise(t *testing.T) {
 	dsn := storagetest.NewSQLiteDSN(t)
-	env := append(testEnv(dsn), "ESIA_BROKER_TOKENS_SUBJECT=pairwise")
+	env := testEnv(dsn) // the command's own configuration says uuid: it follows the server's
 	mustRun(t, env, "migrate", "up")
 	mustRun(t, env, "clients", "create", "diary-a", "--redirect-uri", "https://a.example/cb", "--scope", "openid,profile",
 		"--backchannel-logout-uri", "https://a.example/logout")
@@ -102,6 +105,15 @@ func TestForgetFromTheCLIUnderPairwise(t *testing.T) {
 	if err := s.SaveConsent(ctx, &storage.Consent{AccountID: a.ID, ClientID: "diary-a", Scopes: "openid", GrantedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
+	// What `serve` records at start with tokens.subject: pairwise.
+	server, err := broker.NewSubjects(config.Tokens{Subject: "pairwise"}, "esia", linking.NewDigester([]byte(strings.Repeat("z", 32))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Record(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	want := server.For(a, "diary-a", []string{"https://a.example/cb"})
 	mustRun(t, env, "accounts", "forget", a.ID, "--yes")
 	db, err := sql.Open("sqlite", strings.TrimPrefix(dsn, "sqlite:"))
 	if err != nil {
@@ -112,7 +124,7 @@ func TestForgetFromTheCLIUnderPairwise(t *testing.T) {
 	if err := db.QueryRow(`SELECT shown_subject FROM logout_deliveries WHERE client_id = 'diary-a'`).Scan(&shown); err != nil {
 		t.Fatal(err)
 	}
-	if len(shown) != 43 || shown == a.ID {
-		t.Errorf("the queued logout's sub %q, want diary-a's pairwise sub", shown)
+	if shown != want || len(shown) != 43 {
+		t.Errorf("the queued logout's sub %q, want diary-a's pairwise sub %q", shown, want)
 	}
 }

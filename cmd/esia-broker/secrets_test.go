@@ -138,7 +138,7 @@ func TestUpgradedDatabase(t *testing.T) {
 	// Back to the state of release 0010: v1 fingerprints, no marks, events, session clients or
 	// accounts awaiting their first login.
 	stmts := []string{`DROP TABLE database_marks`, `DROP TABLE events`, `DROP TABLE events_pruned`, `DROP TABLE session_clients`,
-		`ALTER TABLE accounts DROP COLUMN awaiting_login`, `ALTER TABLE logout_deliveries DROP COLUMN shown_subject`,
+		`ALTER TABLE accounts DROP COLUMN awaiting_login`, `ALTER TABLE logout_deliveries DROP COLUMN shown_subject`, `DROP TABLE settings`,
 		`DELETE FROM schema_migrations WHERE version > '0011'`, `DELETE FROM schema_migrations WHERE version LIKE '0011%'`}
 	for name, fp := range cfg.LegacySecretFingerprints() {
 		stmts = append(stmts, fmt.Sprintf(`UPDATE secret_fingerprints SET fingerprint = '%s' WHERE name = '%s'`, fp, name))

@@ -20,3 +20,10 @@ CREATE INDEX links_student ON links (student_id);
 -- The sub the diary saw (tokens.subject), computed when the logout is queued: a forgotten
 -- account's ESIA oid is gone by the time the logout is sent.
 ALTER TABLE logout_deliveries ADD COLUMN shown_subject TEXT NOT NULL DEFAULT '';
+-- Settings the server runs with that the admin commands must follow (tokens.subject: the sub
+-- a logout queued by `accounts forget` carries), recorded by serve at start.
+CREATE TABLE settings (
+    name        TEXT PRIMARY KEY,
+    value       TEXT NOT NULL,
+    recorded_at TIMESTAMP NOT NULL
+);
