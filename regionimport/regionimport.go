@@ -99,6 +99,11 @@ func upstreamOf(o ImportFileOptions) string {
 // readImportFile reads CSV (with a header naming the columns) or JSON lines (an object of
 // strings per line). Unknown or missing columns fail the file; a bad row is reported by line.
 func readImportFile(r io.Reader, format string, columns, required []string) ([]fileRow, []linking.RowError, error) {
+	return readImportFileN(r, format, columns, required, maxImportRows)
+}
+
+// readImportFileN is readImportFile with at most limit rows, bad ones included.
+func readImportFileN(r io.Reader, format string, columns, required []string, limit int) ([]fileRow, []linking.RowError, error) {
 	br := bufio.NewReader(r)
 	if format == "" {
 		first, _ := br.Peek(1)
@@ -144,8 +149,8 @@ func readImportFile(r io.Reader, format string, columns, required []string) ([]f
 				break
 			}
 			line, _ := cr.FieldPos(0)
-			if len(rows)+len(errs) >= maxImportRows {
-				return nil, nil, fmt.Errorf("more than %d rows", maxImportRows)
+			if len(rows)+len(errs) >= limit {
+				return nil, nil, fmt.Errorf("more than %d rows", limit)
 			}
 			if err != nil {
 				var pe *csv.ParseError
@@ -176,8 +181,8 @@ func readImportFile(r io.Reader, format string, columns, required []string) ([]f
 			if text == "" {
 				continue
 			}
-			if len(rows)+len(errs) >= maxImportRows {
-				return nil, nil, fmt.Errorf("more than %d rows", maxImportRows)
+			if len(rows)+len(errs) >= limit {
+				return nil, nil, fmt.Errorf("more than %d rows", limit)
 			}
 			obj, err := jsonObject(text)
 			if err != nil {
