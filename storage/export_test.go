@@ -22,3 +22,6 @@ func (s *Store) ExecForTest(ctx context.Context, query string) error {
 	_, err := s.exec(ctx, query)
 	return err
 }
+
+// SetPreparedHook tells f of each query text prepared, before it is cached.
+func (s *Store) SetPreparedHook(f func(query string)) { s.prepared = f }

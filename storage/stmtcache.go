@@ -92,6 +92,9 @@ func (s *Store) prepare(ctx context.Context, query string) (st *sqlx.Stmt) {
 	if err != nil {
 		return nil // the query itself will report the problem
 	}
+	if s.prepared != nil {
+		s.prepared(query)
+	}
 	return p
 }
 

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,5 +155,60 @@ func TestPreparingNeverWaitsOnAnotherTransaction(t *testing.T) {
 		case <-deadline:
 			t.Fatal("transactions queued on one lock while preparing their queries did not finish in 60 s")
 		}
+	}
+}
+
+// TestOnePreparerPerQuery: while one caller prepares a query text, the others run it unprepared
+// instead of preparing it too. Spares prepared at once had to be closed, and closing one waited
+// for connections busy in other transactions: the cycle that hung CI.
+func TestOnePreparerPerQuery(t *testing.T) {
+	ctx := context.Background()
+	s := storagetest.Open(t, storagetest.NewPostgresDSN(t))
+	const q = `SELECT CAST(? AS INTEGER) + 7 /* one preparer */`
+	release := make(chan struct{})
+	var prepares atomic.Int32
+	s.SetPreparedHook(func(query string) {
+		if query == q {
+			prepares.Add(1)
+			<-release
+		}
+	})
+	first := make(chan error, 1)
+	go func() {
+		var n int
+		first <- s.GetForTest(ctx, &n, q, 1)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); prepares.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first caller never prepared")
+		}
+	}
+	others := make(chan error, 10)
+	for i := range 10 {
+		go func() {
+			var n int
+			err := s.GetForTest(ctx, &n, q, i)
+			if err == nil && n != i+7 {
+				err = fmt.Errorf("got %d, want %d", n, i+7)
+			}
+			others <- err
+		}()
+	}
+	for range 10 {
+		select {
+		case err := <-others:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a caller waited for the one preparing the same text")
+		}
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := prepares.Load(); n != 1 {
+		t.Errorf("the text was prepared %d times at once, want 1", n)
 	}
 }

@@ -56,6 +56,8 @@ type Store struct {
 	stmtMu    sync.Mutex
 	stmts     map[string]*sqlx.Stmt
 	preparing map[string]bool // texts being prepared now, by one caller each
+	// prepared, when set (tests), is told of each text prepared, before it is cached.
+	prepared  func(query string)
 	noPrepare bool
 
 	// shownSubject makes the sub a diary sees from an account (SetShownSubject).
