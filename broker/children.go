@@ -149,7 +149,7 @@ func childErrorField(err error) string {
 	case errors.Is(err, linking.ErrLoginTaken), errors.Is(err, linking.ErrLoginFormat):
 		return "login"
 	case errors.Is(err, linking.ErrPasswordShort), errors.Is(err, linking.ErrPasswordLong),
-		errors.Is(err, linking.ErrPasswordIsLogin), errors.Is(err, linking.ErrPasswordCommon):
+		errors.Is(err, linking.ErrPasswordIsLogin), errors.Is(err, linking.ErrPasswordCommon), errors.Is(err, linking.ErrPasswordControl):
 		return "password"
 	}
 	return ""
@@ -244,6 +244,7 @@ var childErrors = map[error]string{
 	linking.ErrPasswordLong:        "Пароль должен быть не длиннее 128 символов.",
 	linking.ErrPasswordIsLogin:     "Пароль не должен совпадать с логином.",
 	linking.ErrPasswordCommon:      "Этот пароль слишком простой и часто встречается. Придумайте другой.",
+	linking.ErrPasswordControl:     "В пароле не должно быть управляющих символов (табуляции, перевода строки). Придумайте другой.",
 	linking.ErrStudentLeft:         "Обучающийся выбыл из школы.",
 	linking.ErrChildAccount:        "Учётная запись ребёнка не может управлять входом. Войдите через Госуслуги со своей учётной записью родителя.",
 	linking.ErrNotAdult:            "Управлять входом ребёнка может только совершеннолетний родитель.",

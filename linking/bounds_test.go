@@ -23,6 +23,8 @@ func TestCheckPasswordBounds(t *testing.T) {
 		{strings.Repeat("ж", 129), ErrPasswordLong},
 		{" Masha.Petrova ", ErrPasswordIsLogin},
 		{"password", ErrPasswordCommon},
+		{"Podsolnuh\t2015", ErrPasswordControl},
+		{"Podsolnuh\x002015", ErrPasswordControl},
 	} {
 		if err := s.CheckPassword("masha.petrova", tc.pw); err != tc.want {
 			t.Errorf("%d runes %q: %v, want %v", len([]rune(tc.pw)), tc.pw[:min(len(tc.pw), 12)], err, tc.want)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/esia-broker/esia-broker/passwords"
@@ -40,6 +41,7 @@ var (
 	ErrPasswordLong    = errors.New("password must have at most 128 characters")
 	ErrPasswordIsLogin = errors.New("password must differ from the login")
 	ErrPasswordCommon  = errors.New("password is too common")
+	ErrPasswordControl = errors.New("password must not contain control characters")
 )
 
 // LoginKey is the form a typed login is looked up and limited by: NormalizeLogin's, or, for a
@@ -72,6 +74,10 @@ func (s *Service) CheckPassword(login, password string) error {
 		return ErrPasswordShort
 	case n > 128:
 		return ErrPasswordLong
+	case strings.ContainsFunc(password, unicode.IsControl):
+		// ChildLogin refuses them (bcrypt and PBKDF2 read NUL bytes as nothing): the password
+		// set is one the child can log in with.
+		return ErrPasswordControl
 	case strings.EqualFold(strings.TrimSpace(password), login):
 		return ErrPasswordIsLogin
 	case s.common[strings.ToLower(password)]:
