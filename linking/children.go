@@ -164,16 +164,6 @@ func (s *Service) CreateChildLogin(ctx context.Context, parentID, studentID, log
 	if err != nil {
 		return "", err
 	}
-	lookalike := false
-	if ms, ok := s.store.(MigrationStore); ok {
-		// Not one that reads as an imported login in Cyrillic letters (а, е, о… as a, e, o):
-		// refused as a taken login is.
-		logins, err := ms.ChildLogins(ctx)
-		if err != nil {
-			return "", err
-		}
-		lookalike = slices.ContainsFunc(logins, func(o string) bool { return o != l && LoginSkeleton(o) == LoginSkeleton(l) })
-	}
 	if err := s.CheckPassword(l, password); err != nil {
 		return "", err
 	}
@@ -188,9 +178,6 @@ func (s *Service) CreateChildLogin(ctx context.Context, parentID, studentID, log
 		return "", err
 	}
 	err = s.store.InTx(ctx, func(ctx context.Context) error {
-		if lookalike {
-			return ErrLoginTaken
-		}
 		a := &storage.Account{FamilyName: st.FamilyName, GivenName: st.GivenName, MiddleName: st.MiddleName, Birthdate: st.Birthdate}
 		if err := s.store.CreateChild(ctx, a, &storage.ChildCredential{StudentID: studentID, Login: l, PasswordHash: hash, CreatedBy: parentID}); err != nil {
 			if errors.Is(err, storage.ErrConflict) {

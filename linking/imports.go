@@ -5,7 +5,6 @@ import (
 	"errors"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/esia-broker/esia-broker/storage"
@@ -25,7 +24,7 @@ type MigrationStore interface {
 	SelfLinks(ctx context.Context, studentID string) ([]storage.Link, error)
 	ClearAwaiting(ctx context.Context, accountID string) (bool, error)
 	RehashChildPassword(ctx context.Context, accountID, oldHash, newHash string) (bool, error)
-	ChildLogins(ctx context.Context) ([]string, error)
+	LoginLookalike(ctx context.Context, login string) (string, error)
 }
 
 // importLoginPattern is the form a login imported from a region's system may have
@@ -35,12 +34,9 @@ var importLoginPattern = regexp.MustCompile(`^[a-z0-9а-яё][a-z0-9а-яё._@-]
 // ImportedLogin tells whether a lower-cased login has the form an imported one may have.
 func ImportedLogin(login string) bool { return importLoginPattern.MatchString(login) }
 
-// lookalikes are the Cyrillic letters that read as Latin ones (and ё as е).
-var lookalikes = strings.NewReplacer("а", "a", "в", "b", "е", "e", "ё", "e", "к", "k", "м", "m", "н", "h", "о", "o",
-	"р", "p", "с", "c", "т", "t", "у", "y", "х", "x")
-
-// LoginSkeleton is what a login looks like: two logins with one skeleton read alike.
-func LoginSkeleton(login string) string { return lookalikes.Replace(login) }
+// LoginSkeleton is what a login looks like (storage.LoginSkeleton): two logins with one skeleton
+// read alike.
+func LoginSkeleton(login string) string { return storage.LoginSkeleton(login) }
 
 // ValidID tells whether s has the form of the roster's ids (students, schools).
 func ValidID(s string) bool { return idPattern.MatchString(s) }

@@ -512,15 +512,6 @@ func (s *Importer) ImportChildren(ctx context.Context, r io.Reader, o ImportFile
 		}
 		goods = append(goods, good{row.line, f["student_id"], login, stored, format, f["guardian_esia_oid"], weak})
 	}
-	// The logins there are, by skeleton: a new one may not read as one of them.
-	existing := map[string]string{}
-	logins, err := ms.ChildLogins(ctx)
-	if err != nil {
-		return rep, err
-	}
-	for _, l := range logins {
-		existing[linking.LoginSkeleton(l)] = l
-	}
 	check := func(ctx context.Context, g good) (guardian *storage.Account, st *storage.Student, exists bool, rowErr *linking.RowError, err error) {
 		bad := func(field, reason string) (*storage.Account, *storage.Student, bool, *linking.RowError, error) {
 			return nil, nil, false, &linking.RowError{Line: g.line, Field: field, Reason: reason}, nil
@@ -551,7 +542,9 @@ func (s *Importer) ImportChildren(ctx context.Context, r io.Reader, o ImportFile
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return nil, nil, false, nil, err
 		}
-		if other, ok := existing[linking.LoginSkeleton(g.login)]; ok && other != g.login {
+		if other, err := ms.LoginLookalike(ctx, g.login); err != nil {
+			return nil, nil, false, nil, err
+		} else if other != "" && other != g.login {
 			return bad("login", "reads as another child's login (Cyrillic а, е, о… read as Latin)")
 		}
 		guardian, err = ms.AccountByUpstream(ctx, upstreamOf(o), g.oid)

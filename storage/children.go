@@ -49,7 +49,8 @@ func (s *Store) ChildByAccount(ctx context.Context, accountID string) (*ChildCre
 }
 
 // CreateChild makes the child account and its credential in one transaction; ErrConflict when
-// the login is taken or the student already has a sub-account.
+// the login is taken, one that reads alike is (LoginSkeleton), or the student already has a
+// sub-account.
 func (s *Store) CreateChild(ctx context.Context, a *Account, c *ChildCredential) error {
 	return s.InTx(ctx, func(ctx context.Context) error {
 		sub := c.StudentID
@@ -60,8 +61,8 @@ func (s *Store) CreateChild(ctx context.Context, a *Account, c *ChildCredential)
 		}
 		now := s.clock()
 		c.AccountID, c.CreatedAt, c.UpdatedAt, c.UpdatedBy = acct.ID, now, now, c.CreatedBy
-		_, err = s.exec(ctx, `INSERT INTO child_credentials (`+childCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.AccountID, c.StudentID, c.Login, c.PasswordHash, c.CreatedBy, c.CreatedAt, c.UpdatedBy, c.UpdatedAt)
+		_, err = s.exec(ctx, `INSERT INTO child_credentials (`+childCols+`, login_skeleton) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.AccountID, c.StudentID, c.Login, c.PasswordHash, c.CreatedBy, c.CreatedAt, c.UpdatedBy, c.UpdatedAt, LoginSkeleton(c.Login))
 		if isUniqueViolation(err) {
 			return fmt.Errorf("create child login: %w", ErrConflict)
 		}

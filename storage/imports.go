@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -145,11 +146,24 @@ func (s *Store) MigrationReport(ctx context.Context) (*MigrationCounts, []Family
 	return c, fam, nil
 }
 
-// ChildLogins lists every sub-account's login.
-func (s *Store) ChildLogins(ctx context.Context) ([]string, error) {
-	var out []string
-	if err := s.selectAll(ctx, &out, `SELECT login FROM child_credentials ORDER BY login`); err != nil {
-		return nil, fmt.Errorf("child logins: %w", err)
+// lookalikes are the Cyrillic letters that read as Latin ones (and ё as е).
+var lookalikes = strings.NewReplacer("а", "a", "в", "b", "е", "e", "ё", "e", "к", "k", "м", "m", "н", "h", "о", "o",
+	"р", "p", "с", "c", "т", "t", "у", "y", "х", "x")
+
+// LoginSkeleton is what a (lower-cased) login looks like: two logins with one skeleton read
+// alike, and the store keeps one of them (a unique index).
+func LoginSkeleton(login string) string { return lookalikes.Replace(login) }
+
+// LoginLookalike returns the login of a sub-account that reads as login (its skeleton), or ""
+// when none does.
+func (s *Store) LoginLookalike(ctx context.Context, login string) (string, error) {
+	var out string
+	err := s.get(ctx, &out, `SELECT login FROM child_credentials WHERE login_skeleton = ?`, LoginSkeleton(login))
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("login look-alike: %w", err)
 	}
 	return out, nil
 }

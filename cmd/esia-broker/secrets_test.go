@@ -139,6 +139,7 @@ func TestUpgradedDatabase(t *testing.T) {
 	// accounts awaiting their first login.
 	stmts := []string{`DROP TABLE database_marks`, `DROP TABLE events`, `DROP TABLE events_pruned`, `DROP TABLE session_clients`,
 		`ALTER TABLE accounts DROP COLUMN awaiting_login`, `ALTER TABLE logout_deliveries DROP COLUMN shown_subject`, `DROP TABLE settings`,
+		`DROP INDEX child_credentials_skeleton`, `ALTER TABLE child_credentials DROP COLUMN login_skeleton`,
 		`DELETE FROM schema_migrations WHERE version > '0011'`, `DELETE FROM schema_migrations WHERE version LIKE '0011%'`}
 	for name, fp := range cfg.LegacySecretFingerprints() {
 		stmts = append(stmts, fmt.Sprintf(`UPDATE secret_fingerprints SET fingerprint = '%s' WHERE name = '%s'`, fp, name))

@@ -13,3 +13,8 @@ CREATE TABLE settings (
     value       TEXT NOT NULL,
     recorded_at TIMESTAMPTZ NOT NULL
 );
+-- What a login looks like (Cyrillic а, е, о… read as Latin), unique: no two children's logins
+-- read alike. Every login before this release is Latin, its own skeleton.
+ALTER TABLE child_credentials ADD COLUMN login_skeleton TEXT NOT NULL DEFAULT '';
+UPDATE child_credentials SET login_skeleton = login;
+CREATE UNIQUE INDEX child_credentials_skeleton ON child_credentials (login_skeleton);
