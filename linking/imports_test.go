@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/passwords"
 	"github.com/esia-broker/esia-broker/regionimport"
 	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
@@ -476,6 +477,95 @@ func TestNewLoginThatReadsAsAnImportedOne(t *testing.T) {
 		}
 		if _, err := f.link.CreateChildLogin(ctx, parent, "s-1", "sova", "Podsolnuh-2015-ok"); err != nil {
 			t.Errorf("a login that does not read as another: %v", err)
+		}
+	})
+}
+
+// TestImportedFirstLoginsAtOnce: 50 first logins of one awaiting account at once settle its
+// imported links once; 50 logins of one child at once with its imported password all succeed,
+// every secret checked is the child's, and the hash is replaced once.
+func TestImportedFirstLoginsAtOnce(t *testing.T) {
+	forEachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		f.importRoster(t, roster, linking.ImportOptions{})
+		im := regionimport.New(f.store, f.link)
+		if _, err := im.ImportLinks(ctx, strings.NewReader("esia_oid,student_id,relation,linked_at\n9000000001,s-4,parent,2020-09-01\n9000000001,s-1,parent,2020-09-01\n"), regionimport.ImportFileOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		oid := "9000000001"
+		a, err := f.store.UpsertUpstreamAccount(ctx, &storage.Account{Kind: "esia", Upstream: "esia", UpstreamSub: &oid, Birthdate: "1985-04-12"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 50
+		var settled atomic.Int32
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				mine := *a
+				s, _, err := f.link.SettleImported(ctx, &mine)
+				if err != nil {
+					t.Error(err)
+				}
+				settled.Add(int32(s))
+			}()
+		}
+		wg.Wait()
+		if got := settled.Load(); got != 2 {
+			t.Errorf("%d imported links settled by %d first logins at once, want 2 (once each)", got, n)
+		}
+
+		const bcrypt10 = "$2a$10$6phbKEpEXwOoS0cRSPkn2.TM/c0/z/connnZ0O7BRsWgfuLArBzxO" // Sunflower-2015
+		if _, err := im.ImportChildren(ctx, strings.NewReader("student_id,login,password_hash,guardian_esia_oid\ns-4,max.petrov,"+bcrypt10+",9000000001\n"), regionimport.ImportFileOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		o := linking.DefaultChildOptions()
+		o.Argon2 = linking.Argon2Params{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
+		o.HashQueue, o.HashWait = 2*n, time.Minute
+		o.PerLogin.Max, o.PerIP.Max, o.PerLoginAll.Max = 2*n, 2*n, 2*n
+		f.link.SetChildOptions(o)
+		var checks, bcryptChecks atomic.Int32
+		f.link.SetVerifier(func(encoded, pw string) (bool, error) {
+			checks.Add(1)
+			if strings.HasPrefix(encoded, "$2a$") {
+				bcryptChecks.Add(1)
+			}
+			return passwords.VerifyStoredPassword(encoded, pw)
+		})
+		var ok atomic.Int32
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := f.link.ChildLogin(ctx, "max.petrov", "Sunflower-2015", fmt.Sprintf("10.50.%d.1", i), false); err != nil {
+					t.Errorf("login %d: %v", i, err)
+					return
+				}
+				ok.Add(1)
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != n || checks.Load() != n {
+			t.Errorf("%d of %d logins succeeded with %d secrets checked, want %d and %d", ok.Load(), n, checks.Load(), n, n)
+		}
+		c, err := f.store.ChildByStudent(ctx, "s-4")
+		if err != nil || !strings.HasPrefix(c.PasswordHash, "$argon2id$") {
+			t.Fatalf("the hash after %d logins: %.12q %v", n, c.PasswordHash, err)
+		}
+		rehashes := 0
+		events, err := f.store.AuditEvents(ctx, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range events {
+			if e.Action == "child.rehash" {
+				rehashes++
+			}
+		}
+		if rehashes != 1 {
+			t.Errorf("%d re-hashes audited for %d logins at once (%d checked against bcrypt), want 1", rehashes, n, bcryptChecks.Load())
 		}
 	})
 }
