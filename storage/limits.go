@@ -91,18 +91,17 @@ func (s *Store) ReserveAttempt(ctx context.Context, keys ...LimitKey) (time.Time
 	return until, nil
 }
 
-// lockLimitRow returns key's row, created when missing, locked for this transaction
-// (PostgreSQL: FOR UPDATE; SQLite: its transactions take the write lock at BEGIN).
+// lockLimitRow returns key's row, created when missing, locked for this transaction, in one
+// statement: an upsert that always writes the row takes its lock on PostgreSQL (SQLite's
+// transactions hold the write lock from BEGIN), and makes the row again should a success delete
+// it meanwhile (Succeeded, in its own transaction) — an insert then a SELECT … FOR UPDATE found
+// nothing in that gap, and the attempt failed.
 func (s *Store) lockLimitRow(ctx context.Context, key string, now time.Time) (limitRow, error) {
-	if _, err := s.exec(ctx, `INSERT INTO attempt_limits (key, failures, window_start) VALUES (?, 0, ?) ON CONFLICT (key) DO NOTHING`, key, now); err != nil {
-		return limitRow{}, fmt.Errorf("reserve attempt: %w", err)
-	}
-	lock := ""
-	if s.dialect == Postgres {
-		lock = " FOR UPDATE"
-	}
 	var r limitRow
-	if err := s.get(ctx, &r, `SELECT key, failures, window_start, locked_until FROM attempt_limits WHERE key = ?`+lock, key); err != nil {
+	err := s.get(ctx, &r, `INSERT INTO attempt_limits (key, failures, window_start) VALUES (?, 0, ?)
+		ON CONFLICT (key) DO UPDATE SET key = excluded.key
+		RETURNING key, failures, window_start, locked_until`, key, now)
+	if err != nil {
 		return limitRow{}, fmt.Errorf("reserve attempt: %w", err)
 	}
 	return r, nil

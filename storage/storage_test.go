@@ -2,7 +2,9 @@ package storage_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
@@ -35,6 +37,40 @@ func TestDriverErrorsByCode(t *testing.T) {
 			}
 			if err := s.ExecForTest(ctx, `SELEKT 1`); err == nil || storage.IsUniqueViolation(err) || storage.IsUnavailable(err) {
 				t.Errorf("a syntax error (%v) told as a violation or an outage", err)
+			}
+		})
+	}
+}
+
+// TestReserveWhileSuccessesRefund: 50 attempts on one key at once, each refunded by its success
+// as it ends: a success may delete the key's row between another's insert and its lock, and the
+// reservation must then make the row again instead of failing.
+func TestReserveWhileSuccessesRefund(t *testing.T) {
+	ctx := context.Background()
+	for name, open := range storagetest.Dialects() {
+		t.Run(name, func(t *testing.T) {
+			s := open(t)
+			key := storage.LimitKey{Key: "child:login:max", Limit: storage.AttemptLimit{Max: 1000, Window: time.Hour, Lockout: time.Minute}}
+			errs := make(chan error, 50)
+			for range 50 {
+				go func() {
+					for range 5 {
+						if until, err := s.ReserveAttempt(ctx, key); err != nil || !until.IsZero() {
+							errs <- fmt.Errorf("reserve: %v %v", until, err)
+							return
+						}
+						if err := s.Succeeded(ctx, key.Key); err != nil {
+							errs <- err
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range 50 {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
 			}
 		})
 	}
