@@ -2,12 +2,13 @@ package broker_test
 
 import (
 	"context"
-	"github.com/esia-broker/esia-broker/upstream"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/esia-broker/esia-broker/upstream"
 
 	"github.com/esia-broker/esia-broker/storage"
 )

@@ -1,9 +1,6 @@
 package broker
 
 import (
-	"github.com/ory/fosite"
-	"github.com/ory/fosite/token/jwt"
-
 	"github.com/esia-broker/esia-broker/upstream"
 	"github.com/esia-broker/esia-broker/upstream/esiaconn"
 	"github.com/esia-broker/esia-broker/upstream/oidcconn"
@@ -11,12 +8,10 @@ import (
 
 // What the parts promise, checked when the package compiles.
 var (
-	_ upstream.Connector          = (*esiaconn.Connector)(nil)
-	_ upstream.Connector          = (*oidcconn.Connector)(nil)
-	_ upstream.Logout             = (*esiaconn.Connector)(nil)
-	_ upstream.CertificateHolder  = (*esiaconn.Connector)(nil)
-	_ upstream.Observer           = (*esiaconn.Connector)(nil)
-	_ upstream.Tracer             = (*esiaconn.Connector)(nil)
-	_ fosite.TokenEndpointHandler = (*keyGrantHandler)(nil)
-	_ jwt.Signer                  = (*tokenSigner)(nil)
+	_ upstream.Connector         = (*esiaconn.Connector)(nil)
+	_ upstream.Connector         = (*oidcconn.Connector)(nil)
+	_ upstream.Logout            = (*esiaconn.Connector)(nil)
+	_ upstream.CertificateHolder = (*esiaconn.Connector)(nil)
+	_ upstream.Observer          = (*esiaconn.Connector)(nil)
+	_ upstream.Tracer            = (*esiaconn.Connector)(nil)
 )

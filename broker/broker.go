@@ -4,44 +4,33 @@ package broker
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"html/template"
-	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
-	"github.com/ory/fosite"
-	"github.com/ory/fosite/compose"
-	"github.com/ory/fosite/handler/oauth2"
-	"github.com/ory/fosite/handler/openid"
-	"github.com/ory/fosite/token/hmac"
-	"github.com/ory/fosite/token/jwt"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/esia-broker/esia-broker/account"
+	"github.com/esia-broker/esia-broker/api"
+	"github.com/esia-broker/esia-broker/backchannel"
 	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/flow"
 	"github.com/esia-broker/esia-broker/invites"
 	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/pages"
+	"github.com/esia-broker/esia-broker/provider"
+	"github.com/esia-broker/esia-broker/signing"
 	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/upstream"
+	"github.com/esia-broker/esia-broker/web"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 )
-
-//go:embed templates/*.html
-var templateFS embed.FS
-
-//go:embed static
-var staticFS embed.FS
 
 // Options are what a Broker is built from.
 type Options struct {
@@ -61,33 +50,24 @@ type Options struct {
 	Tracer trace.TracerProvider
 }
 
-// Broker is one provider process.
+// Broker is one provider process: the areas wired together, and the background work.
 type Broker struct {
-	cfg        *config.Config
-	store      *storage.Store
-	keys       *KeySet
-	provider   fosite.OAuth2Provider
-	idSigner   *tokenSigner
-	connectors map[string]upstream.Connector
-	connOrder  []upstream.Connector
-	log        *slog.Logger
-	pages      map[string]*template.Template
-	metrics    *metrics
-	cookieKey  []byte
-	brand      brand
-	logo       []byte
-	mount      func(r *mux.Router)
-	linker     *linking.Service
-	clientAuth clientAuthentication
-	invites    *invites.Service
-	// keyDigestKey keys the digests of activation keys.
-	keyDigestKey []byte
-	proxies      []*net.IPNet
-	subjects     *Subjects // the sub each diary sees (tokens.subject)
-	calendar     func() time.Time
-	tracer       trace.Tracer
-	// logoutClient posts back-channel logout tokens.
-	logoutClient *http.Client
+	*web.Kit
+	cfg       *config.Config
+	store     *storage.Store
+	keys      *signing.KeySet
+	provider  *provider.Provider
+	flow      *flow.Flow
+	account   *account.Handler
+	api       *api.Handler
+	logouts   *backchannel.Sender
+	linker    *linking.Service
+	log       *slog.Logger
+	metrics   *web.Metrics
+	logo      []byte
+	brand     pages.Brand
+	mount     func(r *mux.Router)
+	connOrder []upstream.Connector
 }
 
 // New composes the provider. It loads the signing keys (creating the first ones when there are
@@ -141,7 +121,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	o.Store.RefreshGrace = cfg.Tokens.RefreshGracePeriod
 	o.Store.ClientCacheTTL = cfg.Database.ClientCacheTTL
 	overlap := max(cfg.Tokens.AccessTokenLifespan, cfg.Tokens.IDTokenLifespan) + 5*time.Minute
-	keys, err := NewKeySet(o.Store, KeySetOptions{MasterKey: master, Reload: cfg.Keys.ReloadInterval, Overlap: overlap, PublishBeforeUse: cfg.Keys.PublishBeforeUse})
+	keys, err := signing.NewKeySet(o.Store, signing.KeySetOptions{MasterKey: master, Reload: cfg.Keys.ReloadInterval, Overlap: overlap, PublishBeforeUse: cfg.Keys.PublishBeforeUse})
 	if err != nil {
 		return nil, err
 	}
@@ -155,84 +135,17 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		o.Logger.InfoContext(ctx, "recorded the fingerprints of the secrets after decrypting the signing keys")
 	}
 
-	issuer := strings.TrimSuffix(cfg.Issuer, "/")
-	fc := &fosite.Config{
-		AccessTokenLifespan:            cfg.Tokens.AccessTokenLifespan,
-		RefreshTokenLifespan:           cfg.Tokens.RefreshTokenLifespan,
-		AuthorizeCodeLifespan:          cfg.Tokens.AuthCodeLifespan,
-		IDTokenLifespan:                cfg.Tokens.IDTokenLifespan,
-		IDTokenIssuer:                  issuer,
-		AccessTokenIssuer:              issuer,
-		TokenURL:                       issuer + "/oauth2/token",
-		GlobalSecret:                   tokenKey,
-		EnforcePKCEForPublicClients:    true,
-		EnablePKCEPlainChallengeMethod: false,
-		ScopeStrategy:                  fosite.ExactScopeStrategy,
-		AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
-		JWTScopeClaimKey:               jwt.JWTScopeFieldString,
-		ClientSecretsHasher:            sha256Hasher{},
-		SendDebugMessagesToClients:     false,
-		MinParameterEntropy:            8,
-		RefreshTokenScopes:             []string{"offline_access"},
-		TokenEntropy:                   32,
-		// RFC 9126: a pushed request lives 90 s and is used once (the store deletes it).
-		PushedAuthorizeRequestURIPrefix: parURIPrefix,
-		PushedAuthorizeContextLifespan:  90 * time.Second,
-	}
-	hmacStrategy := oauth2.NewHMACSHAStrategy(&hmac.HMACStrategy{Config: fc}, fc)
-	var core oauth2.CoreStrategy = hmacStrategy
-	if cfg.Tokens.AccessTokenFormat == "jwt" {
-		core = &oauth2.DefaultJWTStrategy{Signer: &tokenSigner{keys: keys, defaultAlg: cfg.Tokens.AccessTokenAlg}, HMACSHAStrategy: hmacStrategy, Config: fc}
-	}
-	idSigner := &tokenSigner{keys: keys, defaultAlg: cfg.Tokens.IDTokenAlg}
-	strategy := &compose.CommonStrategy{
-		CoreStrategy:               core,
-		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: idSigner, Config: fc},
-		Signer:                     idSigner,
-	}
-	b := &Broker{}
-	keyGrant := func(config fosite.Configurator, _ any, _ any) any {
-		return &keyGrantHandler{b: b, strategy: core, storage: o.Store, config: config}
-	}
-	provider := compose.Compose(fc, o.Store, strategy,
-		keyGrant,
-		compose.OAuth2AuthorizeExplicitFactory,
-		compose.OAuth2ClientCredentialsGrantFactory,
-		compose.OAuth2RefreshTokenGrantFactory,
-		compose.OAuth2TokenIntrospectionFactory,
-		compose.OAuth2TokenRevocationFactory,
-		compose.OAuth2PKCEFactory,
-		compose.OpenIDConnectExplicitFactory,
-		compose.OpenIDConnectRefreshFactory,
-		compose.PushedAuthorizeHandlerFactory,
-	)
-	// A client's private_key_jwt assertion names the broker as its audience by the token
-	// endpoint (OpenID Connect Core §9) or by the issuer (RFC 7523 §3; what FAPI 2 and most
-	// libraries send): both are accepted, at every endpoint that authenticates clients.
-	f, ok := provider.(*fosite.Fosite)
-	if !ok {
-		return nil, errNoFosite
-	}
-	f.Config = assertionAudiences{Config: fc, urls: []string{issuer + "/oauth2/token", issuer}}
-	clientAuth := clientAuthentication{f: f, now: time.Now}
-	fc.ClientAuthenticationStrategy = clientAuth.authenticate
-
-	pages, err := parsePages()
-	if err != nil {
-		return nil, err
-	}
-	*b = Broker{
-		cfg: cfg, store: o.Store, keys: keys, provider: provider, idSigner: idSigner,
-		connectors: map[string]upstream.Connector{}, log: o.Logger, pages: pages,
-		metrics: newMetrics(o.Registry, o.Store), cookieKey: cookieKey, mount: o.Mount, logoutClient: newLogoutClient(issuer),
-		linker: linking.NewService(o.Store, digester, inv), invites: inv, keyDigestKey: digester.InviteKey(), clientAuth: clientAuth,
-	}
-	b.brand = brand{Name: cfg.Region.Name, SupportPhone: cfg.Region.SupportPhone, SupportEmail: cfg.Region.SupportEmail, SupportURL: cfg.Region.SupportURL}
+	b := &Broker{cfg: cfg, store: o.Store, keys: keys, log: o.Logger, mount: o.Mount, metrics: web.NewMetrics(o.Registry, o.Store)}
+	b.brand = pages.Brand{Name: cfg.Region.Name, SupportPhone: cfg.Region.SupportPhone, SupportEmail: cfg.Region.SupportEmail, SupportURL: cfg.Region.SupportURL}
 	if cfg.Region.LogoFile != "" {
 		if b.logo, err = os.ReadFile(cfg.Region.LogoFile); err != nil {
 			return nil, fmt.Errorf("region.logo_file: %w", err)
 		}
 		b.brand.Logo = true
+	}
+	pageSet, err := pages.Parse(b.brand)
+	if err != nil {
+		return nil, err
 	}
 	readyGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "esia_broker_ready",
 		Help: "1 when this replica can serve (database reachable, migrations current), as /readyz says; checked at every scrape."},
@@ -244,26 +157,32 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 			}
 			return 1
 		})
-	b.metrics.reg.MustRegister(readyGauge)
-	b.metrics.all = append(b.metrics.all, readyGauge)
+	b.metrics.Register(readyGauge)
 	tp := o.Tracer
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
-	b.tracer = tp.Tracer("github.com/esia-broker/esia-broker/broker")
-	b.calendar = time.Now
+	proxies, err := cfg.HTTP.TrustedProxyNets()
+	if err != nil {
+		return nil, fmt.Errorf("http.trusted_proxies: %w", err)
+	}
+	b.Kit = web.New(web.Options{Config: cfg, Hits: o.Store, Logger: o.Logger, Metrics: b.metrics, Pages: pageSet, CookieKey: cookieKey,
+		Proxies: proxies, Tracer: tp.Tracer("github.com/esia-broker/esia-broker/broker")})
+	calendar := time.Now
+	b.linker = linking.NewService(o.Store, digester, inv)
 	if o.Calendar != nil {
-		b.calendar = o.Calendar
+		calendar = o.Calendar
 		b.linker.SetClock(o.Calendar)
 	}
-	if b.subjects, err = NewSubjects(cfg.Tokens, cfg.OIDUpstream(), b.linker.Digester()); err != nil {
+	subjects, err := provider.NewSubjects(cfg.Tokens, cfg.OIDUpstream(), b.linker.Digester())
+	if err != nil {
 		return nil, err
 	}
 	// The admin commands follow the server's setting (accounts forget queues logouts by it).
-	if err := b.subjects.Record(ctx, o.Store); err != nil {
+	if err := subjects.Record(ctx, o.Store); err != nil {
 		return nil, err
 	}
-	for id := range b.subjects.sectors {
+	for _, id := range subjects.SectorClients() {
 		// A typo here would silently give a client a sub of its own: said at start.
 		if cfg.Tokens.Subject != "pairwise" {
 			b.log.Warn("tokens.pairwise_sectors is set but tokens.subject is not pairwise: it has no effect")
@@ -275,10 +194,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	}
 	// Logouts carry the sub the diary saw, made when they are queued: an account forgotten has
 	// no oid left by the time its logouts are sent.
-	b.subjects.Install(o.Store)
-	if b.proxies, err = cfg.HTTP.TrustedProxyNets(); err != nil {
-		return nil, fmt.Errorf("http.trusted_proxies: %w", err)
-	}
+	subjects.Install(o.Store)
 	ch := cfg.Children
 	b.linker.SetChildOptions(linking.ChildOptions{
 		PasswordAccountsOff: !ch.PasswordAccounts,
@@ -292,22 +208,32 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 		HashWait:            ch.HashWait,
 		CreatePerAccount:    linking.DefaultChildOptions().CreatePerAccount,
 	})
+	seen := map[string]bool{}
 	for _, c := range o.Connectors {
-		if _, dup := b.connectors[c.ID()]; dup {
+		if seen[c.ID()] {
 			return nil, fmt.Errorf("two connectors with id %q", c.ID())
 		}
-		b.connectors[c.ID()] = c
+		seen[c.ID()] = true
 		b.connOrder = append(b.connOrder, c)
 		if ch, ok := c.(upstream.CertificateHolder); ok {
 			b.watchCertificates(c.ID(), ch.Certificates())
 		}
 		if ob, ok := c.(upstream.Observer); ok {
-			ob.ObserveUpstream(b.metrics.observeUpstream(c.ID()))
+			ob.ObserveUpstream(b.metrics.ObserveUpstream(c.ID()))
 		}
 		if tc, ok := c.(upstream.Tracer); ok {
 			tc.TraceUpstream(tp)
 		}
 	}
+	if b.provider, err = provider.New(provider.Options{Kit: b.Kit, Config: cfg, Store: o.Store, Keys: keys, Linker: b.linker, Subjects: subjects,
+		TokenKey: tokenKey, KeyDigestKey: digester.InviteKey(), Calendar: calendar}); err != nil {
+		return nil, err
+	}
+	b.flow = flow.New(flow.Options{Kit: b.Kit, Config: cfg, Store: o.Store, Provider: b.provider, Linker: b.linker, Connectors: b.connOrder, Calendar: calendar})
+	b.account = account.New(account.Options{Kit: b.Kit, Config: cfg, Store: o.Store, Provider: b.provider, Flow: b.flow, Linker: b.linker,
+		KeyDigestKey: digester.InviteKey(), Calendar: calendar})
+	b.api = api.New(api.Options{Kit: b.Kit, Config: cfg, Store: o.Store, Provider: b.provider, Linker: b.linker, Invites: inv})
+	b.logouts = backchannel.New(o.Store, b.provider, cfg.Issuer, o.Logger, b.metrics)
 	return b, nil
 }
 
@@ -316,9 +242,9 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 func (b *Broker) watchCertificates(connector string, certs []upstream.CertificateInfo) {
 	now := time.Now()
 	for _, c := range certs {
-		b.metrics.certExpiry.WithLabelValues(connector, c.Role, c.Subject).Set(float64(c.NotAfter.Unix()))
+		b.metrics.CertExpiry.WithLabelValues(connector, c.Role, c.Subject).Set(float64(c.NotAfter.Unix()))
 		if !c.NotBefore.IsZero() {
-			b.metrics.certIssued.WithLabelValues(connector, c.Role, c.Subject).Set(float64(c.NotBefore.Unix()))
+			b.metrics.CertIssued.WithLabelValues(connector, c.Role, c.Subject).Set(float64(c.NotBefore.Unix()))
 		}
 		days := int(c.NotAfter.Sub(now).Hours() / 24)
 		attrs := []any{"connector", connector, "role", c.Role, "subject", c.Subject, "not_after", c.NotAfter.UTC().Format(time.RFC3339), "days_left", days}
@@ -340,7 +266,7 @@ func (b *Broker) DisablePasswordAccounts(ctx context.Context) (int, error) {
 }
 
 // Keys gives the broker's signing key set (for the CLI and tests).
-func (b *Broker) Keys() *KeySet { return b.keys }
+func (b *Broker) Keys() *signing.KeySet { return b.keys }
 
 // Run does the background work until ctx ends: reloading keys, removing expired rows and
 // delivering back-channel logouts.
@@ -357,7 +283,7 @@ func (b *Broker) Run(ctx context.Context) {
 		case <-t.C:
 			b.cleanup(ctx)
 		case <-logouts.C:
-			if _, err := b.DeliverLogouts(ctx); err != nil && ctx.Err() == nil {
+			if _, err := b.logouts.DeliverLogouts(ctx); err != nil && ctx.Err() == nil {
 				b.log.Error("deliver back-channel logouts", "err", err)
 			}
 		}
@@ -392,7 +318,7 @@ func (b *Broker) cleanup(ctx context.Context) {
 }
 
 // Handler returns the broker's HTTP handler with every route and middleware.
-func (b *Broker) Handler() http.Handler { return b.middleware(b.router()) }
+func (b *Broker) Handler() http.Handler { return b.Middleware(b.router()) }
 
 // Route is one route of the broker: a path template and its methods.
 type Route struct {
@@ -420,69 +346,25 @@ func (b *Broker) router() *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/") {
-			b.auditUnrouted(r, http.StatusNotFound)
-			apiError(w, http.StatusNotFound, "not_found", "No such API call: see /api/v1/openapi.json.")
+			b.api.Unrouted(w, r, http.StatusNotFound)
 			return
 		}
-		b.renderError(w, r, &UserError{Status: http.StatusNotFound, Title: "Страница не найдена", Message: "Такой страницы нет. Проверьте адрес или вернитесь в электронный дневник."})
+		b.RenderError(w, r, &pages.UserError{Status: http.StatusNotFound, Title: "Страница не найдена", Message: "Такой страницы нет. Проверьте адрес или вернитесь в электронный дневник."})
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/") {
-			b.auditUnrouted(r, http.StatusMethodNotAllowed)
-			apiError(w, http.StatusMethodNotAllowed, "method_not_allowed", "This API address does not take "+r.Method+": see /api/v1/openapi.json.")
+			b.api.Unrouted(w, r, http.StatusMethodNotAllowed)
 			return
 		}
-		b.renderError(w, r, &UserError{Status: http.StatusMethodNotAllowed, Title: "Действие недоступно", Message: "Этот адрес не принимает такой запрос. Вернитесь в электронный дневник и попробуйте снова."})
+		b.RenderError(w, r, &pages.UserError{Status: http.StatusMethodNotAllowed, Title: "Действие недоступно", Message: "Этот адрес не принимает такой запрос. Вернитесь в электронный дневник и попробуйте снова."})
 	})
-	route := func(path, name string, h http.HandlerFunc, methods ...string) {
-		r.Handle(path, b.instrument(name, h)).Methods(methods...)
-	}
-	route("/.well-known/openid-configuration", "discovery", b.discovery, http.MethodGet, http.MethodHead)
-	route("/oauth2/jwks", "jwks", b.jwks, http.MethodGet, http.MethodHead)
-	pages := func() int { return b.cfg.Limits.PagesPerIPPerMinute }
-	route("/oauth2/authorize", "authorize", b.limited("authorize", pages, b.authorize), http.MethodGet, http.MethodPost)
-	route("/oauth2/authorize/resume", "authorize_resume", b.resume, http.MethodGet)
-	route("/oauth2/par", "par", b.limited("par", pages, b.pushedAuthorize), http.MethodPost)
-	route("/oauth2/token", "token", b.limited("token", func() int { return b.cfg.Limits.TokenPerIPPerMinute }, b.token), http.MethodPost)
-	route("/oauth2/revoke", "revoke", b.revoke, http.MethodPost)
-	route("/oauth2/introspect", "introspect", b.introspect, http.MethodPost)
-	route("/oauth2/userinfo", "userinfo", b.userinfo, http.MethodGet, http.MethodPost)
-	route("/oauth2/logout", "logout", b.logout, http.MethodGet, http.MethodPost)
-	route("/oauth2/logout/done", "logout_done", b.logoutDone, http.MethodGet)
-	route("/login/{connector}", "login", b.limited("login", pages, b.loginStart), http.MethodGet)
-	for _, c := range b.connOrder {
-		id := c.ID()
-		route("/"+id+"/callback", "callback", b.limited("callback", pages, func(w http.ResponseWriter, r *http.Request) { b.callback(w, r, id) }), http.MethodGet)
-	}
-	route("/link/role", "link_role", b.rolePage, http.MethodGet)
-	route("/link/code", "link_code", b.codePage, http.MethodGet)
-	route("/link/code", "link_code_post", b.limited("link_code_post", pages, b.redeemCode), http.MethodPost)
-	route("/link/{intent}", "link_intent", b.linkIntentPage, http.MethodGet)
-	route("/link/{intent}", "link_intent_start", b.limited("link_intent_start", pages, b.linkIntentStart), http.MethodPost)
-	route("/consent", "consent", b.consent, http.MethodPost)
-	route("/select", "select", b.selectStudent, http.MethodPost)
-	route("/account", "account", b.accountPage, http.MethodGet)
-	route("/account/child", "account_child", b.accountChild, http.MethodPost)
-	route("/account/key", "account_key", b.generateKey, http.MethodPost)
-	route("/account/devices/revoke", "account_device_revoke", b.revokeDevice, http.MethodPost)
-	route("/child/login", "child_login", b.childLoginPage, http.MethodGet)
-	route("/child/login", "child_login_post", b.limited("child_login_post", pages, b.childLogin), http.MethodPost)
-	route("/api/v1/students/batch", "api_students_batch", b.audited("api_students_batch", b.apiPutStudents), http.MethodPost)
-	route("/api/v1/students/{id}", "api_student_put", b.audited("api_student_put", b.apiPutStudent), http.MethodPut)
-	route("/api/v1/students/{id}", "api_student_delete", b.audited("api_student_delete", b.apiDeactivateStudent), http.MethodDelete)
-	route("/api/v1/link-intents", "api_link_intents", b.audited("api_link_intents", b.apiCreateLinkIntent), http.MethodPost)
-	route("/api/v1/invites", "api_invites_issue", b.audited("api_invites_issue", b.apiIssueInvites), http.MethodPost)
-	route("/api/v1/invites", "api_invites_list", b.audited("api_invites_list", b.apiListInvites), http.MethodGet)
-	route("/api/v1/invites/sheet", "api_invites_sheet", b.audited("api_invites_sheet", b.apiInviteSheet), http.MethodPost)
-	route("/api/v1/invites/{id}", "api_invite_revoke", b.audited("api_invite_revoke", b.apiRevokeInvite), http.MethodDelete)
-	route("/api/v1/students/{id}/links", "api_student_links", b.audited("api_student_links", b.apiStudentLinks), http.MethodGet)
-	route("/api/v1/links/{id}", "api_link_end", b.audited("api_link_end", b.apiEndLink), http.MethodDelete)
-	route("/api/v1/events", "api_events", b.audited("api_events", b.apiEvents), http.MethodGet)
-	route("/api/v1/openapi.json", "api_openapi", b.apiDocument, http.MethodGet, http.MethodHead)
-	route("/", "home", b.home, http.MethodGet, http.MethodHead)
-	route("/account/login", "account_login", b.limited("account_login", pages, b.accountLogin), http.MethodPost)
-	route("/healthz", "healthz", b.healthz, http.MethodGet, http.MethodHead)
-	route("/readyz", "readyz", b.readyz, http.MethodGet, http.MethodHead)
+	rt := b.NewRouter(r)
+	b.provider.Mount(rt)
+	b.flow.Mount(rt)
+	b.account.Mount(rt)
+	b.api.Mount(rt)
+	rt.Handle("/healthz", "healthz", b.healthz, http.MethodGet, http.MethodHead)
+	rt.Handle("/readyz", "readyz", b.readyz, http.MethodGet, http.MethodHead)
 	r.HandleFunc("/brand/logo", b.serveLogo).Methods(http.MethodGet, http.MethodHead)
 	// Browsers ask for /favicon.ico on their own: the region's logo when configured, else ours.
 	r.HandleFunc("/favicon.ico", func(w http.ResponseWriter, r *http.Request) {
@@ -492,8 +374,7 @@ func (b *Broker) router() *mux.Router {
 		}
 		http.Redirect(w, r, to, http.StatusMovedPermanently)
 	}).Methods(http.MethodGet, http.MethodHead)
-	static, _ := fs.Sub(staticFS, "static")
-	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", noListing(http.FileServer(http.FS(static))))).Methods(http.MethodGet, http.MethodHead)
+	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", noListing(http.FileServer(http.FS(pages.Static()))))).Methods(http.MethodGet, http.MethodHead)
 	if b.mount != nil {
 		b.mount(r)
 	}
@@ -502,7 +383,7 @@ func (b *Broker) router() *mux.Router {
 
 // MetricsHandler serves Prometheus metrics; serve mounts it on http.metrics_listen, never on the
 // public listener.
-func (b *Broker) MetricsHandler() http.Handler { return b.metrics.handler() }
+func (b *Broker) MetricsHandler() http.Handler { return b.metrics.Handler() }
 
 // noListing refuses directory paths, so that the file server never lists a folder.
 func noListing(h http.Handler) http.Handler {
@@ -535,7 +416,7 @@ func (b *Broker) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if err := b.ready(ctx); err != nil {
-		b.logger(ctx).Warn("not ready", "err", err)
+		b.Logger(ctx).Warn("not ready", "err", err)
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -556,31 +437,11 @@ func (b *Broker) ready(ctx context.Context) error {
 	return nil
 }
 
-// sha256Hasher hashes client secrets. Secrets are 256-bit random values the broker generates, so
-// a fast hash is as safe as bcrypt here and keeps the token endpoint cheap.
-type sha256Hasher struct{}
+// MetricNames lists the names of every metric family the broker exports (its own, the
+// runtime's, the process's, the pool's): what dashboards and alert rules may name.
+func (b *Broker) MetricNames() []string { return b.metrics.Names() }
 
-func (sha256Hasher) Hash(_ context.Context, data []byte) ([]byte, error) {
-	return []byte(HashClientSecret(string(data))), nil
+// DeliverLogouts sends the back-channel logouts that are due (Run does it every two seconds).
+func (b *Broker) DeliverLogouts(ctx context.Context) (int, error) {
+	return b.logouts.DeliverLogouts(ctx)
 }
-
-func (sha256Hasher) Compare(_ context.Context, hash, data []byte) error {
-	if subtle.ConstantTimeCompare(hash, []byte(HashClientSecret(string(data)))) != 1 {
-		return errors.New("client secret does not match")
-	}
-	return nil
-}
-
-// HashClientSecret is the stored form of a client secret.
-func HashClientSecret(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return "sha256$" + hex.EncodeToString(sum[:])
-}
-
-// assertionAudiences is fosite's configuration with the audiences a client assertion may name.
-type assertionAudiences struct {
-	*fosite.Config
-	urls []string
-}
-
-func (a assertionAudiences) GetTokenURLs(context.Context) []string { return a.urls }

@@ -13,7 +13,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
-	"github.com/esia-broker/esia-broker/broker"
+	"github.com/esia-broker/esia-broker/provider"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -63,7 +63,7 @@ func TestChildrenAndActivationKeys(t *testing.T) {
 		e := newLinkEnv(t, s, "ESIA_BROKER_ACTIVATION_CLIENT_ID=mobile", "ESIA_BROKER_DEV=true", "ESIA_BROKER_CHILDREN_ARGON2_MEMORY_KIB=8192", "ESIA_BROKER_ACTIVATION_KEY_TTL=5m")
 		ctx := context.Background()
 		mobile := e.h.client("mobile", "", "openid", "profile", "students", "offline_access")
-		mobile.GrantTypes = []string{broker.GrantTypeActivationKey, "refresh_token"}
+		mobile.GrantTypes = []string{provider.GrantTypeActivationKey, "refresh_token"}
 		if err := s.UpdateClient(ctx, mobile); err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +135,7 @@ func TestChildrenAndActivationKeys(t *testing.T) {
 				return k
 			}
 			redeem := func(key string) (int, map[string]any) {
-				return postForm(t, e.h.URL+"/oauth2/token", url.Values{"grant_type": {broker.GrantTypeActivationKey}, "activation_key": {key}, "client_id": {"mobile"}, "scope": {"openid students"}}, "", "")
+				return postForm(t, e.h.URL+"/oauth2/token", url.Values{"grant_type": {provider.GrantTypeActivationKey}, "activation_key": {key}, "client_id": {"mobile"}, "scope": {"openid students"}}, "", "")
 			}
 			key := newKey()
 			code, tok := redeem(strings.ToLower(key))

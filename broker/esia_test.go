@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"github.com/esia-broker/esia-broker/upstream"
-	"github.com/esia-broker/esia-broker/upstream/esiaconn"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +14,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/esia-broker/esia-broker/upstream"
+	"github.com/esia-broker/esia-broker/upstream/esiaconn"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"github.com/esia-broker/esia-broker/esia/esiatest"
-	"github.com/esia-broker/esia-broker/upstream"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +16,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/esia-broker/esia-broker/esia/esiatest"
+	"github.com/esia-broker/esia-broker/provider"
+	"github.com/esia-broker/esia-broker/upstream"
 
 	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/config"
@@ -147,7 +149,7 @@ func (h *harness) client(id, secret string, scopes ...string) *storage.Client {
 		GrantTypes: []string{"authorization_code", "refresh_token", "client_credentials"}, ResponseTypes: []string{"code"}, Scopes: scopes,
 	}
 	if secret != "" {
-		c.SecretHash = broker.HashClientSecret(secret)
+		c.SecretHash = provider.HashClientSecret(secret)
 	}
 	if err := h.Store.CreateClient(context.Background(), c); err != nil {
 		h.t.Fatalf("create client: %v", err)

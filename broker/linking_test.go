@@ -17,9 +17,9 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/invites"
 	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/provider"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -160,14 +160,14 @@ func (e *linkEnv) post(t *testing.T, br *browser, path, page string, v url.Value
 }
 
 type idClaims struct {
-	Sub       string                 `json:"sub"`
-	Roles     []string               `json:"roles"`
-	Students  []broker.StudentClaim  `json:"students"`
-	StudentID string                 `json:"student_id"`
-	ESIAOID   string                 `json:"esia_oid"`
-	Name      string                 `json:"name"`
-	AMR       []string               `json:"amr"`
-	Extra     map[string]interface{} `json:"-"`
+	Sub       string                  `json:"sub"`
+	Roles     []string                `json:"roles"`
+	Students  []provider.StudentClaim `json:"students"`
+	StudentID string                  `json:"student_id"`
+	ESIAOID   string                  `json:"esia_oid"`
+	Name      string                  `json:"name"`
+	AMR       []string                `json:"amr"`
+	Extra     map[string]interface{}  `json:"-"`
 }
 
 func (e *linkEnv) tokens(t *testing.T, res loginResult) (*oauth2.Token, idClaims) {

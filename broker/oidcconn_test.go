@@ -1,13 +1,14 @@
 package broker_test
 
 import (
-	"github.com/esia-broker/esia-broker/upstream"
-	"github.com/esia-broker/esia-broker/upstream/oidcconn"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/esia-broker/esia-broker/upstream"
+	"github.com/esia-broker/esia-broker/upstream/oidcconn"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/docs"
+	"github.com/esia-broker/esia-broker/provider"
 )
 
 // openAPI is the part of the API description the checks read.
@@ -191,7 +191,7 @@ func TestOpenAPIDescribesTheAPI(t *testing.T) {
 				t.Errorf("%s %s is described but not routed", method, path)
 				continue
 			}
-			if len(op.Security) != 1 || len(op.Security[0]["diary"]) != 1 || !slices.Contains(broker.SupportedScopes, op.Security[0]["diary"][0]) {
+			if len(op.Security) != 1 || len(op.Security[0]["diary"]) != 1 || !slices.Contains(provider.SupportedScopes, op.Security[0]["diary"][0]) {
 				t.Errorf("%s %s: security %v", method, path, op.Security)
 			}
 			for _, s := range []string{"401", "403"} {

@@ -2,7 +2,6 @@ package broker_test
 
 import (
 	"context"
-	"github.com/esia-broker/esia-broker/internal/testwait"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/esia-broker/esia-broker/internal/testwait"
 
 	"golang.org/x/oauth2"
 

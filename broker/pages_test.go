@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/invites"
+	"github.com/esia-broker/esia-broker/provider"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -159,7 +159,7 @@ func TestPageDetails(t *testing.T) {
 	e := newLinkEnv(t, s, "ESIA_BROKER_ACTIVATION_CLIENT_ID=mobile")
 	ctx := context.Background()
 	mobile := e.h.client("mobile", "", "openid", "profile", "students", "offline_access")
-	mobile.GrantTypes, mobile.Name = []string{broker.GrantTypeActivationKey, "refresh_token"}, "Дневник Красноярского края"
+	mobile.GrantTypes, mobile.Name = []string{provider.GrantTypeActivationKey, "refresh_token"}, "Дневник Красноярского края"
 	if err := s.UpdateClient(ctx, mobile); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestPageDetails(t *testing.T) {
 	if key == nil {
 		t.Fatalf("no key: %s", keyPage)
 	}
-	resp, err := http.PostForm(e.h.URL+"/oauth2/token", url.Values{"grant_type": {broker.GrantTypeActivationKey}, "client_id": {"mobile"}, "activation_key": {key[1]}, "scope": {"openid students"}})
+	resp, err := http.PostForm(e.h.URL+"/oauth2/token", url.Values{"grant_type": {provider.GrantTypeActivationKey}, "client_id": {"mobile"}, "activation_key": {key[1]}, "scope": {"openid students"}})
 	if err != nil {
 		t.Fatal(err)
 	}

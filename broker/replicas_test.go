@@ -3,8 +3,6 @@ package broker_test
 import (
 	"context"
 	"encoding/json"
-	"github.com/esia-broker/esia-broker/internal/testwait"
-	"github.com/esia-broker/esia-broker/upstream"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,10 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esia-broker/esia-broker/internal/testwait"
+	"github.com/esia-broker/esia-broker/provider"
+	"github.com/esia-broker/esia-broker/upstream"
+
 	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
 )
 
@@ -142,13 +143,13 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 
 	// Wrong activation keys alternate between replicas and still lock out after 10.
 	mobile := front.client("mobile", "", "openid", "offline_access")
-	mobile.GrantTypes = []string{broker.GrantTypeActivationKey, "refresh_token"}
+	mobile.GrantTypes = []string{provider.GrantTypeActivationKey, "refresh_token"}
 	if err := sA.UpdateClient(context.Background(), mobile); err != nil {
 		t.Fatal(err)
 	}
 	var last map[string]any
 	for range 11 {
-		_, last = postForm(t, issuer+"/oauth2/token", url.Values{"grant_type": {broker.GrantTypeActivationKey}, "activation_key": {"AAAA-BBBB-CCCC-DDDD"}, "client_id": {"mobile"}}, "", "")
+		_, last = postForm(t, issuer+"/oauth2/token", url.Values{"grant_type": {provider.GrantTypeActivationKey}, "activation_key": {"AAAA-BBBB-CCCC-DDDD"}, "client_id": {"mobile"}}, "", "")
 	}
 	if d, _ := last["error_description"].(string); !strings.Contains(d, "Too many") {
 		t.Errorf("the 11th wrong key across replicas: %v", last)

@@ -5,11 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esia-broker/esia-broker/web"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"golang.org/x/oauth2"
-
-	"github.com/esia-broker/esia-broker/broker"
 )
 
 // TestLoginTrace: with a tracer, the ESIA callback of one login is one request span with the
@@ -17,7 +16,7 @@ import (
 // data, and the request's span carries the request id.
 func TestLoginTrace(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(broker.RequestIDProcessor{}), sdktrace.WithSpanProcessor(rec))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(web.RequestIDProcessor{}), sdktrace.WithSpanProcessor(rec))
 	conns, _ := esiaUpstream(t, "", 5*time.Second)
 	h := startHarness(t, openSQLite(t), "", conns, tp)
 	h.client("kiasuo", "secret-secret-secret")

@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/provider"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -123,13 +123,13 @@ func (a *app) clientsCmd() *cobra.Command {
 				if err := cf.apply(cmd, c); err != nil {
 					return err
 				}
-				if err := broker.ValidateClient(c); err != nil {
+				if err := provider.ValidateClient(c); err != nil {
 					return err
 				}
 				var secret string
 				if !c.Public && c.TokenEndpointAuthMethod != "private_key_jwt" {
 					var err error
-					if secret, c.SecretHash, err = broker.NewClientSecret(); err != nil {
+					if secret, c.SecretHash, err = provider.NewClientSecret(); err != nil {
 						return err
 					}
 				}
@@ -168,7 +168,7 @@ func (a *app) clientsCmd() *cobra.Command {
 				if err := uf.apply(cmd, c); err != nil {
 					return err
 				}
-				if err := broker.ValidateClient(c); err != nil {
+				if err := provider.ValidateClient(c); err != nil {
 					return err
 				}
 				if c.TokenEndpointAuthMethod == "private_key_jwt" {
@@ -176,7 +176,7 @@ func (a *app) clientsCmd() *cobra.Command {
 				}
 				var secret string
 				if !c.Public && c.TokenEndpointAuthMethod != "private_key_jwt" && (wasPublic || c.SecretHash == "") {
-					if secret, c.SecretHash, err = broker.NewClientSecret(); err != nil {
+					if secret, c.SecretHash, err = provider.NewClientSecret(); err != nil {
 						return err
 					}
 				} else if c.Public {
@@ -256,7 +256,7 @@ func (a *app) clientsCmd() *cobra.Command {
 				if c.Public {
 					return fmt.Errorf("client %q is public and has no secret", c.ID)
 				}
-				secret, hash, err := broker.NewClientSecret()
+				secret, hash, err := provider.NewClientSecret()
 				if err != nil {
 					return err
 				}

@@ -20,7 +20,6 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/spf13/cobra"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/broker/devrp"
 	"github.com/esia-broker/esia-broker/config"
 	"github.com/esia-broker/esia-broker/esia"
@@ -28,6 +27,7 @@ import (
 	"github.com/esia-broker/esia-broker/esia/gost"
 	"github.com/esia-broker/esia-broker/invites"
 	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/provider"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -93,7 +93,7 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 			}
 			ctx := cmd.Context()
 			issuer := strings.TrimSuffix(cfg.Issuer, "/")
-			secret, hash, err := broker.NewClientSecret()
+			secret, hash, err := provider.NewClientSecret()
 			if err != nil {
 				return err
 			}
@@ -135,7 +135,7 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 				})
 				if err == nil && cfg.Activation.ClientID == "demo-mobile" {
 					err = registerDemo(ctx, store, &storage.Client{ID: "demo-mobile", Name: "Госуслуги (демо-приложение)", Public: true,
-						GrantTypes: []string{broker.GrantTypeActivationKey, "refresh_token"}, Scopes: []string{"openid", "profile", "students", "offline_access"}})
+						GrantTypes: []string{provider.GrantTypeActivationKey, "refresh_token"}, Scopes: []string{"openid", "profile", "students", "offline_access"}})
 				}
 				if err != nil {
 					return err

@@ -7,18 +7,18 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/signing"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
-func (a *app) keySet(cfg *config.Config, s *storage.Store) (*broker.KeySet, error) {
+func (a *app) keySet(cfg *config.Config, s *storage.Store) (*signing.KeySet, error) {
 	master, err := config.DecodeSecret(cfg.Secrets.MasterKey)
 	if err != nil {
 		return nil, fmt.Errorf("secrets.master_key: %w", err)
 	}
 	overlap := max(cfg.Tokens.AccessTokenLifespan, cfg.Tokens.IDTokenLifespan) + 5*time.Minute
-	return broker.NewKeySet(s, broker.KeySetOptions{MasterKey: master, Reload: cfg.Keys.ReloadInterval, Overlap: overlap, PublishBeforeUse: cfg.Keys.PublishBeforeUse})
+	return signing.NewKeySet(s, signing.KeySetOptions{MasterKey: master, Reload: cfg.Keys.ReloadInterval, Overlap: overlap, PublishBeforeUse: cfg.Keys.PublishBeforeUse})
 }
 
 func (a *app) keysCmd() *cobra.Command {

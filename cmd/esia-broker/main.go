@@ -17,9 +17,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/config"
 	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/provider"
 	"github.com/esia-broker/esia-broker/storage"
 )
 
@@ -161,11 +161,11 @@ func (a *app) withStoreRecording(ctx context.Context, rec storage.SecretRecordin
 		if err != nil {
 			return fmt.Errorf("secrets.snils_pepper: %w", err)
 		}
-		own, err := broker.NewSubjects(cfg.Tokens, cfg.OIDUpstream(), linking.NewDigester(pepper))
+		own, err := provider.NewSubjects(cfg.Tokens, cfg.OIDUpstream(), linking.NewDigester(pepper))
 		if err != nil {
 			return err
 		}
-		subjects, differs, err := broker.SubjectsOfServer(ctx, s, own)
+		subjects, differs, err := provider.SubjectsOfServer(ctx, s, own)
 		if err != nil {
 			return err
 		}

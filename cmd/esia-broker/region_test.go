@@ -3,14 +3,15 @@ package main
 import (
 	"context"
 	"database/sql"
-	"github.com/esia-broker/esia-broker/broker"
-	"github.com/esia-broker/esia-broker/config"
-	"github.com/esia-broker/esia-broker/linking"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/provider"
 
 	"github.com/esia-broker/esia-broker/storage"
 	"github.com/esia-broker/esia-broker/storage/storagetest"
@@ -106,7 +107,7 @@ func TestForgetFromTheCLIUnderPairwise(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What `serve` records at start with tokens.subject: pairwise.
-	server, err := broker.NewSubjects(config.Tokens{Subject: "pairwise"}, "esia", linking.NewDigester([]byte(strings.Repeat("z", 32))))
+	server, err := provider.NewSubjects(config.Tokens{Subject: "pairwise"}, "esia", linking.NewDigester([]byte(strings.Repeat("z", 32))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/esia-broker/esia-broker/upstream"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/esia-broker/esia-broker/signing"
+	"github.com/esia-broker/esia-broker/upstream"
 
 	"github.com/gorilla/mux"
 	"github.com/spf13/cobra"
@@ -121,7 +123,7 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	if err != nil {
 		var differ *storage.SecretsDifferError
 		var unrecorded *storage.SecretsUnrecordedError
-		if errors.As(err, &differ) || errors.As(err, &unrecorded) || errors.Is(err, broker.ErrWrongMasterKey) {
+		if errors.As(err, &differ) || errors.As(err, &unrecorded) || errors.Is(err, signing.ErrWrongMasterKey) {
 			return &exitError{code: 2, err: err}
 		}
 		return err

@@ -14,8 +14,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/web"
 )
 
 // newTracer is the process's OpenTelemetry tracer: spans exported by OTLP/HTTP to
@@ -38,7 +38,7 @@ func newTracer(ctx context.Context, t config.Telemetry, log *slog.Logger) (tp tr
 		return nil, nil, fmt.Errorf("telemetry.otlp_endpoint: %w", err)
 	}
 	res := resource.NewSchemaless(semconv.ServiceName("esia-broker"))
-	sdk := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(broker.RequestIDProcessor{}), sdktrace.WithBatcher(exp), sdktrace.WithResource(res),
+	sdk := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(web.RequestIDProcessor{}), sdktrace.WithBatcher(exp), sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(t.SampleRatio))))
 	log.Info("tracing to an OTLP collector", "endpoint", t.OTLPEndpoint, "sample_ratio", t.SampleRatio)
 	return sdk, func() {

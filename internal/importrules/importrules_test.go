@@ -30,13 +30,29 @@ var allowed = map[string][]string{
 	"upstream/esiaconn": {"upstream", "esia", "esia/gost"},
 	"upstream/oidcconn": {"upstream"},
 	"broker/devrp":      {},
-	"broker": {"clientip", "config", "docs", "esia", "esia/gost", "invites", "linking", "passwords", "storage", "migrations",
-		"upstream", "upstream/esiaconn", "upstream/oidcconn"},
+	// The broker's areas: plumbing and pages below, the provider above them, the browser's
+	// flow and the account pages above it, the API beside them; none reaches sideways.
+	"pages":   {"storage", "migrations", "upstream"},
+	"signing": {"storage", "migrations"},
+	"web":     {"clientip", "config", "esia", "esia/gost", "pages", "storage", "migrations", "upstream"},
+	"provider": {"clientip", "config", "esia", "esia/gost", "invites", "linking", "passwords", "pages", "signing", "storage", "migrations",
+		"upstream", "web"},
+	"flow": {"clientip", "config", "esia", "esia/gost", "invites", "linking", "passwords", "pages", "provider", "signing", "storage", "migrations",
+		"upstream", "web"},
+	"account": {"clientip", "config", "esia", "esia/gost", "flow", "invites", "linking", "passwords", "pages", "provider", "signing", "storage",
+		"migrations", "upstream", "web"},
+	"api": {"clientip", "config", "docs", "esia", "esia/gost", "invites", "linking", "passwords", "pages", "provider", "signing", "storage",
+		"migrations", "upstream", "web"},
+	"backchannel": {"clientip", "config", "esia", "esia/gost", "invites", "linking", "passwords", "pages", "provider", "signing", "storage",
+		"migrations", "upstream", "web"},
+	"broker": {"account", "api", "backchannel", "clientip", "config", "docs", "esia", "esia/gost", "flow", "invites", "linking", "pages",
+		"passwords", "provider", "signing", "storage", "migrations", "upstream", "upstream/esiaconn", "upstream/oidcconn", "web"},
 	"storage/storagetest": {"storage", "migrations", "internal/testwait"},
 	"internal/testwait":   {},
 	"cmd/esia-loadgen":    {"esia", "esia/gost", "esia/esiatest"},
 	"cmd/esia-broker": {"broker", "broker/devrp", "clientip", "config", "docs", "esia", "esia/gost", "esia/esiatest",
-		"invites", "linking", "passwords", "regionimport", "storage", "migrations", "upstream", "upstream/esiaconn", "upstream/oidcconn"},
+		"invites", "linking", "passwords", "regionimport", "storage", "migrations", "upstream", "upstream/esiaconn", "upstream/oidcconn",
+		"account", "api", "backchannel", "flow", "pages", "provider", "signing", "web"},
 }
 
 func TestImportRules(t *testing.T) {

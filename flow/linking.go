@@ -1,0 +1,382 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/esia-broker/esia-broker/invites"
+	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/pages"
+	"github.com/esia-broker/esia-broker/storage"
+	"github.com/ory/fosite"
+)
+
+func consentKey(scopes fosite.Arguments, linked []storage.LinkedStudent) (string, string) {
+	sc := slices.Clone([]string(scopes))
+	slices.Sort(sc)
+	ids := make([]string, 0, len(linked))
+	for _, l := range linked {
+		ids = append(ids, l.StudentID)
+	}
+	slices.Sort(ids)
+	return strings.Join(sc, " "), strings.Join(ids, ",")
+}
+
+// consentCurrent tells whether the recorded consent covers this text version, these scopes and
+// these children.
+func (f *Flow) consentCurrent(ctx context.Context, accountID, clientID string, scopes fosite.Arguments, linked []storage.LinkedStudent) (bool, error) {
+	c, err := f.store.Consent(ctx, accountID, clientID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return f.consentMatches(c, scopes, linked), nil
+}
+
+// consentMatches tells whether a stored consent (nil: none) covers this text version, these
+// scopes and these children: consent given covers every subset of it — fewer scopes, and, when
+// the children's data is asked for (scope students), fewer children. A new scope, a new child or
+// a new text asks again.
+func (f *Flow) consentMatches(c *storage.Consent, scopes fosite.Arguments, linked []storage.LinkedStudent) bool {
+	if c == nil || c.TextVersion != f.cfg.Linking.ConsentVersion {
+		return false
+	}
+	given := strings.Fields(c.Scopes)
+	for _, s := range scopes {
+		if !slices.Contains(given, s) {
+			return false
+		}
+	}
+	if !slices.Contains([]string(scopes), "students") {
+		return true
+	}
+	children := strings.Split(c.Students, ",")
+	for _, l := range linked {
+		if !slices.Contains(children, l.StudentID) {
+			return false
+		}
+	}
+	return true
+}
+
+var scopeText = map[string]string{
+	"openid":         "идентификатор вашей учётной записи",
+	"profile":        "фамилию, имя, отчество и дату рождения",
+	"students":       "список привязанных детей: школа, класс, фамилия и имя",
+	"esia":           "идентификатор учётной записи на Госуслугах",
+	"offline_access": "доступ без повторного входа, пока вы не выйдете",
+}
+
+func (f *Flow) renderConsent(w http.ResponseWriter, r *http.Request, lr *storage.LoginRequest, client *storage.Client, scopes fosite.Arguments, linked []storage.LinkedStudent) {
+	kids := slices.ContainsFunc(linked, func(l storage.LinkedStudent) bool { return l.Relation != "self" })
+	var items []string
+	for _, s := range scopes {
+		t, ok := scopeText[s]
+		if s == "students" && !kids {
+			t = "сведения о вашей учёбе: школа, класс, фамилия и имя" // a student is not asked about children
+		}
+		if ok {
+			items = append(items, t)
+		}
+	}
+	name := client.Name
+	if name == "" {
+		name = client.ID
+	}
+	f.Metrics.Consents.WithLabelValues("shown").Inc()
+	f.Render(w, r, http.StatusOK, "consent", pages.Data{Title: "Согласие на обработку персональных данных", LoginID: lr.ID, CSRF: f.CSRFToken(f.BrowserID(w, r)),
+		ClientName: name, Items: items, Students: pages.Students(linked), Version: f.cfg.Linking.ConsentVersion})
+}
+
+func (f *Flow) renderPicker(w http.ResponseWriter, r *http.Request, lr *storage.LoginRequest, linked []storage.LinkedStudent) {
+	f.Render(w, r, http.StatusOK, "picker", pages.Data{Title: "Выберите ребёнка", LoginID: lr.ID, CSRF: f.CSRFToken(f.BrowserID(w, r)), Students: pages.Students(linked)})
+}
+
+// consent records the answer of the consent page.
+func (f *Flow) consent(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if f.CSRFRefused(w, r) {
+		return
+	}
+	lr, bs, account, ok := f.loginInProgress(w, r, r.PostFormValue("login"))
+	if !ok {
+		return
+	}
+	ar, err := f.provider.ReplayAuthorize(ctx, lr.AuthorizeQuery)
+	if err != nil {
+		f.authorizeError(w, r, ar, err)
+		return
+	}
+	if r.PostFormValue("decision") != "accept" {
+		f.Metrics.Consents.WithLabelValues("refused").Inc()
+		_, _ = f.store.ConsumeLoginRequest(ctx, lr.ID) // gone already is as good as consumed
+		if err := f.store.Audit(ctx, "account:"+account.ID, "consent.deny", ar.GetClient().GetID(), nil); err != nil {
+			f.RenderError(w, r, err)
+			return
+		}
+		f.provider.WriteAuthorizeError(ctx, f.provider.AuthorizeWriter(w), ar, fosite.ErrAccessDenied.WithHint("The user refused consent."))
+		return
+	}
+	linked, err := f.store.LinkedStudents(ctx, account.ID)
+	if err != nil {
+		f.RenderError(w, r, err)
+		return
+	}
+	sc, st := consentKey(ar.GetRequestedScopes(), linked)
+	err = f.store.InTx(ctx, func(ctx context.Context) error {
+		if err := f.store.SaveConsent(ctx, &storage.Consent{AccountID: account.ID, ClientID: ar.GetClient().GetID(), TextVersion: f.cfg.Linking.ConsentVersion, Scopes: sc, Students: st}); err != nil {
+			return err
+		}
+		if err := f.store.UpdateLoginRequest(ctx, lr.ID, lr.StudentID, true); err != nil {
+			return err
+		}
+		return f.store.Audit(ctx, "account:"+account.ID, "consent.grant", ar.GetClient().GetID(), map[string]any{"version": f.cfg.Linking.ConsentVersion, "scopes": sc, "students": len(linked)})
+	})
+	if err != nil {
+		f.RenderError(w, r, err)
+		return
+	}
+	f.Metrics.Consents.WithLabelValues("given").Inc()
+	_ = bs
+	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)
+}
+
+// selectStudent records the student picked on the picker page.
+func (f *Flow) selectStudent(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if f.CSRFRefused(w, r) {
+		return
+	}
+	lr, _, account, ok := f.loginInProgress(w, r, r.PostFormValue("login"))
+	if !ok {
+		return
+	}
+	linked, err := f.store.LinkedStudents(ctx, account.ID)
+	if err != nil {
+		f.RenderError(w, r, err)
+		return
+	}
+	pick := r.PostFormValue("student")
+	if !slices.ContainsFunc(linked, func(l storage.LinkedStudent) bool { return l.StudentID == pick }) {
+		f.RenderError(w, r, &pages.UserError{Status: http.StatusBadRequest, Title: "Ребёнок не найден", Message: "Этот ребёнок не привязан к вашей учётной записи. Вернитесь назад и выберите ребёнка из списка."})
+		return
+	}
+	if err := f.store.UpdateLoginRequest(ctx, lr.ID, pick, lr.Consented); err != nil {
+		f.RenderError(w, r, pages.ExpiredLogin(err))
+		return
+	}
+	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)
+}
+
+// sessionOr401 returns the logged-in account, or writes a page that says to log in.
+func (f *Flow) SessionOrPage(w http.ResponseWriter, r *http.Request) (*storage.Account, bool) {
+	bs, account, err := f.CurrentSession(r.Context(), r)
+	if err != nil {
+		f.RenderError(w, r, err)
+		return nil, false
+	}
+	if bs == nil {
+		f.RenderError(w, r, &pages.UserError{Status: http.StatusUnauthorized, Title: "Нужно войти", Message: "Сеанс истёк или вы ещё не вошли. Откройте электронный дневник и войдите через Госуслуги."})
+		return nil, false
+	}
+	return account, true
+}
+
+// loginParam checks that an optional login request id belongs to this browser's session.
+func (f *Flow) loginParam(w http.ResponseWriter, r *http.Request, id string) (string, bool) {
+	if id == "" {
+		return "", true
+	}
+	lr, _, _, ok := f.loginInProgress(w, r, id)
+	if !ok {
+		return "", false
+	}
+	return lr.ID, true
+}
+
+func (f *Flow) rolePage(w http.ResponseWriter, r *http.Request) {
+	account, ok := f.SessionOrPage(w, r)
+	if !ok {
+		return
+	}
+	login, ok := f.loginParam(w, r, r.URL.Query().Get("login"))
+	if !ok {
+		return
+	}
+	if account.Kind == "child" {
+		f.RenderError(w, r, errChildCodes)
+		return
+	}
+	if !f.MayBeParent(account) {
+		// A minor has one role: the student's code is the only one it may enter.
+		f.renderCode(w, r, http.StatusOK, login, invites.RoleStudent, "", "")
+		return
+	}
+	f.Render(w, r, http.StatusOK, "role", pages.Data{Title: "Выберите роль", LoginID: login})
+}
+
+// errChildCodes is the page a child's sub-account meets where codes are entered.
+var errChildCodes = &pages.UserError{Status: http.StatusForbidden, Title: "Код вводит родитель",
+	Message: "Учётная запись ребёнка не может вводить пригласительные коды. Код вводит родитель, войдя через Госуслуги со своей учётной записью."}
+
+func roleFromParam(v string) (string, bool) {
+	switch v {
+	case invites.RoleParent, invites.RoleStudent:
+		return v, true
+	}
+	return "", false
+}
+
+func (f *Flow) codePage(w http.ResponseWriter, r *http.Request) {
+	account, ok := f.SessionOrPage(w, r)
+	if !ok {
+		return
+	}
+	login, ok := f.loginParam(w, r, r.URL.Query().Get("login"))
+	if !ok {
+		return
+	}
+	if account.Kind == "child" {
+		f.RenderError(w, r, errChildCodes)
+		return
+	}
+	role, ok := roleFromParam(r.URL.Query().Get("role"))
+	if !ok {
+		role = invites.RoleParent
+	}
+	if role == invites.RoleParent && !f.MayBeParent(account) {
+		// The form would only be refused when sent: a minor enters the student's code.
+		role = invites.RoleStudent
+	}
+	f.renderCode(w, r, http.StatusOK, login, role, "", "")
+}
+
+func (f *Flow) renderCode(w http.ResponseWriter, r *http.Request, status int, login, role, code, fieldErr string) {
+	f.Render(w, r, status, "code", pages.Data{Title: "Введите пригласительный код", LoginID: login, CSRF: f.CSRFToken(f.BrowserID(w, r)),
+		Role: invites.RoleName(role), RoleValue: role, ForStudent: role == invites.RoleStudent, Code: code, FieldError: fieldErr})
+}
+
+// redeemCode spends an invite code typed on the code page.
+func (f *Flow) redeemCode(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if f.CSRFRefused(w, r) {
+		return
+	}
+	account, ok := f.SessionOrPage(w, r)
+	if !ok {
+		return
+	}
+	login, ok := f.loginParam(w, r, r.PostFormValue("login"))
+	if !ok {
+		return
+	}
+	role, ok := roleFromParam(r.PostFormValue("role"))
+	if !ok {
+		f.RenderError(w, r, &pages.UserError{Status: http.StatusBadRequest, Title: "Неверный запрос", Message: "Роль не выбрана. Вернитесь назад и выберите роль."})
+		return
+	}
+	code := r.PostFormValue("code")
+	if len(code) > 32 {
+		code = code[:32]
+	}
+	if strings.TrimSpace(code) == "" {
+		// Nothing typed is not a wrong code: no attempt is counted.
+		f.renderCode(w, r, http.StatusBadRequest, login, role, "", "Введите код с бланка: 12 букв и цифр, например 7KQ4-M2XD-9PRT.")
+		return
+	}
+	st, err := f.linker.RedeemCode(ctx, account.ID, code, role, f.ClientIP(r))
+	f.Metrics.Invites.WithLabelValues(redeemResult(err)).Inc()
+	if err == nil {
+		f.Metrics.Links.WithLabelValues("invite", "added").Inc()
+	}
+	if err != nil {
+		var le *invites.LockedError
+		msg := "Код не подошёл. Проверьте, правильно ли он введён: 12 букв и цифр, например 7KQ4-M2XD-9PRT."
+		status := http.StatusBadRequest
+		switch {
+		case errors.As(err, &le):
+			f.Metrics.Lockouts.WithLabelValues("invite").Inc()
+			status = http.StatusTooManyRequests
+			w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(le.Until).Seconds())+1))
+			msg = "Слишком много неверных кодов. Попробуйте снова после " + le.Until.In(pages.Moscow).Format("15:04") + " (по московскому времени)."
+		case errors.Is(err, storage.ErrInviteUsed):
+			msg = "Этот код уже использован. Если ребёнок не появился в списке, попросите новый код у классного руководителя."
+		case errors.Is(err, storage.ErrInviteExpired):
+			msg = "Срок действия кода истёк. Попросите новый код у классного руководителя."
+		case errors.Is(err, storage.ErrInviteRevoked):
+			msg = "Этот код заменён новым. Попросите действующий код у классного руководителя."
+		case errors.Is(err, storage.ErrInviteWrongUse):
+			msg = "Это код для другой роли. Вернитесь назад и выберите роль, указанную на бланке с кодом."
+		case errors.Is(err, linking.ErrAlreadyLinked):
+			msg = "Этот ребёнок уже привязан к вашей учётной записи."
+		case errors.Is(err, linking.ErrStudentLeft):
+			msg = "Обучающийся выбыл из школы, поэтому код больше не действует."
+		case errors.Is(err, linking.ErrChildAccount):
+			status = http.StatusForbidden
+			msg = "Учётная запись ребёнка не может вводить пригласительные коды. Код вводит родитель, войдя через Госуслуги со своей учётной записью."
+		case errors.Is(err, linking.ErrNotAdult):
+			status = http.StatusForbidden
+			msg = "Код родителя может ввести только совершеннолетний. Если вы обучающийся, вернитесь назад и выберите роль «Обучающийся»."
+		case errors.Is(err, linking.ErrNoBirthdate):
+			status = http.StatusForbidden
+			msg = "Госуслуги не передали дату рождения вашей учётной записи, поэтому код ввести нельзя. Проверьте данные на Госуслугах и войдите снова."
+		case errors.Is(err, linking.ErrNotThisStudent):
+			status = http.StatusForbidden
+			msg = "Код обучающегося может ввести только сам обучающийся: дата рождения в вашей учётной записи Госуслуг не совпадает с данными школы."
+		case errors.Is(err, invites.ErrInvalidCode):
+		default:
+			f.RenderError(w, r, err)
+			return
+		}
+		f.renderCode(w, r, status, login, role, code, msg)
+		return
+	}
+	linked, _ := f.store.LinkedStudents(ctx, account.ID)
+	msg := "Готово: ребёнок привязан к вашей учётной записи."
+	if role == invites.RoleStudent {
+		msg = "Готово: ваш дневник привязан к учётной записи."
+	}
+	_ = st
+	f.Render(w, r, http.StatusOK, "code_done", pages.Data{Title: "Код принят", Message: msg, LoginID: login, Students: pages.Students(linked), RoleValue: string(role)})
+}
+
+// redeemResult names a code redemption's outcome for the metrics (a fixed set).
+func redeemResult(err error) string {
+	var le *invites.LockedError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &le):
+		return "locked"
+	case errors.Is(err, storage.ErrInviteUsed):
+		return "used"
+	case errors.Is(err, storage.ErrInviteExpired):
+		return "expired"
+	case errors.Is(err, storage.ErrInviteRevoked):
+		return "revoked"
+	case errors.Is(err, storage.ErrInviteWrongUse):
+		return "wrong_role"
+	case errors.Is(err, invites.ErrInvalidCode):
+		return "wrong_code"
+	case errors.Is(err, linking.ErrAlreadyLinked):
+		return "already_linked"
+	case errors.Is(err, linking.ErrStudentLeft):
+		return "student_left"
+	case errors.Is(err, linking.ErrChildAccount), errors.Is(err, linking.ErrNotAdult), errors.Is(err, linking.ErrNoBirthdate), errors.Is(err, linking.ErrNotThisStudent):
+		return "not_allowed"
+	}
+	return "error"
+}
+
+// MayBeParent tells whether the account may link a child as a parent: an adult's own account.
+func (f *Flow) MayBeParent(a *storage.Account) bool {
+	return a.Kind != "child" && linking.MayLink(a, nil, "parent", f.calendar()) == nil
+}

@@ -1,0 +1,483 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/esia-broker/esia-broker/esia"
+	"github.com/esia-broker/esia-broker/linking"
+	"github.com/esia-broker/esia-broker/pages"
+	"github.com/esia-broker/esia-broker/storage"
+	"github.com/esia-broker/esia-broker/upstream"
+	"github.com/esia-broker/esia-broker/web"
+	"github.com/google/uuid"
+	"github.com/gorilla/mux"
+	"github.com/ory/fosite"
+)
+
+// loginStart begins the trip to an upstream: a single-use flow bound to this browser.
+func (f *Flow) loginStart(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	conn, ok := f.connectors[mux.Vars(r)["connector"]]
+	if !ok {
+		f.RenderError(w, r, &pages.UserError{Status: http.StatusNotFound, Title: "Способ входа не найден", Message: "Такого способа входа нет. Вернитесь в электронный дневник и нажмите «Войти» ещё раз."})
+		return
+	}
+	lr, err := f.store.LoginRequest(ctx, r.URL.Query().Get("login"))
+	if err != nil {
+		f.RenderError(w, r, pages.ExpiredLogin(err))
+		return
+	}
+	f.BrowserID(w, r)
+	if !f.SameBrowser(r, lr.BrowserHash) {
+		f.RenderError(w, r, &pages.UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Вход был начат в другом окне или браузере. Вернитесь в электронный дневник и войдите снова."})
+		return
+	}
+	if r.URL.Query().Get("fresh") == "" {
+		if to := f.upstreamLogoutFirst(w, r, conn, lr); to != "" {
+			http.Redirect(w, r, to, http.StatusFound)
+			return
+		}
+	}
+	target, uf, err := f.upstreamTrip(ctx, conn, lr)
+	if err != nil {
+		f.RenderError(w, r, err)
+		return
+	}
+	if err := f.store.CreateUpstreamFlow(ctx, uf); err != nil {
+		f.RenderError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// upstreamLogoutFirst returns where to send the browser before a trip to conn for lr, or "".
+// ESIA's own session outlives the broker's. Before a trip that must not reuse it — this
+// browser's logout did not get through ESIA's logout, or the diary asks for a fresh login
+// (prompt=login, max_age) — the browser goes through ESIA's logout first and comes back to
+// /login/{conn} with fresh=1.
+func (f *Flow) upstreamLogoutFirst(w http.ResponseWriter, r *http.Request, conn upstream.Connector, lr *storage.LoginRequest) string {
+	lo, ok := conn.(upstream.Logout)
+	if !ok || !f.mustEndUpstreamSession(r, lr) {
+		return ""
+	}
+	to := lo.UpstreamLogoutURL(f.provider.Issuer() + "/oauth2/logout/done")
+	if to != "" {
+		f.SetCookie(w, logoutCookie, logoutReturn{Login: lr.ID, Connector: conn.ID(), At: time.Now()}.encode(), logoutPending)
+	}
+	return to
+}
+
+// upstreamTrip asks conn where to send the browser for login request lr, and returns the
+// single-use flow to store before sending it there. A failure comes back as the page to show,
+// its «Повторить» starting the trip again.
+func (f *Flow) upstreamTrip(ctx context.Context, conn upstream.Connector, lr *storage.LoginRequest) (string, *storage.UpstreamFlow, error) {
+	state := uuid.NewString()
+	target, data, err := conn.LoginURL(ctx, state)
+	if err != nil {
+		f.Metrics.Logins.WithLabelValues(conn.ID(), "upstream_error").Inc()
+		ue := *asUserError(err).(*pages.UserError)
+		ue.Retry = "/login/" + url.PathEscape(conn.ID()) + "?login=" + url.QueryEscape(lr.ID)
+		return "", nil, &ue
+	}
+	return target, &storage.UpstreamFlow{State: state, Connector: conn.ID(), LoginRequestID: lr.ID, BrowserHash: lr.BrowserHash,
+		Data: data, ExpiresAt: time.Now().Add(f.cfg.Session.LoginTimeout)}, nil
+}
+
+func asUserError(err error) error {
+	var ue *pages.UserError
+	if errors.As(err, &ue) {
+		return ue
+	}
+	return &pages.UserError{Status: http.StatusBadGateway, Title: "Сервис входа недоступен", Message: "Не удалось связаться с сервисом входа. Попробуйте ещё раз через несколько минут.", Err: err}
+}
+
+// callback completes the upstream login: the flow is consumed once, checked against this
+// browser, the account is created or updated, and a new session id is issued.
+func (f *Flow) callback(w http.ResponseWriter, r *http.Request, connID string) {
+	ctx := r.Context()
+	conn := f.connectors[connID]
+	flow, err := f.store.ConsumeUpstreamFlow(ctx, r.URL.Query().Get("state"))
+	if err != nil {
+		f.Metrics.Logins.WithLabelValues(connID, "bad_state").Inc()
+		ue := *asUserError(pages.ExpiredLogin(err)).(*pages.UserError)
+		ue.Upstream = connID
+		f.RenderError(w, r, &ue)
+		return
+	}
+	if flow.Connector != connID || !f.SameBrowser(r, flow.BrowserHash) {
+		f.Metrics.Logins.WithLabelValues(connID, "foreign_browser").Inc()
+		f.RenderError(w, r, &pages.UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Upstream: connID, Err: errors.New("the upstream's answer came to another browser"),
+			Message: "Ответ сервиса входа пришёл не в тот браузер, где начинался вход. Вернитесь в электронный дневник и войдите снова."})
+		return
+	}
+	id, err := conn.HandleCallback(ctx, r, flow.Data)
+	if err != nil {
+		f.Metrics.Logins.WithLabelValues(connID, loginFailure(err)).Inc()
+		if r.URL.Query().Get("error") != "" {
+			f.Metrics.CallbackErrors.WithLabelValues(connID, web.BoundedCode(esia.ErrorCode(err))).Inc()
+		}
+		ue := asUserError(pages.Upstream(connID, err)).(*pages.UserError)
+		retry := *ue
+		retry.Retry = "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(flow.LoginRequestID)
+		retry.Upstream = connID
+		f.RenderError(w, r, &retry)
+		return
+	}
+	// Only a keyed digest of the SNILS is kept; a SNILS that does not parse is dropped.
+	snilsDigest := ""
+	if id.SNILS != "" {
+		if d, err := f.linker.Digester().SNILS(id.SNILS); err == nil {
+			snilsDigest = d
+		}
+	}
+	if id.Unconfirmed {
+		if err := f.admitUnconfirmed(ctx, connID, id, snilsDigest); err != nil {
+			f.Metrics.Logins.WithLabelValues(connID, "unconfirmed").Inc()
+			retry := *asUserError(err).(*pages.UserError)
+			retry.Retry = "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(flow.LoginRequestID)
+			retry.Upstream = connID
+			f.RenderError(w, r, &retry)
+			return
+		}
+	}
+	sub := id.Subject
+	raw := web.RandomToken()
+	amr := id.AMR
+	if len(amr) == 0 {
+		amr = []string{connID}
+	}
+	bs := &storage.BrowserSession{IDHash: web.HashToken(raw), AuthTime: time.Now().UTC(), ACR: id.ACR, ExpiresAt: time.Now().Add(f.cfg.Session.Lifespan)}
+	// A new browser id at every login: one known or planted before it is worth nothing after.
+	browser := f.NewBrowserValue()
+	var (
+		account *storage.Account
+		lr      *storage.LoginRequest
+		intent  *storage.LinkIntent
+		pre     loginState
+		next    step
+		issued  fosite.AuthorizeResponder
+		authErr error
+		// What the login changed in the links, counted once it is committed.
+		snilsChanges linking.Changes
+		diaryLinks   int
+	)
+	// Everything the login writes — account, links, the diary's link, the new session — is one
+	// transaction: a failure leaves none of it.
+	err = f.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		account, err = f.store.UpsertUpstreamAccount(ctx, &storage.Account{
+			Kind: "esia", Upstream: connID, UpstreamSub: &sub, SNILSDigest: snilsDigest, Unconfirmed: id.Unconfirmed,
+			FamilyName: id.FamilyName, GivenName: id.GivenName, MiddleName: id.MiddleName, Birthdate: id.Birthdate,
+		})
+		if err != nil {
+			return err
+		}
+		if account.Status != "active" {
+			f.Metrics.Logins.WithLabelValues(connID, "disabled").Inc()
+			return &pages.UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена", Message: "Вход с этой учётной записью отключён администратором. Обратитесь в школу или в службу поддержки."}
+		}
+		// A new session id at every login: whatever id the browser held before is dropped.
+		if old := f.SessionCookie(r); old != "" {
+			if err := f.store.DeleteBrowserSession(ctx, web.HashToken(old)); err != nil {
+				return err
+			}
+		}
+		bs.AccountID = account.ID
+		if err := f.store.CreateBrowserSession(ctx, bs, amr); err != nil {
+			return err
+		}
+		// The login request is marked as logged in by the new session, and read, at once.
+		if lr, err = f.store.CompleteLoginRequest(ctx, flow.LoginRequestID, bs.IDHash, web.HashToken(browser)); err != nil {
+			return pages.ExpiredLogin(err)
+		}
+		// A login that had to be fresh: refused (all of it rolled back) when the upstream
+		// answered from an older session of its own.
+		if err := f.checkFresh(r, connID, lr, id); err != nil {
+			return err
+		}
+		// The first login of an account a region's link import made: its imported links
+		// become normal ones, each checked now that ESIA has said who logged in.
+		if _, _, err := f.linker.SettleImported(ctx, account); err != nil {
+			return err
+		}
+		// Links by SNILS are re-checked at every login.
+		if snilsChanges, err = f.linker.ResolveAccount(ctx, account, id.SNILS); err != nil {
+			return err
+		}
+		if lr.LinkIntent != "" {
+			if intent, err = f.store.ConsumeLinkIntent(ctx, lr.LinkIntent); err != nil {
+				return errIntentGone(err)
+			}
+			if diaryLinks, err = f.linker.ApplyIntent(ctx, account.ID, intent.ClientID, intent.Relation, intent.Students()); err != nil {
+				return intentRefused(err)
+			}
+		}
+		if err := f.store.Audit(ctx, "account:"+account.ID, "login", connID, map[string]any{"amr": amr}); err != nil {
+			return err
+		}
+		if intent != nil || AccountOnly(lr) {
+			return nil
+		}
+		// What the authorization needs next is read here, in the same transaction.
+		if pre.linked, err = f.store.LinkedStudents(ctx, account.ID); err != nil {
+			return err
+		}
+		q, _ := url.ParseQuery(lr.AuthorizeQuery)
+		pre.consent, err = f.store.Consent(ctx, account.ID, q.Get("client_id"))
+		if errors.Is(err, storage.ErrNotFound) {
+			err = nil
+		}
+		if err != nil {
+			return err
+		}
+		// When nothing else is needed the code is issued here too: one transaction for the
+		// whole return from the upstream.
+		next = f.nextStep(ctx, lr, account, &pre)
+		if next.kind != stepFinish {
+			return nil
+		}
+		issued, authErr, err = f.provider.IssueCode(ctx, next.ar, bs, account, next.client, lr, next.linked)
+		if err != nil {
+			return err
+		}
+		return authErr
+	})
+	if authErr != nil {
+		f.authorizeError(w, r, next.ar, authErr)
+		return
+	}
+	if err != nil {
+		f.RenderError(w, r, err)
+		return
+	}
+	f.Metrics.Logins.WithLabelValues(connID, "ok").Inc()
+	f.Metrics.Links.WithLabelValues("snils", "added").Add(float64(snilsChanges.Added))
+	f.Metrics.Links.WithLabelValues("snils", "revoked").Add(float64(snilsChanges.Revoked))
+	f.Metrics.Links.WithLabelValues("diary", "added").Add(float64(diaryLinks))
+	f.SetCookie(w, f.cfg.Session.CookieName, raw, f.cfg.Session.Lifespan)
+	f.SetBrowser(w, r, browser)
+	if AccountOnly(lr) {
+		// A login from the start page: on to the account page.
+		_, _ = f.store.ConsumeLoginRequest(ctx, lr.ID)
+		http.Redirect(w, r, "/account", http.StatusSeeOther)
+		return
+	}
+	if intent != nil {
+		_, _ = f.store.ConsumeLoginRequest(ctx, lr.ID)
+		linked, _ := f.store.LinkedStudents(ctx, account.ID)
+		f.Render(w, r, http.StatusOK, "code_done", pages.Data{Title: "Привязка к Госуслугам выполнена",
+			Message: "Учётная запись Госуслуг привязана к дневнику. Теперь входите в дневник через Госуслуги.", Students: pages.Students(linked), ReturnURI: intent.ReturnURI})
+		return
+	}
+	// The authorization goes on in this response: straight back to the client with the code
+	// when nothing else was needed, or to the page of the step that is.
+	if issued != nil {
+		f.provider.WriteAuthorizeResponse(ctx, f.provider.AuthorizeWriter(w), next.ar, issued)
+		return
+	}
+	f.act(w, r, next, lr, bs, account, true)
+}
+
+// intentRefused explains why the account that logged in may not take the intent's links.
+func intentRefused(err error) error {
+	msg := ""
+	switch {
+	case errors.Is(err, linking.ErrNotThisStudent):
+		msg = "Дневник просил привязать учётную запись самого обучающегося, а дата рождения в вашей учётной записи Госуслуг не совпадает с данными школы. Обучающийся должен войти со своей учётной записью."
+	case errors.Is(err, linking.ErrNotAdult):
+		msg = "Привязать ребёнка как родитель может только совершеннолетний. Попросите родителя войти через Госуслуги со своей учётной записью."
+	case errors.Is(err, linking.ErrNoBirthdate):
+		msg = "Госуслуги не передали дату рождения вашей учётной записи, поэтому привязка невозможна. Проверьте данные на Госуслугах."
+	case errors.Is(err, linking.ErrChildAccount), errors.Is(err, linking.ErrAccountOff):
+		msg = "С этой учётной записью привязка невозможна."
+	default:
+		return err
+	}
+	return &pages.UserError{Status: http.StatusForbidden, Title: "Привязка невозможна", Message: msg, Err: err}
+}
+
+func errIntentGone(err error) error {
+	return &pages.UserError{Status: http.StatusGone, Title: "Ссылка для привязки устарела", Err: err,
+		Message: "Ссылка для привязки к Госуслугам уже использована или устарела. Вернитесь в дневник и нажмите «выполнить привязку к ЕСИА» ещё раз."}
+}
+
+// linkIntentPage shows a diary's link intent: the students it links, before anyone goes to ESIA.
+// Opening it binds nothing (a link-preview bot or a mail scanner opens links too); the person's
+// «Войти через Госуслуги» (linkIntentStart) binds it to their browser.
+func (f *Flow) linkIntentPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	browser := f.BrowserID(w, r)
+	intent, ok := f.openIntent(w, r, browser)
+	if !ok {
+		return
+	}
+	var students []storage.LinkedStudent
+	for _, id := range intent.Students() {
+		st, err := f.store.Student(ctx, id)
+		if err != nil || !st.Active {
+			continue
+		}
+		students = append(students, storage.LinkedStudent{StudentID: st.ID, Class: st.Class, Family: st.FamilyName, Given: st.GivenName, Middle: st.MiddleName})
+	}
+	if len(students) == 0 {
+		f.RenderError(w, r, errIntentGone(errors.New("no active student in the intent")))
+		return
+	}
+	name := intent.ClientID
+	if c, err := f.store.Client(ctx, intent.ClientID); err == nil && c.Name != "" {
+		name = c.Name
+	}
+	conn := f.intentConnector()
+	f.Render(w, r, http.StatusOK, "intent", pages.Data{Title: "Привязка к Госуслугам", ClientName: name, CSRF: f.CSRFToken(browser),
+		Students: pages.Students(students), ForStudent: intent.Relation == "self", Connectors: []pages.Connector{{ID: conn.ID(), Name: conn.DisplayName()}}})
+}
+
+// linkIntentStart binds the intent to this browser (the first that asks keeps it) and starts
+// the ESIA trip that completes it.
+func (f *Flow) linkIntentStart(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if f.CSRFRefused(w, r) {
+		return
+	}
+	browser := f.Browser(r)
+	raw := mux.Vars(r)["intent"]
+	if _, err := f.store.BindLinkIntent(ctx, web.HashToken(raw), web.HashToken(browser)); err != nil {
+		f.RenderError(w, r, intentError(err))
+		return
+	}
+	conn := f.intentConnector()
+	lr := &storage.LoginRequest{ID: uuid.NewString(), BrowserHash: web.HashToken(browser), LinkIntent: web.HashToken(raw), ExpiresAt: time.Now().Add(f.cfg.Session.LoginTimeout)}
+	if err := f.store.CreateLoginRequest(ctx, lr); err != nil {
+		f.RenderError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/login/"+url.PathEscape(conn.ID())+"?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)
+}
+
+// openIntent reads the intent of the path; one bound to another browser, gone or expired is a
+// page.
+func (f *Flow) openIntent(w http.ResponseWriter, r *http.Request, browser string) (*storage.LinkIntent, bool) {
+	if len(f.connOrder) == 0 {
+		f.RenderError(w, r, &pages.UserError{Status: http.StatusServiceUnavailable, Title: "Вход недоступен", Message: "Не настроен ни один способ входа. Сообщите в службу поддержки."})
+		return nil, false
+	}
+	intent, err := f.store.LinkIntent(r.Context(), web.HashToken(mux.Vars(r)["intent"]))
+	if err == nil && intent.BrowserHash != "" && intent.BrowserHash != web.HashToken(browser) {
+		err = storage.ErrIntentElsewhere
+	}
+	if err != nil {
+		f.RenderError(w, r, intentError(err))
+		return nil, false
+	}
+	return intent, true
+}
+
+func intentError(err error) error {
+	if errors.Is(err, storage.ErrIntentElsewhere) {
+		return &pages.UserError{Status: http.StatusForbidden, Title: "Ссылка открыта в другом браузере",
+			Message: "Эту ссылку для привязки уже открыли в другом браузере. Вернитесь в дневник и нажмите «выполнить привязку к ЕСИА» ещё раз.", Err: err}
+	}
+	return errIntentGone(err)
+}
+
+// intentConnector is the upstream that completes a link intent: ESIA when configured.
+func (f *Flow) intentConnector() upstream.Connector {
+	if c, ok := f.connectors["esia"]; ok {
+		return c
+	}
+	return f.connOrder[0]
+}
+
+// admitUnconfirmed decides on an account the upstream reports as not confirmed: it gets in
+// only as a child's own account — under 14 by the birth date the upstream gave, with a SNILS
+// and birth date that match an active student card — and only while
+// children.unconfirmed_esia_children allows it. What the upstream sent for such an account
+// (the field names, no values) is logged, so operators see the real shape.
+func (f *Flow) admitUnconfirmed(ctx context.Context, connID string, id *upstream.Identity, snilsDigest string) error {
+	reason, err := f.provider.UnconfirmedRefusal(ctx, id.Birthdate, snilsDigest)
+	if err != nil {
+		return err
+	}
+	f.Logger(ctx).Info("unconfirmed upstream account", "connector", connID, "admitted", reason == "", "reason", reason, "fields", id.Fields)
+	if reason != "" {
+		return pages.Unconfirmed(errors.New("the upstream account is not confirmed: " + reason))
+	}
+	return nil
+}
+
+// freshLeeway allows for the clocks of the broker and the upstream.
+const freshLeeway = 30 * time.Second
+
+// checkFresh refuses a login that had to be fresh but was answered from an older upstream
+// session: ESIA's single sign-on answers without asking, and only the ID token's auth_time
+// tells. A login must be fresh when the relying party asked (prompt=login: after the request
+// began; max_age: within it) or a logout of this browser has not come back from ESIA yet (after
+// the logout began). The fresh=1 of the continued login only skips the trip through ESIA's
+// logout; this check does not depend on anything the browser says.
+func (f *Flow) checkFresh(r *http.Request, connID string, lr *storage.LoginRequest, id *upstream.Identity) error {
+	if _, ok := f.connectors[connID].(upstream.Logout); !ok {
+		return nil // only ESIA keeps a session of its own that the broker ends and checks
+	}
+	var since time.Time
+	later := func(t time.Time) {
+		if t.After(since) {
+			since = t
+		}
+	}
+	q, _ := url.ParseQuery(lr.AuthorizeQuery)
+	if slices.Contains(strings.Fields(q.Get("prompt")), "login") {
+		later(lr.CreatedAt)
+	}
+	if n, err := strconv.ParseInt(q.Get("max_age"), 10, 64); err == nil && n >= 0 {
+		later(time.Now().Add(-time.Duration(n) * time.Second))
+	}
+	if c, err := r.Cookie(f.CookieName(logoutCookie)); err == nil {
+		if back, ok := decodeLogoutReturn(c.Value); ok {
+			later(back.At)
+		}
+	}
+	if since.IsZero() {
+		return nil
+	}
+	if id.AuthTimeErr != nil {
+		f.Logger(r.Context()).Warn("the upstream's ID token did not check out: its auth_time is unknown", "connector", connID, "err", id.AuthTimeErr)
+	}
+	if !id.AuthTime.IsZero() && !id.AuthTime.Before(since.Add(-freshLeeway)) {
+		return nil
+	}
+	f.Metrics.Logins.WithLabelValues(connID, "not_fresh").Inc()
+	return &pages.UserError{Status: http.StatusForbidden, Title: "Войдите заново", Upstream: connID,
+		Err:     errors.New("the upstream answered from a session older than the login had to be"),
+		Message: "Госуслуги впустили без входа: на этом устройстве ещё открыт прежний сеанс Госуслуг. Нажмите «Попробовать снова» — прежний сеанс будет закрыт, и Госуслуги спросят вход.",
+		Retry:   "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(lr.ID)}
+}
+
+// loginFailure names why an upstream login failed, for the metric: cancelled (the person
+// refused at ESIA), unconfirmed, expired, upstream_refused (the broker's configuration),
+// upstream_unavailable, or upstream_error. Only the last three are the service's failures.
+func loginFailure(err error) string {
+	var ue *pages.UserError
+	if errors.As(err, &ue) && ue.Title == pages.Unconfirmed(nil).Title {
+		return "unconfirmed"
+	}
+	switch esia.Classify(err) {
+	case esia.ClassCancelled:
+		return "cancelled"
+	case esia.ClassUnconfirmed:
+		return "unconfirmed"
+	case esia.ClassExpired:
+		return "expired"
+	case esia.ClassConfiguration:
+		return "upstream_refused"
+	case esia.ClassUnavailable:
+		return "upstream_unavailable"
+	}
+	return "upstream_error"
+}
