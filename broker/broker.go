@@ -108,16 +108,11 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secrets.cookie_key: %w", err)
 	}
-	pepper, err := config.DecodeSecret(cfg.Secrets.SNILSPepper)
+	linker, inv, err := Services(cfg, o.Store)
 	if err != nil {
-		return nil, fmt.Errorf("secrets.snils_pepper: %w", err)
+		return nil, err
 	}
-	digester := linking.NewDigester(pepper)
-	lim := cfg.Limits
-	inv := invites.NewService(o.Store, digester.InviteKey(), invites.Limits{
-		PerAccount: storage.AttemptLimit{Max: lim.InviteFailuresPerAccount, Window: lim.Window, Lockout: lim.Lockout},
-		PerIP:      storage.AttemptLimit{Max: lim.InviteFailuresPerIP, Window: lim.Window, Lockout: lim.Lockout},
-	})
+	digester := linker.Digester()
 	o.Store.RefreshGrace = cfg.Tokens.RefreshGracePeriod
 	o.Store.ClientCacheTTL = cfg.Database.ClientCacheTTL
 	overlap := max(cfg.Tokens.AccessTokenLifespan, cfg.Tokens.IDTokenLifespan) + 5*time.Minute
@@ -169,7 +164,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	b.Kit = web.New(web.Options{Config: cfg, Hits: o.Store, Logger: o.Logger, Metrics: b.metrics, Pages: pageSet, CookieKey: cookieKey,
 		Proxies: proxies, Tracer: tp.Tracer("github.com/esia-broker/esia-broker/broker")})
 	calendar := time.Now
-	b.linker = linking.NewService(o.Store, digester, inv)
+	b.linker = linker
 	if o.Calendar != nil {
 		calendar = o.Calendar
 		b.linker.SetClock(o.Calendar)
@@ -444,4 +439,20 @@ func (b *Broker) MetricNames() []string { return b.metrics.Names() }
 // DeliverLogouts sends the back-channel logouts that are due (Run does it every two seconds).
 func (b *Broker) DeliverLogouts(ctx context.Context) (int, error) {
 	return b.logouts.DeliverLogouts(ctx)
+}
+
+// Services builds the linking and invites services over s from the configuration: the server
+// and the admin commands share them.
+func Services(cfg *config.Config, s *storage.Store) (*linking.Service, *invites.Service, error) {
+	pepper, err := config.DecodeSecret(cfg.Secrets.SNILSPepper)
+	if err != nil {
+		return nil, nil, fmt.Errorf("secrets.snils_pepper: %w", err)
+	}
+	d := linking.NewDigester(pepper)
+	l := cfg.Limits
+	inv := invites.NewService(s, d.InviteKey(), invites.Limits{
+		PerAccount: storage.AttemptLimit{Max: l.InviteFailuresPerAccount, Window: l.Window, Lockout: l.Lockout},
+		PerIP:      storage.AttemptLimit{Max: l.InviteFailuresPerIP, Window: l.Window, Lockout: l.Lockout},
+	})
+	return linking.NewService(s, d, inv), inv, nil
 }

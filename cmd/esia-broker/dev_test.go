@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esia-broker/esia-broker/internal/devenv"
 	"github.com/esia-broker/esia-broker/internal/testwait"
 	"github.com/esia-broker/esia-broker/storage"
 )
@@ -281,8 +282,8 @@ func TestDevClaimsOnlyItsDatabase(t *testing.T) {
 	}
 	wroteState := func() []string {
 		var files []string
-		for _, f := range []string{devSecretsFile, devServerFile} {
-			if _, err := os.Stat(filepath.Join(devStateDir, f)); err == nil {
+		for _, f := range []string{devenv.SecretsFile, devenv.ServerFile} {
+			if _, err := os.Stat(filepath.Join(devenv.StateDir, f)); err == nil {
 				files = append(files, f)
 			}
 		}
@@ -359,7 +360,7 @@ func TestDevClaimsOnlyItsDatabase(t *testing.T) {
 		t.Fatalf("first dev start: %v\n%s", err, out)
 	}
 	if files := wroteState(); len(files) != 2 {
-		t.Errorf("after the first start ./%s holds %v", devStateDir, files)
+		t.Errorf("after the first start ./%s holds %v", devenv.StateDir, files)
 	}
 	if out, err := devOnce(t, devEnv("")); err != nil || !strings.Contains(out, "printed at an earlier start") {
 		t.Errorf("dev restart: %v\n%s", err, out)

@@ -15,30 +15,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/config"
 	"github.com/esia-broker/esia-broker/invites"
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/storage"
 )
-
-// services builds the linking and invites services over s from the configuration.
-func services(cfg *config.Config, s *storage.Store) (*linking.Service, *invites.Service, error) {
-	pepper, err := config.DecodeSecret(cfg.Secrets.SNILSPepper)
-	if err != nil {
-		return nil, nil, fmt.Errorf("secrets.snils_pepper: %w", err)
-	}
-	d := linking.NewDigester(pepper)
-	inv := invites.NewService(s, d.InviteKey(), inviteLimits(cfg))
-	return linking.NewService(s, d, inv), inv, nil
-}
-
-func inviteLimits(cfg *config.Config) invites.Limits {
-	l := cfg.Limits
-	return invites.Limits{
-		PerAccount: storage.AttemptLimit{Max: l.InviteFailuresPerAccount, Window: l.Window, Lockout: l.Lockout},
-		PerIP:      storage.AttemptLimit{Max: l.InviteFailuresPerIP, Window: l.Window, Lockout: l.Lockout},
-	}
-}
 
 // problems says "1 problem" or "N problems".
 func problems(n int) string {
@@ -73,7 +55,7 @@ func (a *app) rosterCmd() *cobra.Command {
 			}
 			defer f.Close()
 			return a.withStore(cmd.Context(), func(cfg *config.Config, s *storage.Store) error {
-				link, _, err := services(cfg, s)
+				link, _, err := broker.Services(cfg, s)
 				if err != nil {
 					return err
 				}
@@ -108,7 +90,7 @@ func (a *app) rosterCmd() *cobra.Command {
 	schools.AddCommand(&cobra.Command{
 		Use: "add ID NAME", Short: "Add or rename a school", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !validID(args[0]) {
+			if !linking.ValidID(args[0]) {
 				return fmt.Errorf("school id %q: use 1-64 letters, digits or . _ : -", args[0])
 			}
 			if n, ok := linking.CleanName(args[1]); !ok || n == "" {
@@ -135,7 +117,7 @@ func (a *app) rosterCmd() *cobra.Command {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			for i, r := range rows {
-				if len(r) != 2 || !validID(r[0]) {
+				if len(r) != 2 || !linking.ValidID(r[0]) {
 					return fmt.Errorf("%s line %d: want id,name with an id of 1-64 letters, digits or . _ : -; nothing was imported", args[0], i+1)
 				}
 				if n, ok := linking.CleanName(r[1]); !ok || n == "" {
@@ -173,7 +155,7 @@ func (a *app) rosterCmd() *cobra.Command {
 		Use: "deactivate STUDENT_ID", Short: "Mark a student who left as inactive", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withStore(cmd.Context(), func(cfg *config.Config, s *storage.Store) error {
-				link, _, err := services(cfg, s)
+				link, _, err := broker.Services(cfg, s)
 				if err != nil {
 					return err
 				}
@@ -192,18 +174,6 @@ func (a *app) rosterCmd() *cobra.Command {
 	}
 	cmd.AddCommand(imp, schools, deact)
 	return cmd
-}
-
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._:-", r)) {
-			return false
-		}
-	}
-	return true
 }
 
 func parseTTL(s string) (time.Duration, error) {
@@ -292,7 +262,7 @@ func (a *app) invitesCmd() *cobra.Command {
 				return err
 			}
 			return a.withStore(cmd.Context(), func(cfg *config.Config, s *storage.Store) error {
-				_, inv, err := services(cfg, s)
+				_, inv, err := broker.Services(cfg, s)
 				if err != nil {
 					return err
 				}
@@ -347,7 +317,7 @@ func (a *app) invitesCmd() *cobra.Command {
 				return err
 			}
 			return a.withStore(cmd.Context(), func(cfg *config.Config, s *storage.Store) error {
-				_, inv, err := services(cfg, s)
+				_, inv, err := broker.Services(cfg, s)
 				if err != nil {
 					return err
 				}
@@ -365,7 +335,7 @@ func (a *app) invitesCmd() *cobra.Command {
 		Use: "list", Short: "List codes with their status (never the code itself)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withStore(cmd.Context(), func(cfg *config.Config, s *storage.Store) error {
-				_, inv, err := services(cfg, s)
+				_, inv, err := broker.Services(cfg, s)
 				if err != nil {
 					return err
 				}
@@ -394,7 +364,7 @@ func (a *app) invitesCmd() *cobra.Command {
 		Use: "stats", Short: "Count codes per school, class and role by status", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withStore(cmd.Context(), func(cfg *config.Config, s *storage.Store) error {
-				_, inv, err := services(cfg, s)
+				_, inv, err := broker.Services(cfg, s)
 				if err != nil {
 					return err
 				}
@@ -472,7 +442,7 @@ func (a *app) accountsCmd() *cobra.Command {
 				if !slices.ContainsFunc(ls, func(l storage.Link) bool { return l.ID == args[1] }) {
 					return fmt.Errorf("account %s has no active link %q", args[0], args[1])
 				}
-				linker, _, err := services(cfg, s)
+				linker, _, err := broker.Services(cfg, s)
 				if err != nil {
 					return err
 				}

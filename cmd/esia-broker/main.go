@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -18,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/esia-broker/esia-broker/config"
+	"github.com/esia-broker/esia-broker/internal/devenv"
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/provider"
 	"github.com/esia-broker/esia-broker/storage"
@@ -91,11 +91,11 @@ func (a *app) loadAdminConfig() (*config.Config, error) {
 	if err != nil {
 		return nil, &exitError{code: 2, err: err}
 	}
-	st, err := readDevState()
+	st, err := devenv.ReadState()
 	if err != nil {
 		return nil, &exitError{code: 2, err: err}
 	}
-	if err := st.apply(cfg, false); err != nil {
+	if err := st.Apply(cfg, false); err != nil {
 		return nil, &exitError{code: 2, err: err}
 	}
 	if !hasEnv(a.environ, "ESIA_BROKER_ISSUER") && st.Issuer != "" {
@@ -104,7 +104,7 @@ func (a *app) loadAdminConfig() (*config.Config, error) {
 	if !hasEnv(a.environ, "ESIA_BROKER_DATABASE_DSN") && st.DSN != "" {
 		cfg.Database.DSN = st.DSN
 	}
-	fmt.Fprintf(a.stderr, "esia-broker: in the dev server's folder: using its secrets and settings from ./%s (dev mode)\n", devStateDir)
+	fmt.Fprintf(a.stderr, "esia-broker: in the dev server's folder: using its secrets and settings from ./%s (dev mode)\n", devenv.StateDir)
 	return cfg, nil
 }
 
@@ -119,7 +119,7 @@ func (a *app) inDevFolder() bool {
 			return false
 		}
 	}
-	_, err := os.Stat(filepath.Join(devStateDir, devSecretsFile))
+	_, err := os.Stat(filepath.Join(devenv.StateDir, devenv.SecretsFile))
 	return err == nil
 }
 
@@ -223,27 +223,12 @@ func (a *app) openAdminStore(ctx context.Context, mustExist bool, fn func(cfg *c
 // databaseExists refuses (exit code 2) an embedded store whose file does not exist: only
 // `migrate up`, `serve` and `dev` create one.
 func databaseExists(cfg *config.Config) error {
-	if path, ok := sqlitePath(cfg.Database.DSN); ok {
+	if path, ok := storage.SQLitePath(cfg.Database.DSN); ok {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return &exitError{code: 2, err: fmt.Errorf("no database at %s: check database.dsn, or create it with `esia-broker migrate up`; nothing was written", path)}
 		}
 	}
 	return nil
-}
-
-// sqlitePath returns the file of an embedded-store DSN.
-func sqlitePath(dsn string) (string, bool) {
-	if dsn != "" && !strings.HasPrefix(dsn, "sqlite:") {
-		return "", false
-	}
-	path := strings.TrimPrefix(dsn, "sqlite:")
-	if path == "" {
-		path = storage.DefaultSQLitePath
-	}
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
-	}
-	return strings.TrimPrefix(path, "file:"), true
 }
 
 // checkSchema refuses (exit code 2) a database whose schema is behind this binary: a command
@@ -279,14 +264,4 @@ func (a *app) actor() string {
 		return "cli:" + u.Username
 	}
 	return "cli:unknown"
-}
-
-func newLogger(w io.Writer, cfg *config.Config) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"github.com/esia-broker/esia-broker/internal/testwait"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/esia-broker/esia-broker/internal/testwait"
 
 	"github.com/gorilla/mux"
 

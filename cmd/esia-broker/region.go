@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/esia-broker/esia-broker/broker"
 	"github.com/esia-broker/esia-broker/config"
 	"github.com/esia-broker/esia-broker/linking"
 	"github.com/esia-broker/esia-broker/regionimport"
@@ -35,7 +36,7 @@ func (a *app) importFileCmd(use, short, long string, run func(ctx context.Contex
 			}
 			defer f.Close()
 			return a.withStore(cmd.Context(), func(cfg *config.Config, s *storage.Store) error {
-				link, _, err := services(cfg, s)
+				link, _, err := broker.Services(cfg, s)
 				if err != nil {
 					return err
 				}

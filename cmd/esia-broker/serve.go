@@ -7,13 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/esia-broker/esia-broker/connectors"
+	"github.com/esia-broker/esia-broker/internal/ops"
 	"github.com/esia-broker/esia-broker/signing"
 	"github.com/esia-broker/esia-broker/upstream"
 
@@ -35,7 +34,7 @@ func (a *app) serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conns, err := buildConnectors(cfg, nil)
+			conns, err := connectors.Build(cfg, nil)
 			if err != nil {
 				return err
 			}
@@ -60,8 +59,12 @@ type serveOptions struct {
 // listener is bound before the database is touched: a busy port stops the start with nothing
 // written.
 func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) error {
-	log := newLogger(a.stderr, cfg)
-	l, err := a.listen(cfg)
+	log := ops.NewLogger(a.stderr, cfg)
+	l := a.listener
+	var err error
+	if l == nil {
+		l, err = ops.Listen(a.environ, cfg)
+	}
 	if err != nil {
 		return err
 	}
@@ -113,7 +116,7 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(cfg.Children.HashMemoryMiB+256) << 20)
 	}
-	tp, stopTracing, err := newTracer(ctx, cfg.Telemetry, log)
+	tp, stopTracing, err := ops.NewTracer(ctx, cfg.Telemetry, log)
 	if err != nil {
 		return err
 	}
@@ -152,10 +155,10 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	defer stopBG()
 	go b.Run(bg)
 	if metricsL != nil {
-		defer serveMetrics(metricsL, b.MetricsHandler(), log)()
+		defer ops.ServeMetrics(metricsL, b.MetricsHandler(), log)()
 	}
 	if pprofL != nil {
-		defer servePprof(pprofL, log)()
+		defer ops.ServePprof(pprofL, log)()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
@@ -179,66 +182,6 @@ func (a *app) serve(ctx context.Context, cfg *config.Config, o serveOptions) err
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// listen returns the socket to serve: one handed over by a test, one passed by systemd socket
-// activation (LISTEN_FDS=1: file descriptor 3), or a new one on cfg.Listen.
-func (a *app) listen(cfg *config.Config) (net.Listener, error) {
-	if a.listener != nil {
-		return a.listener, nil
-	}
-	env := map[string]string{}
-	for _, kv := range a.environ {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	if n := env["LISTEN_FDS"]; n != "" {
-		if pid := env["LISTEN_PID"]; pid != "" && pid != strconv.Itoa(os.Getpid()) {
-			return net.Listen("tcp", cfg.Listen) // meant for another process
-		}
-		if n != "1" {
-			return nil, fmt.Errorf("socket activation: LISTEN_FDS=%s, want 1", n)
-		}
-		f := os.NewFile(3, "listen-fd-3")
-		l, err := net.FileListener(f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("socket activation: file descriptor 3 is not a listening socket: %w", err)
-		}
-		return l, nil
-	}
-	l, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	return l, nil
-}
-
-// serveMetrics serves /metrics on its own listener (http.metrics_listen), never on the broker's
-// public address.
-func serveMetrics(l net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
-	m := http.NewServeMux()
-	m.Handle("GET /metrics", h)
-	srv := &http.Server{Handler: m, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	log.Info("metrics listening", "addr", l.Addr().String())
-	return func() { _ = srv.Close() }
-}
-
-// servePprof serves Go's profiler on its own loopback listener (http.pprof_listen), never on the
-// broker's own address.
-func servePprof(l net.Listener, log *slog.Logger) (stop func()) {
-	m := http.NewServeMux()
-	m.HandleFunc("/debug/pprof/", pprof.Index)
-	m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: m, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	log.Info("profiler listening", "addr", l.Addr().String())
-	return func() { _ = srv.Close() }
 }
 
 func (a *app) migrateCmd() *cobra.Command {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"github.com/esia-broker/esia-broker/internal/testwait"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/esia-broker/esia-broker/internal/testwait"
 
 	"github.com/esia-broker/esia-broker/storage/storagetest"
 )

@@ -47,12 +47,15 @@ var allowed = map[string][]string{
 		"migrations", "upstream", "web"},
 	"broker": {"account", "api", "backchannel", "clientip", "config", "docs", "esia", "esia/gost", "flow", "invites", "linking", "pages",
 		"passwords", "provider", "signing", "storage", "migrations", "upstream", "upstream/esiaconn", "upstream/oidcconn", "web"},
+	"connectors":          {"config", "esia", "esia/gost", "upstream", "upstream/esiaconn", "upstream/oidcconn"},
+	"internal/devenv":     {"clientip", "config", "esia", "esia/esiatest", "esia/gost", "invites", "linking", "migrations", "passwords", "storage"},
+	"internal/ops":        {"clientip", "config", "esia", "esia/gost", "migrations", "pages", "storage", "upstream", "web"},
 	"storage/storagetest": {"storage", "migrations", "internal/testwait"},
 	"internal/testwait":   {},
 	"cmd/esia-loadgen":    {"esia", "esia/gost", "esia/esiatest"},
 	"cmd/esia-broker": {"broker", "broker/devrp", "clientip", "config", "docs", "esia", "esia/gost", "esia/esiatest",
 		"invites", "linking", "passwords", "regionimport", "storage", "migrations", "upstream", "upstream/esiaconn", "upstream/oidcconn",
-		"account", "api", "backchannel", "flow", "pages", "provider", "signing", "web"},
+		"account", "api", "backchannel", "flow", "pages", "provider", "signing", "web", "connectors", "internal/devenv", "internal/ops"},
 }
 
 func TestImportRules(t *testing.T) {

@@ -1,4 +1,6 @@
-package main
+// Package ops is what running the broker needs around it: its logger, its traces, the listening
+// socket (systemd socket activation), and the metrics and profiler listeners.
+package ops
 
 import (
 	"context"
@@ -18,9 +20,9 @@ import (
 	"github.com/esia-broker/esia-broker/web"
 )
 
-// newTracer is the process's OpenTelemetry tracer: spans exported by OTLP/HTTP to
+// NewTracer is the process's OpenTelemetry tracer: spans exported by OTLP/HTTP to
 // telemetry.otlp_endpoint, or none when it is empty. shutdown flushes what is buffered.
-func newTracer(ctx context.Context, t config.Telemetry, log *slog.Logger) (tp trace.TracerProvider, shutdown func(), err error) {
+func NewTracer(ctx context.Context, t config.Telemetry, log *slog.Logger) (tp trace.TracerProvider, shutdown func(), err error) {
 	if t.OTLPEndpoint == "" {
 		return noop.NewTracerProvider(), func() {}, nil
 	}

@@ -1,12 +1,15 @@
-package main
+// Package connectors makes the upstream connectors the configuration enables (ESIA directly, an
+// OpenID Connect gateway), and checks the direct ESIA connection for `esia-broker esia check`.
+package connectors
 
 import (
 	"fmt"
+	"os"
+	"strings"
+
 	"github.com/esia-broker/esia-broker/upstream"
 	"github.com/esia-broker/esia-broker/upstream/esiaconn"
 	"github.com/esia-broker/esia-broker/upstream/oidcconn"
-	"os"
-	"strings"
 
 	"github.com/esia-broker/esia-broker/config"
 	"github.com/esia-broker/esia-broker/esia"
@@ -91,9 +94,9 @@ func buildESIA(e config.ESIA, issuer string, verifier *esia.TokenVerifier) (*esi
 	return p, nil
 }
 
-// buildConnectors makes the upstream connectors the configuration enables. verifier, when not
+// Build makes the upstream connectors the configuration enables. verifier, when not
 // nil, replaces the ESIA token verifier read from files (the dev server's emulator).
-func buildConnectors(cfg *config.Config, verifier *esia.TokenVerifier) ([]upstream.Connector, error) {
+func Build(cfg *config.Config, verifier *esia.TokenVerifier) ([]upstream.Connector, error) {
 	issuer := strings.TrimSuffix(cfg.Issuer, "/")
 	var out []upstream.Connector
 	if e := cfg.Upstream.ESIA; e.Enabled {
