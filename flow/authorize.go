@@ -196,51 +196,72 @@ func (f *Flow) nextStep(ctx context.Context, lr *storage.LoginRequest, account *
 	}
 	st := step{ar: ar, client: client, scopes: ar.GetRequestedScopes()}
 	prompt := fosite.RemoveEmpty(strings.Split(ar.GetRequestForm().Get("prompt"), " "))
-	none := slices.Contains(prompt, "none")
 	if pre != nil {
 		st.linked = pre.linked
 	} else if st.linked, err = f.store.LinkedStudents(ctx, account.ID); err != nil {
 		st.kind, st.err = stepPageError, err
 		return st
 	}
-	child := account.Kind == "child"
-	if st.scopes.Has("students") && len(st.linked) == 0 && !child {
+	st.kind, st.err = decide(situation{
+		child: account.Kind == "child", scopes: st.scopes, linked: len(st.linked), prompt: prompt,
+		consented: lr.Consented, picked: lr.StudentID != "", alwaysPick: f.alwaysPick(client.ID),
+		consentCurrent: func() (bool, error) {
+			if pre != nil {
+				return f.consentMatches(pre.consent, st.scopes, st.linked), nil
+			}
+			return f.consentCurrent(ctx, account.ID, client.ID, st.scopes, st.linked)
+		},
+	})
+	return st
+}
+
+// situation is what decides the next step of a logged-in authorization request.
+type situation struct {
+	child  bool // a child's login-and-password sub-account
+	scopes fosite.Arguments
+	linked int // students linked to the account
+	prompt []string
+	// consented: consent was given in this login; picked: a student was picked in it.
+	consented, picked bool
+	alwaysPick        bool // the client asks for the picker at every login
+	// consentCurrent tells whether a stored consent covers the request; asked only when needed.
+	consentCurrent func() (bool, error)
+}
+
+// decide is the login's state machine after the upstream: role and invite code when the
+// request wants students and none is linked, first-login consent, the student picker, or the
+// code. With prompt=none a step that needs the person is the OAuth error instead. It reads
+// nothing but s (consentCurrent is called only when consent matters).
+func decide(s situation) (stepKind, error) {
+	has := func(p string) bool { return slices.Contains(s.prompt, p) }
+	none := has("none")
+	if s.scopes.Has("students") && s.linked == 0 && !s.child {
 		if none {
-			st.kind, st.err = stepAuthError, fosite.ErrInteractionRequired.WithHint("No student is linked to the account yet.")
-		} else {
-			st.kind = stepRole
+			return stepAuthError, fosite.ErrInteractionRequired.WithHint("No student is linked to the account yet.")
 		}
-		return st
+		return stepRole, nil
 	}
 	// A child under 14 does not consent: the parent who made the sub-account did.
-	if !lr.Consented && !child {
-		var current bool
-		if pre != nil {
-			current = f.consentMatches(pre.consent, st.scopes, st.linked)
-		} else if current, err = f.consentCurrent(ctx, account.ID, client.ID, st.scopes, st.linked); err != nil {
-			st.kind, st.err = stepPageError, err
-			return st
+	if !s.consented && !s.child {
+		current, err := s.consentCurrent()
+		if err != nil {
+			return stepPageError, err
 		}
 		// prompt=consent asks again, however current the consent (OpenID Connect Core §3.1.2.1).
-		if !current || slices.Contains(prompt, "consent") {
+		if !current || has("consent") {
 			if none {
-				st.kind, st.err = stepAuthError, fosite.ErrConsentRequired.WithHint("The user has not consented to this client yet.")
-			} else {
-				st.kind = stepConsent
+				return stepAuthError, fosite.ErrConsentRequired.WithHint("The user has not consented to this client yet.")
 			}
-			return st
+			return stepConsent, nil
 		}
 	}
-	if lr.StudentID == "" && len(st.linked) > 1 && st.scopes.Has("students") && (slices.Contains(prompt, "select_account") || f.alwaysPick(client.ID)) {
+	if !s.picked && s.linked > 1 && s.scopes.Has("students") && (has("select_account") || s.alwaysPick) {
 		if none {
-			st.kind, st.err = stepAuthError, provider.ErrAccountSelectionRequired.WithHint("The user must pick a student.")
-		} else {
-			st.kind = stepPicker
+			return stepAuthError, provider.ErrAccountSelectionRequired.WithHint("The user must pick a student.")
 		}
-		return st
+		return stepPicker, nil
 	}
-	st.kind = stepFinish
-	return st
+	return stepFinish, nil
 }
 
 // proceed takes a logged-in authorization request to its next step and answers with it.

@@ -1,6 +1,3 @@
-// Package flow is the login state machine of the browser: the authorization endpoint, the trip
-// to the upstream and its callback (one transaction), role choice and invite code, consent, the
-// student picker, a diary's link intents, and logout. See doc.go for its states.
 package flow
 
 import (
