@@ -1,15 +1,16 @@
-package storagetest
+package storage_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/esia-broker/esia-broker/internal/testwait"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/esia-broker/esia-broker/internal/testwait"
 
 	"github.com/google/uuid"
 	"github.com/ory/fosite"
@@ -18,8 +19,8 @@ import (
 	"github.com/esia-broker/esia-broker/storage"
 )
 
-// Run runs every storage behaviour against stores made by newStore.
-func Run(t *testing.T, newStore func(t testing.TB) *storage.Store) {
+// runConformance runs every storage behaviour against stores made by newStore.
+func runConformance(t *testing.T, newStore func(t testing.TB) *storage.Store) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s *storage.Store)
@@ -57,6 +58,16 @@ func Run(t *testing.T, newStore func(t testing.TB) *storage.Store) {
 		{"FailedTokenRequestRollsBack", testAbortRequestTx},
 		{"EndOrphanedChildAccess", testEndOrphanedChildAccess},
 		{"SecretFingerprints", testSecretFingerprints},
+		{"BackchannelQueue", testBackchannelQueue},
+		{"PARSessions", testPARSessions},
+		{"Settings", testSettings},
+		{"RegionImports", testRegionImports},
+		{"LinkFollowsSNILS", testLinkFollowsSNILS},
+		{"ImportedChildren", testImportedChildren},
+		{"InviteByIDAndRevoke", testInviteByIDAndRevoke},
+		{"EventsAndPrune", testEventsAndPrune},
+		{"RowLocks", testRowLocks},
+		{"TracingAndStats", testTracingAndStats},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
