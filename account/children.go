@@ -20,20 +20,16 @@ import (
 	"github.com/google/uuid"
 )
 
-// errPasswordsOff is the page of a password path in a region that allows only ESIA.
-var errPasswordsOff = &pages.UserError{Status: http.StatusForbidden, Title: "Вход по логину и паролю отключён",
-	Message: "В этом регионе в электронный дневник входят только через Госуслуги. Ребёнку младше 14 лет родитель может зарегистрировать учётную запись на Госуслугах (в разделе «Дети» своей учётной записи); с ней ребёнок входит кнопкой «Войти через Госуслуги»."}
-
 func (h *Handler) childLoginPage(w http.ResponseWriter, r *http.Request) {
 	if !h.cfg.Children.PasswordAccounts {
-		h.RenderError(w, r, errPasswordsOff)
+		h.RenderError(w, r, pages.PasswordsOff)
 		return
 	}
 	if _, err := h.store.LoginRequest(r.Context(), r.URL.Query().Get("login")); err != nil {
 		h.RenderError(w, r, pages.ExpiredLogin(err))
 		return
 	}
-	h.Render(w, r, http.StatusOK, "child_login", pages.Data{Title: "Вход для детей до 14 лет", LoginID: r.URL.Query().Get("login"), CSRF: h.CSRFToken(h.BrowserID(w, r))})
+	h.Render(w, r, http.StatusOK, &pages.ChildLogin{LoginID: r.URL.Query().Get("login"), CSRF: h.CSRFToken(h.BrowserID(w, r))})
 }
 
 // childLogin checks a child's login and password and starts the child's session.
@@ -43,7 +39,7 @@ func (h *Handler) childLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.cfg.Children.PasswordAccounts {
-		h.RenderError(w, r, errPasswordsOff)
+		h.RenderError(w, r, pages.PasswordsOff)
 		return
 	}
 	lr, err := h.store.LoginRequest(ctx, r.PostFormValue("login_request"))
@@ -52,7 +48,7 @@ func (h *Handler) childLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.SameBrowser(r, lr.BrowserHash) {
-		h.RenderError(w, r, &pages.UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Вход был начат в другом окне или браузере. Вернитесь в электронный дневник и войдите снова."})
+		h.RenderError(w, r, pages.OtherBrowser)
 		return
 	}
 	login := r.PostFormValue("login")
@@ -60,7 +56,7 @@ func (h *Handler) childLogin(w http.ResponseWriter, r *http.Request) {
 		login = login[:64]
 	}
 	again := func(status int, msg string) {
-		h.Render(w, r, status, "child_login", pages.Data{Title: "Вход для детей до 14 лет", LoginID: lr.ID, CSRF: h.CSRFToken(h.Browser(r)), Code: login, FieldError: msg})
+		h.Render(w, r, status, &pages.ChildLogin{LoginID: lr.ID, CSRF: h.CSRFToken(h.Browser(r)), Code: login, FieldError: msg})
 	}
 	norm, _ := linking.LoginKey(login)
 	accountID, err := h.linker.ChildLogin(ctx, login, r.PostFormValue("password"), h.ClientIP(r), h.KnownDevice(r, norm))
@@ -75,7 +71,7 @@ func (h *Handler) childLogin(w http.ResponseWriter, r *http.Request) {
 		h.Metrics.Logins.WithLabelValues("child", "locked").Inc()
 		h.Metrics.Lockouts.WithLabelValues("child").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(le.Until).Seconds())+1))
-		again(http.StatusTooManyRequests, "Слишком много неудачных попыток. Попробуйте снова после "+le.Until.In(pages.Moscow).Format("15:04")+" (по московскому времени) или попросите родителя сменить пароль.")
+		again(http.StatusTooManyRequests, pages.ChildLoginLocked(le.Until))
 		return
 	case errors.Is(err, linking.ErrBusy):
 		h.Metrics.Logins.WithLabelValues("child", "busy").Inc()
@@ -83,22 +79,19 @@ func (h *Handler) childLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, linking.ErrBadCredentials):
 		h.Metrics.Logins.WithLabelValues("child", "bad_password").Inc()
-		again(http.StatusUnauthorized, "Неверный логин или пароль.")
+		again(http.StatusUnauthorized, pages.ChildBadCredentials)
 		return
 	case errors.Is(err, linking.ErrChildTooOld):
-		h.RenderError(w, r, &pages.UserError{Status: http.StatusForbidden, Title: "Входите через Госуслуги",
-			Message: "С 14 лет вход в электронный дневник — только через Госуслуги, с собственной подтверждённой учётной записью. Привязка родителя к дневнику сохраняется."})
+		h.RenderError(w, r, pages.ChildTooOld)
 		return
 	case errors.Is(err, linking.ErrPasswordAccountsOff):
-		h.RenderError(w, r, errPasswordsOff)
+		h.RenderError(w, r, pages.PasswordsOff)
 		return
 	case errors.Is(err, linking.ErrChildDisabled):
-		h.RenderError(w, r, &pages.UserError{Status: http.StatusForbidden, Title: "Вход по логину отключён",
-			Message: "Вход с этим логином отключён. Если у тебя есть своя учётная запись на Госуслугах, входи кнопкой «Войти через Госуслуги»; иначе обратись к родителю."})
+		h.RenderError(w, r, pages.ChildLoginDisabled)
 		return
 	case errors.Is(err, linking.ErrNoGuardianLeft), errors.Is(err, linking.ErrStudentLeft):
-		h.RenderError(w, r, &pages.UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена",
-			Message: "Вход с этим логином отключён: обучающийся выбыл из школы или к нему больше не привязан ни один родитель. Обратитесь к родителю или в школу."})
+		h.RenderError(w, r, pages.ChildNoRight)
 		return
 	case err != nil:
 		h.RenderError(w, r, err)
@@ -228,28 +221,28 @@ func (h *Handler) renderAccountForm(w http.ResponseWriter, r *http.Request, acco
 	if fe != nil && !slices.ContainsFunc(children, func(c pages.Child) bool { return c.ID == fe.Student }) {
 		fieldErr = fe.Message // not a child on this page (a forged form): shown at the top
 	}
-	h.Render(w, r, status, "account", pages.Data{Title: "Личный кабинет", Message: storage.FullName(account.FamilyName, account.GivenName, account.MiddleName),
-		Students: students, SubAccount: account.Kind == "child", Adult: h.flow.MayBeParent(account), Children: children, Devices: devices, CSRF: h.CSRFToken(h.BrowserID(w, r)), Notice: notice, FieldError: fieldErr})
+	h.Render(w, r, status, &pages.Account{Message: storage.FullName(account.FamilyName, account.GivenName, account.MiddleName),
+		Linked: pages.Linked{Students: students}, SubAccount: account.Kind == "child", Adult: h.flow.MayBeParent(account), Children: children, Devices: devices, CSRF: h.CSRFToken(h.BrowserID(w, r)), Notice: notice, FieldError: fieldErr})
 }
 
 var childErrors = map[error]string{
-	linking.ErrNotGuardian:         "Управлять входом ребёнка может только привязанный к нему родитель.",
-	linking.ErrChildTooOld:         "С 14 лет ребёнок входит через Госуслуги сам; учётная запись по логину не нужна.",
-	linking.ErrChildExists:         "У ребёнка уже есть логин: можно только сменить пароль.",
-	linking.ErrNoChildLogin:        "У ребёнка ещё нет логина: сначала создайте учётную запись.",
-	linking.ErrLoginTaken:          "Этот логин уже занят. Придумайте другой.",
-	linking.ErrLoginFormat:         "Логин: от 3 до 32 латинских букв, цифр, точек, дефисов или подчёркиваний.",
-	linking.ErrPasswordShort:       "Пароль должен быть не короче 8 символов.",
-	linking.ErrPasswordLong:        "Пароль должен быть не длиннее 128 символов.",
-	linking.ErrPasswordIsLogin:     "Пароль не должен совпадать с логином.",
-	linking.ErrPasswordCommon:      "Этот пароль слишком простой и часто встречается. Придумайте другой.",
-	linking.ErrPasswordControl:     "В пароле не должно быть управляющих символов (табуляции, перевода строки). Придумайте другой.",
-	linking.ErrStudentLeft:         "Обучающийся выбыл из школы.",
-	linking.ErrChildAccount:        "Учётная запись ребёнка не может управлять входом. Войдите через Госуслуги со своей учётной записью родителя.",
-	linking.ErrNotAdult:            "Управлять входом ребёнка может только совершеннолетний родитель.",
-	linking.ErrNoBirthdate:         "Госуслуги не передали дату рождения вашей учётной записи, поэтому управлять входом ребёнка нельзя. Проверьте данные на Госуслугах.",
-	linking.ErrPasswordAccountsOff: "В этом регионе дети входят только через Госуслуги: учётные записи с логином и паролем отключены.",
-	linking.ErrNoOwnESIA:           "Ребёнок ещё не входил в дневник со своей учётной записью Госуслуг. Сначала пусть ребёнок войдёт через Госуслуги, затем отключите вход по логину.",
+	linking.ErrNotGuardian:         pages.ChildNotGuardian,
+	linking.ErrChildTooOld:         pages.ChildTooOldForLogin,
+	linking.ErrChildExists:         pages.ChildLoginExists,
+	linking.ErrNoChildLogin:        pages.ChildNoLogin,
+	linking.ErrLoginTaken:          pages.ChildLoginTaken,
+	linking.ErrLoginFormat:         pages.ChildLoginFormat,
+	linking.ErrPasswordShort:       pages.ChildPasswordShort,
+	linking.ErrPasswordLong:        pages.ChildPasswordLong,
+	linking.ErrPasswordIsLogin:     pages.ChildPasswordIsLogin,
+	linking.ErrPasswordCommon:      pages.ChildPasswordCommon,
+	linking.ErrPasswordControl:     pages.ChildPasswordControl,
+	linking.ErrStudentLeft:         pages.ChildStudentLeft,
+	linking.ErrChildAccount:        pages.ChildByChildAccount,
+	linking.ErrNotAdult:            pages.ChildByMinor,
+	linking.ErrNoBirthdate:         pages.ChildNoBirthdate,
+	linking.ErrPasswordAccountsOff: pages.ChildPasswordsOff,
+	linking.ErrNoOwnESIA:           pages.ChildNoOwnESIA,
 }
 
 // accountChild creates a child's sub-account or sets its new password.
@@ -268,15 +261,15 @@ func (h *Handler) accountChild(w http.ResponseWriter, r *http.Request) {
 	case "create":
 		var login string
 		login, err = h.linker.CreateChildLogin(r.Context(), account.ID, student, r.PostFormValue("login"), pw)
-		notice = "Учётная запись создана. Логин ребёнка: " + login + "."
+		notice = pages.ChildCreated(login)
 	case "reset":
 		err = h.linker.ResetChildPassword(r.Context(), account.ID, student, pw)
-		notice = "Пароль изменён. Сообщите ребёнку новый пароль."
+		notice = pages.ChildPasswordChanged
 	case "move":
 		err = h.linker.MoveChildToESIA(r.Context(), account.ID, student)
-		notice = "Вход по логину и паролю отключён: ребёнок входит через Госуслуги со своей учётной записью."
+		notice = pages.ChildMovedToESIA
 	default:
-		h.renderAccount(w, r, account, http.StatusBadRequest, "", "Неизвестное действие.")
+		h.renderAccount(w, r, account, http.StatusBadRequest, "", pages.AccountUnknownAction)
 		return
 	}
 	var le *linking.ChildLockedError
@@ -287,7 +280,7 @@ func (h *Handler) accountChild(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &le):
 		w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(le.Until).Seconds())+1))
 		h.renderAccountForm(w, r, account, http.StatusTooManyRequests, "", "", &childFormError{Student: student, Action: r.PostFormValue("action"), Login: r.PostFormValue("login"),
-			Message: "Слишком много попыток подобрать логин. Попробуйте снова после " + le.Until.In(pages.Moscow).Format("15:04") + " (по московскому времени)."})
+			Message: pages.ChildGuessLocked(le.Until)})
 		return
 	}
 	if err != nil {
@@ -315,7 +308,7 @@ func (h *Handler) generateKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.cfg.Activation.ClientID == "" {
-		h.RenderError(w, r, &pages.UserError{Status: http.StatusServiceUnavailable, Title: "Ключи недоступны", Message: "Подключение мобильного приложения в этом регионе не настроено."})
+		h.RenderError(w, r, pages.KeysOff)
 		return
 	}
 	if err := h.provider.AccountMayUse(ctx, account); err != nil {
@@ -323,7 +316,7 @@ func (h *Handler) generateKey(w http.ResponseWriter, r *http.Request) {
 			h.RenderError(w, r, err)
 			return
 		}
-		h.RenderError(w, r, &pages.UserError{Status: http.StatusForbidden, Title: "Ключ не выдан", Message: "С этой учётной записью входить больше нельзя, поэтому ключ для приложения не выдаётся.", Err: err})
+		h.RenderError(w, r, pages.KeyRefused(err))
 		return
 	}
 	key, err := invites.GenerateLen(rand.Reader, provider.ActivationKeyLength)
@@ -345,7 +338,7 @@ func (h *Handler) generateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Metrics.Keys.WithLabelValues("issued").Inc()
 	minutes := int(h.cfg.Activation.KeyTTL.Round(time.Minute) / time.Minute)
-	h.Render(w, r, http.StatusOK, "key", pages.Data{Title: "Ключ для мобильного приложения", Code: key, Message: strconv.Itoa(minutes) + " мин.",
+	h.Render(w, r, http.StatusOK, &pages.Key{Code: key, Message: pages.KeyLifetime(minutes),
 		ClientName: h.clientName(ctx, h.cfg.Activation.ClientID)})
 }
 
@@ -367,14 +360,14 @@ func (h *Handler) revokeDevice(w http.ResponseWriter, r *http.Request) {
 		return h.store.Audit(ctx, "account:"+account.ID, "key.revoke", id, nil)
 	})
 	if errors.Is(err, storage.ErrNotFound) {
-		h.renderAccount(w, r, account, http.StatusNotFound, "", "Устройство не найдено.")
+		h.renderAccount(w, r, account, http.StatusNotFound, "", pages.AccountDeviceNotFound)
 		return
 	}
 	if err != nil {
 		h.RenderError(w, r, err)
 		return
 	}
-	h.renderAccount(w, r, account, http.StatusOK, "Устройство отключено.", "")
+	h.renderAccount(w, r, account, http.StatusOK, pages.AccountDeviceRevoked, "")
 }
 
 // childResult names why a child's login failed, from a fixed set.

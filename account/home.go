@@ -33,9 +33,9 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 	}
 	msg := ""
 	if bs, a, err := h.flow.CurrentSession(ctx, r); err == nil && bs != nil {
-		msg = "Вы вошли как " + storage.FullName(a.FamilyName, a.GivenName, a.MiddleName) + ". Откройте свой электронный дневник или личный кабинет."
+		msg = pages.LoggedInAs(storage.FullName(a.FamilyName, a.GivenName, a.MiddleName))
 	}
-	h.Render(w, r, http.StatusOK, "home", pages.Data{Title: h.cfg.Region.Name, Connectors: links, ChildLogin: h.cfg.Children.PasswordAccounts,
+	h.Render(w, r, http.StatusOK, &pages.Home{Frame: pages.Frame{Title: h.cfg.Region.Name}, Connectors: links, ChildLogin: h.cfg.Children.PasswordAccounts,
 		Diaries: diaries, CSRF: h.CSRFToken(h.BrowserID(w, r)), Message: msg})
 }
 
@@ -49,7 +49,7 @@ func (h *Handler) accountLogin(w http.ResponseWriter, r *http.Request) {
 	id := r.PostFormValue("connector")
 	_, known := h.flow.Connector(id)
 	if !known && !(id == "child" && h.cfg.Children.PasswordAccounts) {
-		h.RenderError(w, r, &pages.UserError{Status: http.StatusNotFound, Title: "Способ входа не найден", Message: "Такого способа входа нет. Вернитесь на главную страницу и выберите вход ещё раз."})
+		h.RenderError(w, r, pages.NoSuchConnectorHere)
 		return
 	}
 	lr := &storage.LoginRequest{ID: uuid.NewString(), BrowserHash: web.HashToken(h.BrowserID(w, r)), ExpiresAt: time.Now().Add(h.cfg.Session.LoginTimeout)}

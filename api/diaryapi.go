@@ -368,13 +368,7 @@ func (a *Handler) apiInviteSheet(w http.ResponseWriter, r *http.Request) {
 	if c, err := a.store.Client(r.Context(), client); err == nil && c.HomeURL != "" {
 		start = c.HomeURL
 	}
-	title := req.SchoolID
-	if len(slips) > 0 && slips[0].SchoolName != "" {
-		title = slips[0].SchoolName
-	}
-	if req.Class != "" {
-		title += ", класс " + req.Class
-	}
+	title := invites.SheetTitle(req.SchoolID, req.Class, slips)
 	var buf bytes.Buffer
 	if err := invites.WriteHTML(&buf, title, start, slips); err != nil {
 		a.Logger(r.Context()).Error("api: invite sheet", "err", err)

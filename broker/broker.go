@@ -344,14 +344,14 @@ func (b *Broker) router() *mux.Router {
 			b.api.Unrouted(w, r, http.StatusNotFound)
 			return
 		}
-		b.RenderError(w, r, &pages.UserError{Status: http.StatusNotFound, Title: "Страница не найдена", Message: "Такой страницы нет. Проверьте адрес или вернитесь в электронный дневник."})
+		b.RenderError(w, r, pages.NotFound)
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/") {
 			b.api.Unrouted(w, r, http.StatusMethodNotAllowed)
 			return
 		}
-		b.RenderError(w, r, &pages.UserError{Status: http.StatusMethodNotAllowed, Title: "Действие недоступно", Message: "Этот адрес не принимает такой запрос. Вернитесь в электронный дневник и попробуйте снова."})
+		b.RenderError(w, r, pages.MethodNotAllowed)
 	})
 	rt := b.NewRouter(r)
 	b.provider.Mount(rt)

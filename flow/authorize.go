@@ -140,7 +140,7 @@ func (f *Flow) loginInProgress(w http.ResponseWriter, r *http.Request, id string
 		return nil, nil, nil, false
 	}
 	if bs == nil || !f.SameBrowser(r, lr.BrowserHash) || lr.SessionHash == "" || lr.SessionHash != bs.IDHash {
-		f.RenderError(w, r, &pages.UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Вход был начат в другом окне или браузере. Вернитесь в электронный дневник и войдите снова."})
+		f.RenderError(w, r, pages.OtherBrowser)
 		return nil, nil, nil, false
 	}
 	return lr, bs, account, true
@@ -184,7 +184,7 @@ func (f *Flow) nextStep(ctx context.Context, lr *storage.LoginRequest, account *
 		return step{kind: stepPageError, err: pages.ExpiredLogin(errors.New("login request without an authorization request"))}
 	}
 	if account.Status != "active" {
-		return step{kind: stepPageError, err: &pages.UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена", Message: "Вход с этой учётной записью отключён администратором. Обратитесь в школу или в службу поддержки."}}
+		return step{kind: stepPageError, err: pages.AccountDisabled}
 	}
 	ar, err := f.provider.ReplayAuthorize(ctx, lr.AuthorizeQuery)
 	if err != nil {
@@ -344,16 +344,8 @@ func (f *Flow) authorizeError(w http.ResponseWriter, r *http.Request, ar fosite.
 		f.provider.WriteAuthorizeError(r.Context(), f.provider.AuthorizeWriter(w), ar, err)
 		return
 	}
-	msg := "Электронный дневник прислал неправильный запрос на вход. Вернитесь в дневник и попробуйте снова; если ошибка повторится, сообщите в службу поддержки."
-	switch rfc.ErrorField {
-	case fosite.ErrInvalidClient.ErrorField:
-		msg = "Электронный дневник, с которого вы пришли, не зарегистрирован для входа. Сообщите в службу поддержки."
-	case fosite.ErrInvalidRequest.ErrorField:
-		if strings.Contains(strings.ToLower(rfc.HintField), "redirect") {
-			msg = "Адрес возврата в электронный дневник не зарегистрирован. Сообщите в службу поддержки."
-		}
-	}
-	f.Render(w, r, http.StatusBadRequest, "error", pages.Data{Title: "Ошибка запроса на вход", Message: msg, RequestID: web.RequestID(r.Context())})
+	aboutRedirect := rfc.ErrorField == fosite.ErrInvalidRequest.ErrorField && strings.Contains(strings.ToLower(rfc.HintField), "redirect")
+	f.Render(w, r, http.StatusBadRequest, pages.AuthorizeRefusal(rfc.ErrorField, aboutRedirect, web.RequestID(r.Context())))
 }
 
 // CurrentSession returns the browser's live session and its account, or nils.
@@ -435,7 +427,7 @@ func (f *Flow) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 	for _, c := range f.connOrder {
 		links = append(links, pages.Connector{ID: c.ID(), Name: c.DisplayName()})
 	}
-	f.Render(w, r, http.StatusOK, "start", pages.Data{Title: "Вход в электронный дневник", LoginID: lr.ID, Connectors: links, ChildLogin: f.cfg.Children.PasswordAccounts})
+	f.Render(w, r, http.StatusOK, &pages.Start{LoginID: lr.ID, Connectors: links, ChildLogin: f.cfg.Children.PasswordAccounts})
 }
 
 // AccountOnly tells whether a login request came from the start page (no diary's authorization,

@@ -67,37 +67,20 @@ func (f *Flow) consentMatches(c *storage.Consent, scopes fosite.Arguments, linke
 	return true
 }
 
-var scopeText = map[string]string{
-	"openid":         "идентификатор вашей учётной записи",
-	"profile":        "фамилию, имя, отчество и дату рождения",
-	"students":       "список привязанных детей: школа, класс, фамилия и имя",
-	"esia":           "идентификатор учётной записи на Госуслугах",
-	"offline_access": "доступ без повторного входа, пока вы не выйдете",
-}
-
 func (f *Flow) renderConsent(w http.ResponseWriter, r *http.Request, lr *storage.LoginRequest, client *storage.Client, scopes fosite.Arguments, linked []storage.LinkedStudent) {
 	kids := slices.ContainsFunc(linked, func(l storage.LinkedStudent) bool { return l.Relation != "self" })
-	var items []string
-	for _, s := range scopes {
-		t, ok := scopeText[s]
-		if s == "students" && !kids {
-			t = "сведения о вашей учёбе: школа, класс, фамилия и имя" // a student is not asked about children
-		}
-		if ok {
-			items = append(items, t)
-		}
-	}
+	items := pages.ScopeItems(scopes, kids)
 	name := client.Name
 	if name == "" {
 		name = client.ID
 	}
 	f.Metrics.Consents.WithLabelValues("shown").Inc()
-	f.Render(w, r, http.StatusOK, "consent", pages.Data{Title: "Согласие на обработку персональных данных", LoginID: lr.ID, CSRF: f.CSRFToken(f.BrowserID(w, r)),
-		ClientName: name, Items: items, Students: pages.Students(linked), Version: f.cfg.Linking.ConsentVersion})
+	f.Render(w, r, http.StatusOK, &pages.Consent{LoginID: lr.ID, CSRF: f.CSRFToken(f.BrowserID(w, r)),
+		ClientName: name, Items: items, Linked: pages.Linked{Students: pages.Students(linked)}, Version: f.cfg.Linking.ConsentVersion})
 }
 
 func (f *Flow) renderPicker(w http.ResponseWriter, r *http.Request, lr *storage.LoginRequest, linked []storage.LinkedStudent) {
-	f.Render(w, r, http.StatusOK, "picker", pages.Data{Title: "Выберите ребёнка", LoginID: lr.ID, CSRF: f.CSRFToken(f.BrowserID(w, r)), Students: pages.Students(linked)})
+	f.Render(w, r, http.StatusOK, &pages.Picker{LoginID: lr.ID, CSRF: f.CSRFToken(f.BrowserID(w, r)), Students: pages.Students(linked)})
 }
 
 // consent records the answer of the consent page.
@@ -166,7 +149,7 @@ func (f *Flow) selectStudent(w http.ResponseWriter, r *http.Request) {
 	}
 	pick := r.PostFormValue("student")
 	if !slices.ContainsFunc(linked, func(l storage.LinkedStudent) bool { return l.StudentID == pick }) {
-		f.RenderError(w, r, &pages.UserError{Status: http.StatusBadRequest, Title: "Ребёнок не найден", Message: "Этот ребёнок не привязан к вашей учётной записи. Вернитесь назад и выберите ребёнка из списка."})
+		f.RenderError(w, r, pages.NotYourChild)
 		return
 	}
 	if err := f.store.UpdateLoginRequest(ctx, lr.ID, pick, lr.Consented); err != nil {
@@ -184,7 +167,7 @@ func (f *Flow) SessionOrPage(w http.ResponseWriter, r *http.Request) (*storage.A
 		return nil, false
 	}
 	if bs == nil {
-		f.RenderError(w, r, &pages.UserError{Status: http.StatusUnauthorized, Title: "Нужно войти", Message: "Сеанс истёк или вы ещё не вошли. Откройте электронный дневник и войдите через Госуслуги."})
+		f.RenderError(w, r, pages.LoginNeeded)
 		return nil, false
 	}
 	return account, true
@@ -212,7 +195,7 @@ func (f *Flow) rolePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if account.Kind == "child" {
-		f.RenderError(w, r, errChildCodes)
+		f.RenderError(w, r, pages.ChildCodes)
 		return
 	}
 	if !f.MayBeParent(account) {
@@ -220,12 +203,8 @@ func (f *Flow) rolePage(w http.ResponseWriter, r *http.Request) {
 		f.renderCode(w, r, http.StatusOK, login, invites.RoleStudent, "", "")
 		return
 	}
-	f.Render(w, r, http.StatusOK, "role", pages.Data{Title: "Выберите роль", LoginID: login})
+	f.Render(w, r, http.StatusOK, &pages.Role{LoginID: login})
 }
-
-// errChildCodes is the page a child's sub-account meets where codes are entered.
-var errChildCodes = &pages.UserError{Status: http.StatusForbidden, Title: "Код вводит родитель",
-	Message: "Учётная запись ребёнка не может вводить пригласительные коды. Код вводит родитель, войдя через Госуслуги со своей учётной записью."}
 
 func roleFromParam(v string) (string, bool) {
 	switch v {
@@ -245,7 +224,7 @@ func (f *Flow) codePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if account.Kind == "child" {
-		f.RenderError(w, r, errChildCodes)
+		f.RenderError(w, r, pages.ChildCodes)
 		return
 	}
 	role, ok := roleFromParam(r.URL.Query().Get("role"))
@@ -260,7 +239,7 @@ func (f *Flow) codePage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *Flow) renderCode(w http.ResponseWriter, r *http.Request, status int, login, role, code, fieldErr string) {
-	f.Render(w, r, status, "code", pages.Data{Title: "Введите пригласительный код", LoginID: login, CSRF: f.CSRFToken(f.BrowserID(w, r)),
+	f.Render(w, r, status, &pages.Code{LoginID: login, CSRF: f.CSRFToken(f.BrowserID(w, r)),
 		Role: invites.RoleName(role), RoleValue: role, ForStudent: role == invites.RoleStudent, Code: code, FieldError: fieldErr})
 }
 
@@ -280,7 +259,7 @@ func (f *Flow) redeemCode(w http.ResponseWriter, r *http.Request) {
 	}
 	role, ok := roleFromParam(r.PostFormValue("role"))
 	if !ok {
-		f.RenderError(w, r, &pages.UserError{Status: http.StatusBadRequest, Title: "Неверный запрос", Message: "Роль не выбрана. Вернитесь назад и выберите роль."})
+		f.RenderError(w, r, pages.NoRole)
 		return
 	}
 	code := r.PostFormValue("code")
@@ -289,7 +268,7 @@ func (f *Flow) redeemCode(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.TrimSpace(code) == "" {
 		// Nothing typed is not a wrong code: no attempt is counted.
-		f.renderCode(w, r, http.StatusBadRequest, login, role, "", "Введите код с бланка: 12 букв и цифр, например 7KQ4-M2XD-9PRT.")
+		f.renderCode(w, r, http.StatusBadRequest, login, role, "", pages.CodeMissing)
 		return
 	}
 	st, err := f.linker.RedeemCode(ctx, account.ID, code, role, f.ClientIP(r))
@@ -299,38 +278,38 @@ func (f *Flow) redeemCode(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		var le *invites.LockedError
-		msg := "Код не подошёл. Проверьте, правильно ли он введён: 12 букв и цифр, например 7KQ4-M2XD-9PRT."
+		msg := pages.CodeWrong
 		status := http.StatusBadRequest
 		switch {
 		case errors.As(err, &le):
 			f.Metrics.Lockouts.WithLabelValues("invite").Inc()
 			status = http.StatusTooManyRequests
 			w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(le.Until).Seconds())+1))
-			msg = "Слишком много неверных кодов. Попробуйте снова после " + le.Until.In(pages.Moscow).Format("15:04") + " (по московскому времени)."
+			msg = pages.CodesLocked(le.Until)
 		case errors.Is(err, storage.ErrInviteUsed):
-			msg = "Этот код уже использован. Если ребёнок не появился в списке, попросите новый код у классного руководителя."
+			msg = pages.CodeUsed
 		case errors.Is(err, storage.ErrInviteExpired):
-			msg = "Срок действия кода истёк. Попросите новый код у классного руководителя."
+			msg = pages.CodeExpired
 		case errors.Is(err, storage.ErrInviteRevoked):
-			msg = "Этот код заменён новым. Попросите действующий код у классного руководителя."
+			msg = pages.CodeRevoked
 		case errors.Is(err, storage.ErrInviteWrongUse):
-			msg = "Это код для другой роли. Вернитесь назад и выберите роль, указанную на бланке с кодом."
+			msg = pages.CodeOtherRole
 		case errors.Is(err, linking.ErrAlreadyLinked):
-			msg = "Этот ребёнок уже привязан к вашей учётной записи."
+			msg = pages.CodeAlreadyLinked
 		case errors.Is(err, linking.ErrStudentLeft):
-			msg = "Обучающийся выбыл из школы, поэтому код больше не действует."
+			msg = pages.CodeStudentLeft
 		case errors.Is(err, linking.ErrChildAccount):
 			status = http.StatusForbidden
-			msg = "Учётная запись ребёнка не может вводить пригласительные коды. Код вводит родитель, войдя через Госуслуги со своей учётной записью."
+			msg = pages.CodeChildAccount
 		case errors.Is(err, linking.ErrNotAdult):
 			status = http.StatusForbidden
-			msg = "Код родителя может ввести только совершеннолетний. Если вы обучающийся, вернитесь назад и выберите роль «Обучающийся»."
+			msg = pages.CodeNotAdult
 		case errors.Is(err, linking.ErrNoBirthdate):
 			status = http.StatusForbidden
-			msg = "Госуслуги не передали дату рождения вашей учётной записи, поэтому код ввести нельзя. Проверьте данные на Госуслугах и войдите снова."
+			msg = pages.CodeNoBirthdate
 		case errors.Is(err, linking.ErrNotThisStudent):
 			status = http.StatusForbidden
-			msg = "Код обучающегося может ввести только сам обучающийся: дата рождения в вашей учётной записи Госуслуг не совпадает с данными школы."
+			msg = pages.CodeNotThisStudent
 		case errors.Is(err, invites.ErrInvalidCode):
 		default:
 			f.RenderError(w, r, err)
@@ -340,12 +319,12 @@ func (f *Flow) redeemCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	linked, _ := f.store.LinkedStudents(ctx, account.ID)
-	msg := "Готово: ребёнок привязан к вашей учётной записи."
+	msg := pages.CodeAcceptedParent
 	if role == invites.RoleStudent {
-		msg = "Готово: ваш дневник привязан к учётной записи."
+		msg = pages.CodeAcceptedStudent
 	}
 	_ = st
-	f.Render(w, r, http.StatusOK, "code_done", pages.Data{Title: "Код принят", Message: msg, LoginID: login, Students: pages.Students(linked), RoleValue: string(role)})
+	f.Render(w, r, http.StatusOK, &pages.CodeDone{Message: msg, LoginID: login, Linked: pages.Linked{Students: pages.Students(linked)}, RoleValue: string(role)})
 }
 
 // redeemResult names a code redemption's outcome for the metrics (a fixed set).

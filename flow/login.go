@@ -26,7 +26,7 @@ func (f *Flow) loginStart(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	conn, ok := f.connectors[mux.Vars(r)["connector"]]
 	if !ok {
-		f.RenderError(w, r, &pages.UserError{Status: http.StatusNotFound, Title: "Способ входа не найден", Message: "Такого способа входа нет. Вернитесь в электронный дневник и нажмите «Войти» ещё раз."})
+		f.RenderError(w, r, pages.NoSuchConnector)
 		return
 	}
 	lr, err := f.store.LoginRequest(ctx, r.URL.Query().Get("login"))
@@ -36,7 +36,7 @@ func (f *Flow) loginStart(w http.ResponseWriter, r *http.Request) {
 	}
 	f.BrowserID(w, r)
 	if !f.SameBrowser(r, lr.BrowserHash) {
-		f.RenderError(w, r, &pages.UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Message: "Вход был начат в другом окне или браузере. Вернитесь в электронный дневник и войдите снова."})
+		f.RenderError(w, r, pages.OtherBrowser)
 		return
 	}
 	if r.URL.Query().Get("fresh") == "" {
@@ -95,7 +95,7 @@ func asUserError(err error) error {
 	if errors.As(err, &ue) {
 		return ue
 	}
-	return &pages.UserError{Status: http.StatusBadGateway, Title: "Сервис входа недоступен", Message: "Не удалось связаться с сервисом входа. Попробуйте ещё раз через несколько минут.", Err: err}
+	return pages.Unreachable(err)
 }
 
 // callback completes the upstream login: the flow is consumed once, checked against this
@@ -113,8 +113,7 @@ func (f *Flow) callback(w http.ResponseWriter, r *http.Request, connID string) {
 	}
 	if flow.Connector != connID || !f.SameBrowser(r, flow.BrowserHash) {
 		f.Metrics.Logins.WithLabelValues(connID, "foreign_browser").Inc()
-		f.RenderError(w, r, &pages.UserError{Status: http.StatusForbidden, Title: "Вход не завершён", Upstream: connID, Err: errors.New("the upstream's answer came to another browser"),
-			Message: "Ответ сервиса входа пришёл не в тот браузер, где начинался вход. Вернитесь в электронный дневник и войдите снова."})
+		f.RenderError(w, r, pages.ForeignCallback(connID))
 		return
 	}
 	id, err := conn.HandleCallback(ctx, r, flow.Data)
@@ -181,7 +180,7 @@ func (f *Flow) callback(w http.ResponseWriter, r *http.Request, connID string) {
 		}
 		if account.Status != "active" {
 			f.Metrics.Logins.WithLabelValues(connID, "disabled").Inc()
-			return &pages.UserError{Status: http.StatusForbidden, Title: "Учётная запись отключена", Message: "Вход с этой учётной записью отключён администратором. Обратитесь в школу или в службу поддержки."}
+			return pages.AccountDisabled
 		}
 		// A new session id at every login: whatever id the browser held before is dropped.
 		if old := f.SessionCookie(r); old != "" {
@@ -272,8 +271,8 @@ func (f *Flow) callback(w http.ResponseWriter, r *http.Request, connID string) {
 	if intent != nil {
 		_, _ = f.store.ConsumeLoginRequest(ctx, lr.ID)
 		linked, _ := f.store.LinkedStudents(ctx, account.ID)
-		f.Render(w, r, http.StatusOK, "code_done", pages.Data{Title: "Привязка к Госуслугам выполнена",
-			Message: "Учётная запись Госуслуг привязана к дневнику. Теперь входите в дневник через Госуслуги.", Students: pages.Students(linked), ReturnURI: intent.ReturnURI})
+		f.Render(w, r, http.StatusOK, &pages.CodeDone{Frame: pages.Frame{Title: pages.IntentDoneTitle},
+			Message: pages.IntentDone, Linked: pages.Linked{Students: pages.Students(linked)}, ReturnURI: intent.ReturnURI})
 		return
 	}
 	// The authorization goes on in this response: straight back to the client with the code
@@ -287,26 +286,23 @@ func (f *Flow) callback(w http.ResponseWriter, r *http.Request, connID string) {
 
 // intentRefused explains why the account that logged in may not take the intent's links.
 func intentRefused(err error) error {
-	msg := ""
+	reason := ""
 	switch {
 	case errors.Is(err, linking.ErrNotThisStudent):
-		msg = "Дневник просил привязать учётную запись самого обучающегося, а дата рождения в вашей учётной записи Госуслуг не совпадает с данными школы. Обучающийся должен войти со своей учётной записью."
+		reason = pages.LinkNotThisStudent
 	case errors.Is(err, linking.ErrNotAdult):
-		msg = "Привязать ребёнка как родитель может только совершеннолетний. Попросите родителя войти через Госуслуги со своей учётной записью."
+		reason = pages.LinkNotAdult
 	case errors.Is(err, linking.ErrNoBirthdate):
-		msg = "Госуслуги не передали дату рождения вашей учётной записи, поэтому привязка невозможна. Проверьте данные на Госуслугах."
+		reason = pages.LinkNoBirthdate
 	case errors.Is(err, linking.ErrChildAccount), errors.Is(err, linking.ErrAccountOff):
-		msg = "С этой учётной записью привязка невозможна."
+		reason = pages.LinkNotThisAccount
 	default:
 		return err
 	}
-	return &pages.UserError{Status: http.StatusForbidden, Title: "Привязка невозможна", Message: msg, Err: err}
+	return pages.LinkRefused(reason, err)
 }
 
-func errIntentGone(err error) error {
-	return &pages.UserError{Status: http.StatusGone, Title: "Ссылка для привязки устарела", Err: err,
-		Message: "Ссылка для привязки к Госуслугам уже использована или устарела. Вернитесь в дневник и нажмите «выполнить привязку к ЕСИА» ещё раз."}
-}
+func errIntentGone(err error) error { return pages.IntentGone(err) }
 
 // linkIntentPage shows a diary's link intent: the students it links, before anyone goes to ESIA.
 // Opening it binds nothing (a link-preview bot or a mail scanner opens links too); the person's
@@ -335,7 +331,7 @@ func (f *Flow) linkIntentPage(w http.ResponseWriter, r *http.Request) {
 		name = c.Name
 	}
 	conn := f.intentConnector()
-	f.Render(w, r, http.StatusOK, "intent", pages.Data{Title: "Привязка к Госуслугам", ClientName: name, CSRF: f.CSRFToken(browser),
+	f.Render(w, r, http.StatusOK, &pages.Intent{ClientName: name, CSRF: f.CSRFToken(browser),
 		Students: pages.Students(students), ForStudent: intent.Relation == "self", Connectors: []pages.Connector{{ID: conn.ID(), Name: conn.DisplayName()}}})
 }
 
@@ -365,7 +361,7 @@ func (f *Flow) linkIntentStart(w http.ResponseWriter, r *http.Request) {
 // page.
 func (f *Flow) openIntent(w http.ResponseWriter, r *http.Request, browser string) (*storage.LinkIntent, bool) {
 	if len(f.connOrder) == 0 {
-		f.RenderError(w, r, &pages.UserError{Status: http.StatusServiceUnavailable, Title: "Вход недоступен", Message: "Не настроен ни один способ входа. Сообщите в службу поддержки."})
+		f.RenderError(w, r, pages.NoConnectors)
 		return nil, false
 	}
 	intent, err := f.store.LinkIntent(r.Context(), web.HashToken(mux.Vars(r)["intent"]))
@@ -381,8 +377,7 @@ func (f *Flow) openIntent(w http.ResponseWriter, r *http.Request, browser string
 
 func intentError(err error) error {
 	if errors.Is(err, storage.ErrIntentElsewhere) {
-		return &pages.UserError{Status: http.StatusForbidden, Title: "Ссылка открыта в другом браузере",
-			Message: "Эту ссылку для привязки уже открыли в другом браузере. Вернитесь в дневник и нажмите «выполнить привязку к ЕСИА» ещё раз.", Err: err}
+		return pages.IntentElsewhere(err)
 	}
 	return errIntentGone(err)
 }
@@ -453,10 +448,7 @@ func (f *Flow) checkFresh(r *http.Request, connID string, lr *storage.LoginReque
 		return nil
 	}
 	f.Metrics.Logins.WithLabelValues(connID, "not_fresh").Inc()
-	return &pages.UserError{Status: http.StatusForbidden, Title: "Войдите заново", Upstream: connID,
-		Err:     errors.New("the upstream answered from a session older than the login had to be"),
-		Message: "Госуслуги впустили без входа: на этом устройстве ещё открыт прежний сеанс Госуслуг. Нажмите «Попробовать снова» — прежний сеанс будет закрыт, и Госуслуги спросят вход.",
-		Retry:   "/login/" + url.PathEscape(connID) + "?login=" + url.QueryEscape(lr.ID)}
+	return pages.NotFresh(connID, "/login/"+url.PathEscape(connID)+"?login="+url.QueryEscape(lr.ID))
 }
 
 // loginFailure names why an upstream login failed, for the metric: cancelled (the person

@@ -23,7 +23,7 @@ import (
 func (f *Flow) logout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if err := r.ParseForm(); err != nil {
-		f.RenderError(w, r, &pages.UserError{Status: http.StatusBadRequest, Title: "Неверный запрос", Message: "Запрос на выход повреждён. Закройте браузер, чтобы выйти."})
+		f.RenderError(w, r, pages.BadLogoutRequest)
 		return
 	}
 	hint := r.Form.Get("id_token_hint")
@@ -33,7 +33,7 @@ func (f *Flow) logout(w http.ResponseWriter, r *http.Request) {
 	if hint != "" {
 		claims, err := f.provider.DecodeIDToken(ctx, hint)
 		if err != nil {
-			f.RenderError(w, r, &pages.UserError{Status: http.StatusBadRequest, Title: "Неверный запрос на выход", Message: "Электронный дневник прислал неверный запрос на выход. Закройте браузер, чтобы выйти.", Err: err})
+			f.RenderError(w, r, pages.LogoutHintRefused(err))
 			return
 		}
 		hintSub, _ = claims["sub"].(string)
@@ -42,7 +42,7 @@ func (f *Flow) logout(w http.ResponseWriter, r *http.Request) {
 		if clientID == "" && len(aud) == 1 {
 			clientID = aud[0]
 		} else if clientID != "" && !slices.Contains(aud, clientID) {
-			f.RenderError(w, r, &pages.UserError{Status: http.StatusBadRequest, Title: "Неверный запрос на выход", Message: "Электронный дневник прислал неверный запрос на выход. Закройте браузер, чтобы выйти."})
+			f.RenderError(w, r, pages.LogoutHintRefused(nil))
 			return
 		}
 		// The account the token names, from the sub its diary saw (tokens.subject).
@@ -84,7 +84,7 @@ func (f *Flow) logout(w http.ResponseWriter, r *http.Request) {
 		confirmed = true
 	} else if r.Method == http.MethodPost {
 		if !f.CheckCSRF(r) {
-			f.RenderError(w, r, &pages.UserError{Status: http.StatusForbidden, Title: "Страница устарела", Message: "Форма устарела. Обновите страницу и нажмите «Выйти» ещё раз."})
+			f.RenderError(w, r, pages.LogoutFormExpired)
 			return
 		}
 		confirmed = true
@@ -97,7 +97,7 @@ func (f *Flow) logout(w http.ResponseWriter, r *http.Request) {
 				hidden[k] = v
 			}
 		}
-		f.Render(w, r, http.StatusOK, "logout", pages.Data{Title: "Выход", CSRF: f.CSRFToken(browser), Hidden: hidden})
+		f.Render(w, r, http.StatusOK, &pages.Logout{CSRF: f.CSRFToken(browser), Hidden: hidden})
 		return
 	}
 	if bs != nil {
@@ -198,11 +198,11 @@ func (f *Flow) upstreamLogoutURL() string {
 func (f *Flow) postLogoutRedirect(ctx context.Context, clientID, uri, state string) (string, error) {
 	client, err := f.store.Client(ctx, clientID)
 	if err != nil || !slices.Contains(client.PostLogoutRedirectURIs, uri) {
-		return "", &pages.UserError{Status: http.StatusBadRequest, Title: "Неверный адрес возврата", Message: "Адрес, на который дневник просит вернуться после выхода, не зарегистрирован. Закройте браузер, чтобы выйти."}
+		return "", pages.UnregisteredReturn
 	}
 	u, err := url.Parse(uri)
 	if err != nil {
-		return "", &pages.UserError{Status: http.StatusBadRequest, Title: "Неверный адрес возврата", Message: "Адрес, на который дневник просит вернуться после выхода, повреждён. Закройте браузер, чтобы выйти.", Err: err}
+		return "", pages.BrokenReturn(err)
 	}
 	if state != "" {
 		q := u.Query()
@@ -236,7 +236,7 @@ func (f *Flow) finishLogout(w http.ResponseWriter, r *http.Request, back logoutR
 	if len(frames) > 0 {
 		w.Header().Set("Content-Security-Policy", web.ContentSecurityPolicy+"; frame-src "+strings.Join(origins, " "))
 	}
-	f.Render(w, r, http.StatusOK, "logged_out", pages.Data{Title: "Вы вышли", Frames: frames, ReturnURI: to, Refresh: to})
+	f.Render(w, r, http.StatusOK, &pages.LoggedOut{Frame: pages.Frame{Refresh: to}, Frames: frames, ReturnURI: to})
 }
 
 // frontchannelFrames returns the front-channel logout URIs, with iss and sid, of the diaries
@@ -277,7 +277,7 @@ func (f *Flow) logoutDone(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/account", http.StatusFound)
 			return
 		}
-		f.Render(w, r, http.StatusOK, "logged_out", pages.Data{Title: "Вы вышли"})
+		f.Render(w, r, http.StatusOK, &pages.LoggedOut{})
 		return
 	}
 	back, _ := decodeLogoutReturn(c.Value)

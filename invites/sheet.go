@@ -88,3 +88,16 @@ func csvSafe(s string) string {
 	}
 	return s
 }
+
+// SheetTitle is the heading of a printed sheet of slips: the school's name (its id when the
+// slips do not name it) and the class, when one was chosen.
+func SheetTitle(schoolID, class string, slips []Slip) string {
+	title := schoolID
+	if len(slips) > 0 && slips[0].SchoolName != "" {
+		title = slips[0].SchoolName
+	}
+	if class != "" {
+		title += ", класс " + class
+	}
+	return title
+}

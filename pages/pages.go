@@ -31,9 +31,6 @@ func Static() fs.FS {
 	return s
 }
 
-// Names are the pages of the set.
-var names = []string{"home", "start", "error", "logout", "logged_out", "role", "code", "code_done", "consent", "picker", "account", "child_login", "key", "intent"}
-
 // Set is the parsed pages with the region's brand.
 type Set struct {
 	pages map[string]*template.Template
@@ -43,7 +40,7 @@ type Set struct {
 // Parse parses every page; brand is shown on each.
 func Parse(brand Brand) (*Set, error) {
 	s := &Set{pages: map[string]*template.Template{}, brand: brand}
-	for _, name := range names {
+	for name := range titles {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("parse page %s: %w", name, err)
@@ -56,17 +53,22 @@ func Parse(brand Brand) (*Set, error) {
 // Brand is the region's presentation on every page.
 func (s *Set) Brand() Brand { return s.brand }
 
-// Render writes page with d and status. When the page cannot be drawn nothing is written and
-// the error is returned.
-func (s *Set) Render(w http.ResponseWriter, status int, page string, d Data) error {
-	t, ok := s.pages[page]
+// Render writes page p with status. When the page cannot be drawn nothing is written and the
+// error is returned.
+func (s *Set) Render(w http.ResponseWriter, status int, p Page) error {
+	name := p.template()
+	t, ok := s.pages[name]
 	if !ok {
-		return fmt.Errorf("no page %q", page)
+		return fmt.Errorf("no page %q", name)
 	}
-	d.Brand = s.brand
+	f := p.frame()
+	f.Brand = s.brand
+	if f.Title == "" {
+		f.Title = titles[name]
+	}
 	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout", d); err != nil {
-		return fmt.Errorf("render page %s: %w", page, err)
+	if err := t.ExecuteTemplate(&buf, "layout", p); err != nil {
+		return fmt.Errorf("render page %s: %w", name, err)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
@@ -90,48 +92,6 @@ type Connector struct{ ID, Name string }
 type Brand struct {
 	Name, SupportPhone, SupportEmail, SupportURL string
 	Logo                                         bool
-}
-
-// Data is what a page is drawn from.
-type Data struct {
-	Title      string
-	Brand      Brand
-	Message    string
-	Retry      string
-	Calm       bool
-	HelpURL    string
-	HelpText   string
-	RequestID  string
-	LoginID    string
-	CSRF       string
-	Hidden     map[string]string
-	Connectors []Connector
-	// Linking pages.
-	Role       string
-	RoleValue  string
-	ForStudent bool
-	Code       string
-	FieldError string
-	Students   []Student
-	ClientName string
-	Items      []string
-	Version    string
-	ReturnURI  string
-	// Frames are the diaries' front-channel logout URIs the «Вы вышли» page loads.
-	Frames []string
-	// Refresh is where the page goes on its own after a moment (meta refresh).
-	Refresh    string
-	Notice     string
-	Children   []Child
-	Devices    []Device
-	ChildLogin bool
-	// SubAccount: the account page of a child's login-and-password sub-account (it links
-	// nothing: no code to enter).
-	SubAccount bool
-	// Adult: the account may link a child as a parent (the parent-code offers show).
-	Adult bool
-	// Diaries are the region's diaries on the start page.
-	Diaries []Diary
 }
 
 // Diary is a diary on the start page: its name and home page.
@@ -184,22 +144,6 @@ type Student struct {
 	// Self: the account is this student's own (a student of 14 or over, or a child with an
 	// own ESIA account); otherwise the account is a parent's.
 	Self bool
-}
-
-// Own are the linked students the account is itself: a student is spoken to as a student.
-func (d Data) Own() []Student { return d.students(true) }
-
-// Kids are the linked students the account is a parent of.
-func (d Data) Kids() []Student { return d.students(false) }
-
-func (d Data) students(self bool) []Student {
-	var out []Student
-	for _, s := range d.Students {
-		if s.Self == self {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // UserError is an error with a Russian title and message for the page, and an HTTP status.

@@ -82,8 +82,7 @@ func (k *Kit) Limited(route string, max func() int, h http.HandlerFunc) http.Han
 			WriteJSON(w, http.StatusTooManyRequests, map[string]string{"error": "temporarily_unavailable", "error_description": "Too many requests from this address; retry after " + strconv.Itoa(secs) + " s."})
 			return
 		}
-		k.RenderError(w, r, &pages.UserError{Status: http.StatusTooManyRequests, Title: "Слишком много запросов",
-			Message: "С вашего адреса пришло слишком много запросов. Подождите " + strconv.Itoa(secs) + " с и попробуйте снова."})
+		k.RenderError(w, r, pages.TooManyRequests(secs))
 	}
 }
 

@@ -9,10 +9,10 @@ import (
 )
 
 // Render writes page with d and status; a page that cannot be drawn is logged and answered 500.
-func (k *Kit) Render(w http.ResponseWriter, r *http.Request, status int, page string, d pages.Data) {
-	if err := k.pages.Render(w, status, page, d); err != nil {
-		k.Logger(r.Context()).Error("render page", "page", page, "err", err)
-		http.Error(w, "Внутренняя ошибка", http.StatusInternalServerError)
+func (k *Kit) Render(w http.ResponseWriter, r *http.Request, status int, p pages.Page) {
+	if err := k.pages.Render(w, status, p); err != nil {
+		k.Logger(r.Context()).Error("render page", "err", err)
+		http.Error(w, pages.InternalPlain, http.StatusInternalServerError)
 	}
 }
 
@@ -40,7 +40,7 @@ func (k *Kit) RenderError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == 0 {
 		status = http.StatusBadRequest
 	}
-	k.Render(w, r, status, "error", pages.Data{Title: ue.Title, Message: ue.Message, Retry: ue.Retry, RequestID: RequestID(r.Context()), Calm: ue.Calm, HelpURL: ue.HelpURL, HelpText: ue.HelpText})
+	k.Render(w, r, status, &pages.Error{Frame: pages.Frame{Title: ue.Title}, Message: ue.Message, Retry: ue.Retry, RequestID: RequestID(r.Context()), Calm: ue.Calm, HelpURL: ue.HelpURL, HelpText: ue.HelpText})
 }
 
 // CSRFRefused answers a form without this browser's CSRF token with a page, and says so.
@@ -48,7 +48,7 @@ func (k *Kit) CSRFRefused(w http.ResponseWriter, r *http.Request) bool {
 	if k.CheckCSRF(r) {
 		return false
 	}
-	k.RenderError(w, r, &pages.UserError{Status: http.StatusForbidden, Title: "Страница устарела", Message: "Форма устарела или открыта в другом браузере. Вернитесь назад, обновите страницу и попробуйте снова."})
+	k.RenderError(w, r, pages.FormExpired)
 	return true
 }
 
@@ -56,6 +56,5 @@ func (k *Kit) CSRFRefused(w http.ResponseWriter, r *http.Request) bool {
 // Retry-After, and a page that says to try again in a moment.
 func (k *Kit) RenderBusy(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Retry-After", "5")
-	k.RenderError(w, r, &pages.UserError{Status: http.StatusServiceUnavailable, Title: "Сервис перегружен",
-		Message: "Сейчас входят очень многие. Подождите несколько секунд и попробуйте снова."})
+	k.RenderError(w, r, pages.Busy)
 }

@@ -233,13 +233,7 @@ func (a *app) invitesCmd() *cobra.Command {
 		if start == "" {
 			start = cfg.Issuer
 		}
-		title := f.school
-		if len(slips) > 0 && slips[0].SchoolName != "" {
-			title = slips[0].SchoolName
-		}
-		if f.class != "" {
-			title += ", класс " + f.class
-		}
+		title := invites.SheetTitle(f.school, f.class, slips)
 		var err error
 		if f.format == "csv" {
 			err = invites.WriteCSV(w, start, slips)
