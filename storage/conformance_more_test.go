@@ -44,7 +44,9 @@ func testBackchannelQueue(t *testing.T, s *storage.Store) {
 	if uris, err := s.FrontchannelLogoutURIs(ctx, a.ID, "other-sid"); err != nil || len(uris) != 0 {
 		t.Errorf("front-channel URIs of a session that gave no code: %v %v", uris, err)
 	}
-	s.SetShownSubject(func(acc *storage.Account, cl *storage.Client) string { return "shown:" + cl.ID + ":" + *acc.UpstreamSub })
+	s.SetShownSubject(func(acc *storage.Account, cl *storage.Client) string {
+		return "shown:" + cl.ID + ":" + *acc.UpstreamSub
+	})
 	defer s.SetShownSubject(nil)
 	must(t, s.DeleteBrowserSession(ctx, "sess-bc"))
 	if n, err := s.PendingLogouts(ctx); err != nil || n != 1 {
