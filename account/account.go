@@ -53,11 +53,11 @@ func New(o Options) *Handler {
 func (h *Handler) Mount(rt web.Router) {
 	pages := func() int { return h.cfg.Limits.PagesPerIPPerMinute }
 	rt.Handle("/", "home", h.home, http.MethodGet, http.MethodHead)
-	rt.Limited("/account/login", "account_login", pages, h.accountLogin, http.MethodPost)
+	rt.Form("/account/login", "account_login", pages, h.accountLogin)
 	rt.Handle("/account", "account", h.accountPage, http.MethodGet)
-	rt.Handle("/account/child", "account_child", h.accountChild, http.MethodPost)
-	rt.Handle("/account/key", "account_key", h.generateKey, http.MethodPost)
-	rt.Handle("/account/devices/revoke", "account_device_revoke", h.revokeDevice, http.MethodPost)
+	rt.Form("/account/child", "account_child", nil, h.accountChild)
+	rt.Form("/account/key", "account_key", nil, h.generateKey)
+	rt.Form("/account/devices/revoke", "account_device_revoke", nil, h.revokeDevice)
 	rt.Handle("/child/login", "child_login", h.childLoginPage, http.MethodGet)
-	rt.Limited("/child/login", "child_login_post", pages, h.childLogin, http.MethodPost)
+	rt.Form("/child/login", "child_login_post", pages, h.childLogin)
 }

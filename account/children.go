@@ -35,9 +35,6 @@ func (h *Handler) childLoginPage(w http.ResponseWriter, r *http.Request) {
 // childLogin checks a child's login and password and starts the child's session.
 func (h *Handler) childLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if h.CSRFRefused(w, r) {
-		return
-	}
 	if !h.cfg.Children.PasswordAccounts {
 		h.RenderError(w, r, pages.PasswordsOff)
 		return
@@ -247,9 +244,6 @@ var childErrors = map[error]string{
 
 // accountChild creates a child's sub-account or sets its new password.
 func (h *Handler) accountChild(w http.ResponseWriter, r *http.Request) {
-	if h.CSRFRefused(w, r) {
-		return
-	}
 	account, ok := h.flow.SessionOrPage(w, r)
 	if !ok {
 		return
@@ -300,9 +294,6 @@ func (h *Handler) accountChild(w http.ResponseWriter, r *http.Request) {
 // generateKey shows a one-time activation key for the mobile app.
 func (h *Handler) generateKey(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if h.CSRFRefused(w, r) {
-		return
-	}
 	account, ok := h.flow.SessionOrPage(w, r)
 	if !ok {
 		return
@@ -345,9 +336,6 @@ func (h *Handler) generateKey(w http.ResponseWriter, r *http.Request) {
 // revokeDevice disconnects an app: its refresh-token family is revoked.
 func (h *Handler) revokeDevice(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if h.CSRFRefused(w, r) {
-		return
-	}
 	account, ok := h.flow.SessionOrPage(w, r)
 	if !ok {
 		return

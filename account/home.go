@@ -43,9 +43,6 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 // ends on the account page (ESIA), or back on the start page (a child's login).
 func (h *Handler) accountLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if h.CSRFRefused(w, r) {
-		return
-	}
 	id := r.PostFormValue("connector")
 	_, known := h.flow.Connector(id)
 	if !known && !(id == "child" && h.cfg.Children.PasswordAccounts) {

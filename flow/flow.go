@@ -73,9 +73,9 @@ func (f *Flow) Mount(rt web.Router) {
 	}
 	rt.Handle("/link/role", "link_role", f.rolePage, http.MethodGet)
 	rt.Handle("/link/code", "link_code", f.codePage, http.MethodGet)
-	rt.Limited("/link/code", "link_code_post", pages, f.redeemCode, http.MethodPost)
+	rt.Form("/link/code", "link_code_post", pages, f.redeemCode)
 	rt.Handle("/link/{intent}", "link_intent", f.linkIntentPage, http.MethodGet)
-	rt.Limited("/link/{intent}", "link_intent_start", pages, f.linkIntentStart, http.MethodPost)
-	rt.Handle("/consent", "consent", f.consent, http.MethodPost)
-	rt.Handle("/select", "select", f.selectStudent, http.MethodPost)
+	rt.Form("/link/{intent}", "link_intent_start", pages, f.linkIntentStart)
+	rt.Form("/consent", "consent", nil, f.consent)
+	rt.Form("/select", "select", nil, f.selectStudent)
 }

@@ -86,9 +86,6 @@ func (f *Flow) renderPicker(w http.ResponseWriter, r *http.Request, lr *storage.
 // consent records the answer of the consent page.
 func (f *Flow) consent(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if f.CSRFRefused(w, r) {
-		return
-	}
 	lr, bs, account, ok := f.loginInProgress(w, r, r.PostFormValue("login"))
 	if !ok {
 		return
@@ -135,9 +132,6 @@ func (f *Flow) consent(w http.ResponseWriter, r *http.Request) {
 // selectStudent records the student picked on the picker page.
 func (f *Flow) selectStudent(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if f.CSRFRefused(w, r) {
-		return
-	}
 	lr, _, account, ok := f.loginInProgress(w, r, r.PostFormValue("login"))
 	if !ok {
 		return
@@ -246,9 +240,6 @@ func (f *Flow) renderCode(w http.ResponseWriter, r *http.Request, status int, lo
 // redeemCode spends an invite code typed on the code page.
 func (f *Flow) redeemCode(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if f.CSRFRefused(w, r) {
-		return
-	}
 	account, ok := f.SessionOrPage(w, r)
 	if !ok {
 		return

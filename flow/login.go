@@ -146,7 +146,6 @@ func (f *Flow) callback(w http.ResponseWriter, r *http.Request, connID string) {
 			return
 		}
 	}
-	sub := id.Subject
 	raw := web.RandomToken()
 	amr := id.AMR
 	if len(amr) == 0 {
@@ -155,101 +154,11 @@ func (f *Flow) callback(w http.ResponseWriter, r *http.Request, connID string) {
 	bs := &storage.BrowserSession{IDHash: web.HashToken(raw), AuthTime: time.Now().UTC(), ACR: id.ACR, ExpiresAt: time.Now().Add(f.cfg.Session.Lifespan)}
 	// A new browser id at every login: one known or planted before it is worth nothing after.
 	browser := f.NewBrowserValue()
-	var (
-		account *storage.Account
-		lr      *storage.LoginRequest
-		intent  *storage.LinkIntent
-		pre     loginState
-		next    step
-		issued  fosite.AuthorizeResponder
-		authErr error
-		// What the login changed in the links, counted once it is committed.
-		snilsChanges linking.Changes
-		diaryLinks   int
-	)
-	// Everything the login writes — account, links, the diary's link, the new session — is one
-	// transaction: a failure leaves none of it.
-	err = f.store.InTx(ctx, func(ctx context.Context) error {
-		var err error
-		account, err = f.store.UpsertUpstreamAccount(ctx, &storage.Account{
-			Kind: "esia", Upstream: connID, UpstreamSub: &sub, SNILSDigest: snilsDigest, Unconfirmed: id.Unconfirmed,
-			FamilyName: id.FamilyName, GivenName: id.GivenName, MiddleName: id.MiddleName, Birthdate: id.Birthdate,
-		})
-		if err != nil {
-			return err
-		}
-		if account.Status != "active" {
-			f.Metrics.Logins.WithLabelValues(connID, "disabled").Inc()
-			return pages.AccountDisabled
-		}
-		// A new session id at every login: whatever id the browser held before is dropped.
-		if old := f.SessionCookie(r); old != "" {
-			if err := f.store.DeleteBrowserSession(ctx, web.HashToken(old)); err != nil {
-				return err
-			}
-		}
-		bs.AccountID = account.ID
-		if err := f.store.CreateBrowserSession(ctx, bs, amr); err != nil {
-			return err
-		}
-		// The login request is marked as logged in by the new session, and read, at once.
-		if lr, err = f.store.CompleteLoginRequest(ctx, flow.LoginRequestID, bs.IDHash, web.HashToken(browser)); err != nil {
-			return pages.ExpiredLogin(err)
-		}
-		// A login that had to be fresh: refused (all of it rolled back) when the upstream
-		// answered from an older session of its own.
-		if err := f.checkFresh(r, connID, lr, id); err != nil {
-			return err
-		}
-		// The first login of an account a region's link import made: its imported links
-		// become normal ones, each checked now that ESIA has said who logged in.
-		if _, _, err := f.linker.SettleImported(ctx, account); err != nil {
-			return err
-		}
-		// Links by SNILS are re-checked at every login.
-		if snilsChanges, err = f.linker.ResolveAccount(ctx, account, id.SNILS); err != nil {
-			return err
-		}
-		if lr.LinkIntent != "" {
-			if intent, err = f.store.ConsumeLinkIntent(ctx, lr.LinkIntent); err != nil {
-				return errIntentGone(err)
-			}
-			if diaryLinks, err = f.linker.ApplyIntent(ctx, account.ID, intent.ClientID, intent.Relation, intent.Students()); err != nil {
-				return intentRefused(err)
-			}
-		}
-		if err := f.store.Audit(ctx, "account:"+account.ID, "login", connID, map[string]any{"amr": amr}); err != nil {
-			return err
-		}
-		if intent != nil || AccountOnly(lr) {
-			return nil
-		}
-		// What the authorization needs next is read here, in the same transaction.
-		if pre.linked, err = f.store.LinkedStudents(ctx, account.ID); err != nil {
-			return err
-		}
-		q, _ := url.ParseQuery(lr.AuthorizeQuery)
-		pre.consent, err = f.store.Consent(ctx, account.ID, q.Get("client_id"))
-		if errors.Is(err, storage.ErrNotFound) {
-			err = nil
-		}
-		if err != nil {
-			return err
-		}
-		// When nothing else is needed the code is issued here too: one transaction for the
-		// whole return from the upstream.
-		next = f.nextStep(ctx, lr, account, &pre)
-		if next.kind != stepFinish {
-			return nil
-		}
-		issued, authErr, err = f.provider.IssueCode(ctx, next.ar, bs, account, next.client, lr, next.linked)
-		if err != nil {
-			return err
-		}
-		return authErr
-	})
-	if authErr != nil {
-		f.authorizeError(w, r, next.ar, authErr)
+	o, err := f.completeLogin(ctx, completion{r: r, connID: connID, flow: flow, id: id, snilsDigest: snilsDigest, session: bs, amr: amr,
+		oldSession: f.SessionCookie(r), browser: browser})
+	account, lr, intent, next, issued := o.account, o.lr, o.intent, o.next, o.issued
+	if o.authErr != nil {
+		f.authorizeError(w, r, next.ar, o.authErr)
 		return
 	}
 	if err != nil {
@@ -257,9 +166,9 @@ func (f *Flow) callback(w http.ResponseWriter, r *http.Request, connID string) {
 		return
 	}
 	f.Metrics.Logins.WithLabelValues(connID, "ok").Inc()
-	f.Metrics.Links.WithLabelValues("snils", "added").Add(float64(snilsChanges.Added))
-	f.Metrics.Links.WithLabelValues("snils", "revoked").Add(float64(snilsChanges.Revoked))
-	f.Metrics.Links.WithLabelValues("diary", "added").Add(float64(diaryLinks))
+	f.Metrics.Links.WithLabelValues("snils", "added").Add(float64(o.snilsChanges.Added))
+	f.Metrics.Links.WithLabelValues("snils", "revoked").Add(float64(o.snilsChanges.Revoked))
+	f.Metrics.Links.WithLabelValues("diary", "added").Add(float64(o.diaryLinks))
 	f.SetCookie(w, f.cfg.Session.CookieName, raw, f.cfg.Session.Lifespan)
 	f.SetBrowser(w, r, browser)
 	if AccountOnly(lr) {
@@ -282,6 +191,125 @@ func (f *Flow) callback(w http.ResponseWriter, r *http.Request, connID string) {
 		return
 	}
 	f.act(w, r, next, lr, bs, account, true)
+}
+
+// completion is what completeLogin writes: who the upstream says logged in, through which flow,
+// and the new session and browser id.
+type completion struct {
+	r           *http.Request
+	connID      string
+	flow        *storage.UpstreamFlow
+	id          *upstream.Identity
+	snilsDigest string
+	session     *storage.BrowserSession
+	amr         []string
+	oldSession  string // the browser's session id before this login ("" when none)
+	browser     string // the browser id given at this login
+}
+
+// outcome is where a completed login goes on: the account, its login request, a diary's link
+// intent it took, and — for a diary's login — the next step, with the code when the step was
+// to issue it (or the OAuth error that refused it).
+type outcome struct {
+	account *storage.Account
+	lr      *storage.LoginRequest
+	intent  *storage.LinkIntent
+	next    step
+	issued  fosite.AuthorizeResponder
+	authErr error
+	// What the login changed in the links, counted once it is committed.
+	snilsChanges linking.Changes
+	diaryLinks   int
+}
+
+// completeLogin does the work of the upstream's callback in one transaction — the account, the
+// new session, the login request, the first-login settlement of imported links, the links by
+// SNILS, a diary's link intent, the audit line, and (when nothing else is needed) the code: a
+// failure leaves none of it. It writes no answer.
+func (f *Flow) completeLogin(ctx context.Context, c completion) (outcome, error) {
+	var o outcome
+	var pre loginState
+	sub := c.id.Subject
+	err := f.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		o.account, err = f.store.UpsertUpstreamAccount(ctx, &storage.Account{
+			Kind: "esia", Upstream: c.connID, UpstreamSub: &sub, SNILSDigest: c.snilsDigest, Unconfirmed: c.id.Unconfirmed,
+			FamilyName: c.id.FamilyName, GivenName: c.id.GivenName, MiddleName: c.id.MiddleName, Birthdate: c.id.Birthdate,
+		})
+		if err != nil {
+			return err
+		}
+		if o.account.Status != "active" {
+			f.Metrics.Logins.WithLabelValues(c.connID, "disabled").Inc()
+			return pages.AccountDisabled
+		}
+		// A new session id at every login: whatever id the browser held before is dropped.
+		if old := c.oldSession; old != "" {
+			if err := f.store.DeleteBrowserSession(ctx, web.HashToken(old)); err != nil {
+				return err
+			}
+		}
+		c.session.AccountID = o.account.ID
+		if err := f.store.CreateBrowserSession(ctx, c.session, c.amr); err != nil {
+			return err
+		}
+		// The login request is marked as logged in by the new session, and read, at once.
+		if o.lr, err = f.store.CompleteLoginRequest(ctx, c.flow.LoginRequestID, c.session.IDHash, web.HashToken(c.browser)); err != nil {
+			return pages.ExpiredLogin(err)
+		}
+		// A login that had to be fresh: refused (all of it rolled back) when the upstream
+		// answered from an older session of its own.
+		if err := f.checkFresh(c.r, c.connID, o.lr, c.id); err != nil {
+			return err
+		}
+		// The first login of an account a region's link import made: its imported links
+		// become normal ones, each checked now that ESIA has said who logged in.
+		if _, _, err := f.linker.SettleImported(ctx, o.account); err != nil {
+			return err
+		}
+		// Links by SNILS are re-checked at every login.
+		if o.snilsChanges, err = f.linker.ResolveAccount(ctx, o.account, c.id.SNILS); err != nil {
+			return err
+		}
+		if o.lr.LinkIntent != "" {
+			if o.intent, err = f.store.ConsumeLinkIntent(ctx, o.lr.LinkIntent); err != nil {
+				return errIntentGone(err)
+			}
+			if o.diaryLinks, err = f.linker.ApplyIntent(ctx, o.account.ID, o.intent.ClientID, o.intent.Relation, o.intent.Students()); err != nil {
+				return intentRefused(err)
+			}
+		}
+		if err := f.store.Audit(ctx, "account:"+o.account.ID, "login", c.connID, map[string]any{"amr": c.amr}); err != nil {
+			return err
+		}
+		if o.intent != nil || AccountOnly(o.lr) {
+			return nil
+		}
+		// What the authorization needs next is read here, in the same transaction.
+		if pre.linked, err = f.store.LinkedStudents(ctx, o.account.ID); err != nil {
+			return err
+		}
+		q, _ := url.ParseQuery(o.lr.AuthorizeQuery)
+		pre.consent, err = f.store.Consent(ctx, o.account.ID, q.Get("client_id"))
+		if errors.Is(err, storage.ErrNotFound) {
+			err = nil
+		}
+		if err != nil {
+			return err
+		}
+		// When nothing else is needed the code is issued here too: one transaction for the
+		// whole return from the upstream.
+		o.next = f.nextStep(ctx, o.lr, o.account, &pre)
+		if o.next.kind != stepFinish {
+			return nil
+		}
+		o.issued, o.authErr, err = f.provider.IssueCode(ctx, o.next.ar, c.session, o.account, o.next.client, o.lr, o.next.linked)
+		if err != nil {
+			return err
+		}
+		return o.authErr
+	})
+	return o, err
 }
 
 // intentRefused explains why the account that logged in may not take the intent's links.
@@ -339,9 +367,6 @@ func (f *Flow) linkIntentPage(w http.ResponseWriter, r *http.Request) {
 // the ESIA trip that completes it.
 func (f *Flow) linkIntentStart(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if f.CSRFRefused(w, r) {
-		return
-	}
 	browser := f.Browser(r)
 	raw := mux.Vars(r)["intent"]
 	if _, err := f.store.BindLinkIntent(ctx, web.HashToken(raw), web.HashToken(browser)); err != nil {

@@ -74,3 +74,19 @@ func (rt Router) Handle(path, name string, h http.HandlerFunc, methods ...string
 func (rt Router) Limited(path, name string, max func() int, h http.HandlerFunc, methods ...string) {
 	rt.Handle(path, name, rt.k.Limited(name, max, h), methods...)
 }
+
+// Form mounts the POST handler of a browser form, behind the per-address rate limit max (nil:
+// none). The form's CSRF token is checked before h runs, so no form can forget it.
+func (rt Router) Form(path, name string, max func() int, h http.HandlerFunc) {
+	checked := func(w http.ResponseWriter, r *http.Request) {
+		if rt.k.CSRFRefused(w, r) {
+			return
+		}
+		h(w, r)
+	}
+	if max == nil {
+		rt.Handle(path, name, checked, http.MethodPost)
+		return
+	}
+	rt.Limited(path, name, max, checked, http.MethodPost)
+}
