@@ -54,10 +54,10 @@ func (h *Handler) Mount(rt web.Router) {
 	pages := func() int { return h.cfg.Limits.PagesPerIPPerMinute }
 	rt.Handle("/", "home", h.home, http.MethodGet, http.MethodHead)
 	rt.Form("/account/login", "account_login", pages, h.accountLogin)
-	rt.Handle("/account", "account", h.accountPage, http.MethodGet)
-	rt.Form("/account/child", "account_child", nil, h.accountChild)
-	rt.Form("/account/key", "account_key", nil, h.generateKey)
-	rt.Form("/account/devices/revoke", "account_device_revoke", nil, h.revokeDevice)
+	rt.Handle("/account", "account", h.flow.WithAccount(h.accountPage), http.MethodGet)
+	rt.Form("/account/child", "account_child", nil, h.flow.WithAccount(h.accountChild))
+	rt.Form("/account/key", "account_key", nil, h.flow.WithAccount(h.generateKey))
+	rt.Form("/account/devices/revoke", "account_device_revoke", nil, h.flow.WithAccount(h.revokeDevice))
 	rt.Handle("/child/login", "child_login", h.childLoginPage, http.MethodGet)
 	rt.Form("/child/login", "child_login_post", pages, h.childLogin)
 }

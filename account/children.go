@@ -243,11 +243,7 @@ var childErrors = map[error]string{
 }
 
 // accountChild creates a child's sub-account or sets its new password.
-func (h *Handler) accountChild(w http.ResponseWriter, r *http.Request) {
-	account, ok := h.flow.SessionOrPage(w, r)
-	if !ok {
-		return
-	}
+func (h *Handler) accountChild(w http.ResponseWriter, r *http.Request, account *storage.Account) {
 	student, pw := r.PostFormValue("student"), r.PostFormValue("password")
 	var err error
 	notice := ""
@@ -292,12 +288,8 @@ func (h *Handler) accountChild(w http.ResponseWriter, r *http.Request) {
 }
 
 // generateKey shows a one-time activation key for the mobile app.
-func (h *Handler) generateKey(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) generateKey(w http.ResponseWriter, r *http.Request, account *storage.Account) {
 	ctx := r.Context()
-	account, ok := h.flow.SessionOrPage(w, r)
-	if !ok {
-		return
-	}
 	if h.cfg.Activation.ClientID == "" {
 		h.RenderError(w, r, pages.KeysOff)
 		return
@@ -334,12 +326,8 @@ func (h *Handler) generateKey(w http.ResponseWriter, r *http.Request) {
 }
 
 // revokeDevice disconnects an app: its refresh-token family is revoked.
-func (h *Handler) revokeDevice(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) revokeDevice(w http.ResponseWriter, r *http.Request, account *storage.Account) {
 	ctx := r.Context()
-	account, ok := h.flow.SessionOrPage(w, r)
-	if !ok {
-		return
-	}
 	id := r.PostFormValue("device")
 	err := h.store.InTx(ctx, func(ctx context.Context) error {
 		if err := h.store.RevokeDevice(ctx, account.ID, id); err != nil {

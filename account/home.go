@@ -62,10 +62,6 @@ func (h *Handler) accountLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 // accountPage is the personal page: children, their sub-accounts, the mobile app.
-func (h *Handler) accountPage(w http.ResponseWriter, r *http.Request) {
-	account, ok := h.flow.SessionOrPage(w, r)
-	if !ok {
-		return
-	}
+func (h *Handler) accountPage(w http.ResponseWriter, r *http.Request, account *storage.Account) {
 	h.renderAccount(w, r, account, http.StatusOK, "", "")
 }

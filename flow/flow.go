@@ -71,9 +71,9 @@ func (f *Flow) Mount(rt web.Router) {
 		id := c.ID()
 		rt.Limited("/"+id+"/callback", "callback", pages, func(w http.ResponseWriter, r *http.Request) { f.callback(w, r, id) }, http.MethodGet)
 	}
-	rt.Handle("/link/role", "link_role", f.rolePage, http.MethodGet)
-	rt.Handle("/link/code", "link_code", f.codePage, http.MethodGet)
-	rt.Form("/link/code", "link_code_post", pages, f.redeemCode)
+	rt.Handle("/link/role", "link_role", f.WithAccount(f.rolePage), http.MethodGet)
+	rt.Handle("/link/code", "link_code", f.WithAccount(f.codePage), http.MethodGet)
+	rt.Form("/link/code", "link_code_post", pages, f.WithAccount(f.redeemCode))
 	rt.Handle("/link/{intent}", "link_intent", f.linkIntentPage, http.MethodGet)
 	rt.Form("/link/{intent}", "link_intent_start", pages, f.linkIntentStart)
 	rt.Form("/consent", "consent", nil, f.consent)

@@ -153,18 +153,24 @@ func (f *Flow) selectStudent(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)
 }
 
-// sessionOr401 returns the logged-in account, or writes a page that says to log in.
-func (f *Flow) SessionOrPage(w http.ResponseWriter, r *http.Request) (*storage.Account, bool) {
-	bs, account, err := f.CurrentSession(r.Context(), r)
-	if err != nil {
-		f.RenderError(w, r, err)
-		return nil, false
+// AccountHandler is the handler of a page that needs a logged-in account.
+type AccountHandler func(w http.ResponseWriter, r *http.Request, account *storage.Account)
+
+// WithAccount runs h with the browser's logged-in account. Without a live session h does not
+// run: the page says to log in (401).
+func (f *Flow) WithAccount(h AccountHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		bs, account, err := f.CurrentSession(r.Context(), r)
+		if err != nil {
+			f.RenderError(w, r, err)
+			return
+		}
+		if bs == nil {
+			f.RenderError(w, r, pages.LoginNeeded)
+			return
+		}
+		h(w, r, account)
 	}
-	if bs == nil {
-		f.RenderError(w, r, pages.LoginNeeded)
-		return nil, false
-	}
-	return account, true
 }
 
 // loginParam checks that an optional login request id belongs to this browser's session.
@@ -179,11 +185,7 @@ func (f *Flow) loginParam(w http.ResponseWriter, r *http.Request, id string) (st
 	return lr.ID, true
 }
 
-func (f *Flow) rolePage(w http.ResponseWriter, r *http.Request) {
-	account, ok := f.SessionOrPage(w, r)
-	if !ok {
-		return
-	}
+func (f *Flow) rolePage(w http.ResponseWriter, r *http.Request, account *storage.Account) {
 	login, ok := f.loginParam(w, r, r.URL.Query().Get("login"))
 	if !ok {
 		return
@@ -208,11 +210,7 @@ func roleFromParam(v string) (string, bool) {
 	return "", false
 }
 
-func (f *Flow) codePage(w http.ResponseWriter, r *http.Request) {
-	account, ok := f.SessionOrPage(w, r)
-	if !ok {
-		return
-	}
+func (f *Flow) codePage(w http.ResponseWriter, r *http.Request, account *storage.Account) {
 	login, ok := f.loginParam(w, r, r.URL.Query().Get("login"))
 	if !ok {
 		return
@@ -238,12 +236,8 @@ func (f *Flow) renderCode(w http.ResponseWriter, r *http.Request, status int, lo
 }
 
 // redeemCode spends an invite code typed on the code page.
-func (f *Flow) redeemCode(w http.ResponseWriter, r *http.Request) {
+func (f *Flow) redeemCode(w http.ResponseWriter, r *http.Request, account *storage.Account) {
 	ctx := r.Context()
-	account, ok := f.SessionOrPage(w, r)
-	if !ok {
-		return
-	}
 	login, ok := f.loginParam(w, r, r.PostFormValue("login"))
 	if !ok {
 		return
