@@ -263,44 +263,18 @@ func (f *Flow) redeemCode(w http.ResponseWriter, r *http.Request, account *stora
 	}
 	if err != nil {
 		var le *invites.LockedError
-		msg := pages.CodeWrong
-		status := http.StatusBadRequest
-		switch {
-		case errors.As(err, &le):
+		if errors.As(err, &le) {
 			f.Metrics.Lockouts.WithLabelValues("invite").Inc()
-			status = http.StatusTooManyRequests
 			w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(le.Until).Seconds())+1))
-			msg = pages.CodesLocked(le.Until)
-		case errors.Is(err, storage.ErrInviteUsed):
-			msg = pages.CodeUsed
-		case errors.Is(err, storage.ErrInviteExpired):
-			msg = pages.CodeExpired
-		case errors.Is(err, storage.ErrInviteRevoked):
-			msg = pages.CodeRevoked
-		case errors.Is(err, storage.ErrInviteWrongUse):
-			msg = pages.CodeOtherRole
-		case errors.Is(err, linking.ErrAlreadyLinked):
-			msg = pages.CodeAlreadyLinked
-		case errors.Is(err, linking.ErrStudentLeft):
-			msg = pages.CodeStudentLeft
-		case errors.Is(err, linking.ErrChildAccount):
-			status = http.StatusForbidden
-			msg = pages.CodeChildAccount
-		case errors.Is(err, linking.ErrNotAdult):
-			status = http.StatusForbidden
-			msg = pages.CodeNotAdult
-		case errors.Is(err, linking.ErrNoBirthdate):
-			status = http.StatusForbidden
-			msg = pages.CodeNoBirthdate
-		case errors.Is(err, linking.ErrNotThisStudent):
-			status = http.StatusForbidden
-			msg = pages.CodeNotThisStudent
-		case errors.Is(err, invites.ErrInvalidCode):
-		default:
+			f.renderCode(w, r, http.StatusTooManyRequests, login, role, code, pages.CodesLocked(le.Until))
+			return
+		}
+		refusal, known := redeemRefusalOf(err)
+		if !known {
 			f.RenderError(w, r, err)
 			return
 		}
-		f.renderCode(w, r, status, login, role, code, msg)
+		f.renderCode(w, r, refusal.status, login, role, code, refusal.message)
 		return
 	}
 	linked, _ := f.store.LinkedStudents(ctx, account.ID)
@@ -312,30 +286,52 @@ func (f *Flow) redeemCode(w http.ResponseWriter, r *http.Request, account *stora
 	f.Render(w, r, http.StatusOK, &pages.CodeDone{Message: msg, LoginID: login, Linked: pages.Linked{Students: pages.Students(linked)}, RoleValue: string(role)})
 }
 
+// redeemRefusal is how a refused code is answered: the metric's result, the status and the
+// message of the code form.
+type redeemRefusal struct {
+	err     error
+	result  string
+	status  int
+	message string
+}
+
+// redeemRefusals are the refusals of a code, in the order they are told apart.
+var redeemRefusals = []redeemRefusal{
+	{storage.ErrInviteUsed, "used", http.StatusBadRequest, pages.CodeUsed},
+	{storage.ErrInviteExpired, "expired", http.StatusBadRequest, pages.CodeExpired},
+	{storage.ErrInviteRevoked, "revoked", http.StatusBadRequest, pages.CodeRevoked},
+	{storage.ErrInviteWrongUse, "wrong_role", http.StatusBadRequest, pages.CodeOtherRole},
+	{invites.ErrInvalidCode, "wrong_code", http.StatusBadRequest, pages.CodeWrong},
+	{linking.ErrAlreadyLinked, "already_linked", http.StatusBadRequest, pages.CodeAlreadyLinked},
+	{linking.ErrStudentLeft, "student_left", http.StatusBadRequest, pages.CodeStudentLeft},
+	{linking.ErrChildAccount, "not_allowed", http.StatusForbidden, pages.CodeChildAccount},
+	{linking.ErrNotAdult, "not_allowed", http.StatusForbidden, pages.CodeNotAdult},
+	{linking.ErrNoBirthdate, "not_allowed", http.StatusForbidden, pages.CodeNoBirthdate},
+	{linking.ErrNotThisStudent, "not_allowed", http.StatusForbidden, pages.CodeNotThisStudent},
+}
+
+// redeemRefusalOf finds how err is answered; known is false for an error that is not a
+// refusal of the code (a failure).
+func redeemRefusalOf(err error) (redeemRefusal, bool) {
+	for _, rf := range redeemRefusals {
+		if errors.Is(err, rf.err) {
+			return rf, true
+		}
+	}
+	return redeemRefusal{}, false
+}
+
 // redeemResult names a code redemption's outcome for the metrics (a fixed set).
 func redeemResult(err error) string {
 	var le *invites.LockedError
-	switch {
-	case err == nil:
+	if err == nil {
 		return "ok"
-	case errors.As(err, &le):
+	}
+	if errors.As(err, &le) {
 		return "locked"
-	case errors.Is(err, storage.ErrInviteUsed):
-		return "used"
-	case errors.Is(err, storage.ErrInviteExpired):
-		return "expired"
-	case errors.Is(err, storage.ErrInviteRevoked):
-		return "revoked"
-	case errors.Is(err, storage.ErrInviteWrongUse):
-		return "wrong_role"
-	case errors.Is(err, invites.ErrInvalidCode):
-		return "wrong_code"
-	case errors.Is(err, linking.ErrAlreadyLinked):
-		return "already_linked"
-	case errors.Is(err, linking.ErrStudentLeft):
-		return "student_left"
-	case errors.Is(err, linking.ErrChildAccount), errors.Is(err, linking.ErrNotAdult), errors.Is(err, linking.ErrNoBirthdate), errors.Is(err, linking.ErrNotThisStudent):
-		return "not_allowed"
+	}
+	if rf, ok := redeemRefusalOf(err); ok {
+		return rf.result
 	}
 	return "error"
 }
