@@ -9,7 +9,8 @@ FUZZ_TARGETS = FuzzNormalizeSNILS:./linking FuzzRosterCSV:./linking FuzzNormaliz
 
 ## dev: run the broker with the embedded store and the demo relying party on http://127.0.0.1:8080
 dev:
-	$(GO) run ./cmd/esia-broker dev
+	$(GO) build -o bin/esia-broker ./cmd/esia-broker
+	exec ./bin/esia-broker dev
 
 ## test: prepare the machine (PostgreSQL, packages) and run every test suite with the race detector
 test:

@@ -1,5 +1,6 @@
-// Package broker is the OpenID Connect provider: fosite composed over the storage package, the
-// HTTP routes, the browser session, the pages people see, and the signing keys.
+// Package broker assembles the broker: it builds every area (provider, flow, account, api,
+// backchannel) from the configuration, mounts their routes under one middleware stack, serves
+// health, readiness and the static files, and runs the background work.
 package broker
 
 import (

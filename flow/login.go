@@ -480,10 +480,23 @@ func (f *Flow) checkFresh(r *http.Request, connID string, lr *storage.LoginReque
 // refused at ESIA), unconfirmed, expired, upstream_refused (the broker's configuration),
 // upstream_unavailable, or upstream_error. Only the last three are the service's failures.
 func loginFailure(err error) string {
-	var ue *pages.UserError
-	if errors.As(err, &ue) && ue.Title == pages.Unconfirmed(nil).Title {
-		return "unconfirmed"
+	var ue *upstream.Error
+	if errors.As(err, &ue) {
+		switch ue.Kind {
+		case upstream.Cancelled:
+			return "cancelled"
+		case upstream.Unconfirmed:
+			return "unconfirmed"
+		case upstream.Expired:
+			return "expired"
+		case upstream.Misconfigured:
+			return "upstream_refused"
+		case upstream.Unavailable:
+			return "upstream_unavailable"
+		}
 	}
+	// A refusal not confirmed by a probe, or an answer that did not check out: ESIA's own code
+	// still tells what it was.
 	switch esia.Classify(err) {
 	case esia.ClassCancelled:
 		return "cancelled"

@@ -1,5 +1,6 @@
-// Package pages holds what people see: the page templates, the stylesheet and icons, the data
-// each page is drawn from, and the Russian texts of the pages that explain a refusal.
+// Package pages holds what people see: the page templates, the stylesheet and icons, one type
+// per page with the data its template reads, and (texts.go) every Russian text the broker's
+// areas show.
 package pages
 
 import (

@@ -168,7 +168,7 @@ Never use dev mode in production: cookies are not Secure and secrets live in a l
 				}
 				fmt.Fprintf(a.stdout, "\nesia-broker dev server is up (store: %s)\n", devenv.DescribeDSN(cfg.Database.DSN))
 				fmt.Fprintf(a.stdout, "  demo relying party:  %s/demo/\n", issuer)
-				fmt.Fprintf(a.stdout, "  ESIA emulator:       %s/_esia/ (personas: %s)\n", issuer, devenv.PersonaNames())
+				fmt.Fprintf(a.stdout, "  ESIA emulator:       under %s/_esia/, reached by «Войти через Госуслуги» (personas: %s)\n", issuer, devenv.PersonaNames())
 				fmt.Fprintf(a.stdout, "  discovery:           %s/.well-known/openid-configuration\n", issuer)
 				if m := cfg.HTTP.MetricsListen; m != "" {
 					fmt.Fprintf(a.stdout, "  metrics:             http://%s/metrics\n", m)

@@ -1,5 +1,5 @@
-// Package storagetest holds the storage conformance suite, run against every dialect, and the
-// helpers that give tests a throw-away store of each kind.
+// Package storagetest gives tests a throw-away store of each dialect (PostgreSQL, SQLite). The
+// storage conformance suite itself is in storage's own tests.
 package storagetest
 
 import (
