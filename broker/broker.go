@@ -191,19 +191,7 @@ func New(ctx context.Context, o Options) (*Broker, error) {
 	// Logouts carry the sub the diary saw, made when they are queued: an account forgotten has
 	// no oid left by the time its logouts are sent.
 	subjects.Install(o.Store)
-	ch := cfg.Children
-	b.linker.SetChildOptions(linking.ChildOptions{
-		PasswordAccountsOff: !ch.PasswordAccounts,
-		Argon2:              linking.Argon2Params{Time: ch.Argon2Time, MemoryKiB: ch.Argon2MemoryKiB, Threads: ch.Argon2Threads},
-		GraceDays:           ch.GraceDays,
-		PerLogin:            storage.AttemptLimit{Max: ch.FailuresPerLogin, Window: ch.Window, Lockout: ch.Lockout},
-		PerIP:               storage.AttemptLimit{Max: ch.FailuresPerIP, Window: ch.Window, Lockout: ch.Lockout},
-		PerLoginAll:         storage.AttemptLimit{Max: ch.FailuresPerLoginAll, Window: ch.Window, Lockout: ch.LoginAllLockout},
-		HashConcurrency:     ch.HashConcurrency(),
-		HashQueue:           ch.HashQueue,
-		HashWait:            ch.HashWait,
-		CreatePerAccount:    linking.DefaultChildOptions().CreatePerAccount,
-	})
+	b.linker.SetChildOptions(ChildOptions(cfg))
 	seen := map[string]bool{}
 	for _, c := range o.Connectors {
 		if seen[c.ID()] {
@@ -456,4 +444,22 @@ func Services(cfg *config.Config, s *storage.Store) (*linking.Service, *invites.
 		PerIP:      storage.AttemptLimit{Max: l.InviteFailuresPerIP, Window: l.Window, Lockout: l.Lockout},
 	})
 	return linking.NewService(s, d, inv), inv, nil
+}
+
+// ChildOptions are the rules of children's login-and-password sub-accounts the configuration
+// sets (children.*): the server's and the children import's.
+func ChildOptions(cfg *config.Config) linking.ChildOptions {
+	ch := cfg.Children
+	return linking.ChildOptions{
+		PasswordAccountsOff: !ch.PasswordAccounts,
+		Argon2:              linking.Argon2Params{Time: ch.Argon2Time, MemoryKiB: ch.Argon2MemoryKiB, Threads: ch.Argon2Threads},
+		GraceDays:           ch.GraceDays,
+		PerLogin:            storage.AttemptLimit{Max: ch.FailuresPerLogin, Window: ch.Window, Lockout: ch.Lockout},
+		PerIP:               storage.AttemptLimit{Max: ch.FailuresPerIP, Window: ch.Window, Lockout: ch.Lockout},
+		PerLoginAll:         storage.AttemptLimit{Max: ch.FailuresPerLoginAll, Window: ch.Window, Lockout: ch.LoginAllLockout},
+		HashConcurrency:     ch.HashConcurrency(),
+		HashQueue:           ch.HashQueue,
+		HashWait:            ch.HashWait,
+		CreatePerAccount:    linking.DefaultChildOptions().CreatePerAccount,
+	}
 }

@@ -204,7 +204,7 @@ func (f *Flow) nextStep(ctx context.Context, lr *storage.LoginRequest, account *
 	}
 	st.kind, st.err = decide(situation{
 		child: account.Kind == "child", scopes: st.scopes, linked: len(st.linked), prompt: prompt,
-		consented: lr.Consented, picked: lr.StudentID != "", alwaysPick: f.alwaysPick(client.ID),
+		consented: lr.Consented, picked: lr.StudentID != "", alwaysPick: f.alwaysPick[client.ID],
 		consentCurrent: func() (bool, error) {
 			if pre != nil {
 				return f.consentMatches(pre.consent, st.scopes, st.linked), nil
@@ -295,15 +295,6 @@ func (f *Flow) act(w http.ResponseWriter, r *http.Request, st step, lr *storage.
 	default:
 		f.finishAuthorize(w, r, st.ar, bs, account, st.client, lr, st.linked)
 	}
-}
-
-func (f *Flow) alwaysPick(clientID string) bool {
-	for _, c := range strings.Split(f.cfg.Linking.AlwaysPickStudent, ",") {
-		if strings.TrimSpace(c) == clientID {
-			return true
-		}
-	}
-	return false
 }
 
 // finishAuthorize spends the login request and issues the code in one transaction: the code,

@@ -2,6 +2,7 @@ package flow
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/esia-broker/esia-broker/config"
@@ -35,6 +36,8 @@ type Flow struct {
 	connectors map[string]upstream.Connector
 	connOrder  []upstream.Connector
 	calendar   func() time.Time
+	// alwaysPick are the clients that ask for the student picker at every login.
+	alwaysPick map[string]bool
 }
 
 // New makes a Flow; the connectors' ids must be unique (the broker checks).
@@ -43,6 +46,12 @@ func New(o Options) *Flow {
 		connectors: map[string]upstream.Connector{}, connOrder: o.Connectors, calendar: o.Calendar}
 	for _, c := range o.Connectors {
 		f.connectors[c.ID()] = c
+	}
+	f.alwaysPick = map[string]bool{}
+	for _, c := range strings.Split(o.Config.Linking.AlwaysPickStudent, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			f.alwaysPick[c] = true
+		}
 	}
 	if f.calendar == nil {
 		f.calendar = time.Now

@@ -86,7 +86,7 @@ func (f *Flow) renderPicker(w http.ResponseWriter, r *http.Request, lr *storage.
 // consent records the answer of the consent page.
 func (f *Flow) consent(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	lr, bs, account, ok := f.loginInProgress(w, r, r.PostFormValue("login"))
+	lr, _, account, ok := f.loginInProgress(w, r, r.PostFormValue("login"))
 	if !ok {
 		return
 	}
@@ -125,7 +125,6 @@ func (f *Flow) consent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Metrics.Consents.WithLabelValues("given").Inc()
-	_ = bs
 	http.Redirect(w, r, "/oauth2/authorize/resume?login="+url.QueryEscape(lr.ID), http.StatusSeeOther)
 }
 
@@ -256,7 +255,7 @@ func (f *Flow) redeemCode(w http.ResponseWriter, r *http.Request, account *stora
 		f.renderCode(w, r, http.StatusBadRequest, login, role, "", pages.CodeMissing)
 		return
 	}
-	st, err := f.linker.RedeemCode(ctx, account.ID, code, role, f.ClientIP(r))
+	_, err := f.linker.RedeemCode(ctx, account.ID, code, role, f.ClientIP(r))
 	f.Metrics.Invites.WithLabelValues(redeemResult(err)).Inc()
 	if err == nil {
 		f.Metrics.Links.WithLabelValues("invite", "added").Inc()
@@ -282,7 +281,6 @@ func (f *Flow) redeemCode(w http.ResponseWriter, r *http.Request, account *stora
 	if role == invites.RoleStudent {
 		msg = pages.CodeAcceptedStudent
 	}
-	_ = st
 	f.Render(w, r, http.StatusOK, &pages.CodeDone{Message: msg, LoginID: login, Linked: pages.Linked{Students: pages.Students(linked)}, RoleValue: string(role)})
 }
 

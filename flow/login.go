@@ -273,7 +273,7 @@ func (f *Flow) completeLogin(ctx context.Context, c completion) (outcome, error)
 		}
 		if o.lr.LinkIntent != "" {
 			if o.intent, err = f.store.ConsumeLinkIntent(ctx, o.lr.LinkIntent); err != nil {
-				return errIntentGone(err)
+				return pages.IntentGone(err)
 			}
 			if o.diaryLinks, err = f.linker.ApplyIntent(ctx, o.account.ID, o.intent.ClientID, o.intent.Relation, o.intent.Students()); err != nil {
 				return intentRefused(err)
@@ -330,8 +330,6 @@ func intentRefused(err error) error {
 	return pages.LinkRefused(reason, err)
 }
 
-func errIntentGone(err error) error { return pages.IntentGone(err) }
-
 // linkIntentPage shows a diary's link intent: the students it links, before anyone goes to ESIA.
 // Opening it binds nothing (a link-preview bot or a mail scanner opens links too); the person's
 // «Войти через Госуслуги» (linkIntentStart) binds it to their browser.
@@ -351,7 +349,7 @@ func (f *Flow) linkIntentPage(w http.ResponseWriter, r *http.Request) {
 		students = append(students, storage.LinkedStudent{StudentID: st.ID, Class: st.Class, Family: st.FamilyName, Given: st.GivenName, Middle: st.MiddleName})
 	}
 	if len(students) == 0 {
-		f.RenderError(w, r, errIntentGone(errors.New("no active student in the intent")))
+		f.RenderError(w, r, pages.IntentGone(errors.New("no active student in the intent")))
 		return
 	}
 	name := intent.ClientID
@@ -404,7 +402,7 @@ func intentError(err error) error {
 	if errors.Is(err, storage.ErrIntentElsewhere) {
 		return pages.IntentElsewhere(err)
 	}
-	return errIntentGone(err)
+	return pages.IntentGone(err)
 }
 
 // intentConnector is the upstream that completes a link intent: ESIA when configured.

@@ -40,8 +40,7 @@ func (a *app) importFileCmd(use, short, long string, run func(ctx context.Contex
 				if err != nil {
 					return err
 				}
-				link.SetChildOptions(linking.ChildOptions{PasswordAccountsOff: !cfg.Children.PasswordAccounts, GraceDays: cfg.Children.GraceDays,
-					Argon2: linking.Argon2Params{Time: cfg.Children.Argon2Time, MemoryKiB: cfg.Children.Argon2MemoryKiB, Threads: cfg.Children.Argon2Threads}})
+				link.SetChildOptions(broker.ChildOptions(cfg))
 				switch {
 				case upstreamFlag == "" && !cfg.Upstream.ESIA.Enabled && cfg.Upstream.OIDC.Enabled:
 					o.Upstream = "oidc" // a gateway to ESIA: its accounts are known by that connector
