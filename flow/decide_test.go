@@ -55,3 +55,27 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestClientSet(t *testing.T) {
+	for _, tc := range []struct {
+		list string
+		want []string
+	}{
+		{"", nil},
+		{"kiasuo", []string{"kiasuo"}},
+		{" kiasuo , asiou,,", []string{"kiasuo", "asiou"}},
+	} {
+		got := clientSet(tc.list)
+		if len(got) != len(tc.want) {
+			t.Errorf("%q: %v", tc.list, got)
+		}
+		for _, c := range tc.want {
+			if !got[c] {
+				t.Errorf("%q: %s missing from %v", tc.list, c, got)
+			}
+		}
+		if got[""] {
+			t.Errorf("%q: the empty id is in the set", tc.list)
+		}
+	}
+}

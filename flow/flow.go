@@ -47,12 +47,7 @@ func New(o Options) *Flow {
 	for _, c := range o.Connectors {
 		f.connectors[c.ID()] = c
 	}
-	f.alwaysPick = map[string]bool{}
-	for _, c := range strings.Split(o.Config.Linking.AlwaysPickStudent, ",") {
-		if c = strings.TrimSpace(c); c != "" {
-			f.alwaysPick[c] = true
-		}
-	}
+	f.alwaysPick = clientSet(o.Config.Linking.AlwaysPickStudent)
 	if f.calendar == nil {
 		f.calendar = time.Now
 	}
@@ -87,4 +82,15 @@ func (f *Flow) Mount(rt web.Router) {
 	rt.Form("/link/{intent}", "link_intent_start", pages, f.linkIntentStart)
 	rt.Form("/consent", "consent", nil, f.consent)
 	rt.Form("/select", "select", nil, f.selectStudent)
+}
+
+// clientSet reads a comma-separated list of client ids (linking.always_pick_student).
+func clientSet(list string) map[string]bool {
+	set := map[string]bool{}
+	for _, c := range strings.Split(list, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			set[c] = true
+		}
+	}
+	return set
 }
